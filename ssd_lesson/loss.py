@@ -1,0 +1,205 @@
+"""The SSD loss: classification plus box regression, batched over images.
+
+Follows the lesson's ``ssd_loss``: decode the box activations, match predicted
+boxes to ground truth, turn weak matches into background, then binary
+cross-entropy on the classes and L1 on the positives' corners.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .anchors import Anchors, activations_to_boxes
+from .boxes import box_iou
+from .matching import Match, match_boxes
+
+__all__ = ["SSDLossResult", "ssd_loss", "classification_loss", "regression_loss", "validate_inputs"]
+
+
+@dataclass
+class SSDLossResult:
+    """Everything :func:`ssd_loss` computes on the way.
+
+    total: scalar, summed over images (what ``.backward()`` is called on).
+    classification, regression: ``(B,)`` per image.
+    pred_boxes: ``(B, A, 4)`` decoded boxes ``(y0, x0, y1, x1)``, fractions.
+    ious: ``(B, A, G)`` IoU used for matching (with predicted or anchor boxes).
+    match: :class:`~ssd_lesson.matching.Match` of ``(B, A)`` tensors.
+    target_labels: ``(B, A)`` int64 class of each box, background (C) where not positive.
+    target_boxes: ``(B, A, 4)`` the matched ground-truth box of each box.
+    """
+
+    total: Tensor
+    classification: Tensor
+    regression: Tensor
+    pred_boxes: Tensor
+    ious: Tensor
+    match: Match
+    target_labels: Tensor
+    target_boxes: Tensor
+
+
+def _bce_terms(x: Tensor, target_is_one: bool, focal: bool, alpha: float, gamma: float) -> Tensor:
+    """Per-element BCE-with-logits (optionally focal-weighted) for targets all 0 or all 1."""
+    # softplus(-x) = -log(sigmoid(x)), softplus(x) = -log(1 - sigmoid(x)), both stable.
+    bce = F.softplus(-x) if target_is_one else F.softplus(x)
+    if not focal:
+        return bce
+    p = torch.sigmoid(x)
+    one_minus_pt = (1 - p) if target_is_one else p
+    w = (alpha if target_is_one else 1 - alpha) * one_minus_pt.pow(gamma)
+    return w * bce
+
+
+def classification_loss(class_logits: Tensor, target_labels: Tensor, *, focal: bool = False,
+                        alpha: float = 0.25, gamma: float = 1.0) -> Tensor:
+    """The lesson's ``BCE_Loss`` (or ``FocalLoss``), per image.
+
+    One-hot targets over C+1 columns, background column dropped from targets and
+    logits, binary cross-entropy summed over boxes and classes, divided by C.
+    The one-hot matrix is never built: every column is scored as a 0 target,
+    then the target column of each positive box is swapped to a 1 target.
+
+    Args:
+        class_logits: ``(B, A, C+1)``, background last.
+        target_labels: ``(B, A)`` int64 in ``[0, C]``; C is background.
+
+    Returns:
+        ``(B,)`` loss per image.
+    """
+    C = class_logits.shape[-1] - 1
+    x = class_logits[..., :C]
+    as_zero = _bce_terms(x, False, focal, alpha, gamma).sum(dim=(-1, -2))
+    is_object = target_labels < C
+    x_t = x.gather(-1, target_labels.clamp_max(C - 1).unsqueeze(-1)).squeeze(-1)  # (B, A)
+    swap = _bce_terms(x_t, True, focal, alpha, gamma) - _bce_terms(x_t, False, focal, alpha, gamma)
+    return (as_zero + (swap * is_object).sum(dim=-1)) / C
+
+
+def regression_loss(pred_boxes: Tensor, target_boxes: Tensor, positive: Tensor,
+                    reduction: Literal["mean", "sum"] = "mean") -> Tensor:
+    """L1 between positives' predicted and matched ground-truth corners, per image.
+
+    ``"mean"`` (the lesson's code): mean absolute error over the positives'
+    4 coordinates. ``"sum"`` (the article's wording): each positive's MAE over
+    its 4 coordinates, summed over positives. An image with no positive gives 0.
+
+    Args:
+        pred_boxes, target_boxes: ``(B, A, 4)``.
+        positive: ``(B, A)`` bool.
+
+    Returns:
+        ``(B,)``.
+    """
+    # where, not a product: a non-positive's target may be a padding row holding anything.
+    err = torch.where(positive.unsqueeze(-1), (pred_boxes - target_boxes).abs(), 0.0).sum(dim=(-1, -2))
+    if reduction == "mean":
+        return err / (4 * positive.sum(dim=-1).clamp_min(1))
+    if reduction == "sum":
+        return err / 4
+    raise ValueError(f"regression reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _fail(name: str, problem: str) -> None:
+    raise ValueError(f"{name}: {problem}")
+
+
+def validate_inputs(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
+                    anchors: Anchors) -> None:
+    """Raise a ``ValueError`` naming the argument and the problem, or return None."""
+    for name, t in (("class_logits", class_logits), ("box_actns", box_actns), ("gt_boxes", gt_boxes)):
+        if not isinstance(t, Tensor):
+            _fail(name, f"expected a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            _fail(name, f"expected a floating-point tensor, got dtype {t.dtype}")
+    if not isinstance(gt_labels, Tensor) or gt_labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        _fail("gt_labels", f"expected an integer tensor of class ids, got {getattr(gt_labels, 'dtype', type(gt_labels).__name__)}")
+    if class_logits.dim() != 3:
+        _fail("class_logits", f"expected shape (B, A, C+1), got {tuple(class_logits.shape)}")
+    if class_logits.shape[-1] < 2:
+        _fail("class_logits", f"needs at least one class plus background in the last dimension, got {class_logits.shape[-1]}")
+    B, A = class_logits.shape[:2]
+    if box_actns.dim() != 3 or box_actns.shape[-1] != 4:
+        _fail("box_actns", f"expected shape (B, A, 4), got {tuple(box_actns.shape)}")
+    if A != len(anchors):
+        _fail("class_logits", f"has {A} boxes but anchors has {len(anchors)}")
+    if box_actns.shape[1] != len(anchors):
+        _fail("box_actns", f"has {box_actns.shape[1]} boxes but anchors has {len(anchors)}")
+    if box_actns.shape[0] != B:
+        _fail("box_actns", f"batch size {box_actns.shape[0]} differs from class_logits' {B}")
+    if gt_boxes.dim() != 3 or gt_boxes.shape[-1] != 4:
+        _fail("gt_boxes", f"expected shape (B, G, 4), got {tuple(gt_boxes.shape)}")
+    if gt_boxes.shape[0] != B:
+        _fail("gt_boxes", f"batch size {gt_boxes.shape[0]} differs from class_logits' {B}")
+    if gt_labels.shape != gt_boxes.shape[:2]:
+        _fail("gt_labels", f"expected shape {tuple(gt_boxes.shape[:2])} to match gt_boxes, got {tuple(gt_labels.shape)}")
+    for name, t in (("class_logits", class_logits), ("box_actns", box_actns)):
+        if not torch.isfinite(t).all():
+            _fail(name, "contains NaN or inf")
+    C = class_logits.shape[-1] - 1
+    valid = gt_labels >= 0
+    if (gt_labels < -1).any():
+        _fail("gt_labels", f"has a label below -1 (min {int(gt_labels.min())}); -1 marks padding")
+    if (gt_labels >= C).any():
+        _fail("gt_labels", f"has class id {int(gt_labels.max())} but there are only {C} classes (0..{C - 1}; {C} is background)")
+    real = gt_boxes[valid]
+    if not torch.isfinite(real).all():
+        _fail("gt_boxes", "contains NaN or inf in a non-padding row")
+    bad = (real[:, 2] <= real[:, 0]) | (real[:, 3] <= real[:, 1])
+    if bad.any():
+        b, g = torch.nonzero(valid)[torch.nonzero(bad)[0, 0]].tolist()
+        _fail("gt_boxes", f"box [{b}, {g}] = {gt_boxes[b, g].tolist()} has y1 <= y0 or x1 <= x0 (expected (y0, x0, y1, x1))")
+
+
+def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_labels: Tensor, anchors: Anchors, *,
+             match_on: Literal["predictions", "anchors"] = "predictions", iou_threshold: float = 0.4,
+             classification: Literal["bce", "focal"] = "bce", focal_alpha: float = 0.25, focal_gamma: float = 1.0,
+             regression_reduction: Literal["mean", "sum"] = "mean", validate: bool = True) -> SSDLossResult:
+    """The SSD loss of a batch, with every intermediate the notebooks show.
+
+    Args:
+        class_logits: ``(B, A, C+1)`` class activations, background (index C) last.
+        box_actns: ``(B, A, 4)`` box activations, decoded by :func:`activations_to_boxes`.
+        gt_boxes: ``(B, G, 4)`` ground-truth ``(y0, x0, y1, x1)``, fractions of the image.
+        gt_labels: ``(B, G)`` int64 class ids in ``[0, C)``; -1 marks a padding row.
+        anchors: from :func:`~ssd_lesson.anchors.make_anchors`, on the same device.
+        match_on: ``"predictions"`` matches ground truth to the predicted boxes (the
+            article); ``"anchors"`` to the fixed anchor boxes (the lesson's code).
+        iou_threshold: matches not above it become background.
+        classification: ``"bce"`` (the lesson's ``BCE_Loss``) or ``"focal"``.
+        focal_alpha, focal_gamma: the focal weight ``alpha_t * (1 - p_t) ** gamma``.
+        regression_reduction: ``"mean"`` over positives' coordinates (the lesson's
+            code) or ``"sum"`` of per-box MAE (the article's wording).
+        validate: check the inputs first (costs a host sync); False for speed.
+    """
+    if match_on not in ("predictions", "anchors"):
+        raise ValueError(f"match_on must be 'predictions' or 'anchors', got {match_on!r}")
+    if classification not in ("bce", "focal"):
+        raise ValueError(f"classification must be 'bce' or 'focal', got {classification!r}")
+    if not 0 <= iou_threshold < 1.99:
+        raise ValueError(f"iou_threshold must be in [0, 1.99), got {iou_threshold}")
+    if validate:
+        validate_inputs(class_logits, box_actns, gt_boxes, gt_labels, anchors)
+    C = class_logits.shape[-1] - 1
+    gt_boxes = gt_boxes.to(box_actns.dtype)
+    gt_labels = gt_labels.long()
+    pred_boxes = activations_to_boxes(box_actns, anchors)
+    # Matching picks targets; it is not differentiated through.
+    to_match = pred_boxes.detach() if match_on == "predictions" else anchors.corners.to(box_actns.dtype).unsqueeze(0)
+    ious = box_iou(to_match, gt_boxes)  # (B, A, G)
+    gt_valid = gt_labels >= 0
+    match = match_boxes(ious, gt_valid, iou_threshold)
+    if gt_boxes.shape[1] == 0:  # no ground truth in the whole batch: everything is background
+        target_labels = torch.full_like(match.gt_idx, C)
+        target_boxes = torch.zeros_like(pred_boxes)
+    else:
+        target_labels = gt_labels.gather(1, match.gt_idx).masked_fill(~match.positive, C)
+        target_boxes = gt_boxes.gather(1, match.gt_idx.unsqueeze(-1).expand(-1, -1, 4))
+    clas = classification_loss(class_logits, target_labels, focal=classification == "focal",
+                               alpha=focal_alpha, gamma=focal_gamma)
+    regr = regression_loss(pred_boxes, target_boxes, match.positive, regression_reduction)
+    return SSDLossResult((clas + regr).sum(), clas, regr, pred_boxes, ious, match, target_labels, target_boxes)

@@ -1,0 +1,72 @@
+"""Give every predicted box a ground-truth box to answer to.
+
+The lesson's ``map_to_ground_truth``, batched over images: no loop over images
+or ground-truth boxes, no host sync, no data-dependent shapes.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["Match", "match_boxes", "FORCED_OVERLAP"]
+
+#: The overlap written on a box that a ground-truth box claims (the article's "nudged to 2").
+FORCED_OVERLAP = 1.99
+
+
+class Match(NamedTuple):
+    """Result of :func:`match_boxes`; every field is ``(B, A)``.
+
+    gt_idx: int64, the ground-truth box each predicted box answers to.
+    gt_overlap: its IoU with that box, or 1.99 where the ground-truth box claimed it.
+    positive: bool, ``gt_overlap > iou_threshold``; the rest become background.
+    """
+
+    gt_idx: Tensor
+    gt_overlap: Tensor
+    positive: Tensor
+
+
+def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = 0.4) -> Match:
+    """Match predicted (or anchor) boxes to ground-truth boxes.
+
+    1. Each box takes the valid ground-truth box it overlaps most, and records
+       that IoU. A box that overlaps none takes the first valid one (index 0 when
+       padding rows come last, as the article notes) with overlap 0.
+    2. Each valid ground-truth box then claims the box it overlaps most (the first
+       such box on ties, even when it overlaps nothing, as the lesson does): that
+       box's ``gt_idx`` becomes the claimant's and its overlap 1.99, so every
+       object is answered by at least one box. When two ground-truth boxes claim
+       the same box the later one wins, as in the lesson's loop.
+
+    Args:
+        ious: ``(B, A, G)`` IoU of each of A boxes with each of G ground-truth boxes.
+        gt_valid: ``(B, G)`` bool, False on padding rows.
+        iou_threshold: boxes whose overlap is not above this become background.
+
+    Returns:
+        :class:`Match` of ``(B, A)`` tensors.
+    """
+    B, A, G = ious.shape
+    if gt_valid.shape != (B, G):
+        raise ValueError(f"gt_valid: expected shape {(B, G)} to match ious {tuple(ious.shape)}, got {tuple(gt_valid.shape)}")
+    if G == 0:
+        zeros = ious.new_zeros(B, A)
+        return Match(zeros.long(), zeros, zeros.bool())
+    valid = gt_valid[:, None, :]
+    # IoU is >= 0, so -1 keeps padding rows from ever winning a max.
+    masked = ious.masked_fill(~valid, -1.0)
+    gt_overlap, gt_idx = masked.max(dim=2)  # (B, A): best ground truth per box
+    gt_overlap = gt_overlap.clamp_min(0)  # an image with no ground truth at all
+
+    best_box = masked.argmax(dim=1)  # (B, G): best box per ground truth, first on ties
+    # Scatter each valid claimant's index onto its box; amax makes the later claimant win on any device.
+    claimant = torch.arange(G, device=ious.device).expand(B, G).masked_fill(~gt_valid, -1)
+    claimed = torch.full((B, A), -1, dtype=torch.long, device=ious.device)
+    claimed = claimed.scatter_reduce(1, best_box, claimant, reduce="amax")
+    forced = claimed >= 0
+    gt_idx = torch.where(forced, claimed, gt_idx)
+    gt_overlap = torch.where(forced, torch.full_like(gt_overlap, FORCED_OVERLAP), gt_overlap)
+    return Match(gt_idx, gt_overlap, gt_overlap > iou_threshold)
