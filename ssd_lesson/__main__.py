@@ -1,0 +1,73 @@
+"""Command line: ``python -m ssd_lesson {dissect,train,bench,notebooks}``.
+
+Each subcommand imports its module only when chosen, so ``dissect`` does not pay
+for fastai and ``--help`` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+
+def _dissect(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m ssd_lesson dissect",
+                                description="Walk the article's steps on the default example: print its tables, save its figures.")
+    p.add_argument("--out", default="ssd_lesson_out", help="folder for the figures (created; other files in it are left alone)")
+    p.add_argument("--rows", type=int, default=30, help="predicted boxes shown in Tables 1 and 2")
+    p.add_argument("--seed", type=int, default=0, help="seed for the fallback random activations")
+    p.add_argument("--iou-threshold", type=float, default=0.4)
+    p.add_argument("--match-on", choices=("predictions", "anchors"), default="predictions")
+    args = p.parse_args(argv)
+    from .dissect import run_dissect
+
+    run_dissect(out_dir=args.out, n_rows=args.rows, seed=args.seed, iou_threshold=args.iou_threshold,
+                match_on=args.match_on)
+    return 0
+
+
+def _train(argv: Sequence[str]) -> int:
+    from .train import train_main
+
+    return int(train_main(list(argv)) or 0)
+
+
+def _bench(argv: Sequence[str]) -> int:
+    from .bench import main as bench_main
+
+    return int(bench_main(list(argv)) or 0)
+
+
+def _notebooks(argv: Sequence[str]) -> int:
+    from .notebooks import notebooks_main
+
+    return int(notebooks_main(list(argv)) or 0)
+
+
+COMMANDS = {
+    "dissect": (_dissect, "walk the article's steps headlessly: tables printed, figures saved"),
+    "train": (_train, "train the SSD (offline collage set or Pascal VOC) and save a checkpoint"),
+    "bench": (_bench, "time the batched loss against the lesson's per-image loop and torchvision"),
+    "notebooks": (_notebooks, "execute the notebook series in order, optionally exporting HTML"),
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: python -m ssd_lesson {" + ",".join(COMMANDS) + "} [options]\n")
+        for name, (_, text) in COMMANDS.items():
+            print(f"  {name:<10} {text}")
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0
+    try:
+        return COMMANDS[argv[0]][0](argv[1:])
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
