@@ -1,0 +1,235 @@
+"""Offline images: real photographs from installed wheels, our annotations, and collages.
+
+Pascal VOC cannot always be downloaded (CI, a learner offline). scikit-image and
+matplotlib ship a few real photographs of VOC classes inside their wheels; this
+project annotates them in ``data/annotations/*.xml`` (VOC XML whose ``<folder>``
+is the path inside the installed package). From those:
+
+* :func:`object_crops`: each (non-difficult) annotated object, cut at its box;
+* :func:`render_collage`: one 224x224 image of 1-4 crops pasted on a real
+  background photo that holds no VOC object; boxes are exact by construction;
+* :func:`make_collage_dataset`: a VOC-layout detection set of such images, with
+  train and val splits, read back by :func:`ssd_lesson.data.load_voc`.
+
+Boxes are ``(y0, x0, y1, x1)`` in pixels (integers here) unless stated otherwise.
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .data import DATA_DIR, VOC_CLASSES, Record, load_image, parse_voc_xml, write_voc_xml
+
+__all__ = ["PHOTO_ANNOTATIONS", "BACKGROUNDS", "package_file", "photo_records", "Crop", "object_crops",
+           "Collage", "paste_objects", "render_collage", "make_collage_dataset", "plot_photo_annotations"]
+
+PHOTO_ANNOTATIONS = DATA_DIR / "annotations"
+# Real photographs with no VOC object in them (checked by eye): backgrounds for the collages.
+BACKGROUNDS = ("skimage/data/rocket.jpg", "skimage/data/coffee.png", "skimage/data/brick.png",
+               "skimage/data/grass.png", "skimage/data/gravel.png", "skimage/data/hubble_deep_field.jpg")
+MIN_VISIBLE = 0.6  # an occluded object keeps at least this fraction of its box, and touches all 4 sides
+
+
+def _package_path(relpath: str) -> Path:
+    top, _, rest = relpath.partition("/")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{relpath}: package {top!r} is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / rest
+
+
+def package_file(relpath: str) -> Path:
+    """``"skimage/data/astronaut.png"`` -> that file inside the installed package (no import, no download)."""
+    path = _package_path(relpath)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not in the installed {relpath.partition('/')[0]!r} package")
+    return path
+
+
+def photo_records(annotations: Path = PHOTO_ANNOTATIONS) -> list[Record]:
+    """One record per annotated photograph (image path resolved inside its package)."""
+    xmls = sorted(Path(annotations).glob("*.xml"))
+    if not xmls:
+        raise FileNotFoundError(f"{annotations}: no photo annotations (*.xml) found")
+    return [parse_voc_xml(x, _package_path(ET.parse(x).findtext("folder") or "")) for x in xmls]
+
+
+@dataclass(frozen=True)
+class Crop:
+    """An annotated object cut at its box: ``image (h, w, 3)`` uint8, class id, source ``"file#i"``."""
+
+    image: np.ndarray
+    label: int
+    source: str
+
+
+@lru_cache(maxsize=None)
+def object_crops() -> tuple[Crop, ...]:
+    """Every non-difficult object of the photo annotations, cut out at its (integer) box."""
+    crops = []
+    for r in photo_records():
+        image = load_image(r.image_path)
+        for i, (box, lab, diff) in enumerate(zip(r.boxes.astype(int), r.labels, r.difficult)):
+            if not diff:  # difficult = a fragment (e.g. a bicycle hidden behind a bench): not a good example
+                y0, x0, y1, x1 = box
+                crops.append(Crop(image[y0:y1, x0:x1].copy(), int(lab), f"{r.image_path.name}#{i}"))
+    return tuple(crops)
+
+
+@lru_cache(maxsize=None)
+def _backgrounds() -> tuple[np.ndarray, ...]:
+    return tuple(load_image(package_file(p)) for p in BACKGROUNDS)
+
+
+@dataclass
+class Collage:
+    """image ``(S, S, 3)`` uint8; boxes ``(G, 4)`` int pixels; labels ``(G,)``;
+    owner ``(S, S)`` int: which object shows at each pixel (-1 background);
+    sources: per object ``(crop source, flipped)``."""
+
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    owner: np.ndarray
+    sources: list[tuple[str, bool]]
+
+
+def _resized(crop: Crop, h: int, w: int, flip: bool) -> np.ndarray:
+    out = np.asarray(Image.fromarray(crop.image).resize((w, h), Image.BILINEAR))
+    return out[:, ::-1] if flip else out
+
+
+def paste_objects(background: np.ndarray, crops: list[Crop], boxes: np.ndarray, flips: list[bool]) -> Collage:
+    """Paste each crop, resized to its integer box, onto a copy of ``background``; later ones on top."""
+    image, owner = background.copy(), np.full(background.shape[:2], -1, np.int16)
+    for k, (crop, (y0, x0, y1, x1), flip) in enumerate(zip(crops, np.asarray(boxes, int), flips)):
+        image[y0:y1, x0:x1] = _resized(crop, y1 - y0, x1 - x0, flip)
+        owner[y0:y1, x0:x1] = k
+    return Collage(image, np.asarray(boxes, np.int64).reshape(-1, 4), np.array([c.label for c in crops], np.int64),
+                   owner, [(c.source, bool(f)) for c, f in zip(crops, flips)])
+
+
+def _still_visible(owner: np.ndarray, boxes: list) -> bool:
+    """Each object keeps MIN_VISIBLE of its box, and its visible pixels still span the whole box."""
+    for k, (y0, x0, y1, x1) in enumerate(boxes):
+        seen = owner[y0:y1, x0:x1] == k
+        if seen.mean() < MIN_VISIBLE or not (seen[0].any() and seen[-1].any() and seen[:, 0].any() and seen[:, -1].any()):
+            return False
+    return True
+
+
+def render_collage(seed: int, index: int, size: int = 224, max_objects: int = 4) -> Collage:
+    """Image ``index`` of the collage set ``seed``: deterministic, independent of the set's length.
+
+    A random square crop of a background photo; then 1..``max_objects`` objects,
+    each of a uniformly chosen class, scaled so its longer side is 0.2-0.9 of the
+    image, at a random position. A placement that would hide too much of an earlier
+    object is retried (smaller every 10 tries) or, after 30 tries, left out.
+    """
+    rng = np.random.default_rng([seed, index])
+    bgs = _backgrounds()
+    bg = bgs[rng.integers(len(bgs))]
+    side = int(rng.uniform(0.5, 1.0) * min(bg.shape[:2]))
+    y, x = rng.integers(0, bg.shape[0] - side + 1), rng.integers(0, bg.shape[1] - side + 1)
+    background = np.asarray(Image.fromarray(bg[y:y + side, x:x + side]).resize((size, size), Image.BILINEAR))
+    if rng.random() < 0.5:
+        background = np.ascontiguousarray(background[:, ::-1])
+
+    crops = object_crops()
+    classes = sorted({c.label for c in crops})
+    chosen, boxes, flips = [], [], []
+    owner = np.full((size, size), -1, np.int16)
+    for k in range(int(rng.integers(1, max_objects + 1))):
+        label = classes[rng.integers(len(classes))]
+        options = [c for c in crops if c.label == label]
+        crop, flip = options[rng.integers(len(options))], bool(rng.random() < 0.5)
+        ch, cw = crop.image.shape[:2]
+        aspect = ch / cw * np.exp(rng.uniform(-0.15, 0.15))  # a little squish, like resizing to a square does
+        longest = rng.uniform(0.2, 0.9) * size
+        for attempt in range(30):
+            scale = longest * 0.75 ** (attempt // 10)
+            h, w = (scale, scale / aspect) if aspect >= 1 else (scale * aspect, scale)
+            h, w = int(np.clip(round(h), 8, size)), int(np.clip(round(w), 8, size))
+            y0, x0 = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+            trial = owner.copy()
+            trial[y0:y0 + h, x0:x0 + w] = k
+            if _still_visible(trial, boxes + [(y0, x0, y0 + h, x0 + w)]):
+                owner = trial
+                chosen.append(crop), boxes.append((y0, x0, y0 + h, x0 + w)), flips.append(flip)
+                break
+    return paste_objects(background, chosen, np.array(boxes), flips)
+
+
+def _is_valid(i: int, fraction: float) -> bool:
+    # Spreads the valid images evenly: with 0.2, images 4, 9, 14, ...
+    return int((i + 1) * fraction) > int(i * fraction)
+
+
+def make_collage_dataset(n_images: int, seed: int, out_dir: str | Path, overwrite: bool = False,
+                         valid_fraction: float = 0.2, size: int = 224, quality: int = 95) -> Path:
+    """Write a VOC-layout detection set (Annotations/, JPEGImages/, ImageSets/Main/{train,val,trainval}.txt).
+
+    Image ``i`` is :func:`render_collage` ``(seed, i)``, saved as JPEG. A non-empty
+    ``out_dir`` is refused unless ``overwrite=True``, which replaces only those three
+    folders. Returns ``out_dir``; read it with ``load_voc(out_dir, "train")``.
+    """
+    out = Path(out_dir)
+    if n_images < 2:
+        raise ValueError(f"make_collage_dataset: n_images must be at least 2 (one train, one val), got {n_images}")
+    if not 0 < valid_fraction < 1:
+        raise ValueError(f"make_collage_dataset: valid_fraction must be between 0 and 1, got {valid_fraction}")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out}: folder is not empty; pass overwrite=True to replace its "
+                                  "Annotations/, JPEGImages/ and ImageSets/, or choose another folder")
+        for sub in ("Annotations", "JPEGImages", "ImageSets"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    ids = {"train": [], "val": []}
+    for i in range(n_images):
+        c, name = render_collage(seed, i, size), f"{i:06d}"
+        Image.fromarray(c.image).save(out / "JPEGImages" / f"{name}.jpg", quality=quality)
+        write_voc_xml(out / "Annotations" / f"{name}.xml", f"{name}.jpg", size, size, c.boxes, c.labels,
+                      source=f"ssd-lesson collage, seed {seed}")
+        ids["val" if _is_valid(i, valid_fraction) else "train"].append(name)
+    if not ids["val"]:  # tiny sets: keep the val split non-empty
+        ids["val"].append(ids["train"].pop())
+    for split, names in (*ids.items(), ("trainval", sorted(ids["train"] + ids["val"]))):
+        (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+    return out
+
+
+def plot_photo_annotations(out_path: str | Path, records: list[Record] | None = None) -> Path:
+    """Save the check plot: every annotated photo with its numbered boxes ``i: class``."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    records = photo_records() if records is None else records
+    cols = 3
+    rows = -(-len(records) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4.4 * rows))
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    for ax, r in zip(np.ravel(axes), records):
+        ax.imshow(load_image(r.image_path))
+        for i, ((y0, x0, y1, x1), lab, diff) in enumerate(zip(r.boxes, r.labels, r.difficult)):
+            colour = "yellow" if diff else "white"
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="black", lw=3))
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colour, lw=1.5, ls="--" if diff else "-"))
+            ax.text(x0 + 3, y0 + 3, f"{i}: {VOC_CLASSES[lab]}{' (difficult)' if diff else ''}", va="top",
+                    color=colour, fontsize=9, bbox=dict(facecolor="black", alpha=0.6, pad=1, lw=0))
+        ax.set_title(f"{r.image_path.parent.name}/{r.image_path.name}  {r.width}x{r.height}", fontsize=9)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=80)
+    plt.close(fig)
+    return out_path
