@@ -1,0 +1,141 @@
+"""The article's tables (1, 2 and 4) and a loss summary, as pandas DataFrames.
+
+Each is built from an :class:`~ssd_lesson.loss.SSDLossResult` and image ``b`` of its
+batch, so a table always shows what the library computed. Boxes are
+``(y0, x0, y1, x1)`` as fractions of the image.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import VOC_CLASSES
+from .loss import SSDLossResult, regression_loss
+from .matching import FORCED_OVERLAP
+
+__all__ = ["gt_columns", "iou_table", "match_table", "style_match_table", "box_classes", "regression_table",
+           "regression_totals", "loss_table", "compare_matches"]
+
+Rows = Union[int, Sequence[int], None]
+FORCED_NOTE = "forced: best box of this ground truth (1.99)"
+NO_OVERLAP_NOTE = "overlaps nothing: index 0 by default"
+
+
+def _labels(gt_labels: Any, b: int) -> list[int]:
+    lab = torch.as_tensor(gt_labels)
+    lab = lab[b] if lab.dim() == 2 else lab
+    return [int(v) for v in lab if int(v) >= 0]  # padding rows (-1) come last and are dropped
+
+
+def _rows(rows: Rows, n_boxes: int) -> list[int]:
+    if rows is None:
+        return list(range(n_boxes))
+    if isinstance(rows, int):
+        return list(range(min(rows, n_boxes)))
+    return [int(r) for r in rows]
+
+
+def gt_columns(gt_labels: Any, b: int = 0, class_names: Sequence[str] = VOC_CLASSES) -> list[str]:
+    """Column names ``'0: cow', '1: person', ...`` for the ground-truth boxes of image ``b``."""
+    return [f"{i}: {class_names[c]}" for i, c in enumerate(_labels(gt_labels, b))]
+
+
+def iou_table(result: SSDLossResult, gt_labels: Any, rows: Rows = 30, b: int = 0,
+              class_names: Sequence[str] = VOC_CLASSES) -> pd.DataFrame:
+    """Table 1: IoU of predicted boxes (rows; default the first 30) with each ground-truth box (columns).
+
+    ``gt_labels``: ``(B, G)`` or ``(G,)``, to name the columns. Index: the box number 0..A-1.
+    """
+    cols = gt_columns(gt_labels, b, class_names)
+    r = _rows(rows, result.ious.shape[1])
+    data = result.ious[b, r][:, : len(cols)].detach().cpu().double().numpy()
+    return pd.DataFrame(data, index=pd.Index(r, name="box"), columns=cols)
+
+
+def match_table(result: SSDLossResult, rows: Rows = 30, b: int = 0) -> pd.DataFrame:
+    """Table 2: ``gt_idx`` and ``gt_overlap`` of predicted boxes, with a ``note`` on the two exceptions.
+
+    ``forced`` marks boxes a ground-truth box claimed (overlap 1.99); ``no_overlap``
+    the boxes that overlap nothing and so answer to ground truth 0 by default.
+    """
+    r = _rows(rows, result.ious.shape[1])
+    idx = result.match.gt_idx[b, r].cpu().numpy()
+    ov = result.match.gt_overlap[b, r].detach().cpu().double().numpy()
+    forced = np.isclose(ov, FORCED_OVERLAP)
+    none = (ov == 0) & ~forced
+    note = np.where(forced, FORCED_NOTE, np.where(none, NO_OVERLAP_NOTE, ""))
+    return pd.DataFrame({"gt_idx": idx, "gt_overlap": ov, "forced": forced, "no_overlap": none, "note": note},
+                        index=pd.Index(r, name="box"))
+
+
+def style_match_table(table: pd.DataFrame, precision: int = 4) -> "pd.io.formats.style.Styler":
+    """Table 2 for a notebook: forced rows highlighted, overlap-nothing rows greyed, flag columns hidden."""
+    def colour(row: pd.Series) -> list[str]:
+        css = ("background-color: #ffe08a; font-weight: bold" if row["forced"]
+               else "color: #999999" if row["no_overlap"] else "")
+        return [css] * len(row)
+
+    return (table.style.apply(colour, axis=1).format({"gt_overlap": f"{{:.{precision}f}}"})
+            .hide(["forced", "no_overlap"], axis="columns"))
+
+
+def box_classes(result: SSDLossResult, gt_labels: Any, b: int = 0, thresholded: bool = False) -> torch.Tensor:
+    """``(A,)`` class id of every predicted box: its ground truth's class (Fig. 5), or with
+    ``thresholded=True`` background (C) where the overlap is not above the threshold (Fig. 6)."""
+    if thresholded:
+        return result.target_labels[b]
+    lab = torch.as_tensor(gt_labels)
+    lab = lab[b] if lab.dim() == 2 else lab
+    return lab.to(result.match.gt_idx.device)[result.match.gt_idx[b]]
+
+
+def regression_table(result: SSDLossResult, b: int = 0) -> pd.DataFrame:
+    """Table 4: the positives only, ground-truth and predicted corners side by side, and MAE per box.
+
+    Columns: a MultiIndex ``(gtbbox|pbbox, y0|x0|y1|x1)``, then ``('', 'gt_idx')`` and ``('', 'MAE')``.
+    """
+    pos = torch.nonzero(result.match.positive[b]).flatten().tolist()
+    gt = result.target_boxes[b, pos].detach().cpu().double().numpy().reshape(-1, 4)
+    pr = result.pred_boxes[b, pos].detach().cpu().double().numpy().reshape(-1, 4)
+    coords = ["y0", "x0", "y1", "x1"]
+    cols = pd.MultiIndex.from_tuples([("gtbbox", c) for c in coords] + [("pbbox", c) for c in coords]
+                                     + [("", "gt_idx"), ("", "MAE")])
+    data = np.concatenate([gt, pr], axis=1)
+    table = pd.DataFrame(data, index=pd.Index(pos, name="box"), columns=cols[:8])
+    table[("", "gt_idx")] = result.match.gt_idx[b, pos].cpu().numpy()
+    table[("", "MAE")] = np.abs(gt - pr).mean(axis=1)
+    return table
+
+
+def regression_totals(result: SSDLossResult, b: int = 0) -> pd.Series:
+    """The regression loss of image ``b`` both ways: the lesson code's mean over the positives'
+    coordinates (= mean of the per-box MAE) and the article's sum of the per-box MAE."""
+    args = (result.pred_boxes[b:b + 1].detach(), result.target_boxes[b:b + 1], result.match.positive[b:b + 1])
+    return pd.Series({"mean (lesson code)": float(regression_loss(*args, reduction="mean")[0]),
+                      "sum (article wording)": float(regression_loss(*args, reduction="sum")[0])},
+                     name="regression loss")
+
+
+def loss_table(result: SSDLossResult, b: int = 0) -> pd.Series:
+    """Classification, regression both ways, and the SSD loss (classification + regression) both ways."""
+    clas = float(result.classification[b])
+    reg = regression_totals(result, b)
+    return pd.Series({
+        "classification (BCE, summed over boxes, / C)": clas,
+        "regression, mean (lesson code)": reg.iloc[0],
+        "regression, sum of per-box MAE (article)": reg.iloc[1],
+        "total = classification + mean regression (lesson code)": clas + reg.iloc[0],
+        "total = classification + summed regression (article)": clas + reg.iloc[1],
+    }, name="loss")
+
+
+def compare_matches(results: dict[str, SSDLossResult], rows: Rows = 30, b: int = 0) -> pd.DataFrame:
+    """``gt_idx`` / ``gt_overlap`` / positive side by side for several results (e.g. match_on variants)."""
+    parts = {}
+    for name, res in results.items():
+        t = match_table(res, rows, b)
+        parts[name] = t[["gt_idx", "gt_overlap"]].assign(positive=res.match.positive[b, list(t.index)].cpu().numpy())
+    return pd.concat(parts, axis=1)

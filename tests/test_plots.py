@@ -1,0 +1,170 @@
+"""The figures hold what the article says they show: numbered boxes where the library puts them, margins, labels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.patches import Rectangle
+
+from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
+from ssd_lesson import plots
+from ssd_lesson.data import VOC_CLASSES
+from ssd_lesson.dissect import example_activations, synthetic_example
+
+
+@pytest.fixture(scope="module")
+def case():
+    ex = synthetic_example()
+    anchors = make_anchors()
+    cl, ba, _ = example_activations(ex, anchors, seed=0, checkpoint=False, verbose=False)
+    _, gb, gl = ex.batch()
+    return ex, anchors, cl, ba, ssd_loss(cl, ba, gb, gl, anchors)
+
+
+def boxes_in(ax, prefix="box:"):
+    """``{gid: (y0, x0, y1, x1)}`` of the box rectangles drawn on ``ax``."""
+    out = {}
+    for p in ax.patches:
+        if isinstance(p, Rectangle) and (p.get_gid() or "").startswith(prefix):
+            x0, y0 = p.get_xy()
+            out[p.get_gid()] = (y0, x0, y0 + p.get_height(), x0 + p.get_width())
+    return out
+
+
+def texts(ax):
+    return [t.get_text() for t in ax.texts]
+
+
+def assert_in_view(ax, boxes):
+    (xl, xr), (yb, yt) = ax.get_xlim(), ax.get_ylim()
+    for y0, x0, y1, x1 in boxes:
+        assert xl <= x0 and x1 <= xr and yt <= y0 and y1 <= yb, "a box is clipped"
+
+
+def test_ground_truth_figure_numbers_and_labels_each_box(case):
+    ex = case[0]
+    ax = plots.ground_truth_figure(ex).axes[0]
+    drawn = boxes_in(ax, "gt:")
+    assert len(drawn) == 4
+    for i, box in enumerate(ex.boxes):
+        np.testing.assert_allclose(drawn[f"gt:{i}"], box, atol=1e-6)
+    assert texts(ax) == ["0: cow", "1: person", "2: bicycle", "3: motorbike"]
+
+
+@pytest.mark.parametrize("grid, base", [(4, 0.25), (2, 0.5), (1, 0.75)])
+def test_grid_figure_rows_columns_margins(case, grid, base):
+    ex, anchors, _, _, res = case
+    pred = res.pred_boxes[0].detach()
+    fig = plots.grid_figure(ex, anchors, pred, grid=grid)
+    axes = np.array(fig.axes).reshape(9, 3)
+    for s in range(9):
+        gt_ax, anc_ax, pred_ax = axes[s]
+        idx = anchors.select(grid, s).tolist()
+        assert len(boxes_in(gt_ax, "gt:")) == 4 and gt_ax.get_xlim() == (0, 1)
+        for ax, want in ((anc_ax, anchors.corners), (pred_ax, pred)):
+            drawn = boxes_in(ax)
+            assert list(drawn) == [f"box:{a}" for a in idx]  # numbered 0..g*g-1 in row-major order
+            np.testing.assert_allclose(np.array(list(drawn.values())), want[idx].numpy(), atol=1e-6)
+            assert texts(ax) == [str(n) for n in range(grid * grid)]
+            assert ax.get_xlabel() == anchors.spec.scale_label(anchors.spec.grids.index(grid), s)
+            left, right = ax.get_xlim()
+            assert left <= -base and right >= 1 + base  # the white margin, wider for coarser grids
+            assert_in_view(ax, drawn.values())
+    assert axes[0, 1].get_xlabel() == "zoom 0.7, ratio (1.0, 1.0)" and axes[1, 1].get_xlabel() == "zoom 0.7, ratio (1.0, 0.5)"
+    # grid lines and anchor dots only in the anchor column: g-1 lines each way, g*g dots
+    anc = axes[0, 1]
+    assert len(anc.lines) == 2 * (grid - 1) and anc.collections[0].get_offsets().shape == (grid * grid, 2)
+
+
+def test_grid_row_on_given_axes(case):
+    ex, anchors, _, _, res = case
+    from matplotlib.figure import Figure
+
+    axes = Figure().subplots(1, 3)
+    plots.draw_grid_row(axes, ex, anchors, res.pred_boxes[0], grid=2, scale=4)
+    assert len(boxes_in(axes[1])) == len(boxes_in(axes[2])) == 4
+    assert axes[2].get_xlabel() == "zoom 1.0, ratio (1.0, 0.5)"
+
+
+def test_a_box_far_outside_widens_the_margin(case):
+    ex, anchors, _, _, _ = case
+    pred = activations_to_boxes(torch.full((1, 189, 4), 50.0), anchors)[0]  # every box at its largest, pushed out
+    ax = plots.grid_figure(ex, anchors, pred, grid=1).axes[2]
+    assert_in_view(ax, boxes_in(ax).values())
+
+
+def test_aside_and_fig4_draw_every_box(case):
+    ex, anchors, _, _, res = case
+    aside = plots.all_anchors_figure(ex, anchors).axes[0]
+    assert len(boxes_in(aside)) == 189
+    assert_in_view(aside, boxes_in(aside).values())
+    gt_ax, pred_ax = plots.all_predictions_figure(ex, anchors, res.pred_boxes).axes
+    drawn = boxes_in(pred_ax)
+    assert len(drawn) == 189 and len(boxes_in(gt_ax, "gt:")) == 4
+    np.testing.assert_allclose(drawn["box:100"], res.pred_boxes[0, 100].detach().numpy(), atol=1e-6)
+    assert_in_view(pred_ax, drawn.values())
+
+
+def test_fig5_and_fig6_label_every_box_with_its_class(case):
+    ex, anchors, _, _, res = case
+    m = res.match
+    fig5 = plots.class_figure(ex, anchors, res.pred_boxes[0], m.gt_idx[0])
+    fig6 = plots.class_figure(ex, anchors, res.pred_boxes[0], m.gt_idx[0], background=~m.positive[0])
+    for fig, thresholded in ((fig5, False), (fig6, True)):
+        axes = np.array(fig.axes).reshape(9, 4)
+        seen = 0
+        for col, grid in enumerate((4, 2, 1), start=1):
+            for s in range(9):
+                ax = axes[s, col]
+                idx = anchors.select(grid, s).tolist()
+                want = []
+                for n, a in enumerate(idx):
+                    bg = thresholded and not bool(m.positive[0, a])
+                    want.append(f"{n}: bg" if bg else f"{n}: {VOC_CLASSES[int(ex.labels[int(m.gt_idx[0, a])])]}")
+                assert texts(ax) == want
+                assert_in_view(ax, boxes_in(ax).values())
+                seen += len(idx)
+        assert seen == 189
+    # Fig. 5: a box that overlaps nothing shows ground truth 0's class, as in the article
+    none = int(torch.nonzero(res.ious[0].amax(dim=1) == 0)[0])
+    assert int(m.gt_idx[0, none]) == 0
+    bg_texts = [t for ax in fig6.axes for t in texts(ax) if t.endswith(": bg")]
+    assert len(bg_texts) == 189 - int(m.positive.sum())
+
+
+def test_iou_heatmap_shows_the_ious(case):
+    ex, anchors, _, _, res = case
+    fig = plots.iou_heatmap(res.ious, ex, anchors, res.match)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.images[0].get_array(), res.ious[0].T.numpy(), atol=1e-7)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0: cow", "1: person", "2: bicycle", "3: motorbike"]
+
+
+def test_gradient_figure_matches_backward(case):
+    ex, anchors, cl, ba, _ = case
+    cl, ba = cl.clone().requires_grad_(), ba.clone().requires_grad_()
+    _, gb, gl = ex.batch()
+    res = ssd_loss(cl, ba, gb, gl, anchors)
+    box_grad, logit_grad = plots.loss_gradients(res, cl)
+    res.total.backward()  # the graph is kept: the notebook's .backward() still works after the figure
+    assert torch.equal(logit_grad, cl.grad[0])
+    res = ssd_loss(cl, ba, gb, gl, anchors)  # a fresh graph, to read the box gradient the notebook way
+    res.pred_boxes.retain_grad()
+    cl.grad = None
+    res.total.backward()
+    torch.testing.assert_close(logit_grad, cl.grad[0])
+    torch.testing.assert_close(box_grad, res.pred_boxes.grad[0])
+    fig = plots.gradient_figure(ex, anchors, res, box_grad, logit_grad)
+    img_ax, heat_ax = fig.axes[:2]
+    pos = torch.nonzero(res.match.positive[0]).flatten().tolist()
+    assert list(boxes_in(img_ax)) == [f"box:{a}" for a in pos]
+    assert [t for t in texts(img_ax) if t] == [str(a) for a in pos]  # numbered; arrows are empty annotations
+    assert sum(1 for t in texts(img_ax) if not t) == 2 * len(pos)  # an arrow at two corners of each
+    np.testing.assert_allclose(heat_ax.images[0].get_array(), logit_grad.numpy())
+    assert np.all(heat_ax.images[0].get_array()[:, -1] == 0)  # the background column is dropped by BCE
+
+
+def test_detections_figure(case):
+    ex = case[0]
+    fig = plots.detections_figure(ex, ex.boxes[:2], [9, 14], [0.9, 0.5])
+    assert texts(fig.axes[1]) == ["cow 0.90", "person 0.50"]
