@@ -425,3 +425,24 @@ def detections_figure(example: Any, boxes: Any, labels: Any, scores: Any, size: 
                  fontsize=9, gid=f"det:{i}")
     axes[0, 1].set_title(f"{len(boxes)} detections", fontsize=11)
     return fig
+
+
+def setup_notebook(seed: int = 0, quiet_voc: bool = True) -> None:
+    """The first cell of every notebook: fixed seeds, quiet known warnings, one plotting style.
+
+    ``quiet_voc`` hides the (long) "Pascal VOC not found" message, which notebook 01
+    shows once on purpose; each notebook still prints which example it uses.
+    """
+    import random
+    import warnings
+
+    from .data import VocNotFoundWarning
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside fastai/torch, not ours
+    if quiet_voc:
+        warnings.filterwarnings("ignore", category=VocNotFoundWarning)
+    matplotlib.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "font.size": 9, "figure.max_open_warning": 0})
