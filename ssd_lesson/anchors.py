@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .boxes import centers_to_corners
 
-__all__ = ["AnchorSpec", "Anchors", "AnchorInfo", "make_anchors", "activations_to_boxes"]
+__all__ = ["AnchorSpec", "Anchors", "AnchorInfo", "make_anchors", "activations_to_boxes", "activations_to_box_planes"]
 
 Scale = tuple[float, float]
 
@@ -195,10 +195,19 @@ def activations_to_boxes(box_actns: Tensor, anchors: Anchors) -> Tensor:
     Returns:
         ``(..., A, 4)`` predicted boxes ``(y0, x0, y1, x1)`` as fractions of the image.
     """
+    return activations_to_box_planes(box_actns, anchors).transpose(-1, -2).contiguous()
+
+
+def activations_to_box_planes(box_actns: Tensor, anchors: Anchors) -> Tensor:
+    """:func:`activations_to_boxes`, laid out coordinate-major: ``(..., 4, A)``, rows y0, x0, y1, x1.
+
+    The same numbers; the loss uses this layout because each coordinate is then one
+    contiguous row along the anchors, which the IoU and matching vectorise over.
+    """
     if box_actns.shape[-2:] != (len(anchors), 4):
         raise ValueError(f"box_actns: expected shape (..., {len(anchors)}, 4) for these anchors, got {tuple(box_actns.shape)}")
-    t = torch.tanh(box_actns)
-    chw = anchors.centers_hw.to(box_actns.dtype)
-    ctr = t[..., :2] / 2 * anchors.grid_sizes.to(box_actns.dtype) + chw[:, :2]
-    hw = (t[..., 2:] / 2 + 1) * chw[:, 2:]
-    return torch.cat([ctr - hw / 2, ctr + hw / 2], dim=-1)
+    t = torch.tanh(box_actns).transpose(-1, -2)  # (..., 4, A) view
+    chw = anchors.centers_hw.to(box_actns.dtype).T  # (4, A): cy, cx, h, w
+    ctr = t[..., :2, :] / 2 * anchors.grid_sizes.to(box_actns.dtype).T + chw[:2]
+    hw = (t[..., 2:, :] / 2 + 1) * chw[2:]
+    return torch.cat([ctr - hw / 2, ctr + hw / 2], dim=-2)

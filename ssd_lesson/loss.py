@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .anchors import Anchors, activations_to_boxes
-from .boxes import box_iou
+from .anchors import Anchors, activations_to_box_planes
+from .boxes import iou_of_corners
 from .matching import Match, match_boxes
 
 __all__ = ["SSDLossResult", "ssd_loss", "classification_loss", "regression_loss", "validate_inputs"]
@@ -43,12 +42,59 @@ class SSDLossResult:
     target_boxes: Tensor
 
 
-def _bce_terms(x: Tensor, target_is_one: bool, focal: bool, alpha: float, gamma: float) -> Tensor:
-    """Per-element BCE-with-logits (optionally focal-weighted) for targets all 0 or all 1."""
+def _softplus(x: Tensor) -> Tensor:
+    """``log(1 + exp(x))``, elementwise: the binary cross-entropy of logit ``x`` against a 0 target.
+
+    Written as ``max(x, 0) + log(1 + exp(-|x|))`` (stable: the exponent is never positive)
+    because ATen's CPU ``softplus`` and ``log1p`` kernels are not vectorised: this is about
+    4x faster on CPU. Using ``log`` instead of ``log1p`` loses only
+    terms below the float's epsilon (under 1e-7 in float32, per element).
+    """
+    return x.clamp_min(0) + torch.log(1 + torch.exp(-x.abs()))
+
+
+class _BCELoss(torch.autograd.Function):
+    """The lesson's ``BCE_Loss`` as one autograd node: logits and labels in, ``(B,)`` loss out.
+
+    ``BCE(x, 0) = softplus(x)`` and ``BCE(x, 1) = softplus(x) - x``, so the loss is every
+    class column scored as a 0 target, minus ``x`` at each object box's target column; the
+    one-hot matrix is never built. Its gradient is the textbook ``(sigmoid(x) - one_hot) / C``
+    (background column 0): two passes over the logits, where autograd through the
+    composite takes about ten.
+    """
+
+    @staticmethod
+    def forward(ctx, class_logits: Tensor, target_labels: Tensor) -> Tensor:
+        C = class_logits.shape[-1] - 1
+        target_col = target_labels.clamp_max(C - 1).unsqueeze(-1)  # (B, A, 1); background's value unused
+        is_object = target_labels < C
+        x_t = class_logits.gather(-1, target_col).squeeze(-1)  # (B, A)
+        ctx.save_for_backward(class_logits, target_col, is_object)
+        # _softplus over all C+1 columns, then the background column's taken back out: one pass
+        # over contiguous memory vectorises better than one over a C-of-(C+1)-column slice. In
+        # place: nothing here is recorded for autograd, and a fresh (B, A, C+1) tensor costs
+        # as much as the arithmetic.
+        x = class_logits
+        sp = x.abs().neg_().exp_().add_(1).log_().add_(x.clamp_min(0))
+        as_zero = sp.sum(dim=(-1, -2)) - sp[..., C].sum(dim=-1)
+        return (as_zero - torch.where(is_object, x_t, 0.0).sum(dim=-1)) / C
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        class_logits, target_col, is_object = ctx.saved_tensors
+        C = class_logits.shape[-1] - 1
+        g = torch.sigmoid(class_logits)
+        # Minus the one-hot target, and the background column's own value (it is not scored):
+        # scatters, which keep the sigmoid one flat pass (g[..., C] = 0 would not, compiled).
+        g.scatter_add_(-1, torch.full_like(target_col, C), -g[..., C:])
+        g.scatter_add_(-1, target_col, -is_object.unsqueeze(-1).to(g.dtype))
+        return g.mul_((grad / C)[..., None, None]), None
+
+
+def _focal_terms(x: Tensor, target_is_one: bool, alpha: float, gamma: float) -> Tensor:
+    """Per-element focal-weighted BCE-with-logits for targets all 0 or all 1."""
     # softplus(-x) = -log(sigmoid(x)), softplus(x) = -log(1 - sigmoid(x)), both stable.
-    bce = F.softplus(-x) if target_is_one else F.softplus(x)
-    if not focal:
-        return bce
+    bce = _softplus(-x) if target_is_one else _softplus(x)
     p = torch.sigmoid(x)
     one_minus_pt = (1 - p) if target_is_one else p
     w = (alpha if target_is_one else 1 - alpha) * one_minus_pt.pow(gamma)
@@ -71,12 +117,14 @@ def classification_loss(class_logits: Tensor, target_labels: Tensor, *, focal: b
     Returns:
         ``(B,)`` loss per image.
     """
+    if not focal:
+        return _BCELoss.apply(class_logits, target_labels)
     C = class_logits.shape[-1] - 1
     x = class_logits[..., :C]
-    as_zero = _bce_terms(x, False, focal, alpha, gamma).sum(dim=(-1, -2))
+    as_zero = _focal_terms(x, False, alpha, gamma).sum(dim=(-1, -2))
     is_object = target_labels < C
     x_t = x.gather(-1, target_labels.clamp_max(C - 1).unsqueeze(-1)).squeeze(-1)  # (B, A)
-    swap = _bce_terms(x_t, True, focal, alpha, gamma) - _bce_terms(x_t, False, focal, alpha, gamma)
+    swap = _focal_terms(x_t, True, alpha, gamma) - _focal_terms(x_t, False, alpha, gamma)
     return (as_zero + (swap * is_object).sum(dim=-1)) / C
 
 
@@ -187,10 +235,17 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
     C = class_logits.shape[-1] - 1
     gt_boxes = gt_boxes.to(box_actns.dtype)
     gt_labels = gt_labels.long()
-    pred_boxes = activations_to_boxes(box_actns, anchors)
+    # Coordinate-major boxes, (B, 4, A), and an IoU laid out (B, G, A): every op then runs along
+    # contiguous rows of A anchors, and both matching reductions (over G for each box, over A
+    # for each ground truth) vectorise; torch.compile's code for it is 2-3x faster than for
+    # (B, A, 4) boxes. ``pred_boxes`` and ``ious`` are (B, A, 4) and (B, A, G) views of them.
+    box_planes = activations_to_box_planes(box_actns, anchors)
+    pred_boxes = box_planes.transpose(1, 2)
     # Matching picks targets; it is not differentiated through.
-    to_match = pred_boxes.detach() if match_on == "predictions" else anchors.corners.to(box_actns.dtype).unsqueeze(0)
-    ious = box_iou(to_match, gt_boxes)  # (B, A, G)
+    to_match = box_planes.detach() if match_on == "predictions" else anchors.corners.to(box_actns.dtype).T.contiguous()
+    gt_columns = [t.unsqueeze(-1) for t in gt_boxes.unbind(-1)]  # (B, G, 1) each
+    box_rows = [t.unsqueeze(-2) for t in to_match.unbind(-2)]  # (B, 1, A) or (1, A) each
+    ious = iou_of_corners(gt_columns, box_rows).transpose(1, 2)  # (B, A, G)
     gt_valid = gt_labels >= 0
     match = match_boxes(ious, gt_valid, iou_threshold)
     if gt_boxes.shape[1] == 0:  # no ground truth in the whole batch: everything is background

@@ -57,7 +57,7 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = 0.4) -> M
         return Match(zeros.long(), zeros, zeros.bool())
     valid = gt_valid[:, None, :]
     # IoU is >= 0, so -1 keeps padding rows from ever winning a max.
-    masked = ious.masked_fill(~valid, -1.0)
+    masked = torch.where(valid, ious, -1.0)  # keeps the memory layout of ious (masked_fill copies to contiguous)
     gt_overlap, gt_idx = masked.max(dim=2)  # (B, A): best ground truth per box
     gt_overlap = gt_overlap.clamp_min(0)  # an image with no ground truth at all
 

@@ -1,0 +1,706 @@
+"""Time the SSD loss four ways, forward + backward, on identical inputs (issue 7).
+
+1. ``eager``       ``ssd_lesson.ssd_loss`` batched over images, eager PyTorch;
+2. ``compiled``    the same function under ``torch.compile`` (compile time reported apart);
+3. ``lesson``      the lesson's way: a Python loop over images, plain torch ops per image
+                   (``tests.reference.lesson_ssd_loss``: broadcast jaccard, ``map_to_ground_truth``,
+                   one-hot BCE, ``nonzero``);
+4. ``torchvision`` torchvision's SSD path: per-image ``box_iou`` + ``SSDMatcher``, then
+                   ``torchvision.models.detection.ssd.SSD.compute_loss`` itself (box coder,
+                   smooth L1, hard-negative-mined cross-entropy). A different loss formula:
+                   it is timed, not compared.
+
+Every method of one grid point runs in the same process on the same seeded inputs,
+round-robin (one run of each method per round), so a busy machine slows all of them alike.
+Reported: the median wall time of the rounds after a warm-up, and the median process CPU
+time, which leaves out the time other users' processes held the core. By default torch
+runs one thread and glibc keeps freed memory for reuse (see ``--help``), and the settings
+are written into the JSON file.
+
+Run ``python benchmarks/bench_loss.py --help`` or ``python -m ssd_lesson bench --help``.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the lesson's loop lives with the tests, in the repository
+    sys.path.insert(0, str(ROOT))
+
+from ssd_lesson import AnchorSpec, Anchors, make_anchors, ssd_loss  # noqa: E402
+from tests.reference import lesson_ssd_loss  # noqa: E402
+
+METHODS = ("eager", "compiled", "lesson", "torchvision")
+MATCH_MODES = ("predictions", "anchors")
+N_CLASSES = 20
+MAX_GT = 20  # ground-truth rows per image after padding; 1..MAX_GT of them are real
+RESULTS_DIR = ROOT / "benchmarks" / "results"  # <devices>.json: cpu.json, or cpu-cuda.json with a GPU
+
+
+def anchor_spec(n_anchors: int) -> AnchorSpec:
+    """The layout with ``n_anchors`` anchors: 189 (the lesson's 4x4/2x2/1x1) or 8732 (SSD300)."""
+    for spec in (AnchorSpec(), AnchorSpec.ssd300()):
+        if spec.n_anchors == n_anchors:
+            return spec
+    raise ValueError(f"no anchor layout with {n_anchors} anchors: choose 189 or 8732")
+
+
+# ---------------------------------------------------------------- inputs
+
+@dataclass
+class Inputs:
+    """One batch, in the library's layout and in torchvision's.
+
+    class_logits: ``(B, A, C+1)`` background last; box_actns: ``(B, A, 4)`` (both leaves, requires_grad).
+    gt_boxes: ``(B, G, 4)`` ``(y0, x0, y1, x1)`` fractions; gt_labels: ``(B, G)`` int64, -1 pads.
+    tv_targets: per image ``{"boxes": (g, 4) (x0, y0, x1, y1), "labels": (g,) in 1..C}`` (0 is background).
+    tv_anchors: per image the ``(A, 4)`` anchor boxes as ``(x0, y0, x1, y1)``.
+    """
+
+    class_logits: Tensor
+    box_actns: Tensor
+    gt_boxes: Tensor
+    gt_labels: Tensor
+    tv_targets: list[dict[str, Tensor]]
+    tv_anchors: list[Tensor]
+
+    @property
+    def leaves(self) -> tuple[Tensor, Tensor]:
+        return self.class_logits, self.box_actns
+
+
+def make_inputs(batch: int, anchors: Anchors, *, seed: int = 0, device: str = "cpu",
+                dtype: torch.dtype = torch.float32, max_gt: int = MAX_GT) -> Inputs:
+    """Seeded random activations and realistic ground truth: 1 to ``max_gt`` boxes per image, padded.
+
+    Boxes have sides of 5% to 80% of the image, like Pascal VOC's objects.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    A = len(anchors)
+    gt_boxes = torch.zeros(batch, max_gt, 4, dtype=torch.float64)
+    gt_labels = torch.full((batch, max_gt), -1, dtype=torch.long)
+    for b in range(batch):
+        g = int(torch.randint(1, max_gt + 1, (1,), generator=gen))
+        hw = 0.05 + 0.75 * torch.rand(g, 2, generator=gen, dtype=torch.float64)
+        tl = torch.rand(g, 2, generator=gen, dtype=torch.float64) * (1 - hw)
+        gt_boxes[b, :g] = torch.cat([tl, tl + hw], dim=1)
+        gt_labels[b, :g] = torch.randint(0, N_CLASSES, (g,), generator=gen)
+    class_logits = torch.randn(batch, A, N_CLASSES + 1, generator=gen, dtype=torch.float64) * 2
+    box_actns = torch.randn(batch, A, 4, generator=gen, dtype=torch.float64)
+
+    def leaf(t: Tensor) -> Tensor:
+        return t.to(device=device, dtype=dtype).requires_grad_()
+
+    gt_boxes_d = gt_boxes.to(device=device, dtype=dtype)
+    gt_labels_d = gt_labels.to(device)
+    yx_to_xy = [1, 0, 3, 2]
+    keep = [gt_labels[b] >= 0 for b in range(batch)]
+    tv_targets = [{"boxes": gt_boxes_d[b, keep[b].to(device)][:, yx_to_xy].contiguous(),
+                   "labels": gt_labels_d[b, keep[b].to(device)] + 1} for b in range(batch)]
+    tv_anchor = anchors.corners.to(device=device, dtype=dtype)[:, yx_to_xy].contiguous()
+    return Inputs(leaf(class_logits), leaf(box_actns), gt_boxes_d, gt_labels_d, tv_targets, [tv_anchor] * batch)
+
+
+# ---------------------------------------------------------------- the four methods
+
+LossFn = Callable[[Inputs], Tensor]
+
+
+def eager_loss(anchors: Anchors, match_on: str) -> LossFn:
+    """Method (1): the library, without input validation (it costs a host sync)."""
+    def fn(x: Inputs) -> Tensor:
+        return ssd_loss(x.class_logits, x.box_actns, x.gt_boxes, x.gt_labels, anchors, match_on=match_on,
+                        validate=False).total
+    return fn
+
+
+def compiled_loss(anchors: Anchors, match_on: str, backend: str = "inductor", mode: Optional[str] = None) -> LossFn:
+    """Method (2): the library under ``torch.compile``, one static-shape graph (``fullgraph``: no silent breaks)."""
+    def total(cl: Tensor, bb: Tensor, gb: Tensor, gl: Tensor) -> Tensor:
+        return ssd_loss(cl, bb, gb, gl, anchors, match_on=match_on, validate=False).total
+
+    compiled = torch.compile(total, backend=backend, mode=mode, dynamic=False, fullgraph=True)
+    return lambda x: compiled(x.class_logits, x.box_actns, x.gt_boxes, x.gt_labels)
+
+
+def lesson_loss(anchors: Anchors, match_on: str) -> LossFn:
+    """Method (3): the lesson's per-image loop (``tests/reference.py``)."""
+    def fn(x: Inputs) -> Tensor:
+        return lesson_ssd_loss(x.class_logits, x.box_actns, x.gt_boxes, x.gt_labels, anchors.centers_hw,
+                               anchors.grid_sizes, match_on=match_on)
+    return fn
+
+
+def torchvision_loss() -> LossFn:
+    """Method (4): what ``SSD.forward`` does in training, minus the network.
+
+    The per-image matching loop is ``SSD.forward``'s own (``box_iou`` of targets with
+    anchors, then ``SSDMatcher(0.5)``); the losses come from calling
+    ``SSD.compute_loss`` unbound, on an object holding the attributes it reads.
+    """
+    from torchvision.models.detection import _utils as det_utils
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.ops import box_iou as tv_box_iou
+
+    # SSD.__init__'s defaults: BoxCoder(10, 10, 5, 5), iou_thresh 0.5, positive_fraction 0.25.
+    ssd = SimpleNamespace(box_coder=det_utils.BoxCoder(weights=(10.0, 10.0, 5.0, 5.0)),
+                          proposal_matcher=det_utils.SSDMatcher(0.5), neg_to_pos_ratio=(1.0 - 0.25) / 0.25)
+
+    def fn(x: Inputs) -> Tensor:
+        matched_idxs = []
+        for anchors_per_image, targets_per_image in zip(x.tv_anchors, x.tv_targets):
+            if targets_per_image["boxes"].numel() == 0:
+                matched_idxs.append(torch.full((anchors_per_image.size(0),), -1, dtype=torch.int64,
+                                               device=anchors_per_image.device))
+                continue
+            match_quality_matrix = tv_box_iou(targets_per_image["boxes"], anchors_per_image)
+            matched_idxs.append(ssd.proposal_matcher(match_quality_matrix))
+        head_outputs = {"cls_logits": x.class_logits, "bbox_regression": x.box_actns}
+        losses = SSD.compute_loss(ssd, x.tv_targets, head_outputs, x.tv_anchors, matched_idxs)
+        return losses["bbox_regression"] + losses["classification"]
+    return fn
+
+
+# ---------------------------------------------------------------- timing
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def fwd_bwd(fn: LossFn, x: Inputs) -> tuple[float, float]:
+    """Wall and process-CPU seconds of one forward + backward (previous gradients dropped first).
+
+    On a shared machine the CPU time is the steadier number: it leaves out the time
+    other people's processes held the core.
+    """
+    for t in x.leaves:
+        t.grad = None
+    device = str(x.class_logits.device)
+    sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn(x).backward()
+    sync(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def time_round_robin(fns: dict[str, LossFn], x: Inputs, *, warmup: int, budget_s: float, min_repeats: int,
+                     max_repeats: int) -> dict[str, dict[str, Any]]:
+    """Median wall and CPU seconds per method: ``warmup`` runs each, then rounds of one run of each.
+
+    Rounds, not one method after another, so that a change in the machine's load
+    hits every method alike. Their number fits ``budget_s`` (estimated from the last
+    warm-up run), clamped to ``[min_repeats, max_repeats]``.
+    """
+    last = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            last[name] = fwd_bwd(fn, x)[0]
+    repeats = int(min(max_repeats, max(min_repeats, budget_s / max(sum(last.values()), 1e-9))))
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            runs[name].append(fwd_bwd(fn, x))
+    out = {}
+    for name, r in runs.items():
+        wall, cpu = [w for w, _ in r], [c for _, c in r]
+        out[name] = {"median_s": statistics.median(wall), "min_s": min(wall), "cpu_median_s": statistics.median(cpu),
+                     "repeats": len(r)}
+    return out
+
+
+def _fx_cache_hits() -> int:
+    """How many compiled graphs inductor has taken from its on-disk cache so far in this process."""
+    try:
+        from torch._dynamo.utils import counters
+
+        return int(counters["inductor"]["fxgraph_cache_hit"])
+    except Exception:  # noqa: BLE001 - a private counter: no number rather than a crash
+        return -1
+
+
+def loss_value(fn: LossFn, x: Inputs) -> float:
+    with torch.no_grad():
+        return float(fn(x))
+
+
+def peak_memory_bytes(fn: LossFn, x: Inputs) -> Optional[int]:
+    """Peak bytes allocated during one forward + backward, above what was live before.
+
+    CUDA: the caching allocator's peak counter. CPU: the allocation and free events
+    recorded by ``torch.profiler`` (``profile_memory=True``), summed in time order.
+    """
+    for t in x.leaves:
+        t.grad = None
+    device = str(x.class_logits.device)
+    if device.startswith("cuda"):
+        sync(device)
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn(x).backward()
+        sync(device)
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn(x).backward()
+    try:
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    except AttributeError:  # the profiler's internals moved: no number rather than a wrong one
+        return None
+    live = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+# ---------------------------------------------------------------- one grid point
+
+@dataclass
+class Config:
+    """What to run; the defaults are the full grid of issue 7."""
+
+    batches: tuple[int, ...] = (1, 8, 32, 128)
+    n_anchors: tuple[int, ...] = (189, 8732)
+    devices: tuple[str, ...] = ("cpu",)
+    methods: tuple[str, ...] = METHODS
+    match_modes: tuple[str, ...] = MATCH_MODES
+    dtype: torch.dtype = torch.float32
+    compile_backend: str = "inductor"
+    compile_mode: Optional[str] = None
+    warmup: int = 2
+    budget_s: float = 4.0  # per grid point, for the timed rounds
+    min_repeats: int = 3
+    max_repeats: int = 25
+    seed: int = 0
+    step_batch: Optional[int] = 32  # full training step at this batch size; None skips it
+    step_repeats: int = 3
+    threads: Optional[int] = 1  # see main()'s help text: OpenMP's spinning workers on a shared machine
+    keep_freed_memory: bool = True  # see keep_freed_memory()
+    agree_rtol: float = 1e-4
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_point(cfg: Config, device: str, n_anchors: int, batch: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Time every method at one (device, anchors, batch); one row per match mode."""
+    anchors = make_anchors(anchor_spec(n_anchors), device=device, dtype=cfg.dtype)
+    x = make_inputs(batch, anchors, seed=cfg.seed + batch, device=device, dtype=cfg.dtype)
+    fns: dict[str, LossFn] = {}
+    compile_info: dict[str, dict[str, Any]] = {}
+    torch._dynamo.reset()  # a fresh cache per grid point: each compile below is this shape's own
+    for mode in cfg.match_modes:
+        if "eager" in cfg.methods:
+            fns[f"eager/{mode}"] = eager_loss(anchors, mode)
+        if "compiled" in cfg.methods:
+            info = compile_info[mode] = {}
+            try:
+                fn = compiled_loss(anchors, mode, cfg.compile_backend, cfg.compile_mode)
+                hits = _fx_cache_hits()
+                info["first_call_s"] = fwd_bwd(fn, x)[0]  # compiles forward and backward
+                info["second_call_s"] = fwd_bwd(fn, x)[0]
+                info["compile_s"] = max(0.0, info["first_call_s"] - info["second_call_s"])
+                # A warm inductor cache (an earlier run on this machine) makes a compile far cheaper.
+                info["inductor_cache_hits"] = _fx_cache_hits() - hits
+                fns[f"compiled/{mode}"] = fn
+            except Exception as e:  # report why instead of a number
+                info["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                log(f"  compile failed ({device}, {n_anchors} anchors, batch {batch}, {mode}): {info['error']}")
+        if "lesson" in cfg.methods:
+            fns[f"lesson/{mode}"] = lesson_loss(anchors, mode)
+    if "torchvision" in cfg.methods:
+        fns["torchvision"] = torchvision_loss()
+
+    values = {name: loss_value(fn, x) for name, fn in fns.items()}
+    times = time_round_robin(fns, x, warmup=cfg.warmup, budget_s=cfg.budget_s, min_repeats=cfg.min_repeats,
+                             max_repeats=cfg.max_repeats)
+    rows = []
+    for mode in cfg.match_modes:
+        row: dict[str, Any] = {"device": device, "n_anchors": n_anchors, "batch": batch, "match_on": mode,
+                               "n_gt_real": int((x.gt_labels >= 0).sum()), "gt_rows": x.gt_labels.shape[1]}
+        for m in METHODS:
+            name = "torchvision" if m == "torchvision" else f"{m}/{mode}"
+            if name in times:
+                row[f"{m}_ms"] = 1e3 * times[name]["median_s"]
+                row[f"{m}_min_ms"] = 1e3 * times[name]["min_s"]
+                row[f"{m}_cpu_ms"] = 1e3 * times[name]["cpu_median_s"]
+                row[f"{m}_repeats"] = times[name]["repeats"]
+                row[f"{m}_loss"] = values[name]
+        if mode in compile_info:
+            row["compile"] = compile_info[mode]
+        for num in ("lesson", "torchvision"):
+            for den in ("eager", "compiled"):
+                if f"{num}_ms" in row and f"{den}_ms" in row:
+                    row[f"{num}_over_{den}"] = row[f"{num}_ms"] / row[f"{den}_ms"]
+                    row[f"{num}_over_{den}_cpu"] = row[f"{num}_cpu_ms"] / row[f"{den}_cpu_ms"]
+        # (1), (2) and (3) compute the same loss: a fast wrong answer must not win.
+        same = [row[f"{m}_loss"] for m in ("eager", "compiled", "lesson") if f"{m}_loss" in row]
+        row["agree"] = all(math.isclose(v, same[0], rel_tol=cfg.agree_rtol) for v in same)
+        if not row["agree"]:
+            log(f"  WARNING: methods disagree on the loss: {same}")
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- the full training step
+
+class _MinimalSSD(nn.Module):
+    """Fallback model: torchvision resnet34 body (random weights) and a small conv head.
+
+    Input ``(B, 3, 224, 224)``; the body gives ``(B, 512, 7, 7)``; stride-2 convs make the
+    4x4, 2x2 and 1x1 grids; each grid's output conv gives ``k * (C+1+4)`` channels per cell.
+    Returns ``(B, 189, C+1)`` class logits and ``(B, 189, 4)`` box activations, anchor order.
+    """
+
+    def __init__(self, k: int = 9, n_classes: int = N_CLASSES):
+        super().__init__()
+        import torchvision
+
+        self.k, self.n_out = k, n_classes + 1 + 4
+        self.body = nn.Sequential(*list(torchvision.models.resnet34(weights=None).children())[:-2])
+        self.downs = nn.ModuleList([nn.Sequential(nn.Conv2d(ni, 256, 3, stride=2, padding=1), nn.ReLU(), nn.BatchNorm2d(256))
+                                    for ni in (512, 256, 256)])
+        self.outs = nn.ModuleList([nn.Conv2d(256, k * self.n_out, 3, padding=1) for _ in range(3)])
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        x, flat = self.body(images), []
+        for down, out in zip(self.downs, self.outs):
+            x = down(x)
+            y = out(x)  # (B, k * n_out, g, g) -> (B, g*g*k, n_out): cells row-major, then k
+            flat.append(y.permute(0, 2, 3, 1).reshape(y.shape[0], -1, self.n_out))
+        y = torch.cat(flat, dim=1)
+        return y[..., :-4], y[..., -4:]
+
+
+def build_model(log: Callable[[str], None]) -> tuple[nn.Module, str]:
+    """``ssd_lesson.model.create_ssd_model("resnet34", pretrained=False)`` if it works, else :class:`_MinimalSSD`."""
+    try:
+        from ssd_lesson.model import create_ssd_model
+
+        model = create_ssd_model(body="resnet34", pretrained=False)
+        with torch.no_grad():
+            c, b = model.eval()(torch.zeros(2, 3, 224, 224))
+        if tuple(c.shape) != (2, 189, N_CLASSES + 1) or tuple(b.shape) != (2, 189, 4):
+            raise ValueError(f"unexpected output shapes {tuple(c.shape)}, {tuple(b.shape)}")
+        return model.train(), "ssd_lesson.model.create_ssd_model('resnet34', pretrained=False)"
+    except Exception as e:  # noqa: BLE001 - any failure means: use the minimal model
+        log(f"  (ssd_lesson.model unavailable: {type(e).__name__}: {e}; using the benchmark's minimal model)")
+        return _MinimalSSD().train(), "benchmarks.bench_loss._MinimalSSD (torchvision resnet34 body, weights=None)"
+
+
+def run_training_step(cfg: Config, device: str, log: Callable[[str], None]) -> dict[str, Any]:
+    """Time model forward + loss + backward at ``cfg.step_batch`` (224 px, 189 anchors), and the loss alone.
+
+    The loss alone runs on detached copies of the model's outputs, round-robin with
+    the step, so that both see the same machine load.
+    """
+    batch = cfg.step_batch
+    torch.manual_seed(cfg.seed)
+    model, model_name = build_model(log)
+    model = model.to(device)
+    anchors = make_anchors(device=device, dtype=cfg.dtype)
+    x = make_inputs(batch, anchors, seed=cfg.seed + 1000, device=device, dtype=cfg.dtype)
+    images = torch.randn(batch, 3, 224, 224, device=device)
+    mode = cfg.match_modes[0]
+    loss_fns: dict[str, LossFn] = {"eager": eager_loss(anchors, mode)}
+    if "compiled" in cfg.methods:
+        try:
+            fn = compiled_loss(anchors, mode, cfg.compile_backend, cfg.compile_mode)
+            fwd_bwd(fn, x)
+            loss_fns["compiled"] = fn
+        except Exception as e:  # noqa: BLE001
+            log(f"  compiled loss unavailable for the step: {type(e).__name__}: {e}")
+    if "lesson" in cfg.methods:
+        loss_fns["lesson"] = lesson_loss(anchors, mode)
+
+    def step() -> tuple[float, float]:
+        model.zero_grad(set_to_none=True)
+        sync(device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        cl, bb = model(images)
+        ssd_loss(cl, bb, x.gt_boxes, x.gt_labels, anchors, match_on=mode, validate=False).total.backward()
+        sync(device)
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    step()  # warm-up
+    steps: list[tuple[float, float]] = []
+    loss_runs: dict[str, list[tuple[float, float]]] = {k: [] for k in loss_fns}
+    for _ in range(cfg.step_repeats):
+        steps.append(step())
+        for name, fn in loss_fns.items():
+            loss_runs[name].append(fwd_bwd(fn, x))
+    out: dict[str, Any] = {"device": device, "batch": batch, "image_size": 224, "n_anchors": len(anchors),
+                           "match_on": mode, "model": model_name, "repeats": cfg.step_repeats}
+    for clock, i in (("", 0), ("_cpu", 1)):
+        step_s = statistics.median(t[i] for t in steps)
+        loss_s = {k: statistics.median(t[i] for t in v) for k, v in loss_runs.items()}
+        out[f"step{clock}_ms"] = 1e3 * step_s
+        out[f"loss{clock}_ms"] = {k: 1e3 * v for k, v in loss_s.items()}
+        # The step ran with the eager loss; with another, it costs the same model work plus that loss.
+        out[f"loss_share{clock}"] = {k: v / (step_s - loss_s["eager"] + v) for k, v in loss_s.items()}
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+def fmt(v: Optional[float], spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a fixed-width text table: median wall ms, then ratios of wall and of CPU-time medians."""
+    ratios = (("lesson", "eager"), ("lesson", "compiled"), ("torchvision", "eager"), ("torchvision", "compiled"))
+    names = {"lesson": "3", "torchvision": "4", "eager": "1", "compiled": "2"}
+    head = (f"{'device':<6} {'A':>5} {'B':>4} {'match_on':<11} {'(1)eager':>9} {'(2)compiled':>11} {'compile_s':>9} "
+            f"{'(3)lesson':>10} {'(4)tv':>9} | " + " ".join(f"{names[n] + '/' + names[d]:>5}" for n, d in ratios)
+            + " | " + " ".join(f"{names[n] + '/' + names[d]:>5}" for n, d in ratios) + " | agree")
+    bars = [i for i, ch in enumerate(head) if ch == "|"]
+    group = (" " * bars[0] + "| " + "ratios, wall time".ljust(bars[1] - bars[0] - 2) + "| "
+             + "ratios, CPU time".ljust(bars[2] - bars[1] - 2) + "|")
+    lines = [group, head, "-" * len(head)]
+    for r in rows:
+        comp = r.get("compile", {})
+        wall = " ".join(f"{fmt(r.get(f'{n}_over_{d}'), '.1f'):>5}" for n, d in ratios)
+        cpu = " ".join(f"{fmt(r.get(f'{n}_over_{d}_cpu'), '.1f'):>5}" for n, d in ratios)
+        lines.append(
+            f"{r['device']:<6} {r['n_anchors']:>5} {r['batch']:>4} {r['match_on']:<11} {fmt(r.get('eager_ms')):>9} "
+            f"{fmt(r.get('compiled_ms')) if 'error' not in comp else 'failed':>11} {fmt(comp.get('compile_s'), '.1f'):>9} "
+            f"{fmt(r.get('lesson_ms')):>10} {fmt(r.get('torchvision_ms')):>9} | {wall} | {cpu} | "
+            f"{'yes' if r['agree'] else 'NO'}")
+    return "\n".join(lines)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """A results dict (or JSON file's content) as the Markdown table of ``benchmarks/README.md``."""
+    head = ("| device | anchors | batch | match_on | (1) eager ms | (2) compiled ms | (3) lesson ms | (4) torchvision ms "
+            "| (3)/(1) | (3)/(2) | (4)/(1) | (4)/(2) | (3)/(2) CPU time | (4)/(2) CPU time |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in result["rows"]:
+        cells = [r["device"], r["n_anchors"], r["batch"], r["match_on"]]
+        cells += [fmt(r.get(f"{m}_ms"), ".2f") for m in METHODS]
+        cells += [fmt(r.get(k), ".1f") for k in ("lesson_over_eager", "lesson_over_compiled", "torchvision_over_eager",
+                                                  "torchvision_over_compiled", "lesson_over_compiled_cpu",
+                                                  "torchvision_over_compiled_cpu")]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def scaling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How each method's median time grows: per step up in batch size, and from 189 to 8732 anchors.
+
+    ``time_ratio / work_ratio`` at or below 1 is linear or better (fixed costs amortised).
+    The anchor step multiplies the ``A x G`` work by 8732 / 189 = 46.2.
+    """
+    out = []
+    key = {(r["device"], r["n_anchors"], r["batch"], r["match_on"]): r for r in rows}
+    batches = sorted({r["batch"] for r in rows})
+    anchors = sorted({r["n_anchors"] for r in rows})
+    for (dev, A, B, mode), r in key.items():
+        steps = []
+        if B in batches[:-1]:
+            steps.append(("batch", B, batches[batches.index(B) + 1], key.get((dev, A, batches[batches.index(B) + 1], mode))))
+        if A in anchors[:-1]:
+            steps.append(("n_anchors", A, anchors[anchors.index(A) + 1], key.get((dev, anchors[anchors.index(A) + 1], B, mode))))
+        for what, lo, hi, bigger in steps:
+            for m in METHODS:
+                if bigger and f"{m}_ms" in r and f"{m}_ms" in bigger:
+                    out.append({"device": dev, "method": m, "match_on": mode, "n_anchors": A, "batch": B, "grows": what,
+                                "from": lo, "to": hi, "time_ratio": bigger[f"{m}_ms"] / r[f"{m}_ms"],
+                                "work_ratio": hi / lo})
+    return out
+
+
+def peak_memory_report(cfg: Config, device: str, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Peak memory of method (1) at the largest grid point, against the ``(B, A, G)`` IoU tensor."""
+    A, B = max(cfg.n_anchors), max(cfg.batches)
+    anchors = make_anchors(anchor_spec(A), device=device, dtype=cfg.dtype)
+    x = make_inputs(B, anchors, seed=cfg.seed + B, device=device, dtype=cfg.dtype)
+    item = torch.finfo(cfg.dtype).bits // 8
+    iou_bytes = B * A * x.gt_labels.shape[1] * item
+    out = []
+    for mode in cfg.match_modes:
+        peak = peak_memory_bytes(eager_loss(anchors, mode), x)
+        out.append({"device": device, "n_anchors": A, "batch": B, "match_on": mode, "peak_bytes": peak,
+                    "iou_tensor_bytes": iou_bytes, "logits_bytes": x.class_logits.numel() * item,
+                    "peak_over_iou": None if peak is None else peak / iou_bytes})
+        log(f"  peak memory of (1) eager, {device}, {A} anchors, batch {B}, {mode}: "
+            f"{fmt(None if peak is None else peak / 2**20, '.1f')} MiB = {fmt(out[-1]['peak_over_iou'], '.1f')} x "
+            f"the (B, A, G) IoU tensor ({iou_bytes / 2**20:.1f} MiB)")
+    return out
+
+
+def _load_average() -> Optional[list[float]]:
+    """The machine's 1, 5 and 15 minute load averages (other users' work shows here)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
+
+    By default glibc maps each large block afresh and returns it on free, so every call's
+    large temporaries arrive as new pages: here, about 1000 page faults per call of the
+    compiled loss at batch 128 (189 anchors), a third of its time, and 200,000 per call of
+    the eager loss at 8732 anchors, half of its time; none for the per-image loop, whose
+    tensors are small. PyTorch's CPU tuning guide recommends jemalloc or tcmalloc for the
+    same reason. Returns False where this is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    # Blocks up to 1 GiB from the heap (the (B, A, G) IoU at 8732 anchors, batch 128, is 85 MiB);
+    # older glibc caps the threshold at 32 MiB.
+    kept = bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)) or bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 25))
+    return kept and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
+def run(cfg: Config, out_path: Optional[Path] = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the grid and return (and optionally write) the results as a JSON-able dict."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    malloc_kept = keep_freed_memory() if cfg.keep_freed_memory else False
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16)
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "what": "forward + backward of the SSD loss, median wall time in ms; ratios are (3)/(1), (3)/(2), (4)/(1), (4)/(2)",
+        "environment": {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+                        "processor": platform.processor(), "cpu_count": os.cpu_count(),
+                        "torch_threads": torch.get_num_threads(), "dtype": str(cfg.dtype).replace("torch.", ""),
+                        "malloc_keeps_freed_memory": malloc_kept,
+                        "load_average_at_start": _load_average(),
+                        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        "config": {"batches": cfg.batches, "n_anchors": cfg.n_anchors, "devices": cfg.devices, "methods": cfg.methods,
+                   "match_modes": cfg.match_modes, "compile_backend": cfg.compile_backend, "compile_mode": cfg.compile_mode,
+                   "n_classes": N_CLASSES, "gt_rows_per_image": MAX_GT, "warmup": cfg.warmup, "budget_s": cfg.budget_s,
+                   "min_repeats": cfg.min_repeats, "max_repeats": cfg.max_repeats, "seed": cfg.seed, **cfg.extra},
+        "rows": [], "peak_memory": [], "training_step": [],
+    }
+    try:
+        import torchvision
+        result["environment"]["torchvision"] = torchvision.__version__
+    except ImportError:
+        pass
+    for device in cfg.devices:
+        for A in cfg.n_anchors:
+            for B in cfg.batches:
+                t0 = time.perf_counter()
+                rows = run_point(cfg, device, A, B, log)
+                result["rows"] += rows
+                log("\n".join(table(rows).splitlines()[3:]) + f"   [{time.perf_counter() - t0:.0f}s]")
+        if "eager" in cfg.methods:
+            result["peak_memory"] += peak_memory_report(cfg, device, log)
+        if cfg.step_batch:
+            log(f"  training step on {device} at batch {cfg.step_batch} ...")
+            step = run_training_step(cfg, device, log)
+            result["training_step"].append(step)
+            log(f"  step {step['step_ms']:.0f} ms (forward + eager loss + backward); the loss's share of a step: "
+                + ", ".join(f"{k} {100 * v:.2g}%" for k, v in step["loss_share"].items()))
+    result["environment"]["load_average_at_end"] = _load_average()
+    result["scaling"] = scaling(result["rows"])
+    result["all_agree"] = all(r["agree"] for r in result["rows"])
+    result["wall_s"] = time.perf_counter() - started
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return result
+
+
+# ---------------------------------------------------------------- command line
+
+def parse_args(argv: Optional[Sequence[str]]) -> tuple[Config, Optional[Path], Optional[Path]]:
+    p = argparse.ArgumentParser(prog="python -m ssd_lesson bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="tiny grid (batches 1 and 4, 189 anchors, CPU, backend 'eager', 1 repeat, no training step): a smoke test")
+    p.add_argument("--batches", type=int, nargs="+", help="batch sizes (default 1 8 32 128)")
+    p.add_argument("--anchors", type=int, nargs="+", choices=(189, 8732), help="anchor layouts (default 189 8732)")
+    p.add_argument("--devices", nargs="+", help="devices (default: cpu, and cuda when available)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, help="methods to run (default all)")
+    p.add_argument("--match-on", nargs="+", choices=MATCH_MODES, help="match modes for (1)-(3) (default both)")
+    p.add_argument("--compile-backend", default=None, help="torch.compile backend (default inductor)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
+    p.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per grid point (default 4)")
+    p.add_argument("--repeats", type=int, nargs=2, metavar=("MIN", "MAX"), help="bounds on the timed rounds (default 3 25)")
+    p.add_argument("--step-batch", type=int, default=None, help="batch of the full training step (default 32; 0 skips it)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads (default 1: on a machine shared with other busy processes, OpenMP's "
+                        "spinning worker threads made 2-thread timings up to 80x slower and meaningless; 0 = torch's choice)")
+    p.add_argument("--markdown", type=Path, metavar="JSON",
+                   help="print the Markdown table of an earlier run's JSON file and exit (for benchmarks/README.md)")
+    p.add_argument("--plain-malloc", action="store_true",
+                   help="leave glibc's malloc as it is (default: keep freed memory for reuse, see keep_freed_memory)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"JSON file (default {RESULTS_DIR.relative_to(ROOT)}/<devices>.json, e.g. cpu.json; "
+                        "--quick writes nothing unless given)")
+    a = p.parse_args(argv)
+    cfg = Config()
+    if a.quick:
+        cfg = Config(batches=(1, 4), n_anchors=(189,), compile_backend="eager", warmup=1, budget_s=0.0,
+                     min_repeats=1, max_repeats=1, step_batch=None)
+    elif torch.cuda.is_available():
+        cfg.devices = ("cpu", "cuda")
+    for attr, val in (("batches", a.batches), ("n_anchors", a.anchors), ("devices", a.devices), ("methods", a.methods),
+                      ("match_modes", a.match_on), ("compile_backend", a.compile_backend),
+                      ("compile_mode", a.compile_mode), ("budget_s", a.budget), ("threads", a.threads)):
+        if val is not None:
+            setattr(cfg, attr, tuple(val) if isinstance(val, list) else val)
+    if a.repeats:
+        cfg.min_repeats, cfg.max_repeats = a.repeats
+    if a.threads == 0:
+        cfg.threads = None
+    cfg.keep_freed_memory = not a.plain_malloc
+    if a.step_batch is not None:
+        cfg.step_batch = a.step_batch or None
+    if "cuda" in " ".join(cfg.devices) and not torch.cuda.is_available():
+        p.error("CUDA was asked for but is not available")
+    out = a.out if a.out is not None else (None if a.quick else RESULTS_DIR / ("-".join(cfg.devices) + ".json"))
+    return cfg, out, a.markdown
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``python benchmarks/bench_loss.py`` and ``python -m ssd_lesson bench``; returns the exit code."""
+    cfg, out, markdown_of = parse_args(argv)
+    if markdown_of is not None:
+        print(markdown(json.loads(markdown_of.read_text())))
+        return 0
+    print(f"torch {torch.__version__}, {cfg.threads or torch.get_num_threads()} thread(s), "
+          f"{str(cfg.dtype).replace('torch.', '')}, malloc {'keeps freed memory' if cfg.keep_freed_memory else 'as is'}; "
+          f"times: median wall ms of forward + backward; ratios of medians")
+    print("\n".join(table([]).splitlines()[:2]))
+    try:
+        result = run(cfg, out)
+    except Exception:
+        traceback.print_exc()
+        return 1
+    print()
+    print(table(result["rows"]))
+    if out is not None:
+        print(f"\nwrote {out}")
+    if not result["all_agree"]:
+        print("ERROR: (1), (2) and (3) disagree on the loss value somewhere (see 'agree')", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
