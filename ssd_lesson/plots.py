@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.text import Text
 
 from .anchors import Anchors
@@ -246,6 +246,48 @@ def all_predictions_figure(example: Any, anchors: Anchors, pred_boxes: Any, numb
     return fig
 
 
+# ---------------------------------------------------------------- notebooks 2 and 3: one panel, column 3 of Figs. 1-3
+def grid_panel_figure(example: Any, anchors: Anchors, boxes: Any, grid: int = 4, scale: int = 0,
+                      margin: Optional[float] = None, size: float = 5.0) -> Figure:
+    """One panel of Figs. 1-3 on its own, larger: grid cells, anchors and the boxes of one (grid, zoom-ratio).
+
+    ``boxes``: ``(A, 4)`` or ``(1, A, 4)``; ``anchors.corners`` for the anchor boxes (the
+    top-middle plot of Fig. 1 is ``grid=4, scale=0``) or the predicted boxes.
+    The margin defaults to :func:`default_margin`, widened if a box would be cut off.
+    """
+    sel = _np(anchors.select(grid, scale))
+    if margin is None:
+        margin = fit_margin(_boxes(boxes)[sel], default_margin(grid))
+    fig, axes = _figure(1, 1, size)
+    draw_grid_panel(axes[0, 0], example, anchors, boxes, grid, scale, margin, fontsize=10)
+    return fig
+
+
+def predictions_by_grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, panel: float = 3.0) -> Figure:
+    """Column 3 of Figs. 1, 2 and 3 side by side: a row per (zoom, ratio), a column per grid.
+
+    Every panel is drawn exactly as in :func:`grid_figure` (same numbering, colours and
+    per-grid margin), so each can be found in its figure. Needs the same scales on every grid.
+    """
+    scene, boxes = as_scene(example), _boxes(pred_boxes)
+    grids = list(anchors.spec.grids)
+    ks = {anchors.spec.k(i) for i in range(len(grids))}
+    if len(ks) != 1:
+        raise ValueError("predictions_by_grid_figure needs the same number of scales on every grid")
+    k = ks.pop()
+    fig, axes = _figure(k, len(grids), panel)
+    for col, g in enumerate(grids):
+        sel = _np(anchors.grid_index == anchors.spec.grids.index(g))
+        margin = fit_margin(np.concatenate([boxes[sel], _np(anchors.corners[sel])]), default_margin(g))
+        for s in range(k):
+            draw_grid_panel(axes[s, col], scene, anchors, boxes, g, s, margin)
+        axes[0, col].set_title(f"Fig. {col + 1}, column 3: {g}x{g} grid", fontsize=11)
+    return fig
+
+
+__all__ += ["grid_panel_figure", "predictions_by_grid_figure"]
+
+
 # ---------------------------------------------------------------- Figs. 5 and 6: the class of every predicted box
 def draw_class_panel(ax: Axes, example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, grid: int, scale: int,
                      background: Any = None, margin: Optional[float] = None,
@@ -427,11 +469,15 @@ def detections_figure(example: Any, boxes: Any, labels: Any, scores: Any, size: 
     return fig
 
 
-def setup_notebook(seed: int = 0, quiet_voc: bool = True) -> None:
+def setup_notebook(seed: int = 0, quiet_voc: bool = True, figure_format: Optional[str] = None,
+                   jpeg_quality: int = 90) -> None:
     """The first cell of every notebook: fixed seeds, quiet known warnings, one plotting style.
 
     ``quiet_voc`` hides the (long) "Pascal VOC not found" message, which notebook 01
     shows once on purpose; each notebook still prints which example it uses.
+    ``figure_format`` (e.g. ``"jpeg"``), inside IPython after ``%matplotlib inline``, is how
+    figures are stored in the notebook: the figures full of photographs (Figs. 1-3, 5, 6)
+    are about 4x smaller as JPEG (``jpeg_quality``) than as PNG. None leaves IPython's choice.
     """
     import random
     import warnings
@@ -446,3 +492,218 @@ def setup_notebook(seed: int = 0, quiet_voc: bool = True) -> None:
     if quiet_voc:
         warnings.filterwarnings("ignore", category=VocNotFoundWarning)
     matplotlib.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "font.size": 9, "figure.max_open_warning": 0})
+    if figure_format is not None:
+        _inline_figure_format(figure_format, jpeg_quality)
+
+
+def _inline_figure_format(fmt: str, jpeg_quality: int = 90) -> None:
+    """Show figures as ``fmt`` under IPython's inline backend; does nothing outside IPython."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    kw = {"pil_kwargs": {"quality": int(jpeg_quality)}} if fmt in ("jpeg", "jpg") else {}
+    set_matplotlib_formats(fmt, **kw)
+
+
+# ---------------------------------------------------------------- notebooks 6, 7 and 11
+def _panels(n: int, ncols: int, panel: float) -> tuple[Figure, np.ndarray]:
+    """``n`` panels on a grid of ``ncols`` columns; the spare axes are switched off."""
+    ncols = max(1, min(n, ncols))
+    fig, axes = _figure(max(1, math.ceil(n / ncols)), ncols, panel)
+    fig.set_layout_engine("compressed")  # square image panels: no gaps, titles kept inside the figure
+    for ax in axes.ravel()[n:]:
+        ax.set_axis_off()
+    return fig, axes.ravel()
+
+
+def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 3, panel: float = 3.2) -> Figure:
+    """Table 4 drawn (notebook 7): one panel per positive box.
+
+    Each panel shows the predicted box (solid, numbered with its box index) and the
+    ground-truth box it answers to (dashed; the title names it), both in that ground
+    truth's colour, with a thin line joining each pair of corners the L1 loss
+    compares; the x-axis label gives the box's MAE over its four coordinates.
+    """
+    scene = as_scene(example)
+    pos = np.flatnonzero(_np(result.match.positive[b]))
+    pred, gtb = _np(result.pred_boxes[b]).astype(float), _np(result.target_boxes[b]).astype(float)
+    gt_idx = _np(result.match.gt_idx[b])
+    fig, axes = _panels(max(len(pos), 1), ncols, panel)
+    if not len(pos):
+        axes[0].text(0.5, 0.5, "no positive box", ha="center", va="center")
+        return fig
+    margin = fit_margin(np.concatenate([pred[pos], gtb[pos]]), 0.05)
+    for ax, a in zip(axes, pos):
+        g = int(gt_idx[a])
+        c = GT_COLORS[g % len(GT_COLORS)]
+        show_image(ax, scene.image, margin)
+        draw_box(ax, gtb[a], c, None, lw=1.5, ls="--", gid=f"gt:{a}")  # named in the title
+        draw_box(ax, pred[a], c, str(a), lw=2, fontsize=8, gid=f"pred:{a}")
+        for yi, xi in ((0, 1), (0, 3), (2, 1), (2, 3)):  # the four corners
+            ax.plot([pred[a, xi], gtb[a, xi]], [pred[a, yi], gtb[a, yi]], color=c, lw=0.8, alpha=0.9)
+        ax.set_title(f"box {a} -> {scene.gt_label(g)}", fontsize=10)
+        ax.set_xlabel(f"MAE {np.abs(pred[a] - gtb[a]).mean():.4f}", fontsize=9)
+    return fig
+
+
+def _draw_positives(ax: Axes, scene: Scene, boxes: np.ndarray, result: Any, b: int, margin: float,
+                    ls: Any = "-") -> None:
+    pos, gt_idx = np.flatnonzero(_np(result.match.positive[b])), _np(result.match.gt_idx[b])
+    show_image(ax, scene.image, margin)
+    for i, box in enumerate(scene.boxes):
+        draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=1.2, ls=(0, (1, 1.5)), alpha=0.9)
+    for a in pos:
+        draw_box(ax, boxes[a], GT_COLORS[int(gt_idx[a]) % len(GT_COLORS)], str(a), lw=1.5, ls=ls, fontsize=7,
+                 gid=f"box:{a}")
+
+
+def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_anchors: Any, b: int = 0,
+                       panel: float = 5.0) -> Figure:
+    """Notebook 11: the positives when ground truth is matched to predicted boxes or to anchor boxes.
+
+    Left: positives of ``by_predictions`` (``ssd_loss(match_on="predictions")``), drawn as the
+    predicted boxes the IoU was taken on. Middle: positives of ``by_anchors``
+    (``match_on="anchors"``), drawn as their anchor boxes. Right: the same positives'
+    predicted boxes, which the regression loss moves. Each box is numbered with its box
+    index and coloured by the ground truth it answers to (dotted, in the background).
+    """
+    scene = as_scene(example)
+    pp, pa = _boxes(by_predictions.pred_boxes[b]), _boxes(by_anchors.pred_boxes[b])
+    corners = _np(anchors.corners).astype(float)
+    shown = [pp[_np(by_predictions.match.positive[b])], corners[_np(by_anchors.match.positive[b])],
+             pa[_np(by_anchors.match.positive[b])]]
+    margin = fit_margin(np.concatenate(shown + [scene.boxes]), 0.05)
+    fig, axes = _figure(1, 3, panel)
+    fig.set_layout_engine("compressed")
+    n_p, n_a = int(by_predictions.match.positive[b].sum()), int(by_anchors.match.positive[b].sum())
+    _draw_positives(axes[0, 0], scene, pp, by_predictions, b, margin)
+    axes[0, 0].set_title(f'match_on="predictions": {n_p} positives\n(the predicted boxes, as the article)', fontsize=10)
+    _draw_positives(axes[0, 1], scene, corners, by_anchors, b, margin)
+    axes[0, 1].set_title(f'match_on="anchors": {n_a} positives\n(the anchor boxes, as the lesson code)', fontsize=10)
+    _draw_positives(axes[0, 2], scene, pa, by_anchors, b, margin, ls="--")
+    axes[0, 2].set_title(f'match_on="anchors": the same {n_a} boxes\' predictions\n(what the regression loss moves)',
+                         fontsize=10)
+    return fig
+
+
+def focal_curves_figure(gammas: Sequence[float] = (1.0, 2.0), alpha: float = 0.25, size: float = 4.0) -> Figure:
+    """Notebook 6: the loss of one (box, class) term against the probability the model gives that class.
+
+    Left: the box's own class (target 1); right: any other class, or every class of a
+    background box (target 0). Binary cross-entropy beside the focal loss
+    ``alpha_t (1 - p_t) ** gamma * BCE`` for each gamma, all computed by
+    :func:`~ssd_lesson.loss.classification_loss` (one class, so C = 1).
+    """
+    from .loss import classification_loss
+
+    p = torch.linspace(0.005, 0.995, 199, dtype=torch.float64)
+    x = torch.logit(p)
+    logits = torch.stack([x, torch.zeros_like(x)], dim=-1).unsqueeze(1)  # (N, 1, 2): one class + background
+    fig, axes = _figure(1, 2, size)
+    for ax, target, name in ((axes[0, 0], 0, "target 1: the box's own class"),
+                             (axes[0, 1], 1, "target 0: another class, or background")):
+        labels = torch.full((len(p), 1), target)  # class 0, or 1 = background (C)
+        ax.plot(p, classification_loss(logits, labels), color="black", lw=2, label="BCE (the lesson's BCE_Loss)")
+        for g, c in zip(gammas, ("tab:orange", "tab:blue", "tab:green", "tab:red")):
+            ax.plot(p, classification_loss(logits, labels, focal=True, alpha=alpha, gamma=g), color=c, lw=1.6,
+                    label=f"focal, gamma {g:g}")
+        ax.set_xlabel("probability the model gives this class, sigmoid(logit)")
+        ax.set_title(name, fontsize=10)
+        ax.set_ylim(0, None)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("loss of this one (box, class) term")
+    axes[0, 0].legend(fontsize=8, title=f"alpha = {alpha:g}", title_fontsize=8)
+    return fig
+
+
+def box_loss_figure(anchors: Anchors, losses: dict[str, Any], positive: Any, height: float = 1.7) -> Figure:
+    """Notebook 6: each box's share of several losses, one row per loss, boxes along x.
+
+    ``losses``: ``{name: (A,)}``; ``positive``: ``(A,)`` bool, drawn in orange (the
+    background boxes in grey). White lines separate the grids; each title gives the sum.
+    """
+    pos = _np(positive).reshape(-1).astype(bool)
+    fig = Figure(figsize=(12, 0.8 + height * len(losses)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(losses), 1, sharex=True))
+    colors = np.where(pos, "tab:orange", "#9a9a9a")
+    for ax, (name, v) in zip(axes, losses.items()):
+        v = _np(v).reshape(-1).astype(float)
+        ax.bar(np.arange(len(v)), v, width=1.0, color=colors, gid=f"loss:{name}")
+        for off in anchors.offsets[1:]:
+            ax.axvline(off - 0.5, color="black", lw=0.6, ls=":")
+        ax.set_title(f"{name}: sum {v.sum():.4f}", fontsize=10, loc="left")
+        ax.margins(x=0.005)
+    axes[-1].set_xticks(anchors.offsets, [f"{o}\n{g}x{g} grid" for o, g in zip(anchors.offsets, anchors.spec.grids)])
+    axes[0].legend(handles=[Patch(color="tab:orange", label="positive box"),
+                            Patch(color="#9a9a9a", label="background box")], fontsize=8, loc="upper right",
+                   bbox_to_anchor=(1, 1.35), ncol=2, frameon=False)
+    axes[-1].set_xlabel("box index")
+    return fig
+
+
+__all__ += ["regression_figure", "match_modes_figure", "focal_curves_figure", "box_loss_figure"]
+
+
+# ---------------------------------------------------------------- notebooks 9 and 10: training and inference
+def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, positive: Any,
+                             panel: float = 4.2) -> Figure:
+    """Notebook 9: the same predicted boxes at several stages of training, one panel per stage.
+
+    ``stages``: ``{title: (A, 4) predicted boxes}``; ``gt_idx`` / ``positive``: ``(A,)`` the
+    ground-truth box each predicted box answers to and whether it is a positive (match on
+    the anchors, which do not move, so every panel shows the same boxes). Each panel draws
+    the ground truth dashed and the positives solid in their object's colour, numbered by
+    box index; its title gives the mean IoU of those boxes with their ground truth.
+    """
+    from .boxes import box_iou
+
+    scene = as_scene(example)
+    pos = _np(positive).reshape(-1).astype(bool)
+    gi = _np(gt_idx).reshape(-1).astype(int)
+    idx = np.flatnonzero(pos)
+    all_boxes = {t: _boxes(b) for t, b in stages.items()}
+    margin = fit_margin(np.concatenate([b[idx] for b in all_boxes.values()] + [scene.boxes]), 0.05)
+    fig, axes = _figure(1, len(stages), panel)
+    gt = torch.as_tensor(scene.boxes, dtype=torch.float64)
+    for ax, (title, boxes) in zip(axes[0], all_boxes.items()):
+        show_image(ax, scene.image, margin)
+        for i, box in enumerate(scene.boxes):
+            draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=2.2, ls="--", gid=f"gt:{i}")
+        for a in idx:
+            draw_box(ax, boxes[a], GT_COLORS[gi[a] % len(GT_COLORS)], str(a), lw=1.4, fontsize=6, gid=f"box:{a}")
+        ious = box_iou(torch.as_tensor(boxes[idx], dtype=torch.float64), gt)[np.arange(len(idx)), gi[idx]]
+        ax.set_title(f"{title}\nmean IoU with its object {float(ious.mean()) if len(idx) else float('nan'):.2f}",
+                     fontsize=10)
+    axes[0, 0].set_xlabel(f"dashed: ground truth; solid: the {len(idx)} positive boxes", fontsize=9)
+    return fig
+
+
+def detection_panels_figure(images: Sequence[Any], detections: Sequence[Any], class_names: Sequence[str],
+                            titles: Optional[Sequence[str]] = None, ncols: int = 4, panel: float = 3.0,
+                            min_score: float = 0.0) -> Figure:
+    """Notebook 10: a grid of images, each with its detections labelled ``'class score'``.
+
+    ``images``: ``(H, W, 3)`` uint8 or normalised ``(3, H, W)`` tensors; ``detections``: one
+    ``(boxes, labels, scores)`` per image (an :class:`ssd_lesson.infer.Detections`), boxes in
+    pixels of that image, as :func:`ssd_lesson.infer.predict` returns. Drawn with
+    :func:`ssd_lesson.infer.show_detections`; ``scores=None`` draws ground truth.
+    """
+    from .infer import show_detections
+
+    n = len(images)
+    if len(detections) != n:
+        raise ValueError(f"{n} images but {len(detections)} detections")
+    fig, axes = _panels(n, min(ncols, max(n, 1)), panel)
+    for i, (ax, image, (boxes, labels, scores)) in enumerate(zip(axes.flat, images, detections)):
+        show_detections(ax, image, boxes, labels, scores, class_names, min_score=min_score,
+                        title=None if titles is None else titles[i])
+        if titles is not None:
+            ax.title.set_fontsize(9)
+    return fig
+
+
+__all__ += ["training_progress_figure", "detection_panels_figure"]

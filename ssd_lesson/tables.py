@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .data import VOC_CLASSES
-from .loss import SSDLossResult, regression_loss
+from .loss import SSDLossResult, classification_loss, regression_loss
 from .matching import FORCED_OVERLAP
 
 __all__ = ["gt_columns", "iou_table", "match_table", "style_match_table", "box_classes", "regression_table",
@@ -121,7 +121,7 @@ def regression_totals(result: SSDLossResult, b: int = 0) -> pd.Series:
 
 def loss_table(result: SSDLossResult, b: int = 0) -> pd.Series:
     """Classification, regression both ways, and the SSD loss (classification + regression) both ways."""
-    clas = float(result.classification[b])
+    clas = float(result.classification[b].detach())  # detach: no warning when the loss requires grad
     reg = regression_totals(result, b)
     return pd.Series({
         "classification (BCE, summed over boxes, / C)": clas,
@@ -139,3 +139,40 @@ def compare_matches(results: dict[str, SSDLossResult], rows: Rows = 30, b: int =
         t = match_table(res, rows, b)
         parts[name] = t[["gt_idx", "gt_overlap"]].assign(positive=res.match.positive[b, list(t.index)].cpu().numpy())
     return pd.concat(parts, axis=1)
+
+
+# ---------------------------------------------------------------- notebooks 6-8: the loss, box by box
+def one_hot_table(result: SSDLossResult, rows: Rows, b: int = 0,
+                  class_names: Sequence[str] = VOC_CLASSES) -> pd.DataFrame:
+    """The lesson's BCE targets of some boxes: ``one_hot(label, C+1)`` with the background column dropped.
+
+    Index: box number; columns: ``target`` (the class name, or ``'background'``), then one
+    0/1 column per class. A background box is a row of C zeros ("none of these").
+    """
+    r = _rows(rows, result.target_labels.shape[1])
+    labels = result.target_labels[b, r].cpu()
+    C = len(class_names)
+    hot = torch.nn.functional.one_hot(labels, C + 1)[:, :C].numpy()
+    table = pd.DataFrame(hot, index=pd.Index(r, name="box"), columns=list(class_names))
+    table.insert(0, "target", [class_names[int(t)] if int(t) < C else "background" for t in labels])
+    return table
+
+
+def box_class_losses(class_logits: torch.Tensor, result: SSDLossResult, b: int = 0,
+                     gammas: Sequence[float] = (1.0, 2.0), alpha: float = 0.25) -> pd.DataFrame:
+    """Each box's share of the classification loss: BCE and focal (one column per gamma).
+
+    Every column is :func:`~ssd_lesson.loss.classification_loss` run on one box at a
+    time (so already divided by C); a column's sum is that loss for the image.
+    Index: box number; also ``target`` (class id, C for background) and ``positive``.
+    """
+    x = class_logits[b].detach().unsqueeze(1)  # (A, 1, C+1): each box its own "image"
+    t = result.target_labels[b].unsqueeze(1)  # (A, 1)
+    cols = {"target": t[:, 0].cpu().numpy(), "positive": result.match.positive[b].cpu().numpy(),
+            "BCE": classification_loss(x, t).cpu().double().numpy()}
+    for g in gammas:
+        cols[f"focal gamma={g:g}"] = classification_loss(x, t, focal=True, alpha=alpha, gamma=g).cpu().double().numpy()
+    return pd.DataFrame(cols, index=pd.Index(range(x.shape[0]), name="box"))
+
+
+__all__ += ["one_hot_table", "box_class_losses"]

@@ -9,6 +9,8 @@ Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
 """
 from __future__ import annotations
 
+import math
+
 import io
 from typing import Any, Literal, Optional, Sequence
 
@@ -27,9 +29,10 @@ __all__ = ["BoxWidget", "ThresholdWidget"]
 ACTIVATIONS = ("dy", "dx", "dh", "dw")
 
 
-def _png(fig: Figure, dpi: int) -> bytes:
+def _png(fig: Figure, dpi: int, fmt: str = "png") -> bytes:
+    """The figure as image bytes: PNG, or JPEG (quality 90: 4x smaller for figures full of photographs)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format=fmt, dpi=dpi, **({"pil_kwargs": {"quality": 90}} if fmt == "jpeg" else {}))
     return buf.getvalue()
 
 
@@ -42,7 +45,7 @@ class _Shown:
     dpi: int
 
     def _render(self) -> None:
-        self.image.value = _png(self.figure, self.dpi)
+        self.image.value = _png(self.figure, self.dpi, self.image.format)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -61,19 +64,22 @@ class BoxWidget(_Shown):
         anchors: from ``make_anchors()``.
         box_actns: ``(A, 4)`` or ``(1, A, 4)`` starting activations (e.g. the model's); zeros if None.
         index: the box shown first.
+        image_format: ``"png"`` or ``"jpeg"`` (smaller, for figures full of photographs).
     """
 
     def __init__(self, example: Any, anchors: Anchors, box_actns: Any = None, index: int = 11,
-                 limit: float = 4.0, dpi: int = 90):
+                 limit: float = 4.0, dpi: int = 90, image_format: Literal["png", "jpeg"] = "png"):
         self.scene, self.anchors, self.dpi, self._hold = plots.as_scene(example), anchors, dpi, False
         start = torch.zeros(len(anchors), 4) if box_actns is None else torch.as_tensor(box_actns).detach().float()
         self.actns = start.reshape(len(anchors), 4).clone()  # edited in place, one row per box
+        # Wide enough for every given activation: a clamped slider would silently move the box.
+        limit = max(float(limit), math.ceil(float(self.actns.abs().max())))
         options = [(self._describe(a), a) for a in range(len(anchors))]
         self.box = W.Dropdown(options=options, value=index, description="box", layout=W.Layout(width="460px"))
         self.sliders = {k: W.FloatSlider(value=0.0, min=-limit, max=limit, step=0.05, description=k,
                                          continuous_update=False, readout_format=".2f") for k in ACTIVATIONS}
         self.readout = W.HTML()
-        self.image = W.Image(format="png")
+        self.image = W.Image(format=image_format)
         self.figure = Figure(figsize=(6.5, 6.8), layout="constrained")
         self.ax = self.figure.subplots()
         self.widget = W.VBox([self.box, W.HBox([W.VBox(list(self.sliders.values())), self.readout]), self.image])
@@ -192,11 +198,13 @@ class ThresholdWidget(_Shown):
         class_logits: ``(1, A, C+1)``; box_actns: ``(1, A, 4)``.
         threshold: the starting value (the lesson's 0.4).
         grids: which grids' columns to draw (default all).
+        image_format: ``"png"`` or ``"jpeg"`` (smaller, for figures full of photographs).
     """
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
                  threshold: float = 0.4, match_on: Literal["predictions", "anchors"] = "predictions",
-                 grids: Optional[Sequence[int]] = None, dpi: int = 80):
+                 grids: Optional[Sequence[int]] = None, dpi: int = 80,
+                 image_format: Literal["png", "jpeg"] = "png"):
         self.scene, self.anchors, self.dpi, self.match_on = plots.as_scene(example), anchors, dpi, match_on
         self.class_logits, self.box_actns = class_logits.detach(), box_actns.detach()
         self.gt_boxes = torch.as_tensor(np.asarray(self.scene.boxes), dtype=self.box_actns.dtype).unsqueeze(0)
@@ -204,7 +212,7 @@ class ThresholdWidget(_Shown):
         self.slider = W.FloatSlider(value=threshold, min=0.0, max=0.95, step=0.05, description="IoU threshold",
                                     continuous_update=False, style={"description_width": "initial"})
         self.readout = W.HTML()
-        self.image = W.Image(format="png")
+        self.image = W.Image(format=image_format)
         self.result = self._loss(threshold)
         self.figure, self._artists = plots._class_figure(self.scene, anchors, self.result.pred_boxes[0],
                                                          self.result.match.gt_idx[0], ~self.result.match.positive[0],

@@ -1,0 +1,268 @@
+"""The SSD model, checkpoints, decoding/prediction and mAP: fast, random or crafted tensors only."""
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+from torch import nn
+
+from ssd_lesson import AnchorSpec, make_anchors
+from ssd_lesson.infer import Detections, decode, detection_map, map_metrics, predict, show_detections
+from ssd_lesson.model import create_ssd_model, load_checkpoint, save_checkpoint
+
+
+def tiny(spec=AnchorSpec(), **kw):
+    with pytest.warns(UserWarning, match="no ImageNet weights"):
+        return create_ssd_model("tiny", pretrained=True, spec=spec, n_hidden=32, **kw)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return tiny().eval()
+
+
+# ---------------------------------------------------------------- shapes and anchor order
+def test_output_shapes_default_spec(model):
+    class_logits, box_actns = model(torch.randn(2, 3, 224, 224))
+    assert class_logits.shape == (2, 189, 21) and box_actns.shape == (2, 189, 4)
+
+
+def test_class_bias_starts_negative():
+    m = create_ssd_model("tiny", pretrained=False, n_hidden=16, class_bias=-3.0)
+    for out in m.head.outs:
+        assert torch.all(out.classes.bias == -3.0)
+
+
+@pytest.mark.parametrize("spec", [AnchorSpec(grids=(4, 2)), AnchorSpec(grids=(7, 4, 2, 1), zooms=(1.0,)),
+                                  AnchorSpec(grids=(1, 4), ratios=((1.0, 1.0),))])
+def test_head_adapts_to_spec(spec):
+    m = create_ssd_model("tiny", pretrained=False, spec=spec, n_hidden=16).eval()
+    c, b = m(torch.randn(1, 3, 224, 224))
+    assert c.shape == (1, spec.n_anchors, 21) and b.shape == (1, spec.n_anchors, 4)
+
+
+def test_unreachable_grid_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"grids \[3\] cannot be reached.*\[7, 4, 2, 1\]"):
+        create_ssd_model("tiny", pretrained=False, spec=AnchorSpec(grids=(4, 3)))
+
+
+def _one_hot_map_hook(r, c):
+    def hook(module, inputs, output):
+        x = torch.zeros_like(output)
+        x[:, 0, r, c] = 1.0
+        return x
+    return hook
+
+
+@pytest.mark.parametrize("grid_i, r, c", [(0, 0, 0), (0, 1, 3), (0, 3, 2), (1, 1, 0), (2, 0, 0)])
+def test_a_cells_activation_lands_on_that_cells_anchors(grid_i, r, c):
+    """Only feature (row r, col c) of grid grid_i's map is 1; the output conv connects it (centre tap)
+    to one class channel and one box channel of scale s: exactly anchor (grid, r, c, s) must light up."""
+    spec = AnchorSpec()
+    m = create_ssd_model("tiny", pretrained=False, spec=spec, n_hidden=16).eval()
+    anchors = make_anchors(spec)
+    g, k, C = spec.grids[grid_i], spec.k(grid_i), 20
+    with torch.no_grad():
+        for out in m.head.outs:
+            for conv in (out.classes, out.boxes):
+                conv.weight.zero_(), conv.bias.zero_()
+    level = m.head.sizes.index(g)
+    producer = m.head.first if level == 0 else m.head.downs[level - 1]
+    handle = producer.register_forward_hook(_one_hot_map_hook(r, c))
+    try:
+        for s, cls, j in [(0, 0, 0), (4, 7, 2), (k - 1, 19, 3)]:
+            with torch.no_grad():
+                out = m.head.outs[grid_i]
+                out.classes.weight.zero_(), out.boxes.weight.zero_()
+                out.classes.weight[s * (C + 1) + cls, 0, 1, 1] = 1.0
+                out.boxes.weight[s * 4 + j, 0, 1, 1] = 1.0
+                class_logits, box_actns = m(torch.zeros(1, 3, 224, 224))
+            for t, col in ((class_logits, cls), (box_actns, j)):
+                nz = torch.nonzero(t[0])
+                assert nz.tolist() == [[nz[0, 0].item(), col]]
+                info = anchors.info(int(nz[0, 0]))
+                assert (info.grid, info.row, info.col, info.scale) == (g, r, c, s)
+    finally:
+        handle.remove()
+
+
+# ---------------------------------------------------------------- bodies and bad input
+def test_offline_pretrained_weights_fall_back_with_a_warning(monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", offline)
+    with pytest.warns(UserWarning, match=r"could not load ImageNet weights for resnet18 \(URLError.*random weights"):
+        m = create_ssd_model("resnet18", pretrained=True, n_hidden=16)
+    c, b = m.eval()(torch.randn(1, 3, 224, 224))
+    assert c.shape == (1, 189, 21) and m.body_name == "resnet18"
+
+
+def test_unknown_body():
+    with pytest.raises(ValueError, match="unknown body 'vgg'"):
+        create_ssd_model("vgg", pretrained=False)
+
+
+@pytest.mark.parametrize("shape, match", [((1, 3, 200, 224), "expects 224x224 images, got 200x224"),
+                                          ((1, 1, 224, 224), r"shape \(B, 3, 224, 224\)"),
+                                          ((3, 224, 224), r"shape \(B, 3, 224, 224\)")])
+def test_model_rejects_bad_images(model, shape, match):
+    with pytest.raises(ValueError, match=match):
+        model(torch.zeros(shape))
+
+
+def test_predict_rejects_wrong_channel_count(model):
+    with pytest.raises(ValueError, match="3 colour channels"):
+        predict(model, torch.zeros(1, 4, 224, 224))
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip_gives_identical_outputs(model, tmp_path):
+    with torch.no_grad():  # make the batch-norm statistics non-trivial
+        for mod in model.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.1, 0.1), mod.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 224, 224)
+    path = save_checkpoint(model, tmp_path / "m.pth", extra={"epoch": 3})
+    loaded = load_checkpoint(path)
+    assert loaded.spec == model.spec and loaded.class_names == model.class_names and loaded.body_name == "tiny"
+    assert loaded.checkpoint_extra == {"epoch": 3}
+    with torch.no_grad():
+        for a, b in zip(model(x), loaded(x)):
+            assert torch.equal(a, b)
+        half = load_checkpoint(save_checkpoint(model, tmp_path / "h.pth", half=True))
+        for a, b in zip(model(x), half(x)):
+            torch.testing.assert_close(a, b, rtol=0.02, atol=0.02)
+    assert (tmp_path / "h.pth").stat().st_size < 0.6 * path.stat().st_size
+
+
+def test_checkpoint_refuses_other_spec_or_classes(model, tmp_path):
+    path = save_checkpoint(model, tmp_path / "m.pth")
+    with pytest.raises(ValueError, match=r"anchor spec AnchorSpec\(grids=\(4, 2, 1\).*not the requested AnchorSpec\(grids=\(4, 2\)"):
+        load_checkpoint(path, spec=AnchorSpec(grids=(4, 2)))
+    with pytest.raises(ValueError, match=r"class list \('aeroplane'.*not the requested \('cat', 'dog'\)"):
+        load_checkpoint(path, class_names=("cat", "dog"))
+    assert load_checkpoint(path, spec=AnchorSpec(), class_names=model.class_names) is not None
+    torch.save({"weights": 1}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="not an ssd_lesson checkpoint"):
+        load_checkpoint(tmp_path / "other.pth")
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pth")
+
+
+# ---------------------------------------------------------------- decoding and prediction
+def crafted_outputs():
+    """Anchor 0 (4x4 grid, cell (0,0), zoom .7 square, side .175) says cat 0.99; anchor 3 (same cell, zoom 1
+    square, side .25) says cat 0.95, shrunk to side .2 (IoU .766 with anchor 0); anchor 188 (the 1x1 grid,
+    zoom 1.3 ratio (.5, 1)) says person 0.9. Everything else -10 (score ~0)."""
+    anchors = make_anchors(AnchorSpec())
+    class_logits = torch.full((1, 189, 21), -10.0)
+    box_actns = torch.zeros(1, 189, 4)
+    class_logits[0, 0, 7] = 4.6  # sigmoid ~ 0.990
+    class_logits[0, 3, 7] = 3.0  # ~0.953, same class, overlapping: suppressed by NMS
+    box_actns[0, 3, 2:] = torch.atanh(torch.tensor(-0.4))  # height and width x (1 - 0.4/2): .25 -> .2
+    class_logits[0, 188, 14] = 2.2  # ~0.90
+    return anchors, class_logits, box_actns
+
+
+def test_decode_crafted_activation_after_nms():
+    anchors, class_logits, box_actns = crafted_outputs()
+    (det,) = decode(class_logits, box_actns, anchors, score_threshold=0.5, nms_iou=0.5)
+    assert det.labels.tolist() == [7, 14]
+    torch.testing.assert_close(det.scores, torch.sigmoid(torch.tensor([4.6, 2.2])))
+    # anchor 0: centre (1/8, 1/8), side 0.7/4, unchanged by zero activations
+    torch.testing.assert_close(det.boxes[0], torch.tensor([0.125 - 0.0875, 0.125 - 0.0875, 0.125 + 0.0875, 0.125 + 0.0875]))
+    # anchor 188: centre (.5, .5), height 1.3 * .5, width 1.3 clipped to the image
+    torch.testing.assert_close(det.boxes[1], torch.tensor([0.5 - 0.325, 0.0, 0.5 + 0.325, 1.0]))
+    # without NMS overlap suppression the second cat survives; the cap keeps only the best
+    (loose,) = decode(class_logits, box_actns, anchors, score_threshold=0.5, nms_iou=0.99)
+    assert loose.labels.tolist() == [7, 7, 14]
+    (capped,) = decode(class_logits, box_actns, anchors, score_threshold=0.5, max_per_image=1)
+    assert capped.labels.tolist() == [7]
+
+
+class FixedOutputs(nn.Module):
+    """Stands in for an SSDModel: checks its input and returns fixed activations."""
+
+    def __init__(self, class_logits, box_actns):
+        super().__init__()
+        self.spec, self.size, self.w = AnchorSpec(), 224, nn.Parameter(torch.zeros(()))
+        self.out = (class_logits, box_actns)
+        self.seen = None
+
+    def forward(self, x):
+        self.seen = x.shape
+        return tuple(t.expand(x.shape[0], -1, -1) for t in self.out)
+
+
+def test_predict_resizes_and_returns_pixel_boxes():
+    anchors, class_logits, box_actns = crafted_outputs()
+    fake = FixedOutputs(class_logits, box_actns)
+    dets = predict(fake, torch.zeros(2, 3, 448, 336), score_threshold=0.5)
+    assert fake.seen == (2, 3, 224, 224) and len(dets) == 2
+    h, w = 448, 336
+    torch.testing.assert_close(dets[1].boxes[0], torch.tensor([0.0375 * h, 0.0375 * w, 0.2125 * h, 0.2125 * w]))
+    torch.testing.assert_close(dets[1].boxes[1], torch.tensor([0.175 * h, 0.0, 0.825 * h, w]))
+    # one uint8 (H, W, 3) numpy image, as ssd_lesson.data.load_image gives
+    (det,) = predict(fake, [torch.zeros(100, 50, 3, dtype=torch.uint8).numpy()], score_threshold=0.5)
+    torch.testing.assert_close(det.boxes[1], torch.tensor([17.5, 0.0, 82.5, 50.0]))
+
+
+def test_predict_on_a_real_model(model):
+    dets = predict(model, torch.randn(3, 224, 224), score_threshold=0.0, max_per_image=7)
+    assert len(dets) == 1 and len(dets[0].boxes) == 7 and not model.training
+    assert torch.all(dets[0].labels < 20) and torch.all(dets[0].scores[:-1] >= dets[0].scores[1:])
+    assert dets[0].boxes.min() >= 0 and dets[0].boxes.max() <= 224
+
+
+# ---------------------------------------------------------------- mAP
+def _gt(*rows):
+    return torch.tensor([r[:4] for r in rows]).float(), torch.tensor([r[4] for r in rows])
+
+
+def test_map_hand_made_case():
+    """Class 0 in two images: one exact hit (score .9), one miss plus a false alarm (.8).
+    Precision is 1 up to recall 0.5, then nothing: AP = 51/101 on COCO's 101 recall points.
+    Class 1: one exact hit, AP 1. Mean over the two classes."""
+    gt1, gt2 = _gt((0.1, 0.1, 0.5, 0.5, 0), (0.5, 0.5, 0.9, 0.9, 1)), _gt((0.2, 0.2, 0.6, 0.6, 0))
+    d1 = Detections(torch.tensor([[0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.9, 0.9]]), torch.tensor([0, 1]), torch.tensor([0.9, 0.7]))
+    d2 = Detections(torch.tensor([[0.7, 0.0, 0.9, 0.2]]), torch.tensor([0]), torch.tensor([0.8]))
+    r = detection_map([d1, d2], [gt1[0], gt2[0]], [gt1[1], gt2[1]])
+    assert r["map_50"] == pytest.approx((51 / 101 + 1) / 2, abs=1e-4)
+    assert r["map"] == pytest.approx((51 / 101 + 1) / 2, abs=1e-4)  # exact boxes: a hit at every IoU threshold
+    # a box 0.07 narrower than a 0.4 square: IoU 0.825, a hit at IoU thresholds 0.5..0.8 (7 of 10), not above
+    d1b = Detections(torch.tensor([[0.1, 0.1, 0.5, 0.43]]), torch.tensor([0]), torch.tensor([0.9]))
+    r = detection_map([d1b], [gt1[0][:1]], [gt1[1][:1]])
+    assert r["map_50"] == pytest.approx(1.0) and r["map"] == pytest.approx(0.7, abs=1e-4)
+
+
+def test_map_empty_split_is_reported():
+    with pytest.raises(ValueError, match="no images to evaluate; is the valid split empty"):
+        detection_map([], [], [])
+    m50, mcoco = map_metrics(make_anchors(AnchorSpec()))
+    m50.reset()
+    assert m50.value is None and mcoco.value is None and (m50.name, mcoco.name) == ("mAP50", "mAP_coco")
+
+
+def test_map_metric_from_crafted_batch():
+    anchors, class_logits, box_actns = crafted_outputs()
+    gt_boxes = torch.tensor([[[0.0375, 0.0375, 0.2125, 0.2125], [0.0, 0.0, 0.0, 0.0]]])
+    gt_labels = torch.tensor([[7, -1]])  # the cat is right; the person is a false alarm in a class with no objects
+    m50, mcoco = map_metrics(anchors)
+
+    class Learn:
+        pred, yb = (class_logits, box_actns), (gt_boxes, gt_labels)
+    m50.reset(), mcoco.reset()
+    m50.accumulate(Learn), mcoco.accumulate(Learn)
+    assert m50.value == pytest.approx(1.0) and mcoco.value == pytest.approx(1.0)
+
+
+def test_show_detections_draws(model):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    det = Detections(torch.tensor([[10.0, 20.0, 100.0, 120.0]]), torch.tensor([7]), torch.tensor([0.93]))
+    show_detections(ax, torch.randn(3, 224, 224), *det, model.class_names, title="t")
+    assert [t.get_text() for t in ax.texts] == ["cat 0.93"] and len(ax.patches) == 1
+    plt.close(fig)
