@@ -26,6 +26,8 @@ from ssd_lesson import plots, tables
 from ssd_lesson.data import BACKGROUND, VOC_CLASSES
 from ssd_lesson.dissect import example_activations, load_example, synthetic_example
 
+from .notebook_helpers import stdout, tagged
+
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = {6: "06_classification_loss.ipynb", 7: "07_regression_loss.ipynb", 8: "08_ssd_loss.ipynb",
              11: "11_matching_variants.ipynb"}
@@ -39,14 +41,6 @@ def read(n: int) -> nbformat.NotebookNode:
     return nbformat.read(NB_DIR / NOTEBOOKS[n], as_version=4)
 
 
-def tagged(nb: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
-    cells = [c for c in nb.cells if tag in c.metadata.get("tags", [])]
-    assert len(cells) == 1, f"expected one cell tagged {tag!r}, found {len(cells)}"
-    return cells[0]
-
-
-def stdout(cell: nbformat.NotebookNode) -> str:
-    return "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
 
 
 def lines(nb: nbformat.NotebookNode, tag: str) -> list[str]:

@@ -26,6 +26,8 @@ from ssd_lesson import plots
 from ssd_lesson.boxes import box_iou
 from ssd_lesson.dissect import CHECKPOINT_DIR, example_activations, load_example, synthetic_example
 
+from .notebook_helpers import boxes_in, stdout, tagged
+
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NB9, NB10 = "09_training.ipynb", "10_inference.ipynb"
 CHECK = "# NBVAL_CHECK_OUTPUT"
@@ -37,14 +39,6 @@ def read(name: str) -> nbformat.NotebookNode:
     return nbformat.read(NB_DIR / name, as_version=4)
 
 
-def tagged(nb: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
-    cells = [c for c in nb.cells if tag in c.metadata.get("tags", [])]
-    assert len(cells) == 1, f"expected one cell tagged {tag!r}, found {len(cells)}"
-    return cells[0]
-
-
-def stdout(cell: nbformat.NotebookNode) -> str:
-    return "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
 
 
 def floats(line: str) -> list[float]:
@@ -265,13 +259,6 @@ def test_10_map_equals_detection_map(inference):
 
 
 # ---------------------------------------------------------------- the plots these notebooks added
-def boxes_in(ax, prefix="box:"):
-    out = {}
-    for p in ax.patches:
-        if isinstance(p, Rectangle) and (p.get_gid() or "").startswith(prefix):
-            x0, y0 = p.get_xy()
-            out[p.get_gid()] = (y0, x0, y0 + p.get_height(), x0 + p.get_width())
-    return out
 
 
 def test_training_progress_figure_draws_the_same_positives_in_every_panel():

@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from matplotlib.patches import Rectangle
 
 from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
 from ssd_lesson import plots
 from ssd_lesson.data import VOC_CLASSES
 from ssd_lesson.dissect import example_activations, synthetic_example
+
+from .notebook_helpers import boxes_in
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +22,6 @@ def case():
     return ex, anchors, cl, ba, ssd_loss(cl, ba, gb, gl, anchors)
 
 
-def boxes_in(ax, prefix="box:"):
-    """``{gid: (y0, x0, y1, x1)}`` of the box rectangles drawn on ``ax``."""
-    out = {}
-    for p in ax.patches:
-        if isinstance(p, Rectangle) and (p.get_gid() or "").startswith(prefix):
-            x0, y0 = p.get_xy()
-            out[p.get_gid()] = (y0, x0, y0 + p.get_height(), x0 + p.get_width())
-    return out
 
 
 def texts(ax):
