@@ -106,6 +106,8 @@ class Anchors:
         corners: ``(A, 4)`` ``(y0, x0, y1, x1)`` as fractions of the image.
         grid_sizes: ``(A, 1)`` side of the anchor's grid cell (``1/4`` on the 4x4 grid).
         grid_index, row, col, scale_index: ``(A,)`` int64, where each anchor comes from.
+        center_planes, corner_planes: ``(4, A)`` contiguous copies of ``centers_hw`` and
+            ``corners``, coordinate-major, for the loss (see :func:`activations_to_box_planes`).
     """
 
     spec: AnchorSpec
@@ -117,6 +119,14 @@ class Anchors:
     col: Tensor
     scale_index: Tensor
     offsets: list[int] = field(default_factory=list)  # first anchor of each grid
+    center_planes: Tensor = field(init=False, repr=False)
+    corner_planes: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Stored, not a transposed view: torch.compile then reads each coordinate as one
+        # contiguous row, and vectorises the IoU along the anchors instead of gathering.
+        self.center_planes = self.centers_hw.T.contiguous()
+        self.corner_planes = self.corners.T.contiguous()
 
     def __len__(self) -> int:
         return self.centers_hw.shape[0]
@@ -206,8 +216,10 @@ def activations_to_box_planes(box_actns: Tensor, anchors: Anchors) -> Tensor:
     """
     if box_actns.shape[-2:] != (len(anchors), 4):
         raise ValueError(f"box_actns: expected shape (..., {len(anchors)}, 4) for these anchors, got {tuple(box_actns.shape)}")
-    t = torch.tanh(box_actns).transpose(-1, -2)  # (..., 4, A) view
-    chw = anchors.centers_hw.to(box_actns.dtype).T  # (4, A): cy, cx, h, w
-    ctr = t[..., :2, :] / 2 * anchors.grid_sizes.to(box_actns.dtype).T + chw[:2]
-    hw = (t[..., 2:, :] / 2 + 1) * chw[2:]
-    return torch.cat([ctr - hw / 2, ctr + hw / 2], dim=-2)
+    ty, tx, th, tw = torch.tanh(box_actns).unbind(-1)  # (..., A) each
+    cy, cx, h, w = anchors.center_planes.to(box_actns.dtype)  # (A,) each
+    cell = anchors.grid_sizes.to(box_actns.dtype).squeeze(-1)  # (A,)
+    cy, cx = cy + ty / 2 * cell, cx + tx / 2 * cell
+    half_h, half_w = (th / 2 + 1) * h / 2, (tw / 2 + 1) * w / 2
+    # One plane per coordinate: a cat of 2-row blocks makes torch.compile loop 2 wide.
+    return torch.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], dim=-2)

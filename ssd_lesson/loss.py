@@ -59,36 +59,46 @@ class _BCELoss(torch.autograd.Function):
     ``BCE(x, 0) = softplus(x)`` and ``BCE(x, 1) = softplus(x) - x``, so the loss is every
     class column scored as a 0 target, minus ``x`` at each object box's target column; the
     one-hot matrix is never built. Its gradient is the textbook ``(sigmoid(x) - one_hot) / C``
-    (background column 0): two passes over the logits, where autograd through the
-    composite takes about ten.
+    (background column 0), where autograd through the composite takes about ten passes.
+
+    Each half is written twice, for the same numbers: eager PyTorch runs one kernel per
+    op, so there the arithmetic goes in place on one fresh tensor; under ``torch.compile``
+    the plain expressions let inductor fuse each half into a single loop that stores
+    nothing of size ``(B, A, C+1)`` but the gradient (in place, its scatters and slices
+    would each cost a copy).
     """
 
     @staticmethod
     def forward(ctx, class_logits: Tensor, target_labels: Tensor) -> Tensor:
         C = class_logits.shape[-1] - 1
+        ctx.save_for_backward(class_logits, target_labels)
         target_col = target_labels.clamp_max(C - 1).unsqueeze(-1)  # (B, A, 1); background's value unused
-        is_object = target_labels < C
         x_t = class_logits.gather(-1, target_col).squeeze(-1)  # (B, A)
-        ctx.save_for_backward(class_logits, target_col, is_object)
-        # _softplus over all C+1 columns, then the background column's taken back out: one pass
-        # over contiguous memory vectorises better than one over a C-of-(C+1)-column slice. In
-        # place: nothing here is recorded for autograd, and a fresh (B, A, C+1) tensor costs
-        # as much as the arithmetic.
+        # All C+1 columns, then the background column's taken back out: a pass over contiguous
+        # memory vectorises, one over a C-of-(C+1)-column slice does not.
         x = class_logits
-        sp = x.abs().neg_().exp_().add_(1).log_().add_(x.clamp_min(0))
-        as_zero = sp.sum(dim=(-1, -2)) - sp[..., C].sum(dim=-1)
-        return (as_zero - torch.where(is_object, x_t, 0.0).sum(dim=-1)) / C
+        if torch.compiler.is_compiling():
+            as_zero = _softplus(x).sum(dim=(-1, -2)) - _softplus(x[..., C]).sum(dim=-1)
+        else:
+            sp = x.abs().neg_().exp_().add_(1).log_().add_(x.clamp_min(0))  # _softplus(x), in place
+            as_zero = sp.sum(dim=(-1, -2)) - sp[..., C].sum(dim=-1)
+        return (as_zero - torch.where(target_labels < C, x_t, 0.0).sum(dim=-1)) / C
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        class_logits, target_col, is_object = ctx.saved_tensors
+        class_logits, target_labels = ctx.saved_tensors
         C = class_logits.shape[-1] - 1
+        scale = (grad / C)[..., None, None]
+        if torch.compiler.is_compiling():
+            col = torch.arange(C + 1, device=class_logits.device)
+            one_hot = col == target_labels.unsqueeze(-1)  # compared inside the loop, never stored
+            g = torch.where(col < C, torch.sigmoid(class_logits) - one_hot.to(class_logits.dtype), 0.0)
+            return g * scale, None
         g = torch.sigmoid(class_logits)
-        # Minus the one-hot target, and the background column's own value (it is not scored):
-        # scatters, which keep the sigmoid one flat pass (g[..., C] = 0 would not, compiled).
-        g.scatter_add_(-1, torch.full_like(target_col, C), -g[..., C:])
-        g.scatter_add_(-1, target_col, -is_object.unsqueeze(-1).to(g.dtype))
-        return g.mul_((grad / C)[..., None, None]), None
+        g[..., C] = 0  # the background column is not scored
+        target_col = target_labels.clamp_max(C - 1).unsqueeze(-1)
+        g.scatter_add_(-1, target_col, -(target_labels < C).unsqueeze(-1).to(g.dtype))  # minus the one-hot
+        return g.mul_(scale), None
 
 
 def _focal_terms(x: Tensor, target_is_one: bool, alpha: float, gamma: float) -> Tensor:
@@ -242,7 +252,7 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
     box_planes = activations_to_box_planes(box_actns, anchors)
     pred_boxes = box_planes.transpose(1, 2)
     # Matching picks targets; it is not differentiated through.
-    to_match = box_planes.detach() if match_on == "predictions" else anchors.corners.to(box_actns.dtype).T.contiguous()
+    to_match = box_planes.detach() if match_on == "predictions" else anchors.corner_planes.to(box_actns.dtype)
     gt_columns = [t.unsqueeze(-1) for t in gt_boxes.unbind(-1)]  # (B, G, 1) each
     box_rows = [t.unsqueeze(-2) for t in to_match.unbind(-2)]  # (B, 1, A) or (1, A) each
     ious = iou_of_corners(gt_columns, box_rows).transpose(1, 2)  # (B, A, G)

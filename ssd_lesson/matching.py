@@ -29,6 +29,26 @@ class Match(NamedTuple):
     positive: Tensor
 
 
+def _max_first_index(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """``x.max(dim)``: the maximum and the first index that reaches it (``argmax``'s tie rule).
+
+    Under ``torch.compile`` it is written as two plain reductions (a max, then a min over
+    the indices that reach it): inductor's CPU code for ``max``-with-indices carries an
+    int64 index vector and NaN checks through every step, and is 3-4x slower. Eager
+    PyTorch has one fused kernel for it, which is faster than the two passes.
+    """
+    if not torch.compiler.is_compiling():
+        return x.max(dim=dim)
+    best = x.amax(dim=dim, keepdim=True)
+    n = x.shape[dim]
+    # Float indices keep the whole pass in one vector type; float16 would not count past 2048.
+    index = torch.arange(n, device=x.device, dtype=torch.promote_types(x.dtype, torch.float32))
+    index = index.view([n if d == dim % x.dim() else 1 for d in range(x.dim())])
+    first = torch.where(x == best, index, float(n)).amin(dim=dim)
+    # The clamp keeps the index in range even for NaN input, which reaches no maximum.
+    return best.squeeze(dim), first.clamp_max(n - 1).long()
+
+
 def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = 0.4) -> Match:
     """Match predicted (or anchor) boxes to ground-truth boxes.
 
@@ -58,11 +78,10 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = 0.4) -> M
     valid = gt_valid[:, None, :]
     # IoU is >= 0, so -1 keeps padding rows from ever winning a max.
     masked = torch.where(valid, ious, -1.0)  # keeps the memory layout of ious (masked_fill copies to contiguous)
-    gt_overlap, gt_idx = masked.max(dim=2)  # (B, A): best ground truth per box
+    gt_overlap, gt_idx = _max_first_index(masked, dim=2)  # (B, A): best ground truth per box
     gt_overlap = gt_overlap.clamp_min(0)  # an image with no ground truth at all
+    _, best_box = _max_first_index(masked, dim=1)  # (B, G): best box per ground truth, first on ties
 
-    best_box = masked.argmax(dim=1)  # (B, G): best box per ground truth, first on ties
-    # Scatter each valid claimant's index onto its box; amax makes the later claimant win on any device.
     claimant = torch.arange(G, device=ious.device).expand(B, G).masked_fill(~gt_valid, -1)
     claimed = torch.full((B, A), -1, dtype=torch.long, device=ious.device)
     claimed = claimed.scatter_reduce(1, best_box, claimant, reduce="amax")

@@ -229,6 +229,28 @@ def test_match_padding_and_empty():
         match_boxes(ious, torch.ones(1, 3, dtype=torch.bool))
 
 
+def test_match_compiled_code_path_keeps_the_tie_rules():
+    # The same cases as above through torch.compile's formulation of max-with-first-index.
+    match = torch.compile(match_boxes, backend="eager", fullgraph=True)
+    ious = torch.tensor([[[0.9, 0.8], [0.3, 0.1], [0.0, 0.0]]], dtype=torch.float64)
+    m = match(ious, torch.ones(1, 2, dtype=torch.bool), 0.4)
+    assert m.gt_idx.tolist() == [[1, 0, 0]] and m.gt_overlap.tolist() == [[1.99, 0.3, 0.0]]
+    ious = torch.tensor([[[0.0, 0.5], [0.0, 0.7], [0.0, 0.2]]], dtype=torch.float64)
+    m = match(ious, torch.ones(1, 2, dtype=torch.bool))
+    assert m.gt_idx.tolist() == [[0, 1, 1]] and m.gt_overlap.tolist() == [[1.99, 1.99, 0.2]]
+    ious = torch.tensor([[[0.9, 0.95], [0.2, 0.99]]], dtype=torch.float64)
+    m = match(ious, torch.tensor([[True, False]]))
+    assert m.gt_idx.tolist() == [[0, 0]] and m.gt_overlap.tolist() == [[1.99, 0.2]]
+    m = match(ious, torch.tensor([[False, False]]))
+    assert m.gt_idx.tolist() == [[0, 0]] and m.gt_overlap.tolist() == [[0.0, 0.0]] and not m.positive.any()
+    # Ties between equal overlaps (half the entries 0.5) and float32 against the eager kernels.
+    gen = torch.Generator().manual_seed(16)
+    ious = (torch.rand(4, 189, 7, generator=gen) * 2).round() / 4
+    valid = torch.rand(4, 7, generator=gen) > 0.3
+    for got, want in zip(match(ious, valid, 0.4), match_boxes(ious, valid, 0.4)):
+        assert torch.equal(got, want)
+
+
 def test_match_degenerate_predicted_boxes():
     gt = torch.tensor([[[0.1, 0.1, 0.5, 0.5]]], dtype=torch.float64)
     boxes = torch.tensor([[[0.2, 0.2, 0.2, 0.2], [0.3, 0.1, 0.3, 0.4], [0.1, 0.1, 0.5, 0.5]]], dtype=torch.float64)
@@ -256,12 +278,12 @@ def _ref_kwargs(case):
                 reduction=case.get("regression_reduction", "mean"))
 
 
-def check_against_reference(case, B, max_g, seed, device="cpu", tol=1e-9):
+def check_against_reference(case, B, max_g, seed, device="cpu", tol=1e-9, loss_fn=ssd_loss):
     gen = torch.Generator().manual_seed(seed)
     cl, bb, gb, gl = random_batch(B, max_g, gen)
     anchors = make_anchors(dtype=torch.float64)
     cl_d, bb_d = cl.to(device).clone().requires_grad_(), bb.to(device).clone().requires_grad_()
-    res = ssd_loss(cl_d, bb_d, gb.to(device), gl.to(device), anchors.to(device), **case)
+    res = loss_fn(cl_d, bb_d, gb.to(device), gl.to(device), anchors.to(device), **case)
     res.total.backward()
     cl_r, bb_r = cl.clone().requires_grad_(), bb.clone().requires_grad_()
     total, parts = ref_ssd_loss(cl_r, bb_r, gb, gl, anchors.centers_hw, anchors.grid_sizes, **_ref_kwargs(case))
@@ -285,6 +307,17 @@ def test_ssd_loss_equals_per_image_reference(case, B, max_g, seed):
     res = check_against_reference(case, B, max_g, seed)
     if max_g >= 5:
         assert res.match.positive.any()  # the random case really exercises the regression
+
+
+@pytest.mark.parametrize("case", LOSS_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_compiled_code_path_equals_reference(case):
+    # Under torch.compile the loss takes other formulations of the same arithmetic (see
+    # _BCELoss and matching._max_first_index). The "eager" backend runs exactly the traced
+    # graph, so this checks those branches' numbers, gradients included, to the same 1e-9.
+    torch._dynamo.reset()  # each case compiles afresh (and stays under the recompile limit)
+    compiled = torch.compile(lambda *a, **kw: ssd_loss(*a, validate=False, **kw), backend="eager", fullgraph=True)
+    check_against_reference(case, 16, 20, 14, loss_fn=compiled)
+    check_against_reference(case, 3, 1, 15, loss_fn=compiled)
 
 
 @pytest.mark.parametrize("device", DEVICES)
