@@ -61,11 +61,10 @@ class _BCELoss(torch.autograd.Function):
     one-hot matrix is never built. Its gradient is the textbook ``(sigmoid(x) - one_hot) / C``
     (background column 0), where autograd through the composite takes about ten passes.
 
-    Each half is written twice, for the same numbers: eager PyTorch runs one kernel per
-    op, so there the arithmetic goes in place on one fresh tensor; under ``torch.compile``
-    the plain expressions let inductor fuse each half into a single loop that stores
-    nothing of size ``(B, A, C+1)`` but the gradient (in place, its scatters and slices
-    would each cost a copy).
+    The forward is written twice, for the same numbers: eager PyTorch runs one kernel
+    per op, so there the arithmetic goes in place on one fresh tensor; under
+    ``torch.compile`` the plain expression lets inductor fuse it into the sums, so that
+    nothing of size ``(B, A, C+1)`` is stored at all.
     """
 
     @staticmethod
@@ -88,17 +87,12 @@ class _BCELoss(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         class_logits, target_labels = ctx.saved_tensors
         C = class_logits.shape[-1] - 1
-        scale = (grad / C)[..., None, None]
-        if torch.compiler.is_compiling():
-            col = torch.arange(C + 1, device=class_logits.device)
-            one_hot = col == target_labels.unsqueeze(-1)  # compared inside the loop, never stored
-            g = torch.where(col < C, torch.sigmoid(class_logits) - one_hot.to(class_logits.dtype), 0.0)
-            return g * scale, None
-        g = torch.sigmoid(class_logits)
+        scale = grad / C  # (B,)
+        g = torch.sigmoid(class_logits).mul_(scale[:, None, None])
         g[..., C] = 0  # the background column is not scored
         target_col = target_labels.clamp_max(C - 1).unsqueeze(-1)
-        g.scatter_add_(-1, target_col, -(target_labels < C).unsqueeze(-1).to(g.dtype))  # minus the one-hot
-        return g.mul_(scale), None
+        is_object = (target_labels < C).to(g.dtype)
+        return g.scatter_add_(-1, target_col, (-is_object * scale[:, None]).unsqueeze(-1)), None  # minus the one-hot
 
 
 def _focal_terms(x: Tensor, target_is_one: bool, alpha: float, gamma: float) -> Tensor:
@@ -156,7 +150,7 @@ def regression_loss(pred_boxes: Tensor, target_boxes: Tensor, positive: Tensor,
     # where, not a product: a non-positive's target may be a padding row holding anything.
     err = torch.where(positive.unsqueeze(-1), (pred_boxes - target_boxes).abs(), 0.0).sum(dim=(-1, -2))
     if reduction == "mean":
-        return err / (4 * positive.sum(dim=-1).clamp_min(1))
+        return err / (4 * positive.to(err.dtype).sum(dim=-1).clamp_min(1))
     if reduction == "sum":
         return err / 4
     raise ValueError(f"regression reduction must be 'mean' or 'sum', got {reduction!r}")

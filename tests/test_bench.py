@@ -106,10 +106,12 @@ def test_benchmark_runs_end_to_end(tmp_path):
     for r in rows:
         for m in bench.METHODS:
             assert r[f"{m}_ms"] > 0 and r[f"{m}_cpu_ms"] >= 0
+            assert r[f"{m}_interleaved_ms"] > 0  # the second timing, one call of each method in turn
         assert r["agree"], r
         assert r["compiled_loss"] == pytest.approx(r["eager_loss"], rel=1e-5)
         assert r["lesson_loss"] == pytest.approx(r["eager_loss"], rel=1e-5)
         assert r["lesson_over_eager"] == pytest.approx(r["lesson_ms"] / r["eager_ms"])
+        assert r["lesson_over_compiled_interleaved"] == pytest.approx(r["lesson_interleaved_ms"] / r["compiled_interleaved_ms"])
         assert "error" not in r["compile"]
     assert result["all_agree"]
     peak = result["peak_memory"]
