@@ -215,49 +215,27 @@ def fwd_bwd(fn: LossFn, x: Inputs) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def time_round_robin(fns: dict[str, LossFn], x: Inputs, *, warmup: int, budget_s: float, min_repeats: int,
-                     max_repeats: int) -> dict[str, dict[str, Any]]:
-    """Median wall and CPU seconds per method: ``warmup`` runs each, then rounds of one run of each.
+def time_methods(fns: dict[str, LossFn], x: Inputs, *, warmup: int, budget_s: float, min_repeats: int,
+                 max_repeats: int, blocks: int = 0) -> dict[str, dict[str, Any]]:
+    """Median wall and CPU seconds per call of each method, after ``warmup`` calls of each.
 
-    Rounds, not one method after another, so that a change in the machine's load
-    hits every method alike. Their number fits ``budget_s`` (estimated from the last
-    warm-up run), clamped to ``[min_repeats, max_repeats]``.
+    Each method gets ``repeats`` timed calls, fitted to ``budget_s`` (estimated from the
+    last warm-up calls) and clamped to ``[min_repeats, max_repeats]``, in rounds that visit
+    every method in turn, so that a change in the machine's load hits every method alike:
+
+    * ``blocks=0`` (interleaved): ``repeats`` rounds of one call of each method;
+    * ``blocks=n``: ``n`` rounds of a block of ``repeats / n`` consecutive calls of each.
     """
     last = {}
     for name, fn in fns.items():
         for _ in range(warmup):
             last[name] = fwd_bwd(fn, x)[0]
     repeats = int(min(max_repeats, max(min_repeats, budget_s / max(sum(last.values()), 1e-9))))
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            runs[name].append(fwd_bwd(fn, x))
-    out = {}
-    for name, r in runs.items():
-        wall, cpu = [w for w, _ in r], [c for _, c in r]
-        out[name] = {"median_s": statistics.median(wall), "min_s": min(wall), "cpu_median_s": statistics.median(cpu),
-                     "repeats": len(r)}
-    return out
-
-
-def time_blocks(fns: dict[str, LossFn], x: Inputs, *, warmup: int, budget_s: float, min_repeats: int,
-                max_repeats: int, rounds: int = 4) -> dict[str, dict[str, Any]]:
-    """Median wall and CPU seconds per call, each method timed in blocks of consecutive calls.
-
-    ``rounds`` rounds, each running one block of every method in turn; a block has
-    ``repeats / rounds`` calls, with ``repeats`` fitted to ``budget_s`` as in
-    :func:`time_round_robin`.
-    """
-    last = {}
-    for name, fn in fns.items():
-        for _ in range(warmup):
-            last[name] = fwd_bwd(fn, x)[0]
-    repeats = int(min(max_repeats, max(min_repeats, budget_s / max(sum(last.values()), 1e-9))))
-    block = max(1, -(-repeats // rounds))
+    rounds, calls = (blocks, -(-repeats // blocks)) if blocks else (repeats, 1)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            runs[name] += [fwd_bwd(fn, x) for _ in range(block)]
+            runs[name] += [fwd_bwd(fn, x) for _ in range(calls)]
     out = {}
     for name, r in runs.items():
         wall, cpu = [w for w, _ in r], [c for _, c in r]
@@ -370,8 +348,8 @@ def run_point(cfg: Config, device: str, n_anchors: int, batch: int, log: Callabl
 
     values = {name: loss_value(fn, x) for name, fn in fns.items()}
     timing = dict(warmup=cfg.warmup, budget_s=cfg.budget_s / 2, min_repeats=cfg.min_repeats, max_repeats=cfg.max_repeats)
-    times = time_blocks(fns, x, **timing)
-    interleaved = time_round_robin(fns, x, **timing)
+    times = time_methods(fns, x, blocks=4, **timing)
+    interleaved = time_methods(fns, x, **timing)
     rows = []
     for mode in cfg.match_modes:
         row: dict[str, Any] = {"device": device, "n_anchors": n_anchors, "batch": batch, "match_on": mode,

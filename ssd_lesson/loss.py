@@ -158,7 +158,7 @@ def regression_loss(pred_boxes: Tensor, target_boxes: Tensor, positive: Tensor,
     # where, not a product: a non-positive's target may be a padding row holding anything.
     err = torch.where(positive.unsqueeze(-1), (pred_boxes - target_boxes).abs(), 0.0).sum(dim=(-1, -2))
     if reduction == "mean":
-        return err / (4 * positive.to(err.dtype).sum(dim=-1).clamp_min(1))
+        return err / (4 * positive.sum(dim=-1).clamp_min(1))
     if reduction == "sum":
         return err / 4
     raise ValueError(f"regression reduction must be 'mean' or 'sum', got {reduction!r}")

@@ -82,6 +82,7 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = 0.4) -> M
     gt_overlap = gt_overlap.clamp_min(0)  # an image with no ground truth at all
     _, best_box = _max_first_index(masked, dim=1)  # (B, G): best box per ground truth, first on ties
 
+    # Scatter each valid claimant's index onto its box; amax makes the later claimant win on any device.
     claimant = torch.arange(G, device=ious.device).expand(B, G).masked_fill(~gt_valid, -1)
     claimed = torch.full((B, A), -1, dtype=torch.long, device=ious.device)
     claimed = claimed.scatter_reduce(1, best_box, claimant, reduce="amax")
