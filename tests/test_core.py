@@ -320,6 +320,14 @@ def test_compiled_code_path_equals_reference(case):
     check_against_reference(case, 3, 1, 15, loss_fn=compiled)
 
 
+@pytest.mark.parametrize("match_on", ["predictions", "anchors"])
+def test_inductor_compiled_loss_equals_reference(match_on):
+    # The real thing, once per mode: inductor's generated C++ (float64), forward and backward.
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda *a, **kw: ssd_loss(*a, validate=False, **kw), fullgraph=True, dynamic=False)
+    check_against_reference(dict(match_on=match_on), 7, 9, 17, loss_fn=compiled)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_ssd_loss_reference_on_device(device):
     for i, case in enumerate(LOSS_CASES[:4]):
