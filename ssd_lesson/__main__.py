@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Optional, Sequence
 
 
@@ -62,6 +63,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
+    # fastai decorates a few activations with torch.jit.script at import, which this torch
+    # deprecates with a warning on every run: nothing a user of these commands can act on.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     try:
         return COMMANDS[argv[0]][0](argv[1:])
     except KeyboardInterrupt:
