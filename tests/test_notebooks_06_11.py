@@ -19,14 +19,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from matplotlib.patches import Rectangle
 
 from ssd_lesson import FORCED_OVERLAP, classification_loss, make_anchors, regression_loss, ssd_loss
 from ssd_lesson import plots, tables
 from ssd_lesson.data import BACKGROUND, VOC_CLASSES
-from ssd_lesson.dissect import example_activations, load_example, synthetic_example
+from ssd_lesson.dissect import example_activations, load_example
 
-from .notebook_helpers import stdout, tagged
+from .notebook_helpers import boxes_in, stdout, synthetic_case, tagged
 
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = {6: "06_classification_loss.ipynb", 7: "07_regression_loss.ipynb", 8: "08_ssd_loss.ipynb",
@@ -277,21 +276,12 @@ def test_nb11_differences_positives_and_losses(case):
 # ---------------------------------------------------------------- the library helpers these notebooks use
 @pytest.fixture(scope="module")
 def synth():
-    ex = synthetic_example()
-    anchors = make_anchors()
-    cl, ba, _ = example_activations(ex, anchors, seed=0, checkpoint=False, verbose=False)
-    _, gb, gl = ex.batch()
-    return SimpleNamespace(ex=ex, anchors=anchors, cl=cl, res=ssd_loss(cl, ba, gb, gl, anchors),
-                           by_anchors=ssd_loss(cl, ba, gb, gl, anchors, match_on="anchors"))
+    return synthetic_case()
 
 
 def drawn(ax, prefix):
-    out = {}
-    for p in ax.patches:
-        if isinstance(p, Rectangle) and (p.get_gid() or "").startswith(prefix):
-            x0, y0 = p.get_xy()
-            out[int(p.get_gid()[len(prefix):])] = (y0, x0, y0 + p.get_height(), x0 + p.get_width())
-    return out
+    """:func:`boxes_in`, keyed by the box index after ``prefix``."""
+    return {int(gid[len(prefix):]): box for gid, box in boxes_in(ax, prefix).items()}
 
 
 def test_one_hot_table_is_the_lessons_targets(synth):

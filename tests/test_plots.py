@@ -5,21 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
+from ssd_lesson import activations_to_boxes, ssd_loss
 from ssd_lesson import plots
 from ssd_lesson.data import VOC_CLASSES
-from ssd_lesson.dissect import example_activations, synthetic_example
 
-from .notebook_helpers import boxes_in
+from .notebook_helpers import boxes_in, synthetic_case
 
 
 @pytest.fixture(scope="module")
 def case():
-    ex = synthetic_example()
-    anchors = make_anchors()
-    cl, ba, _ = example_activations(ex, anchors, seed=0, checkpoint=False, verbose=False)
-    _, gb, gl = ex.batch()
-    return ex, anchors, cl, ba, ssd_loss(cl, ba, gb, gl, anchors)
+    c = synthetic_case()
+    return c.ex, c.anchors, c.cl, c.ba, c.res
 
 
 
