@@ -51,7 +51,18 @@ BACKGROUND: int = len(VOC_CLASSES)  # 20: the extra, last class column of the mo
 CLASS_IDS = {name: i for i, name in enumerate(VOC_CLASSES)}
 ENV_VAR = "SSD_LESSON_VOC"
 SPLITS = ("train", "val", "trainval", "test")
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+def _data_dir() -> Path:
+    """The project's ``data/``: ``ssd_lesson/_data`` when installed from a wheel, else the checkout's."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "_data", here.parent / "data"):
+        if (folder / "example" / "example.xml").is_file():
+            return folder
+    return here.parent / "data"  # absent: whoever reads a file from it names the missing file
+
+
+DATA_DIR = _data_dir()
 EXAMPLE_DIR = DATA_DIR / "example"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

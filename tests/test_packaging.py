@@ -43,3 +43,36 @@ def test_core_imports_no_heavy_dependency():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_wheel_carries_the_data(tmp_path):
+    # A plain (non-editable) install must run the lesson as a checkout does: the wheel holds
+    # data/ as ssd_lesson/_data, and DATA_DIR finds it there. Built from a copy of the sources,
+    # so the checkout gets no build/ folder.
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("ssd_lesson", "data"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run(pip + ["wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "wheel")],
+                   check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("ssd_lesson-*.whl")
+    site = tmp_path / "site"
+    subprocess.run(pip + ["install", str(wheel), "--no-deps", "-q", "--target", str(site)], check=True, capture_output=True)
+    code = ("import ssd_lesson.data as d, ssd_lesson.dissect as s; "
+            "print(d.__file__); print(d.DATA_DIR); print(s.find_checkpoint()); "
+            "print(len(d.parse_voc_xml(d.EXAMPLE_DIR / 'example.xml', d.EXAMPLE_DIR).class_names))")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    module, data_dir, checkpoint, n_objects = out.stdout.split("\n")[:4]
+    assert Path(module).is_relative_to(site)  # the installed copy, not the checkout
+    assert Path(data_dir) == site / "ssd_lesson" / "_data"
+    assert Path(checkpoint) == site / "ssd_lesson" / "_data" / "checkpoints" / "ssd_collage.pth"
+    assert int(n_objects) == 4
