@@ -82,7 +82,7 @@ def prepare_images(images: Any, size: int) -> tuple[Tensor, list[tuple[int, int]
     if isinstance(images, np.ndarray):
         if images.ndim != 3 or images.shape[-1] != 3:
             raise ValueError(f"a numpy image must be (H, W, 3) RGB, got shape {images.shape}")
-        images = torch.from_numpy(np.ascontiguousarray(images)).permute(2, 0, 1)
+        images = torch.tensor(images).permute(2, 0, 1)  # a copy: from_numpy warns on read-only arrays (PIL's)
     if not isinstance(images, Tensor):
         raise TypeError(f"expected a tensor, numpy image or list of them, got {type(images).__name__}")
     x = images.unsqueeze(0) if images.dim() == 3 else images

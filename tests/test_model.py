@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import urllib.error
+import warnings
 
 import pytest
 import torch
@@ -205,7 +206,11 @@ def test_predict_resizes_and_returns_pixel_boxes():
     torch.testing.assert_close(dets[1].boxes[0], torch.tensor([0.0375 * h, 0.0375 * w, 0.2125 * h, 0.2125 * w]))
     torch.testing.assert_close(dets[1].boxes[1], torch.tensor([0.175 * h, 0.0, 0.825 * h, w]))
     # one uint8 (H, W, 3) numpy image, as ssd_lesson.data.load_image gives
-    (det,) = predict(fake, [torch.zeros(100, 50, 3, dtype=torch.uint8).numpy()], score_threshold=0.5)
+    image = torch.zeros(100, 50, 3, dtype=torch.uint8).numpy()
+    image.flags.writeable = False  # as np.asarray(PIL image) gives: no warning, no error
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (det,) = predict(fake, [image], score_threshold=0.5)
     torch.testing.assert_close(det.boxes[1], torch.tensor([17.5, 0.0, 82.5, 50.0]))
 
 
