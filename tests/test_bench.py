@@ -118,3 +118,19 @@ def test_benchmark_runs_end_to_end(tmp_path):
     assert [p["match_on"] for p in peak] == list(bench.MATCH_MODES)
     assert all(p["peak_bytes"] is None or p["peak_bytes"] > 0 for p in peak)
     assert result["scaling"] and result["training_step"] == []  # --quick skips the training step
+
+
+def test_cold_calls_runs(capsys):
+    """``benchmarks/cold_calls.py`` on a tiny case: every (method, disturbance) timed, excess taken against 'nothing'."""
+    from benchmarks import cold_calls
+
+    r = cold_calls.run(batch=2, calls=2, sweep_mib=1, backend="eager", threads=None, keep_freed_memory=False)
+    kinds = ["nothing", "sweep", "python", "lesson"]
+    assert list(r["median_ms"]) == ["eager", "compiled"]
+    for m, per in r["median_ms"].items():
+        assert list(per) == kinds and all(v > 0 for v in per.values())
+        for d in kinds:
+            assert r["excess_ms"][m][d] == pytest.approx(per[d] - per["nothing"])
+    assert cold_calls.main(["--batch", "1", "--calls", "1", "--sweep-mib", "1", "--methods", "eager",
+                            "--threads", "0", "--plain-malloc"]) == 0
+    assert "eager: nothing" in capsys.readouterr().out
