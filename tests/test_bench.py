@@ -134,3 +134,17 @@ def test_cold_calls_runs(capsys):
     assert cold_calls.main(["--batch", "1", "--calls", "1", "--sweep-mib", "1", "--methods", "eager",
                             "--threads", "0", "--plain-malloc"]) == 0
     assert "eager: nothing" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_benchmark_cuda_rows():
+    """With a GPU, the CUDA grid point runs every method, inductor included, and they agree."""
+    cfg = bench.Config(batches=(4,), n_anchors=(189,), devices=("cuda",), warmup=1, budget_s=0.0, min_repeats=1,
+                       max_repeats=1, step_batch=None, threads=None, keep_freed_memory=False)
+    rows = bench.run_point(cfg, "cuda", 189, 4, log=print)
+    assert [r["match_on"] for r in rows] == list(bench.MATCH_MODES)
+    for r in rows:
+        assert r["device"] == "cuda" and r["agree"] and "error" not in r["compile"], r
+        assert all(r[f"{m}_ms"] > 0 for m in bench.METHODS)
+    peak = bench.peak_memory_report(cfg, "cuda", log=print)
+    assert all(p["peak_bytes"] > 0 for p in peak)

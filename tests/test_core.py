@@ -320,12 +320,14 @@ def test_compiled_code_path_equals_reference(case):
     check_against_reference(case, 3, 1, 15, loss_fn=compiled)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("match_on", ["predictions", "anchors"])
-def test_inductor_compiled_loss_equals_reference(match_on):
-    # The real thing, once per mode: inductor's generated C++ (float64), forward and backward.
+def test_inductor_compiled_loss_equals_reference(match_on, device):
+    # The real thing, once per mode: inductor's generated code (C++ on CPU, Triton on CUDA),
+    # float64, forward and backward.
     torch._dynamo.reset()
     compiled = torch.compile(lambda *a, **kw: ssd_loss(*a, validate=False, **kw), fullgraph=True, dynamic=False)
-    check_against_reference(dict(match_on=match_on), 7, 9, 17, loss_fn=compiled)
+    check_against_reference(dict(match_on=match_on), 7, 9, 17, device=device, loss_fn=compiled)
 
 
 @pytest.mark.parametrize("device", DEVICES)
