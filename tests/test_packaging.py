@@ -76,3 +76,16 @@ def test_wheel_carries_the_data(tmp_path):
     assert Path(data_dir) == site / "ssd_lesson" / "_data"
     assert Path(checkpoint) == site / "ssd_lesson" / "_data" / "checkpoints" / "ssd_collage.pth"
     assert int(n_objects) == 4
+
+
+def test_readme_python_example_runs():
+    # The README's code block, as a newcomer pastes it: it runs, and says what it claims.
+    text = (ROOT / "README.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    res, anchors = scope["res"], scope["anchors"]
+    assert len(anchors) == 189 and res.total.dim() == 0
+    assert scope["class_logits"].grad.shape == (2, 189, 21) and scope["box_actns"].grad.shape == (2, 189, 4)
+    assert res.match.gt_idx.shape == res.match.positive.shape == (2, 189)
+    assert not (res.match.gt_idx[1] == 1).any()  # the padding row (-1) is never matched
