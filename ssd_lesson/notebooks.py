@@ -7,6 +7,7 @@ committed notebooks themselves.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -60,6 +61,11 @@ def notebooks_main(argv: Sequence[str]) -> int:
     p.add_argument("--html", type=Path, default=None, help="also export each executed notebook as HTML here")
     p.add_argument("--only", default=None, help="run only notebooks whose name contains this")
     args = p.parse_args(argv)
+    if not any(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")):
+        print(f"ssd_lesson notebooks: no notebook series in {NOTEBOOK_DIR}; the notebooks live in the repository "
+              "checkout (notebooks/), not in the installed package: clone the repository and run this there",
+              file=sys.stderr)
+        return 2
     if not args.execute:
         for path in series():
             print(path.name)

@@ -36,3 +36,13 @@ def test_execute_one_writes_a_copy_and_html(tmp_path):
 def test_unknown_filter_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no notebook"):
         execute_series(tmp_path, only="99_nothing")
+
+
+def test_installed_without_the_checkout_is_a_clear_message(tmp_path, monkeypatch, capsys):
+    # From a wheel there is no notebooks/ next to the package: say so, no traceback.
+    import ssd_lesson.notebooks as nb_module
+
+    monkeypatch.setattr(nb_module, "NOTEBOOK_DIR", tmp_path / "notebooks")
+    assert notebooks_main(["--execute"]) == 2
+    err = capsys.readouterr().err
+    assert "no notebook series in" in err and "repository checkout" in err
