@@ -17,8 +17,8 @@ two ways after a warm-up:
   training loop calls its loss step after step, and the blocks of all methods alternate
   over a few rounds so that a change in the machine's load hits every method alike;
 * **interleaved**: one call of each method per round, so every call starts with the
-  caches full of another method's code and data. The fast methods pay most for it
-  (about 0.4 ms per call for the compiled loss here).
+  caches full of another method's code and data. That costs any batched call a fixed
+  0.5-0.8 ms here (``cold_calls.py`` measures it), so the fast methods pay most for it.
 
 Reported per method: the median wall time per call, and the median process CPU time,
 which leaves out the time other users' processes held the core. By default torch runs

@@ -15,8 +15,9 @@ from typing import Optional, Sequence
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def series(folder: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The numbered notebooks ``01_*.ipynb``, ``02_*.ipynb``, ... in order."""
+def series(folder: Optional[Path] = None) -> list[Path]:
+    """The numbered notebooks ``01_*.ipynb``, ``02_*.ipynb``, ... in order (default: :data:`NOTEBOOK_DIR`)."""
+    folder = NOTEBOOK_DIR if folder is None else folder
     found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
     if not found:
         raise FileNotFoundError(f"no numbered notebooks (01_*.ipynb, ...) in {folder}")
@@ -24,7 +25,7 @@ def series(folder: Path = NOTEBOOK_DIR) -> list[Path]:
 
 
 def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inplace: bool = False,
-                   only: Optional[str] = None, timeout: int = 600, folder: Path = NOTEBOOK_DIR) -> dict[str, float]:
+                   only: Optional[str] = None, timeout: int = 600, folder: Optional[Path] = None) -> dict[str, float]:
     """Run each notebook top to bottom in its own kernel; return seconds per notebook."""
     import nbformat
     from fastprogress.fastprogress import progress_bar
@@ -32,7 +33,7 @@ def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inp
 
     paths = [p for p in series(folder) if only is None or only in p.name]
     if not paths:
-        raise FileNotFoundError(f"no notebook in {folder} matches {only!r}")
+        raise FileNotFoundError(f"no notebook in {folder or NOTEBOOK_DIR} matches {only!r}")
     if not inplace:
         out_dir = Path(out_dir or "ssd_lesson_out/notebooks")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,13 +62,15 @@ def notebooks_main(argv: Sequence[str]) -> int:
     p.add_argument("--html", type=Path, default=None, help="also export each executed notebook as HTML here")
     p.add_argument("--only", default=None, help="run only notebooks whose name contains this")
     args = p.parse_args(argv)
-    if not any(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")):
+    try:
+        paths = series()
+    except FileNotFoundError:
         print(f"ssd_lesson notebooks: no notebook series in {NOTEBOOK_DIR}; the notebooks live in the repository "
               "checkout (notebooks/), not in the installed package: clone the repository and run this there",
               file=sys.stderr)
         return 2
     if not args.execute:
-        for path in series():
+        for path in paths:
             print(path.name)
         print("\nadd --execute to run them (copies go to --out; --inplace for maintainers)")
         return 0
