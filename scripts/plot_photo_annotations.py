@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from ssd_lesson.collage import plot_photo_annotations  # noqa: E402
+from ssd_lesson.draw import plot_photo_annotations
 
 if __name__ == "__main__":
     out = plot_photo_annotations(sys.argv[1] if len(sys.argv) > 1 else "out/photo_annotations.png")

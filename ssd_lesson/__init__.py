@@ -2,18 +2,20 @@
 
 The core (boxes, anchors, matching, loss) needs only torch and is re-exported here.
 Data, model, training, plots and widgets live in their own modules
-(``ssd_lesson.data``, ``ssd_lesson.model``, ...), which import fastai or matplotlib.
+(``ssd_lesson.data``, ``ssd_lesson.model``, ...), which import fastai or matplotlib;
+``ssd_lesson.lesson`` is the starting kit the notebooks open with.
 """
 from .anchors import AnchorInfo, Anchors, AnchorSpec, activations_to_boxes, make_anchors
 from .boxes import box_area, box_iou, centers_to_corners, corners_to_centers
-from .loss import SSDLossResult, classification_loss, regression_loss, ssd_loss, validate_inputs
-from .matching import FORCED_OVERLAP, Match, match_boxes
+from .loss import (LossOptions, SSDLossResult, classification_loss, loss_gradients, regression_loss, ssd_loss,
+                   validate_inputs)
+from .matching import FORCED_OVERLAP, IOU_THRESHOLD, PAD_LABEL, Match, match_boxes
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AnchorInfo", "Anchors", "AnchorSpec", "activations_to_boxes", "make_anchors",
     "box_area", "box_iou", "centers_to_corners", "corners_to_centers",
-    "SSDLossResult", "classification_loss", "regression_loss", "ssd_loss", "validate_inputs",
-    "FORCED_OVERLAP", "Match", "match_boxes",
+    "LossOptions", "SSDLossResult", "classification_loss", "loss_gradients", "regression_loss", "ssd_loss",
+    "validate_inputs", "FORCED_OVERLAP", "IOU_THRESHOLD", "PAD_LABEL", "Match", "match_boxes",
 ]

@@ -10,6 +10,8 @@ import sys
 import warnings
 from typing import Optional, Sequence
 
+from .matching import IOU_THRESHOLD
+
 
 def _dissect(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m ssd_lesson dissect",
@@ -17,7 +19,8 @@ def _dissect(argv: Sequence[str]) -> int:
     p.add_argument("--out", default="ssd_lesson_out", help="folder for the figures (created; other files in it are left alone)")
     p.add_argument("--rows", type=int, default=30, help="predicted boxes shown in Tables 1 and 2")
     p.add_argument("--seed", type=int, default=0, help="seed for the fallback random activations")
-    p.add_argument("--iou-threshold", type=float, default=0.4)
+    p.add_argument("--iou-threshold", type=float, default=IOU_THRESHOLD,
+                   help="boxes whose overlap is not above it become background (default: the lesson's %(default)s)")
     p.add_argument("--match-on", choices=("predictions", "anchors"), default="predictions")
     args = p.parse_args(argv)
     from .dissect import run_dissect

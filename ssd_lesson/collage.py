@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import DATA_DIR, VOC_CLASSES, Record, load_image, parse_voc_xml, write_voc_xml
+from .data import DATA_DIR, load_image
+from .voc import VOC_CLASSES, Record, parse_voc_xml, write_voc_xml
 
 __all__ = ["PHOTO_ANNOTATIONS", "BACKGROUNDS", "package_file", "photo_records", "Crop", "object_crops",
-           "Collage", "paste_objects", "render_collage", "make_collage_dataset", "plot_photo_annotations"]
+           "Collage", "paste_objects", "render_collage", "make_collage_dataset"]
 
 PHOTO_ANNOTATIONS = DATA_DIR / "annotations"
 # Real photographs with no VOC object in them (checked by eye): backgrounds for the collages.
@@ -205,31 +206,3 @@ def make_collage_dataset(n_images: int, seed: int, out_dir: str | Path, overwrit
     for split, names in (*ids.items(), ("trainval", sorted(ids["train"] + ids["val"]))):
         (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
     return out
-
-
-def plot_photo_annotations(out_path: str | Path, records: list[Record] | None = None) -> Path:
-    """Save the check plot: every annotated photo with its numbered boxes ``i: class``."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    records = photo_records() if records is None else records
-    cols = 3
-    rows = -(-len(records) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4.4 * rows))
-    for ax in np.ravel(axes):
-        ax.axis("off")
-    for ax, r in zip(np.ravel(axes), records):
-        ax.imshow(load_image(r.image_path))
-        for i, ((y0, x0, y1, x1), lab, diff) in enumerate(zip(r.boxes, r.labels, r.difficult)):
-            colour = "yellow" if diff else "white"
-            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="black", lw=3))
-            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colour, lw=1.5, ls="--" if diff else "-"))
-            ax.text(x0 + 3, y0 + 3, f"{i}: {VOC_CLASSES[lab]}{' (difficult)' if diff else ''}", va="top",
-                    color=colour, fontsize=9, bbox=dict(facecolor="black", alpha=0.6, pad=1, lw=0))
-        ax.set_title(f"{r.image_path.parent.name}/{r.image_path.name}  {r.width}x{r.height}", fontsize=9)
-    fig.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=80)
-    plt.close(fig)
-    return out_path

@@ -24,8 +24,7 @@ from torchvision.ops import batched_nms
 
 from .anchors import Anchors, activations_to_boxes, make_anchors
 
-__all__ = ["Detections", "decode", "prepare_images", "predict", "detection_map", "MeanAP", "map_metrics",
-           "show_detections"]
+__all__ = ["Detections", "decode", "prepare_images", "predict", "detection_map", "MeanAP", "map_metrics"]
 
 _YX_TO_XY = [1, 0, 3, 2]  # (y0, x0, y1, x1) <-> (x0, y0, x1, y1); its own inverse
 
@@ -223,34 +222,3 @@ def map_metrics(anchors: Anchors, score_threshold: float = 0.05, nms_iou: float 
     """``[mAP50, mAP_coco]`` fastai metrics. A low score threshold, as mAP rewards ranked low-score boxes."""
     state = _MAPState(anchors, score_threshold=score_threshold, nms_iou=nms_iou, max_per_image=max_per_image)
     return [MeanAP(state, "map_50", owner=True), MeanAP(state, "map", owner=False)]
-
-
-# ---------------------------------------------------------------- drawing
-def show_detections(ax, image: Any, boxes: Tensor, labels: Tensor, scores: Optional[Tensor],
-                    class_names: Sequence[str], *, min_score: float = 0.0, title: Optional[str] = None):
-    """Draw ``image`` and its detections on a matplotlib ``ax``.
-
-    ``image``: ``(H, W, 3)`` uint8 or a normalised ``(3, H, W)`` tensor; ``boxes``: ``(N, 4)``
-    ``(y0, x0, y1, x1)`` pixels of that image (as :func:`predict` returns). Each box is labelled
-    ``class score``; ``scores=None`` draws ground truth (no score).
-    """
-    from matplotlib import patheffects
-    from matplotlib.patches import Rectangle
-
-    from .data import denormalize
-
-    if isinstance(image, Tensor):
-        image = denormalize(image) if image.is_floating_point() else image.permute(1, 2, 0).cpu().numpy()
-    ax.imshow(image)
-    ax.set_axis_off()
-    colours = [f"C{i % 10}" for i in range(len(class_names))]
-    outline = [patheffects.withStroke(linewidth=3, foreground="black")]
-    for i, ((y0, x0, y1, x1), lab) in enumerate(zip(boxes.tolist(), labels.tolist())):
-        if scores is not None and float(scores[i]) < min_score:
-            continue
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colours[lab], lw=2, path_effects=outline))
-        text = class_names[lab] + ("" if scores is None else f" {float(scores[i]):.2f}")
-        ax.text(x0 + 2, y0 + 2, text, va="top", color="white", fontsize=9, path_effects=outline)
-    if title:
-        ax.set_title(title)
-    return ax

@@ -6,17 +6,55 @@ cross-entropy on the classes and L1 on the positives' corners.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor
 
 from .anchors import Anchors, activations_to_box_planes
 from .boxes import iou_of_corners
-from .matching import Match, match_boxes
+from .matching import FORCED_OVERLAP, IOU_THRESHOLD, PAD_LABEL, Match, match_boxes
 
-__all__ = ["SSDLossResult", "ssd_loss", "classification_loss", "regression_loss", "validate_inputs"]
+__all__ = ["LossOptions", "SSDLossResult", "ssd_loss", "classification_loss", "regression_loss", "validate_inputs",
+           "loss_gradients"]
+
+MatchOn = Literal["predictions", "anchors"]
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """How :func:`ssd_loss` scores a batch; the defaults are the lesson's (matching as the article does).
+
+    match_on: ``"predictions"`` matches ground truth to the predicted boxes (the article);
+        ``"anchors"`` to the fixed anchor boxes (the lesson's code).
+    iou_threshold: matches not above it become background.
+    classification: ``"bce"`` (the lesson's ``BCE_Loss``) or ``"focal"``.
+    focal_alpha, focal_gamma: the focal weight ``alpha_t * (1 - p_t) ** gamma``.
+    regression_reduction: ``"mean"`` over positives' coordinates (the lesson's code) or
+        ``"sum"`` of per-box MAE (the article's wording).
+    """
+
+    match_on: MatchOn = "predictions"
+    iou_threshold: float = IOU_THRESHOLD
+    classification: Literal["bce", "focal"] = "bce"
+    focal_alpha: float = 0.25
+    focal_gamma: float = 1.0
+    regression_reduction: Literal["mean", "sum"] = "mean"
+
+    def __post_init__(self) -> None:
+        if self.match_on not in ("predictions", "anchors"):
+            raise ValueError(f"match_on must be 'predictions' or 'anchors', got {self.match_on!r}")
+        if self.classification not in ("bce", "focal"):
+            raise ValueError(f"classification must be 'bce' or 'focal', got {self.classification!r}")
+        if self.regression_reduction not in ("mean", "sum"):
+            raise ValueError(f"regression_reduction must be 'mean' or 'sum', got {self.regression_reduction!r}")
+        if not 0 <= self.iou_threshold < FORCED_OVERLAP:
+            raise ValueError(f"iou_threshold must be in [0, {FORCED_OVERLAP}), got {self.iou_threshold}")
+
+    def as_kwargs(self) -> dict:
+        """The options as keyword arguments of :func:`ssd_loss`."""
+        return asdict(self)
 
 
 @dataclass
@@ -30,6 +68,8 @@ class SSDLossResult:
     match: :class:`~ssd_lesson.matching.Match` of ``(B, A)`` tensors.
     target_labels: ``(B, A)`` int64 class of each box, background (C) where not positive.
     target_boxes: ``(B, A, 4)`` the matched ground-truth box of each box.
+    gt_labels: ``(B, G)`` int64, the ground-truth labels it was given (``PAD_LABEL`` on padding rows).
+    options: the :class:`LossOptions` it was computed with.
     """
 
     total: Tensor
@@ -40,6 +80,8 @@ class SSDLossResult:
     match: Match
     target_labels: Tensor
     target_boxes: Tensor
+    gt_labels: Tensor
+    options: LossOptions
 
 
 def _softplus(x: Tensor) -> Tensor:
@@ -61,12 +103,10 @@ class _BCELoss(torch.autograd.Function):
     one-hot matrix is never built. Its gradient is the textbook ``(sigmoid(x) - one_hot) / C``
     (background column 0), where autograd through the composite takes about ten passes.
 
-    Parts are written twice, for the same numbers: eager PyTorch runs one kernel per op,
-    so there the forward's arithmetic goes in place on one fresh tensor; under
-    ``torch.compile`` a plain expression lets inductor fuse it into the sums, so that
-    nothing of size ``(B, A, C+1)`` is stored at all. The backward scales last in eager
-    (the rounding the trained checkpoint and the notebooks were made with) and first
-    when compiled (one pass fewer).
+    Forward and backward each dispatch to an eager and a compiled formulation of the same
+    numbers: eager PyTorch runs one kernel per op, so there the arithmetic goes in place on
+    one fresh tensor; under ``torch.compile`` a plain expression lets inductor fuse it into
+    the sums, so that nothing of size ``(B, A, C+1)`` is stored at all.
     """
 
     @staticmethod
@@ -75,32 +115,53 @@ class _BCELoss(torch.autograd.Function):
         ctx.save_for_backward(class_logits, target_labels)
         target_col = target_labels.clamp_max(C - 1).unsqueeze(-1)  # (B, A, 1); background's value unused
         x_t = class_logits.gather(-1, target_col).squeeze(-1)  # (B, A)
-        # All C+1 columns, then the background column's taken back out: a pass over contiguous
-        # memory vectorises, one over a C-of-(C+1)-column slice does not.
-        x = class_logits
-        if torch.compiler.is_compiling():
-            as_zero = _softplus(x).sum(dim=(-1, -2)) - _softplus(x[..., C]).sum(dim=-1)
-        else:
-            sp = x.abs().neg_().exp_().add_(1).log_().add_(x.clamp_min(0))  # _softplus(x), in place
-            as_zero = sp.sum(dim=(-1, -2)) - sp[..., C].sum(dim=-1)
+        as_zero = (_bce_as_zero_compiled if torch.compiler.is_compiling() else _bce_as_zero_eager)(class_logits)
         return (as_zero - torch.where(target_labels < C, x_t, 0.0).sum(dim=-1)) / C
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         class_logits, target_labels = ctx.saved_tensors
-        C = class_logits.shape[-1] - 1
-        scale = grad / C  # (B,)
-        target_col = target_labels.clamp_max(C - 1).unsqueeze(-1)
-        is_object = (target_labels < C).to(class_logits.dtype).unsqueeze(-1)
-        if torch.compiler.is_compiling():
-            # Scaled inside the sigmoid's pass: the two fix-ups are then the only other writes.
-            g = torch.sigmoid(class_logits) * scale[:, None, None]
-            g[..., C] = 0
-            return g.scatter_add_(-1, target_col, -is_object * scale[:, None, None]), None
-        g = torch.sigmoid(class_logits)
-        g[..., C] = 0  # the background column is not scored
-        g.scatter_add_(-1, target_col, -is_object)  # minus the one-hot
-        return g.mul_(scale[:, None, None]), None
+        bce_grad = _bce_grad_compiled if torch.compiler.is_compiling() else _bce_grad_eager
+        return bce_grad(class_logits, target_labels, grad / (class_logits.shape[-1] - 1)), None
+
+
+def _bce_as_zero_eager(x: Tensor) -> Tensor:
+    """``(B,)`` sum of ``softplus`` over every box and class column but the last (background).
+
+    All C+1 columns, then the background column's taken back out: a pass over contiguous
+    memory vectorises, one over a C-of-(C+1)-column slice does not. In place on one tensor.
+    """
+    sp = x.abs().neg_().exp_().add_(1).log_().add_(x.clamp_min(0))  # _softplus(x), in place
+    return sp.sum(dim=(-1, -2)) - sp[..., -1].sum(dim=-1)
+
+
+def _bce_as_zero_compiled(x: Tensor) -> Tensor:
+    """:func:`_bce_as_zero_eager` as a plain expression, which inductor fuses into the sums."""
+    return _softplus(x).sum(dim=(-1, -2)) - _softplus(x[..., -1]).sum(dim=-1)
+
+
+def _bce_grad_eager(class_logits: Tensor, target_labels: Tensor, scale: Tensor) -> Tensor:
+    """``(sigmoid(x) - one_hot) * scale``, background column 0; ``scale`` is ``(B,)``.
+
+    Scaled last: the rounding the trained checkpoint and the notebooks were made with.
+    """
+    C = class_logits.shape[-1] - 1
+    target_col = target_labels.clamp_max(C - 1).unsqueeze(-1)
+    is_object = (target_labels < C).to(class_logits.dtype).unsqueeze(-1)
+    g = torch.sigmoid(class_logits)
+    g[..., C] = 0  # the background column is not scored
+    g.scatter_add_(-1, target_col, -is_object)  # minus the one-hot
+    return g.mul_(scale[:, None, None])
+
+
+def _bce_grad_compiled(class_logits: Tensor, target_labels: Tensor, scale: Tensor) -> Tensor:
+    """:func:`_bce_grad_eager` scaled inside the sigmoid's pass: one pass fewer when compiled."""
+    C = class_logits.shape[-1] - 1
+    target_col = target_labels.clamp_max(C - 1).unsqueeze(-1)
+    is_object = (target_labels < C).to(class_logits.dtype).unsqueeze(-1)
+    g = torch.sigmoid(class_logits) * scale[:, None, None]
+    g[..., C] = 0
+    return g.scatter_add_(-1, target_col, -is_object * scale[:, None, None])
 
 
 def _focal_terms(x: Tensor, target_is_one: bool, alpha: float, gamma: float) -> Tensor:
@@ -201,9 +262,9 @@ def validate_inputs(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, g
         if not torch.isfinite(t).all():
             _fail(name, "contains NaN or inf")
     C = class_logits.shape[-1] - 1
-    valid = gt_labels >= 0
-    if (gt_labels < -1).any():
-        _fail("gt_labels", f"has a label below -1 (min {int(gt_labels.min())}); -1 marks padding")
+    valid = gt_labels.long() > PAD_LABEL
+    if (gt_labels.long() < PAD_LABEL).any():
+        _fail("gt_labels", f"has a label below {PAD_LABEL} (min {int(gt_labels.min())}); {PAD_LABEL} marks padding")
     if (gt_labels >= C).any():
         _fail("gt_labels", f"has class id {int(gt_labels.max())} but there are only {C} classes (0..{C - 1}; {C} is background)")
     real = gt_boxes[valid]
@@ -216,32 +277,24 @@ def validate_inputs(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, g
 
 
 def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_labels: Tensor, anchors: Anchors, *,
-             match_on: Literal["predictions", "anchors"] = "predictions", iou_threshold: float = 0.4,
+             match_on: MatchOn = "predictions", iou_threshold: float = IOU_THRESHOLD,
              classification: Literal["bce", "focal"] = "bce", focal_alpha: float = 0.25, focal_gamma: float = 1.0,
-             regression_reduction: Literal["mean", "sum"] = "mean", validate: bool = True) -> SSDLossResult:
+             regression_reduction: Literal["mean", "sum"] = "mean", validate: bool = True,
+             options: Optional[LossOptions] = None) -> SSDLossResult:
     """The SSD loss of a batch, with every intermediate the notebooks show.
 
     Args:
         class_logits: ``(B, A, C+1)`` class activations, background (index C) last.
         box_actns: ``(B, A, 4)`` box activations, decoded by :func:`activations_to_boxes`.
         gt_boxes: ``(B, G, 4)`` ground-truth ``(y0, x0, y1, x1)``, fractions of the image.
-        gt_labels: ``(B, G)`` int64 class ids in ``[0, C)``; -1 marks a padding row.
+        gt_labels: ``(B, G)`` int64 class ids in ``[0, C)``; ``PAD_LABEL`` (-1) marks a padding row.
         anchors: from :func:`~ssd_lesson.anchors.make_anchors`, on the same device.
-        match_on: ``"predictions"`` matches ground truth to the predicted boxes (the
-            article); ``"anchors"`` to the fixed anchor boxes (the lesson's code).
-        iou_threshold: matches not above it become background.
-        classification: ``"bce"`` (the lesson's ``BCE_Loss``) or ``"focal"``.
-        focal_alpha, focal_gamma: the focal weight ``alpha_t * (1 - p_t) ** gamma``.
-        regression_reduction: ``"mean"`` over positives' coordinates (the lesson's
-            code) or ``"sum"`` of per-box MAE (the article's wording).
+        match_on, iou_threshold, classification, focal_alpha, focal_gamma, regression_reduction:
+            see :class:`LossOptions`; ``options``, when given, replaces all of them.
         validate: check the inputs first (costs a host sync); False for speed.
     """
-    if match_on not in ("predictions", "anchors"):
-        raise ValueError(f"match_on must be 'predictions' or 'anchors', got {match_on!r}")
-    if classification not in ("bce", "focal"):
-        raise ValueError(f"classification must be 'bce' or 'focal', got {classification!r}")
-    if not 0 <= iou_threshold < 1.99:
-        raise ValueError(f"iou_threshold must be in [0, 1.99), got {iou_threshold}")
+    if options is None:
+        options = LossOptions(match_on, iou_threshold, classification, focal_alpha, focal_gamma, regression_reduction)
     if validate:
         validate_inputs(class_logits, box_actns, gt_boxes, gt_labels, anchors)
     C = class_logits.shape[-1] - 1
@@ -254,19 +307,32 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
     box_planes = activations_to_box_planes(box_actns, anchors)
     pred_boxes = box_planes.transpose(1, 2)
     # Matching picks targets; it is not differentiated through.
-    to_match = box_planes.detach() if match_on == "predictions" else anchors.corner_planes.to(box_actns.dtype)
+    on_predictions = options.match_on == "predictions"
+    to_match = box_planes.detach() if on_predictions else anchors.corner_planes.to(box_actns.dtype)
     gt_columns = [t.unsqueeze(-1) for t in gt_boxes.unbind(-1)]  # (B, G, 1) each
     box_rows = [t.unsqueeze(-2) for t in to_match.unbind(-2)]  # (B, 1, A) or (1, A) each
     ious = iou_of_corners(gt_columns, box_rows).transpose(1, 2)  # (B, A, G)
-    gt_valid = gt_labels >= 0
-    match = match_boxes(ious, gt_valid, iou_threshold)
+    gt_valid = gt_labels > PAD_LABEL
+    match = match_boxes(ious, gt_valid, options.iou_threshold)
     if gt_boxes.shape[1] == 0:  # no ground truth in the whole batch: everything is background
         target_labels = torch.full_like(match.gt_idx, C)
         target_boxes = torch.zeros_like(pred_boxes)
     else:
         target_labels = gt_labels.gather(1, match.gt_idx).masked_fill(~match.positive, C)
         target_boxes = gt_boxes.gather(1, match.gt_idx.unsqueeze(-1).expand(-1, -1, 4))
-    clas = classification_loss(class_logits, target_labels, focal=classification == "focal",
-                               alpha=focal_alpha, gamma=focal_gamma)
-    regr = regression_loss(pred_boxes, target_boxes, match.positive, regression_reduction)
-    return SSDLossResult((clas + regr).sum(), clas, regr, pred_boxes, ious, match, target_labels, target_boxes)
+    clas = classification_loss(class_logits, target_labels, focal=options.classification == "focal",
+                               alpha=options.focal_alpha, gamma=options.focal_gamma)
+    regr = regression_loss(pred_boxes, target_boxes, match.positive, options.regression_reduction)
+    return SSDLossResult((clas + regr).sum(), clas, regr, pred_boxes, ious, match, target_labels, target_boxes,
+                         gt_labels, options)
+
+
+def loss_gradients(result: SSDLossResult, class_logits: Tensor, b: int = 0) -> tuple[Tensor, Tensor]:
+    """Gradient of ``result.total`` on image ``b``'s predicted box corners ``(A, 4)`` and class logits ``(A, C+1)``.
+
+    Uses :func:`torch.autograd.grad` with ``retain_graph=True``, so ``.backward()`` can still follow
+    (leaf ``.grad`` fields are left alone; a ``retain_grad()`` tensor would still receive this gradient).
+    """
+    gb, gl = torch.autograd.grad(result.total, [result.pred_boxes, class_logits], retain_graph=True, allow_unused=True)
+    gb = torch.zeros_like(result.pred_boxes) if gb is None else gb
+    return gb[b].detach(), gl[b].detach()

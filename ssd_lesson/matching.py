@@ -10,17 +10,21 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["Match", "match_boxes", "FORCED_OVERLAP"]
+__all__ = ["Match", "match_boxes", "FORCED_OVERLAP", "IOU_THRESHOLD", "PAD_LABEL"]
 
 #: The overlap written on a box that a ground-truth box claims (the article's "nudged to 2").
 FORCED_OVERLAP = 1.99
+#: The lesson's threshold: a box whose overlap is not above it becomes background.
+IOU_THRESHOLD = 0.4
+#: The label of a padding row in ``gt_labels`` (images with fewer objects than the batch's most).
+PAD_LABEL = -1
 
 
 class Match(NamedTuple):
     """Result of :func:`match_boxes`; every field is ``(B, A)``.
 
     gt_idx: int64, the ground-truth box each predicted box answers to.
-    gt_overlap: its IoU with that box, or 1.99 where the ground-truth box claimed it.
+    gt_overlap: its IoU with that box, or :data:`FORCED_OVERLAP` (1.99) where the ground-truth box claimed it.
     positive: bool, ``gt_overlap > iou_threshold``; the rest become background.
     """
 
@@ -32,13 +36,22 @@ class Match(NamedTuple):
 def _max_first_index(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     """``x.max(dim)``: the maximum and the first index that reaches it (``argmax``'s tie rule).
 
-    Under ``torch.compile`` it is written as two plain reductions (a max, then a min over
-    the indices that reach it): inductor's CPU code for ``max``-with-indices carries an
-    int64 index vector and NaN checks through every step, and is 3-4x slower. Eager
-    PyTorch has one fused kernel for it, which is faster than the two passes.
+    Dispatches to one of two formulations with the same result: eager PyTorch has one
+    fused kernel for it; under ``torch.compile`` two plain reductions are 3-4x faster.
     """
-    if not torch.compiler.is_compiling():
-        return x.max(dim=dim)
+    if torch.compiler.is_compiling():
+        return _max_first_index_compiled(x, dim)
+    return _max_first_index_eager(x, dim)
+
+
+def _max_first_index_eager(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    values, indices = x.max(dim=dim)
+    return values, indices
+
+
+def _max_first_index_compiled(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """A max, then a min over the indices that reach it: inductor's CPU code for
+    ``max``-with-indices carries an int64 index vector and NaN checks through every step."""
     best = x.amax(dim=dim, keepdim=True)
     n = x.shape[dim]
     # Float indices keep the whole pass in one vector type; float16 would not count past 2048.
@@ -49,7 +62,7 @@ def _max_first_index(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return best.squeeze(dim), first.clamp_max(n - 1).long()
 
 
-def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = 0.4) -> Match:
+def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRESHOLD) -> Match:
     """Match predicted (or anchor) boxes to ground-truth boxes.
 
     1. Each box takes the valid ground-truth box it overlaps most, and records
@@ -57,7 +70,7 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = 0.4) -> M
        padding rows come last, as the article notes) with overlap 0.
     2. Each valid ground-truth box then claims the box it overlaps most (the first
        such box on ties, even when it overlaps nothing, as the lesson does): that
-       box's ``gt_idx`` becomes the claimant's and its overlap 1.99, so every
+       box's ``gt_idx`` becomes the claimant's and its overlap :data:`FORCED_OVERLAP`, so every
        object is answered by at least one box. When two ground-truth boxes claim
        the same box the later one wins, as in the lesson's loop.
 
@@ -83,7 +96,7 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = 0.4) -> M
     _, best_box = _max_first_index(masked, dim=1)  # (B, G): best box per ground truth, first on ties
 
     # Scatter each valid claimant's index onto its box; amax makes the later claimant win on any device.
-    claimant = torch.arange(G, device=ious.device).expand(B, G).masked_fill(~gt_valid, -1)
+    claimant = torch.arange(G, device=ious.device).expand(B, G).masked_fill(~gt_valid, -1)  # -1: claims nothing
     claimed = torch.full((B, A), -1, dtype=torch.long, device=ious.device)
     claimed = claimed.scatter_reduce(1, best_box, claimant, reduce="amax")
     forced = claimed >= 0

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from .anchors import AnchorSpec
 
-__all__ = ["BODIES", "ConvBlock", "OutConv", "SSDHead", "SSDModel", "create_body", "create_ssd_model",
+__all__ = ["BODIES", "ConvBlock", "OutConv", "SSDHead", "SSDModel", "create_body", "create_ssd_model", "layer_shapes",
            "save_checkpoint", "load_checkpoint", "spec_to_dict", "spec_from_dict"]
 
 #: Bodies ``create_ssd_model`` knows: torchvision ResNets (ImageNet weights when loadable), and
@@ -164,7 +164,7 @@ def create_ssd_model(body: str = "resnet34", pretrained: bool = True, spec: Anch
     ``pretrained``: ImageNet weights for the body when loadable (else a warning and random weights).
     """
     if class_names is None:
-        from .data import VOC_CLASSES
+        from .voc import VOC_CLASSES
 
         if n_classes != len(VOC_CLASSES):
             raise ValueError(f"n_classes={n_classes}: pass class_names (the default names are the {len(VOC_CLASSES)} VOC classes)")
@@ -181,6 +181,24 @@ def create_ssd_model(body: str = "resnet34", pretrained: bool = True, spec: Anch
     head_kwargs = dict(n_hidden=n_hidden, drop=drop, class_bias=class_bias)
     head = SSDHead(spec, feats.shape[1], feats.shape[-1], n_classes, **head_kwargs)
     return SSDModel(net, head, spec, class_names, body, size, head_kwargs)
+
+
+def layer_shapes(model: SSDModel, images: Tensor) -> dict[str, Any]:
+    """The shapes on the way through ``model`` for ``images`` ``(B, 3, size, size)``: ``input``,
+    the body's ``features``, the input of each grid's output conv (``grids``, spec order), and
+    the outputs ``class_logits`` ``(B, A, C+1)`` and ``box_actns`` ``(B, A, 4)``. Shapes are tuples."""
+    seen: list[tuple[int, ...]] = []
+    hooks = [out.register_forward_hook(lambda mod, inp, outp: seen.append(tuple(inp[0].shape)))
+             for out in model.head.outs]
+    try:
+        with torch.no_grad():
+            feats = model.body(images)
+            class_logits, box_actns = model.head(feats)
+    finally:
+        for h in hooks:
+            h.remove()
+    return dict(input=tuple(images.shape), features=tuple(feats.shape), grids=seen,
+                class_logits=tuple(class_logits.shape), box_actns=tuple(box_actns.shape))
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -12,22 +12,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import VOC_CLASSES
+from .voc import VOC_CLASSES
 from .loss import SSDLossResult, classification_loss, regression_loss
-from .matching import FORCED_OVERLAP
+from .matching import FORCED_OVERLAP, PAD_LABEL
 
 __all__ = ["gt_columns", "iou_table", "match_table", "style_match_table", "box_classes", "regression_table",
-           "regression_totals", "loss_table", "compare_matches"]
+           "regression_totals", "loss_table", "compare_matches", "one_hot_table", "box_class_losses"]
 
 Rows = Union[int, Sequence[int], None]
-FORCED_NOTE = "forced: best box of this ground truth (1.99)"
+FORCED_NOTE = f"forced: best box of this ground truth ({FORCED_OVERLAP})"
 NO_OVERLAP_NOTE = "overlaps nothing: index 0 by default"
 
 
 def _labels(gt_labels: Any, b: int) -> list[int]:
+    if isinstance(gt_labels, SSDLossResult):
+        gt_labels = gt_labels.gt_labels
     lab = torch.as_tensor(gt_labels)
     lab = lab[b] if lab.dim() == 2 else lab
-    return [int(v) for v in lab if int(v) >= 0]  # padding rows (-1) come last and are dropped
+    return [int(v) for v in lab if int(v) != PAD_LABEL]  # padding rows come last and are dropped
 
 
 def _rows(rows: Rows, n_boxes: int) -> list[int]:
@@ -39,17 +41,20 @@ def _rows(rows: Rows, n_boxes: int) -> list[int]:
 
 
 def gt_columns(gt_labels: Any, b: int = 0, class_names: Sequence[str] = VOC_CLASSES) -> list[str]:
-    """Column names ``'0: cow', '1: person', ...`` for the ground-truth boxes of image ``b``."""
+    """Column names ``'0: cow', '1: person', ...`` for the ground-truth boxes of image ``b``.
+
+    ``gt_labels``: ``(B, G)`` or ``(G,)`` labels, or an :class:`SSDLossResult` (its own labels).
+    """
     return [f"{i}: {class_names[c]}" for i, c in enumerate(_labels(gt_labels, b))]
 
 
-def iou_table(result: SSDLossResult, gt_labels: Any, rows: Rows = 30, b: int = 0,
+def iou_table(result: SSDLossResult, rows: Rows = 30, b: int = 0,
               class_names: Sequence[str] = VOC_CLASSES) -> pd.DataFrame:
     """Table 1: IoU of predicted boxes (rows; default the first 30) with each ground-truth box (columns).
 
-    ``gt_labels``: ``(B, G)`` or ``(G,)``, to name the columns. Index: the box number 0..A-1.
+    Columns are named from the result's ground-truth labels. Index: the box number 0..A-1.
     """
-    cols = gt_columns(gt_labels, b, class_names)
+    cols = gt_columns(result, b, class_names)
     r = _rows(rows, result.ious.shape[1])
     data = result.ious[b, r][:, : len(cols)].detach().cpu().double().numpy()
     return pd.DataFrame(data, index=pd.Index(r, name="box"), columns=cols)
@@ -58,7 +63,7 @@ def iou_table(result: SSDLossResult, gt_labels: Any, rows: Rows = 30, b: int = 0
 def match_table(result: SSDLossResult, rows: Rows = 30, b: int = 0) -> pd.DataFrame:
     """Table 2: ``gt_idx`` and ``gt_overlap`` of predicted boxes, with a ``note`` on the two exceptions.
 
-    ``forced`` marks boxes a ground-truth box claimed (overlap 1.99); ``no_overlap``
+    ``forced`` marks boxes a ground-truth box claimed (overlap ``FORCED_OVERLAP``); ``no_overlap``
     the boxes that overlap nothing and so answer to ground truth 0 by default.
     """
     r = _rows(rows, result.ious.shape[1])
@@ -82,14 +87,12 @@ def style_match_table(table: pd.DataFrame, precision: int = 4) -> "pd.io.formats
             .hide(["forced", "no_overlap"], axis="columns"))
 
 
-def box_classes(result: SSDLossResult, gt_labels: Any, b: int = 0, thresholded: bool = False) -> torch.Tensor:
+def box_classes(result: SSDLossResult, b: int = 0, thresholded: bool = False) -> torch.Tensor:
     """``(A,)`` class id of every predicted box: its ground truth's class (Fig. 5), or with
     ``thresholded=True`` background (C) where the overlap is not above the threshold (Fig. 6)."""
     if thresholded:
         return result.target_labels[b]
-    lab = torch.as_tensor(gt_labels)
-    lab = lab[b] if lab.dim() == 2 else lab
-    return lab.to(result.match.gt_idx.device)[result.match.gt_idx[b]]
+    return result.gt_labels[b].to(result.match.gt_idx.device)[result.match.gt_idx[b]]
 
 
 def regression_table(result: SSDLossResult, b: int = 0) -> pd.DataFrame:
@@ -174,5 +177,3 @@ def box_class_losses(class_logits: torch.Tensor, result: SSDLossResult, b: int =
         cols[f"focal gamma={g:g}"] = classification_loss(x, t, focal=True, alpha=alpha, gamma=g).cpu().double().numpy()
     return pd.DataFrame(cols, index=pd.Index(range(x.shape[0]), name="box"))
 
-
-__all__ += ["one_hot_table", "box_class_losses"]

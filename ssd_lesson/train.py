@@ -4,10 +4,10 @@ The loss is the foundation's :func:`~ssd_lesson.loss.ssd_loss`, divided by the b
 size (fastai's reported losses are then per image and comparable across ``--bs``;
 Adam hardly cares about the scale). Its classification and regression parts, mAP@0.5
 and COCO mAP are recorded as metrics every epoch. ``python -m ssd_lesson train``
-is :func:`train_main`. Its defaults match on anchors (the lesson's code) and sum the
-box loss over positive boxes (the article's wording): on the offline collage set that
-doubled mAP@0.5 over the lesson's mean, whose box gradient is too weak to train a body
-from scratch. It also runs under ``torchrun`` / ``accelerate launch`` through fastai's
+is :func:`train_main`. Its defaults are the lesson's code (match on anchors, box loss
+averaged over the positives); ``--regression sum`` (the article's wording) doubled mAP@0.5
+on the offline collage set, where the mean's box gradient is too weak to train a body
+from scratch, and made the shipped checkpoint. It also runs under ``torchrun`` / ``accelerate launch`` through fastai's
 ``distrib_ctx`` (needs the ``accelerate`` package); each process then validates its share
 and the mAP metrics gather all shares.
 """
@@ -29,7 +29,8 @@ from torch import Tensor
 
 from .anchors import Anchors, make_anchors
 from .infer import map_metrics
-from .loss import SSDLossResult, ssd_loss
+from .loss import LossOptions, SSDLossResult, ssd_loss
+from .matching import IOU_THRESHOLD
 from .model import BODIES, SSDModel, create_ssd_model, save_checkpoint
 
 __all__ = ["SSDLoss", "LossPart", "BatchLosses", "EpochCheckpoint", "ssd_learner", "evaluate", "collage_records",
@@ -40,20 +41,20 @@ class SSDLoss:
     """fastai loss ``loss_func(preds, gt_boxes, gt_labels)``: ``ssd_loss(...).total / B``.
 
     ``preds`` is the model's ``(class_logits (B, A, C+1), box_actns (B, A, 4))``; ground
-    truth is ``(y0, x0, y1, x1)`` fractions with label -1 padding. Keyword arguments go
-    to ``ssd_loss`` (``match_on``, ``classification``, ...). The last result is kept in
-    ``.last`` for the :class:`LossPart` metrics.
+    truth is ``(y0, x0, y1, x1)`` fractions with ``PAD_LABEL`` padding. ``options`` are
+    :class:`~ssd_lesson.loss.LossOptions`. The last result is kept in ``.last`` for the
+    :class:`LossPart` metrics.
     """
 
-    def __init__(self, anchors: Anchors, **loss_kwargs):
-        self.anchors, self.loss_kwargs = anchors, loss_kwargs
+    def __init__(self, anchors: Anchors, options: LossOptions = LossOptions()):
+        self.anchors, self.options = anchors, options
         self.last: Optional[SSDLossResult] = None
 
     def __call__(self, preds: tuple[Tensor, Tensor], gt_boxes: Tensor, gt_labels: Tensor) -> Tensor:
         class_logits, box_actns = preds
         if self.anchors.device != class_logits.device:
             self.anchors = self.anchors.to(class_logits.device)
-        self.last = ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, self.anchors, **self.loss_kwargs)
+        self.last = ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, self.anchors, options=self.options)
         return self.last.total / max(class_logits.shape[0], 1)
 
 
@@ -111,20 +112,21 @@ class EpochCheckpoint(Callback):
         self.saved_epoch = self.epoch + 1
 
 
-def ssd_learner(dls, model: SSDModel, *, match_on: str = "anchors", classification: str = "bce",
-                focal_gamma: float = 1.0, regression_reduction: str = "mean", metrics: bool = True,
-                cbs: Sequence[Callback] = ()) -> Learner:
+def ssd_learner(dls, model: SSDModel, *, match_on: str = "anchors", iou_threshold: float = IOU_THRESHOLD,
+                classification: str = "bce", focal_gamma: float = 1.0, regression_reduction: str = "mean",
+                metrics: bool = True, cbs: Sequence[Callback] = ()) -> Learner:
     """A fastai ``Learner`` (Adam, as fastai defaults) for ``model`` on ``dls`` with the SSD loss.
 
     ``match_on="anchors"`` is the lesson's code (the article matches on predicted boxes,
-    which moves targets around while the boxes are still random); ``metrics`` adds the
-    loss parts, mAP@0.5 and COCO mAP on the validation set.
+    which moves targets around while the boxes are still random); the other loss options
+    are :class:`~ssd_lesson.loss.LossOptions`'. ``metrics`` adds the loss parts, mAP@0.5
+    and COCO mAP on the validation set.
     """
     anchors = make_anchors(model.spec)
-    loss = SSDLoss(anchors, match_on=match_on, classification=classification, focal_gamma=focal_gamma,
-                   regression_reduction=regression_reduction)
+    options = LossOptions(match_on=match_on, iou_threshold=iou_threshold, classification=classification,
+                          focal_gamma=focal_gamma, regression_reduction=regression_reduction)
     ms = [LossPart("classification"), LossPart("regression"), *map_metrics(anchors)] if metrics else []
-    return Learner(dls, model, loss_func=loss, metrics=ms, cbs=list(cbs))
+    return Learner(dls, model, loss_func=SSDLoss(anchors, options), metrics=ms, cbs=list(cbs))
 
 
 @torch.no_grad()
@@ -140,7 +142,7 @@ def evaluate(model: SSDModel, dl, loss_func: SSDLoss) -> dict[str, float]:
     try:
         for images, gt_boxes, gt_labels in dl:
             preds = model(images)
-            r = ssd_loss(*preds, gt_boxes, gt_labels, loss_func.anchors.to(images.device), **loss_func.loss_kwargs)
+            r = ssd_loss(*preds, gt_boxes, gt_labels, loss_func.anchors.to(images.device), options=loss_func.options)
             totals["valid_loss"] += float(r.total)
             totals["clas_loss"] += float(r.classification.sum())
             totals["regr_loss"] += float(r.regression.sum())
@@ -153,7 +155,8 @@ def evaluate(model: SSDModel, dl, loss_func: SSDLoss) -> dict[str, float]:
     return {**{k: v / n for k, v in totals.items()}, "mAP50": state.value("map_50"), "mAP_coco": state.value("map")}
 
 
-def collage_records(n_images: int, seed: int, root: str | Path = "runs") -> tuple[list, list, Path]:
+def collage_records(n_images: int, seed: int, root: str | Path = "runs",
+                    verbose: bool = True) -> tuple[list, list, Path]:
     """Train and valid records of the offline collage set ``(n_images, seed)``, made once under ``root``."""
     from .collage import make_collage_dataset
     from .data import load_voc
@@ -163,7 +166,8 @@ def collage_records(n_images: int, seed: int, root: str | Path = "runs") -> tupl
     ready = lambda: done.is_file() and len(done.read_text().split()) == n_images  # noqa: E731
     if not ready():
         if rank_distrib() == 0:
-            print(f"making the collage set: {n_images} images in {out}", flush=True)
+            if verbose:
+                print(f"making the collage set: {n_images} images in {out}", flush=True)
             make_collage_dataset(n_images, seed, out, overwrite=True)
         else:  # other ranks wait for rank 0 (no process group yet: fastai's distrib_ctx makes it later)
             t0 = time.time()
@@ -208,10 +212,14 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--bs", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-2, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--lr-find", action="store_true", help="run fastai's lr_find first and use its 'valley' suggestion")
-    p.add_argument("--match-on", choices=("anchors", "predictions"), default="anchors")
+    p.add_argument("--match-on", choices=("anchors", "predictions"), default="anchors",
+                   help="match ground truth to the anchor boxes (the lesson's code) or the predicted boxes (the article)")
+    p.add_argument("--iou-threshold", type=float, default=IOU_THRESHOLD,
+                   help="boxes whose best overlap is not above it are background (default: the lesson's %(default)s)")
     p.add_argument("--loss", choices=("bce", "focal"), default="bce", help="classification loss")
-    p.add_argument("--regression", choices=("mean", "sum"), default="sum",
-                   help="box loss: mean over positive boxes (the lesson's code) or sum (the article; weighs boxes more)")
+    p.add_argument("--regression", choices=("mean", "sum"), default=LossOptions.regression_reduction,
+                   help="box loss: mean over positive boxes (the lesson's code, the default) or sum "
+                   "(the article; weighs boxes more, and trains a body from scratch better)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/ssd_collage.pth", help="checkpoint path")
     p.add_argument("--half", action="store_true", help="store the checkpoint's weights as float16 (half the size)")
@@ -246,10 +254,11 @@ def train_main(argv: Sequence[str]) -> int:
     dls = make_dataloaders(train_recs, valid_recs, bs=args.bs, augment=True, seed=args.seed)
     model = create_ssd_model(args.body, pretrained=args.pretrained, n_hidden=args.n_hidden, class_names=VOC_CLASSES)
     batch_losses = BatchLosses()
-    learn = ssd_learner(dls, model, match_on=args.match_on, classification=args.loss,
+    learn = ssd_learner(dls, model, match_on=args.match_on, iou_threshold=args.iou_threshold, classification=args.loss,
                         regression_reduction=args.regression, cbs=[batch_losses])
-    extra = dict(command="python -m ssd_lesson train " + " ".join(argv), data=str(where),
-                 n_train=len(train_recs), n_valid=len(valid_recs))
+    extra = dict(command="python -m ssd_lesson train " + " ".join(argv), data=str(where), seed=args.seed,
+                 n_images=args.n_images if args.data == "collage" else None, n_train=len(train_recs),
+                 n_valid=len(valid_recs), loss_options=learn.loss_func.options.as_kwargs())
     ckpt = EpochCheckpoint(out, half=args.half, extra=extra)
     say(f"{args.data}: {len(train_recs)} train / {len(valid_recs)} valid images; body {args.body}; "
         f"{args.epochs} epochs of {len(dls.train)} batches of {args.bs}"

@@ -9,9 +9,8 @@ Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
 """
 from __future__ import annotations
 
-import math
-
 import io
+import math
 from typing import Any, Literal, Optional, Sequence
 
 import ipywidgets as W
@@ -20,9 +19,10 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from . import plots
+from . import figures, plots
 from .anchors import Anchors, activations_to_boxes
 from .loss import SSDLossResult, ssd_loss
+from .matching import IOU_THRESHOLD
 
 __all__ = ["BoxWidget", "ThresholdWidget"]
 
@@ -196,13 +196,13 @@ class ThresholdWidget(_Shown):
         example: a ``data.Example`` or :class:`~ssd_lesson.plots.Scene` (its boxes are the ground truth).
         anchors: from ``make_anchors()``.
         class_logits: ``(1, A, C+1)``; box_actns: ``(1, A, 4)``.
-        threshold: the starting value (the lesson's 0.4).
+        threshold: the starting value (the lesson's ``IOU_THRESHOLD``, 0.4).
         grids: which grids' columns to draw (default all).
         image_format: ``"png"`` or ``"jpeg"`` (smaller, for figures full of photographs).
     """
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
-                 threshold: float = 0.4, match_on: Literal["predictions", "anchors"] = "predictions",
+                 threshold: float = IOU_THRESHOLD, match_on: Literal["predictions", "anchors"] = "predictions",
                  grids: Optional[Sequence[int]] = None, dpi: int = 80,
                  image_format: Literal["png", "jpeg"] = "png"):
         self.scene, self.anchors, self.dpi, self.match_on = plots.as_scene(example), anchors, dpi, match_on
@@ -214,7 +214,7 @@ class ThresholdWidget(_Shown):
         self.readout = W.HTML()
         self.image = W.Image(format=image_format)
         self.result = self._loss(threshold)
-        self.figure, self._artists = plots._class_figure(self.scene, anchors, self.result.pred_boxes[0],
+        self.figure, self._artists = figures._class_figure(self.scene, anchors, self.result.pred_boxes[0],
                                                          self.result.match.gt_idx[0], ~self.result.match.positive[0],
                                                          grids=grids)
         self.widget = W.VBox([W.HBox([self.slider, self.readout]), self.image])

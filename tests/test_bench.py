@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from benchmarks import bench_loss as bench
+from benchmarks.lesson_loop import lesson_ssd_loss
 from ssd_lesson import AnchorSpec, make_anchors
 from ssd_lesson.bench import main as bench_main
 
-from .reference import lesson_ssd_loss, ref_ssd_loss
-from .test_core import random_batch
+from .reference import ref_ssd_loss
+from .helpers import random_batch
 
 CASES = [dict(match_on="predictions"), dict(match_on="anchors"), dict(match_on="predictions", reduction="sum"),
          dict(match_on="anchors", threshold=0.5)]

@@ -10,7 +10,8 @@ import torch
 
 from ssd_lesson import FORCED_OVERLAP, make_anchors, ssd_loss
 from ssd_lesson import tables
-from ssd_lesson.dissect import example_activations, figure_names, load_example, run_dissect, synthetic_example
+from ssd_lesson.dissect import figure_names, run_dissect
+from ssd_lesson.lesson import example_activations, load_example, synthetic_example
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +32,11 @@ def case():
 @pytest.mark.parametrize("b", [0, 1])
 def test_table1_is_the_iou(case, b):
     _, _, (_, _, _, gl), res = case
-    t = tables.iou_table(res, gl, b=b)
+    t = tables.iou_table(res, b=b)
     assert list(t.columns) == ["0: cow", "1: person", "2: bicycle", "3: motorbike"]
     assert list(t.index) == list(range(30)) and t.index.name == "box"
     np.testing.assert_array_equal(t.to_numpy(), res.ious[b, :30].double().numpy())
-    t = tables.iou_table(res, gl, rows=[5, 100, 188], b=b)
+    t = tables.iou_table(res, rows=[5, 100, 188], b=b)
     np.testing.assert_array_equal(t.to_numpy(), res.ious[b, [5, 100, 188]].double().numpy())
 
 
@@ -87,9 +88,9 @@ def test_loss_table_and_fig5_classes(case):
     assert s.iloc[0] == pytest.approx(float(res.classification[1]))
     assert s.iloc[3] == pytest.approx(float(res.classification[1] + res.regression[1]), rel=1e-6)
     assert float(tables.loss_table(res, 0).iloc[3] + s.iloc[3]) == pytest.approx(float(res.total), rel=1e-6)
-    fig5 = tables.box_classes(res, gl, b=1)
+    fig5 = tables.box_classes(res, b=1)
     assert torch.equal(fig5, gl[1][res.match.gt_idx[1]])
-    fig6 = tables.box_classes(res, gl, b=1, thresholded=True)
+    fig6 = tables.box_classes(res, b=1, thresholded=True)
     assert torch.equal(fig6 == 20, ~res.match.positive[1]) and torch.equal(fig6[fig6 < 20], fig5[fig6 < 20])
 
 

@@ -20,18 +20,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssd_lesson import FORCED_OVERLAP, classification_loss, make_anchors, regression_loss, ssd_loss
+from ssd_lesson import FORCED_OVERLAP, classification_loss, loss_gradients, make_anchors, regression_loss, ssd_loss
 from ssd_lesson import plots, tables
 from ssd_lesson.data import BACKGROUND, VOC_CLASSES
-from ssd_lesson.dissect import example_activations, load_example
+from ssd_lesson.lesson import example_activations, load_example
 
-from .notebook_helpers import boxes_in, stdout, synthetic_case, tagged
+from .helpers import boxes_in, opens_with_the_kit, stdout, synthetic_case, tagged
 
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = {6: "06_classification_loss.ipynb", 7: "07_regression_loss.ipynb", 8: "08_ssd_loss.ipynb",
              11: "11_matching_variants.ipynb"}
 CHECK = "# NBVAL_CHECK_OUTPUT"
-SETUP = re.compile(r"%matplotlib inline\nfrom ssd_lesson\.plots import setup_notebook; setup_notebook\((figure_format=\"jpeg\")?\)")
 PATHS = re.compile(r"(/[\w.\-+]+)+/(ssd_lesson|data|notebooks)/")  # as notebooks/sanitize.cfg
 FLOAT = re.compile(r"-?\d+\.\d+")
 
@@ -94,7 +93,7 @@ def test_notebook_is_executed_and_follows_the_series_layout(n):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {n}. ")
     assert nb.cells[-1].cell_type == "markdown" and "## What's next" in nb.cells[-1].source
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert SETUP.fullmatch(code[0].source), code[0].source
+    assert opens_with_the_kit(nb), code[0].source
     for c in code:
         assert c.execution_count is not None, f"cell not executed: {c.source[:60]!r}"
         assert not [o for o in c.outputs if o.output_type == "error"], c.source[:60]
@@ -221,7 +220,7 @@ def test_nb08_backward_and_gradient_checks(case):
     # the same facts, from the library
     cl, ba = case.cl.clone().requires_grad_(), case.ba.clone().requires_grad_()
     res = ssd_loss(cl, ba, case.gb, case.gl, case.anchors)
-    box_grad, logit_grad = plots.loss_gradients(res, cl)
+    box_grad, logit_grad = loss_gradients(res, cl)
     res.total.backward()
     assert (cl.grad[0, :, BACKGROUND] == 0).all()
     assert (ba.grad[0].abs().sum(-1) > 0).nonzero().flatten().tolist() == case.pos

@@ -24,14 +24,13 @@ from matplotlib.patches import Rectangle
 from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
 from ssd_lesson import plots
 from ssd_lesson.boxes import box_iou
-from ssd_lesson.dissect import CHECKPOINT_DIR, example_activations, load_example, synthetic_example
+from ssd_lesson.lesson import CHECKPOINT_DIR, example_activations, load_example, synthetic_example
 
-from .notebook_helpers import boxes_in, stdout, tagged
+from .helpers import boxes_in, opens_with_the_kit, stdout, tagged
 
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NB9, NB10 = "09_training.ipynb", "10_inference.ipynb"
 CHECK = "# NBVAL_CHECK_OUTPUT"
-SETUP = '%matplotlib inline\nfrom ssd_lesson.plots import setup_notebook; setup_notebook(figure_format="jpeg")'
 FLOAT = re.compile(r"-?\d+\.\d+")
 
 
@@ -69,7 +68,7 @@ def load(path: Path):
 def test_notebook_is_executed_clean_and_small(name):
     nb = read(name)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code[0].source == SETUP
+    assert opens_with_the_kit(nb), code[0].source
     assert all(c.execution_count is not None for c in code), "notebook not executed"
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "not executed top to bottom in one go"
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lesson import activations_to_boxes, ssd_loss
+from ssd_lesson import activations_to_boxes, loss_gradients, ssd_loss
 from ssd_lesson import plots
 from ssd_lesson.data import VOC_CLASSES
 
-from .notebook_helpers import boxes_in, synthetic_case
+from .helpers import boxes_in, synthetic_case
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_gradient_figure_matches_backward(case):
     cl, ba = cl.clone().requires_grad_(), ba.clone().requires_grad_()
     _, gb, gl = ex.batch()
     res = ssd_loss(cl, ba, gb, gl, anchors)
-    box_grad, logit_grad = plots.loss_gradients(res, cl)
+    box_grad, logit_grad = loss_gradients(res, cl)
     res.total.backward()  # the graph is kept: the notebook's .backward() still works after the figure
     assert torch.equal(logit_grad, cl.grad[0])
     res = ssd_loss(cl, ba, gb, gl, anchors)  # a fresh graph, to read the box gradient the notebook way

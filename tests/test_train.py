@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssd_lesson import AnchorSpec, make_anchors, ssd_loss
+from ssd_lesson import AnchorSpec, LossOptions, make_anchors, ssd_loss
 from ssd_lesson.model import load_checkpoint
 from ssd_lesson.train import SSDLoss, train_main
 
@@ -36,7 +36,7 @@ def test_loss_wrapper_is_ssd_loss_per_image():
     gt_boxes = torch.tensor([[[0.1, 0.1, 0.5, 0.6], [0, 0, 0, 0]], [[0.2, 0.3, 0.9, 0.8], [0.0, 0.0, 0.3, 0.3]],
                              [[0, 0, 0, 0], [0, 0, 0, 0]]])
     gt_labels = torch.tensor([[3, -1], [14, 7], [-1, -1]])
-    loss = SSDLoss(anchors, match_on="anchors")
+    loss = SSDLoss(anchors, LossOptions(match_on="anchors"))
     got = loss((class_logits, box_actns), gt_boxes, gt_labels)
     want = ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, anchors, match_on="anchors")
     torch.testing.assert_close(got, want.total / 3)
@@ -56,7 +56,7 @@ def test_cli_trains_saves_and_is_reproducible(collage_dir, tmp_path, capsys):
 
     train_recs, valid_recs, _ = collage_records(20, 0, collage_dir)
     dls = make_dataloaders(train_recs, valid_recs, bs=4, device="cpu")
-    loss = SSDLoss(make_anchors(ma.spec), match_on="anchors", regression_reduction="sum")
+    loss = SSDLoss(make_anchors(ma.spec), LossOptions(**ma.checkpoint_extra["loss_options"]))  # as it trained
     got, recorded = evaluate(ma, dls.valid, loss), ma.checkpoint_extra["metrics"]
     for k in ("valid_loss", "clas_loss", "regr_loss", "mAP50", "mAP_coco"):
         assert got[k] == pytest.approx(recorded[k], rel=1e-4, abs=1e-6), k
@@ -73,6 +73,15 @@ def test_cli_refuses_to_overwrite_without_force(collage_dir, tmp_path, capsys):
     assert "exists; pass --force" in capsys.readouterr().err and out.read_bytes() == b"precious"
     assert run(collage_dir, out, "--force", "--epochs", "1") == 0
     assert load_checkpoint(out).checkpoint_extra["epoch"] == 1
+
+
+def test_cli_loss_options_reach_the_loss_and_the_checkpoint(collage_dir, tmp_path):
+    out = tmp_path / "m.pth"
+    assert run(collage_dir, out, "--epochs", "1", "--iou-threshold", "0.5", "--match-on", "predictions") == 0
+    extra = load_checkpoint(out).checkpoint_extra
+    assert extra["loss_options"] == LossOptions(match_on="predictions", iou_threshold=0.5).as_kwargs()
+    assert extra["loss_options"]["regression_reduction"] == "mean"  # one default: the lesson's, as in ssd_learner
+    assert extra["seed"] == 0 and extra["n_images"] == 20
 
 
 def test_ctrl_c_keeps_last_finished_epoch(collage_dir, tmp_path, monkeypatch, capsys):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
-from ssd_lesson.dissect import example_activations, load_example
+from ssd_lesson.lesson import example_activations, load_example
 from ssd_lesson.widgets import BoxWidget, ThresholdWidget
 
 PNG = b"\x89PNG"

@@ -1,0 +1,270 @@
+"""The article's figures: ground truth, Figs. 1-3 (one grid each), the aside, Fig. 4, Figs. 5-6, Table 1 as a heatmap.
+
+Built from the primitives of :mod:`ssd_lesson.draw`; boxes are ``(y0, x0, y1, x1)``
+fractions of the image. Figs. 5 and 6 colour each predicted box by the ground truth
+it answers to.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.text import Text
+
+from .anchors import Anchors
+from .draw import (_LABEL_BOX, BG_COLOR, BOX_COLORS, GT_COLORS, Scene, _boxes, _figure, _np, as_scene, default_margin,
+                   draw_box, draw_grid, draw_ground_truth, fit_margin, show_image)
+from .matching import FORCED_OVERLAP
+
+__all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "all_anchors_figure",
+           "all_predictions_figure", "grid_panel_figure", "predictions_by_grid_figure", "draw_class_panel",
+           "style_class_box", "class_figure", "iou_heatmap"]
+
+def ground_truth_figure(example: Any, size: float = 5.0) -> Figure:
+    """Fig. 1, top left: the example with its numbered, labelled ground-truth boxes."""
+    fig, axes = _figure(1, 1, size)
+    draw_ground_truth(axes[0, 0], as_scene(example), fontsize=11)
+    axes[0, 0].set_xlabel("ground truth")
+    return fig
+
+
+# ---------------------------------------------------------------- Figs. 1-3: one grid, a row per (zoom, ratio)
+def draw_grid_panel(ax: Axes, example: Any, anchors: Anchors, boxes: Any, grid: int, scale: int,
+                    margin: Optional[float] = None, show_grid: bool = True, fontsize: float = 8) -> list[Rectangle]:
+    """One panel: the boxes of one (grid, zoom-ratio), numbered per plot ``0 .. g*g-1``.
+
+    ``boxes`` is ``(A, 4)``: ``anchors.corners`` for the middle column of Figs. 1-3,
+    the predicted boxes for the right one. Returns the drawn rectangles, in number order.
+    """
+    scene = as_scene(example)
+    idx = anchors.select(grid, scale).tolist()
+    b = _boxes(boxes)[idx]
+    show_image(ax, scene.image, default_margin(grid) if margin is None else margin)
+    if show_grid:
+        draw_grid(ax, grid)
+    gi = anchors.spec.grids.index(grid)
+    ax.set_xlabel(anchors.spec.scale_label(gi, scale), fontsize=9)
+    return [draw_box(ax, box, BOX_COLORS[n % len(BOX_COLORS)], str(n), lw=1.3, fontsize=fontsize, gid=f"box:{a}")[0]
+            for n, (a, box) in enumerate(zip(idx, b))]
+
+
+def draw_grid_row(axes: Sequence[Axes], example: Any, anchors: Anchors, pred_boxes: Any, grid: int, scale: int,
+                  margin: Optional[float] = None) -> None:
+    """One row of Figs. 1-3 on three axes: ground truth | anchor boxes | predicted boxes."""
+    scene = as_scene(example)
+    draw_ground_truth(axes[0], scene, fontsize=8)
+    axes[0].set_xlabel("ground truth", fontsize=9)
+    draw_grid_panel(axes[1], scene, anchors, anchors.corners, grid, scale, margin)
+    draw_grid_panel(axes[2], scene, anchors, pred_boxes, grid, scale, margin)
+
+
+def grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, margin: Optional[float] = None,
+                panel: float = 3.0) -> Figure:
+    """Fig. 1 (grid 4), 2 (grid 2) or 3 (grid 1): a row per (zoom, ratio), three columns.
+
+    ``pred_boxes``: ``(A, 4)`` or ``(1, A, 4)``. The margin is the same in every panel:
+    ``default_margin(grid)`` or wider if a box of this grid would be cut off.
+    """
+    scene = as_scene(example)
+    gi = anchors.spec.grids.index(grid)
+    sel = anchors.grid_index == gi
+    if margin is None:
+        margin = fit_margin(np.concatenate([_boxes(pred_boxes)[_np(sel)], _np(anchors.corners[sel])]),
+                            default_margin(grid))
+    k = anchors.spec.k(gi)
+    fig, axes = _figure(k, 3, panel)
+    for s in range(k):
+        draw_grid_row(axes[s], scene, anchors, pred_boxes, grid, s, margin)
+    for ax, title in zip(axes[0], ("ground truth", f"{grid}x{grid} grid: anchor boxes", "predicted boxes")):
+        ax.set_title(title, fontsize=11)
+    return fig
+
+
+# ---------------------------------------------------------------- the aside and Fig. 4
+def _grid_colors(anchors: Anchors) -> list:
+    return [BOX_COLORS[(3, 0, 1, 4, 5)[i % 5]] for i in range(len(anchors.spec.grids))]
+
+
+def _draw_all(ax: Axes, scene: Scene, anchors: Anchors, boxes: np.ndarray, numbers: bool, margin: float) -> None:
+    show_image(ax, scene.image, margin)
+    colors = _grid_colors(anchors)
+    for a, box in enumerate(boxes):
+        gi = int(anchors.grid_index[a])
+        draw_box(ax, box, colors[gi], str(a) if numbers else None, lw=0.7 + 0.4 * gi, alpha=0.8, fontsize=5,
+                 gid=f"box:{a}")
+    for gi, g in enumerate(anchors.spec.grids):  # legend: one proxy line per grid
+        ax.plot([], [], color=colors[gi], lw=2, label=f"{g}x{g} grid ({int((anchors.grid_index == gi).sum())} boxes)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=len(colors), fontsize=8, frameon=False)
+
+
+def all_anchors_figure(example: Any, anchors: Anchors, size: float = 6.0) -> Figure:
+    """The aside: all anchor boxes (189 by default) over the image, coloured by grid."""
+    scene = as_scene(example)
+    fig, axes = _figure(1, 1, size)
+    _draw_all(axes[0, 0], scene, anchors, _np(anchors.corners), False, fit_margin(anchors.corners, 0.05))
+    axes[0, 0].set_title(f"all {len(anchors)} anchor boxes", fontsize=11)
+    return fig
+
+
+def all_predictions_figure(example: Any, anchors: Anchors, pred_boxes: Any, numbers: bool = False,
+                           size: float = 5.0) -> Figure:
+    """Fig. 4: the ground truth beside all predicted boxes (column 3 of Figs. 1-3 gathered)."""
+    scene, boxes = as_scene(example), _boxes(pred_boxes)
+    fig, axes = _figure(1, 2, size)
+    margin = fit_margin(boxes, 0.1)
+    draw_ground_truth(axes[0, 0], scene, fontsize=10)
+    axes[0, 0].set_title("ground truth", fontsize=11)
+    _draw_all(axes[0, 1], scene, anchors, boxes, numbers, margin)
+    axes[0, 1].set_title(f"all {len(boxes)} predicted boxes", fontsize=11)
+    return fig
+
+
+# ---------------------------------------------------------------- notebooks 2 and 3: one panel, column 3 of Figs. 1-3
+def grid_panel_figure(example: Any, anchors: Anchors, boxes: Any, grid: int = 4, scale: int = 0,
+                      margin: Optional[float] = None, size: float = 5.0) -> Figure:
+    """One panel of Figs. 1-3 on its own, larger: grid cells, anchors and the boxes of one (grid, zoom-ratio).
+
+    ``boxes``: ``(A, 4)`` or ``(1, A, 4)``; ``anchors.corners`` for the anchor boxes (the
+    top-middle plot of Fig. 1 is ``grid=4, scale=0``) or the predicted boxes.
+    The margin defaults to :func:`default_margin`, widened if a box would be cut off.
+    """
+    sel = _np(anchors.select(grid, scale))
+    if margin is None:
+        margin = fit_margin(_boxes(boxes)[sel], default_margin(grid))
+    fig, axes = _figure(1, 1, size)
+    draw_grid_panel(axes[0, 0], example, anchors, boxes, grid, scale, margin, fontsize=10)
+    return fig
+
+
+def predictions_by_grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, panel: float = 3.0) -> Figure:
+    """Column 3 of Figs. 1, 2 and 3 side by side: a row per (zoom, ratio), a column per grid.
+
+    Every panel is drawn exactly as in :func:`grid_figure` (same numbering, colours and
+    per-grid margin), so each can be found in its figure. Needs the same scales on every grid.
+    """
+    scene, boxes = as_scene(example), _boxes(pred_boxes)
+    grids = list(anchors.spec.grids)
+    ks = {anchors.spec.k(i) for i in range(len(grids))}
+    if len(ks) != 1:
+        raise ValueError("predictions_by_grid_figure needs the same number of scales on every grid")
+    k = ks.pop()
+    fig, axes = _figure(k, len(grids), panel)
+    for col, g in enumerate(grids):
+        sel = _np(anchors.grid_index == anchors.spec.grids.index(g))
+        margin = fit_margin(np.concatenate([boxes[sel], _np(anchors.corners[sel])]), default_margin(g))
+        for s in range(k):
+            draw_grid_panel(axes[s, col], scene, anchors, boxes, g, s, margin)
+        axes[0, col].set_title(f"Fig. {col + 1}, column 3: {g}x{g} grid", fontsize=11)
+    return fig
+
+
+# ---------------------------------------------------------------- Figs. 5 and 6: the class of every predicted box
+def draw_class_panel(ax: Axes, example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, grid: int, scale: int,
+                     background: Any = None, margin: Optional[float] = None,
+                     fontsize: float = 6.5) -> dict[int, tuple[int, Rectangle, Text]]:
+    """One panel of Fig. 5/6: each predicted box of (grid, scale) labelled ``'n: class'``.
+
+    ``gt_idx``: ``(A,)`` the ground-truth box each predicted box answers to; its class is
+    the label. ``background``: ``(A,)`` bool, boxes drawn faint, dashed and labelled
+    ``'n: bg'`` (background, Fig. 6); None for Fig. 5. Returns ``{anchor index: (n, rect, text)}``.
+    """
+    scene = as_scene(example)
+    idx = anchors.select(grid, scale).tolist()
+    boxes, gt_idx = _boxes(pred_boxes), _np(gt_idx).reshape(-1)
+    bg = np.zeros(len(boxes), bool) if background is None else _np(background).reshape(-1).astype(bool)
+    show_image(ax, scene.image, default_margin(grid) if margin is None else margin)
+    ax.set_xlabel(anchors.spec.scale_label(anchors.spec.grids.index(grid), scale), fontsize=9)
+    artists = {}
+    for n, a in enumerate(idx):
+        rect, text = draw_box(ax, boxes[a], "black", f"{n}", lw=1.2, fontsize=fontsize, gid=f"box:{a}")
+        artists[a] = (n, rect, text)
+        style_class_box(rect, text, n, scene, int(gt_idx[a]), bool(bg[a]))
+    return artists
+
+
+def style_class_box(rect: Rectangle, text: Text, n: int, scene: Scene, gt: int, background: bool) -> None:
+    """Label and colour one box of Fig. 5/6: its ground truth's colour and class, or faint background."""
+    if background:
+        rect.set(edgecolor=BG_COLOR, linestyle=(0, (3, 2)), alpha=0.6, lw=0.9, zorder=2)
+        text.set(text=f"{n}: bg", color="#dddddd", alpha=0.8, fontstyle="italic", zorder=2.1)
+        text.get_bbox_patch().set(edgecolor=BG_COLOR, alpha=0.45)
+    else:
+        c = GT_COLORS[gt % len(GT_COLORS)]
+        rect.set(edgecolor=c, linestyle="-", alpha=1.0, lw=1.4, zorder=3)  # objects drawn over background
+        text.set(text=f"{n}: {scene.class_names[int(scene.labels[gt])]}", color="white", alpha=1.0, fontstyle="normal",
+                 zorder=3.1)
+        text.get_bbox_patch().set(edgecolor=c, alpha=_LABEL_BOX["alpha"])
+
+
+def _class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, background: Any = None,
+                  grids: Optional[Sequence[int]] = None, panel: float = 3.2,
+                  title: Optional[str] = None) -> tuple[Figure, dict[int, tuple[int, Rectangle, Text]]]:
+    scene, boxes = as_scene(example), _boxes(pred_boxes)
+    grids = list(anchors.spec.grids if grids is None else grids)
+    k = max(anchors.spec.k(anchors.spec.grids.index(g)) for g in grids)
+    fig, axes = _figure(k, 1 + len(grids), panel)
+    artists: dict[int, tuple[int, Rectangle, Text]] = {}
+    for col, g in enumerate(grids, start=1):
+        gi = anchors.spec.grids.index(g)
+        margin = fit_margin(boxes[_np(anchors.grid_index == gi)], default_margin(g))
+        axes[0, col].set_title(f"{g}x{g} grid: predicted boxes", fontsize=11)
+        for s in range(k):
+            if s >= anchors.spec.k(gi):
+                axes[s, col].set_axis_off()
+                continue
+            artists.update(draw_class_panel(axes[s, col], scene, anchors, boxes, gt_idx, g, s, background, margin))
+    for s in range(k):
+        draw_ground_truth(axes[s, 0], scene, fontsize=8)
+        axes[s, 0].set_xlabel("ground truth", fontsize=9)
+    axes[0, 0].set_title("ground truth", fontsize=11)
+    if title:
+        fig.suptitle(title, fontsize=13)
+    return fig, artists
+
+
+def class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, background: Any = None,
+                 grids: Optional[Sequence[int]] = None, panel: float = 3.2, title: Optional[str] = None) -> Figure:
+    """Fig. 5 (``background=None``) or Fig. 6 (``background=~match.positive``).
+
+    Rows are the (zoom, ratio) pairs, columns ground truth then one per grid (the
+    article's "first plot of the second column" is the 4x4 grid at zoom 0.7, ratio
+    (1, 1)); every predicted box is labelled ``'n: class'`` with ``n`` numbered per
+    panel as in Figs. 1-3. ``gt_idx``, ``background``: ``(A,)`` or ``(1, A)``.
+    """
+    return _class_figure(example, anchors, pred_boxes, gt_idx, background, grids, panel, title)[0]
+
+
+# ---------------------------------------------------------------- IoU, gradients, detections
+def iou_heatmap(ious: Any, example: Any, anchors: Anchors, match: Any = None, b: int = 0) -> Figure:
+    """All IoUs, ``(A, G)`` (or ``(B, A, G)`` with image ``b``), as a ground truth x box heatmap.
+
+    With ``match`` (a :class:`~ssd_lesson.matching.Match`), each box's chosen ground
+    truth is marked with a dot, and the forced matches (overlap 1.99) with a star.
+    """
+    scene = as_scene(example)
+    m = _np(ious).astype(float)
+    m = m[b] if m.ndim == 3 else m
+    m = m[:, : len(scene.labels)]
+    fig = Figure(figsize=(15, 2.2 + 0.35 * m.shape[1]), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(m.T, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks(range(m.shape[1]), [scene.gt_label(i) for i in range(m.shape[1])])
+    for off, g in zip(anchors.offsets, anchors.spec.grids):
+        ax.axvline(off - 0.5, color="white", lw=1.5)
+        ax.text(off + 1, -0.6, f"{g}x{g} grid", fontsize=9, va="bottom")
+    if match is not None:
+        gt_idx, ov = _np(match.gt_idx), _np(match.gt_overlap)
+        gt_idx, ov = (gt_idx[b], ov[b]) if gt_idx.ndim == 2 else (gt_idx, ov)
+        forced = ov == FORCED_OVERLAP
+        a = np.arange(len(gt_idx))
+        ax.scatter(a[~forced], gt_idx[~forced], s=9, color="white", edgecolors="black", linewidths=0.4,
+                   label="each box's best ground truth")
+        ax.scatter(a[forced], gt_idx[forced], s=90, marker="*", color="red", edgecolors="white", linewidths=0.5,
+                   label=f"forced match ({FORCED_OVERLAP})")
+        ax.legend(loc="upper right", bbox_to_anchor=(1, -0.25), ncol=2, fontsize=8, frameon=False)
+    ax.set_xlabel("predicted box index")
+    fig.colorbar(im, ax=ax, label="IoU", fraction=0.02)
+    return fig

@@ -1,0 +1,261 @@
+"""Figures beyond the article's: the loss (notebooks 6-8, 11), training (9) and detections (10).
+
+Built from the primitives of :mod:`ssd_lesson.draw`; boxes are ``(y0, x0, y1, x1)``
+fractions of the image unless a docstring says pixels.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .anchors import Anchors
+from .boxes import box_iou
+from .draw import (BOX_COLORS, GT_COLORS, Scene, _boxes, _figure, _np, _panels, as_scene, draw_box, draw_ground_truth,
+                   fit_margin, show_detections, show_image)
+from .loss import classification_loss
+
+__all__ = ["gradient_figure", "detections_figure", "regression_figure", "match_modes_figure", "focal_curves_figure",
+           "box_loss_figure", "training_progress_figure", "detection_panels_figure"]
+
+def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, logit_grad: Any, b: int = 0,
+                    arrow: float = 0.07) -> Figure:
+    """Notebook 8: where the loss pulls each positive box, and which class logits it pushes.
+
+    Left: each positive predicted box (solid, its ground truth's colour) with its
+    ground-truth box (dashed) and an arrow at each corner along minus the gradient,
+    the way one step of gradient descent moves it (longest arrow ``arrow``). Right:
+    ``d loss / d logit`` per box (rows) and class (columns); red (positive) means the
+    step pushes that logit down. The background column stays 0: BCE drops it.
+    """
+    scene = as_scene(example)
+    pos = _np(result.match.positive[b]).astype(bool)
+    gt_idx = _np(result.match.gt_idx[b])
+    pred, gtb = _np(result.pred_boxes[b]).astype(float), _np(result.target_boxes[b]).astype(float)
+    gb, gl = _np(box_grad).astype(float), _np(logit_grad).astype(float)
+    fig = Figure(figsize=(15, 7.5), layout="constrained")
+    ax, hx = fig.subplots(1, 2, width_ratios=(1.1, 1))
+    show_image(ax, scene.image, fit_margin(pred[pos], 0.1))
+    scale = arrow / max(np.abs(gb[pos]).max(), 1e-12) if pos.any() else 0.0
+    for a in np.flatnonzero(pos):
+        c = GT_COLORS[int(gt_idx[a]) % len(GT_COLORS)]
+        draw_box(ax, gtb[a], c, None, lw=1, ls="--", alpha=0.8)
+        draw_box(ax, pred[a], c, str(a), lw=1.6, fontsize=7, gid=f"box:{a}")
+        for yi, xi in ((0, 1), (2, 3)):  # top-left and bottom-right corners
+            ax.annotate("", xy=(pred[a, xi] - scale * gb[a, xi], pred[a, yi] - scale * gb[a, yi]),
+                        xytext=(pred[a, xi], pred[a, yi]),
+                        arrowprops=dict(arrowstyle="-|>", color=c, lw=1.5, mutation_scale=10))
+    ax.set_title(f"{int(pos.sum())} positive boxes (solid) pulled toward their ground truth (dashed)", fontsize=11)
+    v = max(np.abs(gl).max(), 1e-12)
+    im = hx.imshow(gl, aspect="auto", cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
+    names = list(scene.class_names) + ["background"]
+    hx.set_xticks(range(gl.shape[1]), names[: gl.shape[1]], rotation=90, fontsize=8)
+    hx.set_yticks(anchors.offsets, [f"{g}x{g}: {o}" for g, o in zip(anchors.spec.grids, anchors.offsets)], fontsize=8)
+    for off in anchors.offsets[1:]:
+        hx.axhline(off - 0.5, color="black", lw=0.8)
+    hx.scatter(np.full(pos.sum(), -1.0), np.flatnonzero(pos), marker=">", s=16, color="black", clip_on=False)
+    hx.set_xlim(-0.5, gl.shape[1] - 0.5)  # the markers sit just outside, left of their rows
+    hx.set_ylabel("predicted box (positives marked >)")
+    hx.set_title("gradient of the loss on each class logit (red: pushed down, blue: pushed up)", fontsize=11)
+    fig.colorbar(im, ax=hx, fraction=0.04)
+    return fig
+
+
+def detections_figure(example: Any, boxes: Any, labels: Any, scores: Any, size: float = 5.0,
+                      class_names: Optional[Sequence[str]] = None) -> Figure:
+    """Ground truth beside detections ``(N, 4)`` labelled ``'class score'`` (notebooks 9-10)."""
+    scene = as_scene(example)
+    names = scene.class_names if class_names is None else class_names
+    boxes, labels, scores = _boxes(boxes).reshape(-1, 4), _np(labels).reshape(-1), _np(scores).reshape(-1)
+    fig, axes = _figure(1, 2, size)
+    margin = fit_margin(boxes, 0.0)
+    draw_ground_truth(axes[0, 0], scene, margin, fontsize=10)
+    axes[0, 0].set_title("ground truth", fontsize=11)
+    show_image(axes[0, 1], scene.image, margin)
+    for i, (box, lab, sc) in enumerate(zip(boxes, labels, scores)):
+        draw_box(axes[0, 1], box, BOX_COLORS[int(lab) % len(BOX_COLORS)], f"{names[int(lab)]} {sc:.2f}", lw=2,
+                 fontsize=9, gid=f"det:{i}")
+    axes[0, 1].set_title(f"{len(boxes)} detections", fontsize=11)
+    return fig
+
+
+# ---------------------------------------------------------------- notebooks 6, 7 and 11
+def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 3, panel: float = 3.2) -> Figure:
+    """Table 4 drawn (notebook 7): one panel per positive box.
+
+    Each panel shows the predicted box (solid, numbered with its box index) and the
+    ground-truth box it answers to (dashed; the title names it), both in that ground
+    truth's colour, with a thin line joining each pair of corners the L1 loss
+    compares; the x-axis label gives the box's MAE over its four coordinates.
+    """
+    scene = as_scene(example)
+    pos = np.flatnonzero(_np(result.match.positive[b]))
+    pred, gtb = _np(result.pred_boxes[b]).astype(float), _np(result.target_boxes[b]).astype(float)
+    gt_idx = _np(result.match.gt_idx[b])
+    fig, axes = _panels(max(len(pos), 1), ncols, panel)
+    if not len(pos):
+        axes[0].text(0.5, 0.5, "no positive box", ha="center", va="center")
+        return fig
+    margin = fit_margin(np.concatenate([pred[pos], gtb[pos]]), 0.05)
+    for ax, a in zip(axes, pos):
+        g = int(gt_idx[a])
+        c = GT_COLORS[g % len(GT_COLORS)]
+        show_image(ax, scene.image, margin)
+        draw_box(ax, gtb[a], c, None, lw=1.5, ls="--", gid=f"gt:{a}")  # named in the title
+        draw_box(ax, pred[a], c, str(a), lw=2, fontsize=8, gid=f"pred:{a}")
+        for yi, xi in ((0, 1), (0, 3), (2, 1), (2, 3)):  # the four corners
+            ax.plot([pred[a, xi], gtb[a, xi]], [pred[a, yi], gtb[a, yi]], color=c, lw=0.8, alpha=0.9)
+        ax.set_title(f"box {a} -> {scene.gt_label(g)}", fontsize=10)
+        ax.set_xlabel(f"MAE {np.abs(pred[a] - gtb[a]).mean():.4f}", fontsize=9)
+    return fig
+
+
+def _draw_positives(ax: Axes, scene: Scene, boxes: np.ndarray, result: Any, b: int, margin: float,
+                    ls: Any = "-") -> None:
+    pos, gt_idx = np.flatnonzero(_np(result.match.positive[b])), _np(result.match.gt_idx[b])
+    show_image(ax, scene.image, margin)
+    for i, box in enumerate(scene.boxes):
+        draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=1.2, ls=(0, (1, 1.5)), alpha=0.9)
+    for a in pos:
+        draw_box(ax, boxes[a], GT_COLORS[int(gt_idx[a]) % len(GT_COLORS)], str(a), lw=1.5, ls=ls, fontsize=7,
+                 gid=f"box:{a}")
+
+
+def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_anchors: Any, b: int = 0,
+                       panel: float = 5.0) -> Figure:
+    """Notebook 11: the positives when ground truth is matched to predicted boxes or to anchor boxes.
+
+    Left: positives of ``by_predictions`` (``ssd_loss(match_on="predictions")``), drawn as the
+    predicted boxes the IoU was taken on. Middle: positives of ``by_anchors``
+    (``match_on="anchors"``), drawn as their anchor boxes. Right: the same positives'
+    predicted boxes, which the regression loss moves. Each box is numbered with its box
+    index and coloured by the ground truth it answers to (dotted, in the background).
+    """
+    scene = as_scene(example)
+    pp, pa = _boxes(by_predictions.pred_boxes[b]), _boxes(by_anchors.pred_boxes[b])
+    corners = _np(anchors.corners).astype(float)
+    shown = [pp[_np(by_predictions.match.positive[b])], corners[_np(by_anchors.match.positive[b])],
+             pa[_np(by_anchors.match.positive[b])]]
+    margin = fit_margin(np.concatenate(shown + [scene.boxes]), 0.05)
+    fig, axes = _figure(1, 3, panel)
+    fig.set_layout_engine("compressed")
+    n_p, n_a = int(by_predictions.match.positive[b].sum()), int(by_anchors.match.positive[b].sum())
+    _draw_positives(axes[0, 0], scene, pp, by_predictions, b, margin)
+    axes[0, 0].set_title(f'match_on="predictions": {n_p} positives\n(the predicted boxes, as the article)', fontsize=10)
+    _draw_positives(axes[0, 1], scene, corners, by_anchors, b, margin)
+    axes[0, 1].set_title(f'match_on="anchors": {n_a} positives\n(the anchor boxes, as the lesson code)', fontsize=10)
+    _draw_positives(axes[0, 2], scene, pa, by_anchors, b, margin, ls="--")
+    axes[0, 2].set_title(f'match_on="anchors": the same {n_a} boxes\' predictions\n(what the regression loss moves)',
+                         fontsize=10)
+    return fig
+
+
+def focal_curves_figure(gammas: Sequence[float] = (1.0, 2.0), alpha: float = 0.25, size: float = 4.0) -> Figure:
+    """Notebook 6: the loss of one (box, class) term against the probability the model gives that class.
+
+    Left: the box's own class (target 1); right: any other class, or every class of a
+    background box (target 0). Binary cross-entropy beside the focal loss
+    ``alpha_t (1 - p_t) ** gamma * BCE`` for each gamma, all computed by
+    :func:`~ssd_lesson.loss.classification_loss` (one class, so C = 1).
+    """
+    p = torch.linspace(0.005, 0.995, 199, dtype=torch.float64)
+    x = torch.logit(p)
+    logits = torch.stack([x, torch.zeros_like(x)], dim=-1).unsqueeze(1)  # (N, 1, 2): one class + background
+    fig, axes = _figure(1, 2, size)
+    for ax, target, name in ((axes[0, 0], 0, "target 1: the box's own class"),
+                             (axes[0, 1], 1, "target 0: another class, or background")):
+        labels = torch.full((len(p), 1), target)  # class 0, or 1 = background (C)
+        ax.plot(p, classification_loss(logits, labels), color="black", lw=2, label="BCE (the lesson's BCE_Loss)")
+        for g, c in zip(gammas, ("tab:orange", "tab:blue", "tab:green", "tab:red")):
+            ax.plot(p, classification_loss(logits, labels, focal=True, alpha=alpha, gamma=g), color=c, lw=1.6,
+                    label=f"focal, gamma {g:g}")
+        ax.set_xlabel("probability the model gives this class, sigmoid(logit)")
+        ax.set_title(name, fontsize=10)
+        ax.set_ylim(0, None)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("loss of this one (box, class) term")
+    axes[0, 0].legend(fontsize=8, title=f"alpha = {alpha:g}", title_fontsize=8)
+    return fig
+
+
+def box_loss_figure(anchors: Anchors, losses: dict[str, Any], positive: Any, height: float = 1.7) -> Figure:
+    """Notebook 6: each box's share of several losses, one row per loss, boxes along x.
+
+    ``losses``: ``{name: (A,)}``; ``positive``: ``(A,)`` bool, drawn in orange (the
+    background boxes in grey). White lines separate the grids; each title gives the sum.
+    """
+    pos = _np(positive).reshape(-1).astype(bool)
+    fig = Figure(figsize=(12, 0.8 + height * len(losses)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(losses), 1, sharex=True))
+    colors = np.where(pos, "tab:orange", "#9a9a9a")
+    for ax, (name, v) in zip(axes, losses.items()):
+        v = _np(v).reshape(-1).astype(float)
+        ax.bar(np.arange(len(v)), v, width=1.0, color=colors, gid=f"loss:{name}")
+        for off in anchors.offsets[1:]:
+            ax.axvline(off - 0.5, color="black", lw=0.6, ls=":")
+        ax.set_title(f"{name}: sum {v.sum():.4f}", fontsize=10, loc="left")
+        ax.margins(x=0.005)
+    axes[-1].set_xticks(anchors.offsets, [f"{o}\n{g}x{g} grid" for o, g in zip(anchors.offsets, anchors.spec.grids)])
+    axes[0].legend(handles=[Patch(color="tab:orange", label="positive box"),
+                            Patch(color="#9a9a9a", label="background box")], fontsize=8, loc="upper right",
+                   bbox_to_anchor=(1, 1.35), ncol=2, frameon=False)
+    axes[-1].set_xlabel("box index")
+    return fig
+
+
+# ---------------------------------------------------------------- notebooks 9 and 10: training and inference
+def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, positive: Any,
+                             panel: float = 4.2) -> Figure:
+    """Notebook 9: the same predicted boxes at several stages of training, one panel per stage.
+
+    ``stages``: ``{title: (A, 4) predicted boxes}``; ``gt_idx`` / ``positive``: ``(A,)`` the
+    ground-truth box each predicted box answers to and whether it is a positive (match on
+    the anchors, which do not move, so every panel shows the same boxes). Each panel draws
+    the ground truth dashed and the positives solid in their object's colour, numbered by
+    box index; its title gives the mean IoU of those boxes with their ground truth.
+    """
+    scene = as_scene(example)
+    pos = _np(positive).reshape(-1).astype(bool)
+    gi = _np(gt_idx).reshape(-1).astype(int)
+    idx = np.flatnonzero(pos)
+    all_boxes = {t: _boxes(b) for t, b in stages.items()}
+    margin = fit_margin(np.concatenate([b[idx] for b in all_boxes.values()] + [scene.boxes]), 0.05)
+    fig, axes = _figure(1, len(stages), panel)
+    gt = torch.as_tensor(scene.boxes, dtype=torch.float64)
+    for ax, (title, boxes) in zip(axes[0], all_boxes.items()):
+        show_image(ax, scene.image, margin)
+        for i, box in enumerate(scene.boxes):
+            draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=2.2, ls="--", gid=f"gt:{i}")
+        for a in idx:
+            draw_box(ax, boxes[a], GT_COLORS[gi[a] % len(GT_COLORS)], str(a), lw=1.4, fontsize=6, gid=f"box:{a}")
+        ious = box_iou(torch.as_tensor(boxes[idx], dtype=torch.float64), gt)[np.arange(len(idx)), gi[idx]]
+        ax.set_title(f"{title}\nmean IoU with its object {float(ious.mean()) if len(idx) else float('nan'):.2f}",
+                     fontsize=10)
+    axes[0, 0].set_xlabel(f"dashed: ground truth; solid: the {len(idx)} positive boxes", fontsize=9)
+    return fig
+
+
+def detection_panels_figure(images: Sequence[Any], detections: Sequence[Any], class_names: Sequence[str],
+                            titles: Optional[Sequence[str]] = None, ncols: int = 4, panel: float = 3.0,
+                            min_score: float = 0.0) -> Figure:
+    """Notebook 10: a grid of images, each with its detections labelled ``'class score'``.
+
+    ``images``: ``(H, W, 3)`` uint8 or normalised ``(3, H, W)`` tensors; ``detections``: one
+    ``(boxes, labels, scores)`` per image (an :class:`ssd_lesson.infer.Detections`), boxes in
+    pixels of that image, as :func:`ssd_lesson.infer.predict` returns. Drawn with
+    :func:`ssd_lesson.draw.show_detections`; ``scores=None`` draws ground truth.
+    """
+    n = len(images)
+    if len(detections) != n:
+        raise ValueError(f"{n} images but {len(detections)} detections")
+    fig, axes = _panels(n, min(ncols, max(n, 1)), panel)
+    for i, (ax, image, (boxes, labels, scores)) in enumerate(zip(axes.flat, images, detections)):
+        show_detections(ax, image, boxes, labels, scores, class_names, min_score=min_score,
+                        title=None if titles is None else titles[i])
+        if titles is not None:
+            ax.title.set_fontsize(9)
+    return fig

@@ -1,0 +1,294 @@
+"""Pascal VOC 2007: its classes, its two layouts on disk, and finding it on this machine.
+
+A :class:`Record` holds one image's boxes ``(y0, x0, y1, x1)`` in **pixels** of the
+original image, measured at pixel edges: a VOC XML ``xmin=1 .. xmax=W`` box spans
+``x0=0 .. x1=W``. The COCO-style json of fastai's ``pascal_2007`` gives the same numbers
+from ``[x, y, w, h]`` as ``x0=x, x1=x+w``. Class ids 0..19 follow :data:`VOC_CLASSES`;
+background is :data:`BACKGROUND` (20). Readers raise errors that name the file.
+
+fastai is imported only to find or download the data (``untar_data(URLs.PASCAL_2007)``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["VOC_CLASSES", "BACKGROUND", "ENV_VAR", "SPLITS", "VocNotFoundWarning", "Record", "parse_voc_xml",
+           "write_voc_xml", "read_voc_split", "read_fastai_json", "read_fastai_split", "voc_layout", "load_voc",
+           "find_voc", "voc_missing_message"]
+
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+BACKGROUND: int = len(VOC_CLASSES)  # 20: the extra, last class column of the model
+CLASS_IDS = {name: i for i, name in enumerate(VOC_CLASSES)}
+ENV_VAR = "SSD_LESSON_VOC"
+SPLITS = ("train", "val", "trainval", "test")
+
+_EDGE_TOLERANCE = 1.0  # pixels a box may stick out of its image (rounding in some tools) before it is an error
+
+class VocNotFoundWarning(UserWarning):
+    """Pascal VOC 2007 is not on this machine; the message says what to do."""
+
+
+@dataclass(eq=False)
+class Record:
+    """One annotated image.
+
+    boxes: ``(G, 4)`` float32 ``(y0, x0, y1, x1)`` in pixels of the original image.
+    labels: ``(G,)`` int64 class ids into :data:`VOC_CLASSES`.
+    difficult: ``(G,)`` bool, VOC's "difficult" flag (kept, not dropped).
+    G may be 0: an image with no objects.
+    """
+
+    image_path: Path
+    image_id: str
+    boxes: np.ndarray
+    labels: np.ndarray
+    difficult: np.ndarray
+    height: int
+    width: int
+
+    @property
+    def class_names(self) -> list[str]:
+        return [VOC_CLASSES[i] for i in self.labels]
+
+
+def _check_box(box: Sequence[float], height: int, width: int, where: str) -> list[float]:
+    """Return ``box`` (y0, x0, y1, x1) clipped to the image, or raise if it is really outside or empty."""
+    y0, x0, y1, x1 = (float(v) for v in box)
+    t = _EDGE_TOLERANCE
+    if not (-t <= y0 < y1 <= height + t and -t <= x0 < x1 <= width + t):
+        raise ValueError(f"{where}: box (y0, x0, y1, x1) = ({y0:g}, {x0:g}, {y1:g}, {x1:g}) is empty or "
+                         f"falls outside the {width}x{height} (width x height) image")
+    return [max(y0, 0.0), max(x0, 0.0), min(y1, float(height)), min(x1, float(width))]
+
+
+def _class_id(name: str, where: str) -> int:
+    key = name.strip().lower()
+    if key not in CLASS_IDS:
+        raise ValueError(f"{where}: unknown class name {name!r}; expected one of the 20 VOC classes {VOC_CLASSES}")
+    return CLASS_IDS[key]
+
+
+def _make_record(image_path: Path, image_id: str, boxes: list, labels: list, difficult: list, h: int, w: int) -> Record:
+    return Record(Path(image_path), image_id, np.asarray(boxes, np.float32).reshape(-1, 4),
+                  np.asarray(labels, np.int64), np.asarray(difficult, bool), int(h), int(w))
+
+
+# ---------------------------------------------------------------- reading VOC XML
+def parse_voc_xml(xml_path: str | Path, image_dir: str | Path) -> Record:
+    """Read one VOC XML annotation; the image is ``image_dir / <filename>``.
+
+    An XML without ``<object>`` gives a record with G = 0 (an image of background only).
+    Raises FileNotFoundError (XML or image missing) or ValueError (malformed XML,
+    unknown class name, box outside the image), naming the file.
+    """
+    xml_path = Path(xml_path)
+    if not xml_path.is_file():
+        raise FileNotFoundError(f"{xml_path}: annotation file not found")
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as e:
+        raise ValueError(f"{xml_path}: not a readable XML file ({e})") from None
+    image_path = Path(image_dir) / (root.findtext("filename") or f"{xml_path.stem}.jpg").strip()
+    if not image_path.is_file():
+        raise FileNotFoundError(f"{xml_path}: its image {image_path} not found")
+    try:
+        h, w = int(float(root.findtext("size/height"))), int(float(root.findtext("size/width")))
+    except (TypeError, ValueError):  # no <size>: ask the image header
+        w, h = _image_size(image_path)
+    boxes, labels, difficult = [], [], []
+    for i, obj in enumerate(root.iter("object")):
+        where = f"{xml_path}, object {i}"
+        labels.append(_class_id(obj.findtext("name") or "", where))
+        try:  # VOC XML is 1-based and inclusive: xmin=1..xmax=W is the full width.
+            b = [float(obj.findtext(f"bndbox/{k}")) for k in ("ymin", "xmin", "ymax", "xmax")]
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: <bndbox> lacks a numeric xmin, ymin, xmax or ymax") from None
+        boxes.append(_check_box([b[0] - 1, b[1] - 1, b[2], b[3]], h, w, where))
+        difficult.append(int(obj.findtext("difficult") or 0) == 1)
+    return _make_record(image_path, xml_path.stem, boxes, labels, difficult, h, w)
+
+
+def write_voc_xml(xml_path: str | Path, filename: str, height: int, width: int, boxes: np.ndarray,
+                  labels: Sequence[int], difficult: Sequence[bool] | None = None, source: str = "ssd-lesson") -> None:
+    """Write pixel boxes ``(G, 4)`` ``(y0, x0, y1, x1)`` as a VOC XML annotation (integer pixels)."""
+    ann = ET.Element("annotation")
+    ET.SubElement(ann, "filename").text = filename
+    ET.SubElement(ET.SubElement(ann, "source"), "database").text = source
+    size = ET.SubElement(ann, "size")
+    for k, v in (("width", width), ("height", height), ("depth", 3)):
+        ET.SubElement(size, k).text = str(int(v))
+    difficult = [False] * len(labels) if difficult is None else difficult
+    for (y0, x0, y1, x1), lab, diff in zip(np.asarray(boxes).reshape(-1, 4), labels, difficult):
+        obj = ET.SubElement(ann, "object")
+        ET.SubElement(obj, "name").text = VOC_CLASSES[int(lab)]
+        ET.SubElement(obj, "difficult").text = str(int(bool(diff)))
+        bb = ET.SubElement(obj, "bndbox")
+        for k, v in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)):
+            ET.SubElement(bb, k).text = str(int(round(float(v))))
+    ET.indent(ann)
+    Path(xml_path).parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(ann).write(xml_path, encoding="utf-8")
+
+
+def _split_ids(ids_file: Path) -> list[str]:
+    if not ids_file.is_file():
+        raise FileNotFoundError(f"{ids_file}: split file not found")
+    ids = [line.split()[0] for line in ids_file.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise ValueError(f"{ids_file}: the split lists no images")
+    return ids
+
+
+def read_voc_split(root: str | Path, split: str = "trainval") -> list[Record]:
+    """Records of ``split`` from an official layout ``root`` = ``.../VOCdevkit/VOC2007``."""
+    root = Path(root)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    ids = _split_ids(root / "ImageSets" / "Main" / f"{split}.txt")
+    return [parse_voc_xml(root / "Annotations" / f"{i}.xml", root / "JPEGImages") for i in ids]
+
+
+# ---------------------------------------------------------------- reading fastai's pascal_2007
+def read_fastai_json(json_path: str | Path, image_dir: str | Path) -> list[Record]:
+    """Records from one COCO-style json of fastai's ``pascal_2007`` (bbox ``[x, y, w, h]`` pixels)."""
+    json_path, image_dir = Path(json_path), Path(image_dir)
+    if not json_path.is_file():
+        raise FileNotFoundError(f"{json_path}: annotation file not found")
+    try:
+        d = json.loads(json_path.read_text())
+        names = {c["id"]: c["name"] for c in d["categories"]}
+        images, anns = d["images"], d["annotations"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{json_path}: not a COCO-style json with images, annotations and categories ({e!r})") from None
+    if not images:
+        raise ValueError(f"{json_path}: the split lists no images")
+    per_image: dict[int, list[dict]] = {im["id"]: [] for im in images}
+    for a in anns:
+        per_image.setdefault(a["image_id"], []).append(a)
+    records = []
+    for im in sorted(images, key=lambda im: im["file_name"]):
+        path, h, w = image_dir / im["file_name"], im["height"], im["width"]
+        if not path.is_file():
+            raise FileNotFoundError(f"{json_path}: image {path} not found")
+        boxes, labels, difficult = [], [], []
+        for a in per_image[im["id"]]:
+            where = f"{json_path}, annotation id {a.get('id')} of image {im['file_name']}"
+            if a["category_id"] not in names:
+                raise ValueError(f"{where}: category_id {a['category_id']} is not in the json's categories")
+            labels.append(_class_id(names[a["category_id"]], where))
+            x, y, bw, bh = a["bbox"]
+            boxes.append(_check_box([y, x, y + bh, x + bw], h, w, where))
+            difficult.append(bool(a.get("ignore", a.get("difficult", 0))))  # Detectron's json calls it "ignore"
+        records.append(_make_record(path, Path(im["file_name"]).stem, boxes, labels, difficult, h, w))
+    return records
+
+
+_FASTAI_JSON = {"train": ["train.json"], "val": ["valid.json"], "trainval": ["train.json", "valid.json"], "test": ["test.json"]}
+
+
+def read_fastai_split(root: str | Path, split: str = "trainval") -> list[Record]:
+    """Records of ``split`` from fastai's ``pascal_2007`` folder (train and val images in ``train/``)."""
+    root = Path(root)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    image_dir = root / ("test" if split == "test" else "train")
+    records = [r for f in _FASTAI_JSON[split] for r in read_fastai_json(root / f, image_dir)]
+    return sorted(records, key=lambda r: r.image_id)
+
+
+# ---------------------------------------------------------------- finding the data
+def voc_layout(path: str | Path) -> tuple[str, Path] | None:
+    """``("fastai", root)`` or ``("voc", .../VOC2007)`` for a folder holding VOC 2007, else None."""
+    path = Path(path).expanduser()
+    if (path / "train.json").is_file() or (path / "valid.json").is_file():
+        return "fastai", path
+    for cand in (path, path / "VOC2007", path / "VOCdevkit" / "VOC2007"):
+        if (cand / "Annotations").is_dir() and (cand / "ImageSets" / "Main").is_dir():
+            return "voc", cand
+    return None
+
+
+def load_voc(root: str | Path, split: str = "trainval") -> list[Record]:
+    """Records of ``split`` (train, val, trainval, test) from either layout, sorted by image id."""
+    layout = voc_layout(root)
+    if layout is None:
+        raise FileNotFoundError(f"{root}: holds neither fastai's pascal_2007 (train.json, valid.json, train/) "
+                                "nor VOCdevkit/VOC2007 (Annotations/, ImageSets/Main/, JPEGImages/)")
+    kind, base = layout
+    return read_fastai_split(base, split) if kind == "fastai" else read_voc_split(base, split)
+
+
+def _fastai_default_voc() -> Path:
+    """Where ``untar_data(URLs.PASCAL_2007)`` puts the data (``$FASTAI_HOME``, default ``~/.fastai``)."""
+    from fastai.data.external import fastai_path
+    return fastai_path("data") / "pascal_2007"
+
+
+def voc_missing_message(looked_in: Sequence[str] = (), reason: str = "") -> str:
+    """What to do when Pascal VOC 2007 is not on this machine."""
+    where = "".join(f"\n  - {p}" for p in looked_in)
+    return (f"Pascal VOC 2007 was not found{': ' + reason if reason else ''}."
+            + (f"\nLooked in:{where}" if where else "")
+            + "\nTo use it, either:"
+            "\n  - run ssd_lesson.data.find_voc(download=True) (fastai's untar_data(URLs.PASCAL_2007),"
+            " into fastai's data folder ~/.fastai/data/pascal_2007 or $FASTAI_HOME/data), or"
+            "\n  - download https://s3.amazonaws.com/fast-ai-imagelocal/pascal_2007.tgz (fastai layout) or"
+            " VOCtrainval_06-Nov-2007.tar + VOCtest_06-Nov-2007.tar (official VOCdevkit/VOC2007 layout),"
+            f" unpack it anywhere and set the environment variable {ENV_VAR}=/path/to/pascal_2007"
+            " (or /path/to/VOCdevkit/VOC2007), or pass that path to find_voc(path)."
+            "\nUntil then the embedded offline example is used (data/example: real photographs"
+            " shipped with scikit-image and matplotlib), and offline training uses make_collage_dataset().")
+
+
+def find_voc(path: str | Path | None = None, download: bool = False) -> Path | None:
+    """Locate Pascal VOC 2007: ``path``, else ``$SSD_LESSON_VOC``, else fastai's default folder.
+
+    ``download=True`` fetches it with fastai's ``untar_data(URLs.PASCAL_2007)`` when it
+    is not found. Returns the dataset folder (either layout; pass it to :func:`load_voc`),
+    or None after a warning that says what to download, where to put it and that the
+    embedded offline example is used instead. Never raises for missing data.
+    """
+    # The first place named wins: a wrong explicit path is reported, not silently replaced.
+    if path is not None:
+        what, p = "the path you gave", Path(path)
+    elif os.environ.get(ENV_VAR):
+        what, p = f"${ENV_VAR}", Path(os.environ[ENV_VAR])
+    else:
+        try:
+            what, p = "fastai's default folder", _fastai_default_voc()
+        except Exception as e:  # a broken fastai install or config must not stop the lesson
+            what, p = f"fastai's default folder, unavailable: {type(e).__name__}: {e}", None
+    if p is not None and voc_layout(p) is not None:
+        return voc_layout(p)[1]
+    reason = ""
+    if download:
+        try:
+            from fastai.data.external import URLs, untar_data
+            got = untar_data(URLs.PASCAL_2007)
+            if voc_layout(got) is not None:
+                return voc_layout(got)[1]
+            reason = f"the download finished but {got} does not hold it"
+        except Exception as e:  # no network, disk full, ...: explain instead of a traceback
+            reason = f"the download failed ({type(e).__name__}: {e})"
+    warnings.warn(voc_missing_message([f"{p} ({what})"], reason), VocNotFoundWarning, stacklevel=2)
+    return None
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{path}: cannot read the image ({e})") from None
