@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ssd_lesson import AnchorSpec, make_anchors
-from ssd_lesson.infer import Detections, decode, detection_map, map_metrics, predict, show_detections
+from ssd_lesson.infer import Detections, decode, predict, show_detections
+from ssd_lesson.metrics import detection_map, map_metrics
 from ssd_lesson.model import create_ssd_model, load_checkpoint, save_checkpoint
 
 
