@@ -57,7 +57,7 @@ def draw_pr_curve(ax: Axes, result: VOCResult, cls: int | str, class_names: Opti
     ax.set_xlabel(f"recall (of {int(result.n_positives[c])} non-difficult boxes)")
     ax.set_ylabel("precision")
     ax.set_title(f"{name}: {prec.numel()} detections scored, IoU > {result.iou_threshold:g}")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     return ax
 

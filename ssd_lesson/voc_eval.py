@@ -17,9 +17,11 @@ of ``VOCevaldet.m``) does, one class at a time:
    the highest precision at a recall at least that high), or from VOC2010 on the area under
    the curve whose precision is made non-increasing (every point).
 
-Steps 2 and 3 are vectorised per class: "not claimed by an earlier detection" is "the first,
-in score order, of the detections whose best box is that non-difficult box with IoU above
-the threshold", a scatter of minimum positions; there is no loop over detections.
+Steps 2 and 3 are vectorised over all classes at once (detections sorted by class, then
+score; boxes grouped by image and class): "not claimed by an earlier detection" is "the
+first, in score order, of the detections whose best box is that non-difficult box with IoU
+above the threshold", a scatter of minimum positions; the cumulative sums are one pass too.
+Only the AP of each class's curve is a loop over classes; none is over detections.
 
 Boxes are ``(y0, x0, y1, x1)`` in pixels. VOC's XML gives inclusive pixels (``xmin=1 ..
 xmax=W`` is the whole width): pass those with ``inclusive=True`` (the devkit's ``+1``). The
@@ -72,18 +74,25 @@ class VOCResult(NamedTuple):
 
 def _tensor(d: Mapping, key: str, where: str) -> Tensor:
     v = d[key]
+    if isinstance(v, Tensor):
+        return v.detach() if v.device.type == "cpu" else v.detach().cpu()
     try:
-        return torch.as_tensor(v).detach().cpu()
+        return torch.as_tensor(v)
     except (TypeError, ValueError, RuntimeError) as e:
         raise TypeError(f"{where}[{key!r}] must be a tensor or array, got {type(v).__name__} ({e})") from None
 
 
 def _gather(items: Any, name: str, num_classes: int, is_pred: bool) -> dict[str, Tensor]:
-    """Validate one side's per-image dicts and concatenate them, with each row's image index."""
+    """Validate one side's per-image dicts and concatenate them, with each row's image index.
+
+    Shapes and dtypes are checked per image; values (finite, class range, y0 <= y1) once on the
+    concatenation, and an error then names the image it came from.
+    """
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes, Mapping)):
         raise TypeError(f"voc_ap: {name} must be a list with one dict per image, got {type(items).__name__}")
     keys = ("boxes", "scores", "labels") if is_pred else ("boxes", "labels")
-    out: dict[str, list[Tensor]] = {k: [] for k in (*keys, "difficult", "image")}
+    out: dict[str, list[Tensor]] = {k: [] for k in ("boxes", "scores", "labels", "difficult")}
+    counts = []
     for i, d in enumerate(items):
         where = f"voc_ap: {name}[{i}]"
         if not isinstance(d, Mapping):
@@ -103,35 +112,49 @@ def _gather(items: Any, name: str, num_classes: int, is_pred: bool) -> dict[str,
                              f"got shape {tuple(boxes.shape)}")
         if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
             raise TypeError(f"{where}['labels'] must be integer class ids, got dtype {labels.dtype}")
-        if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-            raise ValueError(f"{where}['labels'] must be in 0..{num_classes - 1} (num_classes={num_classes}), "
-                             f"got {int(labels.min())}..{int(labels.max())}")
-        boxes = boxes.to(torch.float64)
-        if not torch.isfinite(boxes).all():
-            raise ValueError(f"{where}['boxes'] holds NaN or infinite values")
-        if n and ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any():
-            k = int(torch.nonzero((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))[0])
-            raise ValueError(f"{where}['boxes'][{k}] = {boxes[k].tolist()} has y1 < y0 or x1 < x0; boxes are (y0, x0, y1, x1)")
+        if boxes.is_complex() or boxes.dtype == torch.bool:
+            raise TypeError(f"{where}['boxes'] must be real numbers, got dtype {boxes.dtype}")
         if is_pred:
             scores = _tensor(d, "scores", where)
             if scores.shape != (n,) or not scores.is_floating_point():
                 raise ValueError(f"{where}['scores'] must be ({n},) floats, got shape {tuple(scores.shape)} "
                                  f"dtype {scores.dtype}")
-            if not torch.isfinite(scores).all():
-                raise ValueError(f"{where}['scores'] holds NaN or infinite values")
-            out["scores"].append(scores.to(torch.float64))
+            out["scores"].append(scores)
         else:
             diff = _tensor(d, "difficult", where) if "difficult" in d else torch.zeros(n, dtype=torch.bool)
             if diff.shape != (n,) or diff.dtype != torch.bool:
                 raise ValueError(f"{where}['difficult'] must be ({n},) bool, got shape {tuple(diff.shape)} dtype {diff.dtype}")
             out["difficult"].append(diff)
         out["boxes"].append(boxes)
-        out["labels"].append(labels.to(torch.int64))
-        out["image"].append(torch.full((n,), i, dtype=torch.int64))
-    empty = {"boxes": torch.zeros(0, 4, dtype=torch.float64), "scores": torch.zeros(0, dtype=torch.float64),
-             "labels": torch.zeros(0, dtype=torch.int64), "difficult": torch.zeros(0, dtype=torch.bool),
-             "image": torch.zeros(0, dtype=torch.int64)}
-    return {k: torch.cat(v) if v else empty[k] for k, v in out.items()}
+        out["labels"].append(labels)
+        counts.append(n)
+    f64, i64 = torch.float64, torch.int64
+    # one concatenation each (cat promotes mixed dtypes), then one conversion
+    g = {"boxes": torch.cat(out["boxes"]).to(f64) if counts else torch.zeros(0, 4, dtype=f64),
+         "labels": torch.cat(out["labels"]).to(i64) if counts else torch.zeros(0, dtype=i64),
+         "scores": torch.cat(out["scores"]).to(f64) if out["scores"] else torch.zeros(0, dtype=f64),
+         "difficult": torch.cat(out["difficult"]) if out["difficult"] else torch.zeros(0, dtype=torch.bool)}
+    n_rows = torch.tensor(counts, dtype=i64)
+    g["image"] = torch.repeat_interleave(torch.arange(len(counts)), n_rows)
+    starts = n_rows.cumsum(0) - n_rows
+
+    def fail(bad: Tensor, what: str):
+        if bad.any():
+            k = int(torch.nonzero(bad)[0])
+            i = int(g["image"][k])
+            raise ValueError(f"voc_ap: {name}[{i}]{what.format(k=k - int(starts[i]), row=k)}")
+
+    labels, boxes = g["labels"], g["boxes"]
+    fail((labels < 0) | (labels >= num_classes),
+         f"['labels'] must be in 0..{num_classes - 1} (num_classes={num_classes}); its label {{k}} is out of range")
+    fail(~torch.isfinite(boxes).all(1), "['boxes'] holds NaN or infinite values (row {k})")
+    if is_pred:
+        fail(~torch.isfinite(g["scores"]), "['scores'] holds NaN or infinite values (row {k})")
+    bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if bad.any():
+        k = int(torch.nonzero(bad)[0])
+        fail(bad, f"['boxes'][{{k}}] = {boxes[k].tolist()} has y1 < y0 or x1 < x0; boxes are (y0, x0, y1, x1)")
+    return g
 
 
 def _iou(d: Tensor, g: Tensor, extra: float) -> Tensor:
@@ -197,46 +220,64 @@ def voc_ap(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, An
     T = _gather(targets, "targets", num_classes, is_pred=False)
     if len(preds) != len(targets):
         raise ValueError(f"voc_ap: {len(preds)} images in preds but {len(targets)} in targets; give one dict per image in each")
-    n_images, extra = len(targets), 1.0 if inclusive else 0.0
-    ap = torch.full((num_classes,), math.nan, dtype=torch.float64)
-    n_pos = torch.bincount(T["labels"][~T["difficult"]], minlength=num_classes)[:num_classes]
-    n_diff = torch.bincount(T["labels"][T["difficult"]], minlength=num_classes)[:num_classes]
+    n_images, extra, C = len(targets), 1.0 if inclusive else 0.0, num_classes
+    ap = torch.full((C,), math.nan, dtype=torch.float64)
+    n_pos = torch.bincount(T["labels"][~T["difficult"]], minlength=C)[:C]
+    n_diff = torch.bincount(T["labels"][T["difficult"]], minlength=C)[:C]
+
+    # Detections in one order for all classes: by class, then score descending, equal scores in
+    # image order then detection order (two stable sorts). Each class is a contiguous run.
+    by_score = torch.sort(P["scores"], descending=True, stable=True).indices
+    order = by_score[torch.sort(P["labels"][by_score], stable=True).indices]
+    d_lab, d_img, d_box, d_score = P["labels"][order], P["image"][order], P["boxes"][order], P["scores"][order]
+    N = d_lab.numel()
+    # Ground truth grouped by (image, class), in annotation order within a group, padded to G per group.
+    g_key = T["image"] * C + T["labels"]
+    g_order = torch.sort(g_key, stable=True).indices
+    g_key, g_box, g_diff = g_key[g_order], T["boxes"][g_order], T["difficult"][g_order]
+    counts = torch.bincount(g_key, minlength=n_images * C)
+    starts = counts.cumsum(0) - counts
+    tp, fp = torch.zeros(N, dtype=torch.bool), torch.ones(N, dtype=torch.bool)
+    if N and g_key.numel():
+        G = int(counts.max())
+        slot = torch.arange(g_key.numel()) - starts[g_key]
+        padded = torch.zeros(n_images * C, G, 4, dtype=torch.float64)
+        valid = torch.zeros(n_images * C, G, dtype=torch.bool)
+        padded[g_key, slot], valid[g_key, slot] = g_box, True
+        d_key = d_img * C + d_lab
+        has = torch.nonzero(counts[d_key] > 0).squeeze(1)  # detections with boxes of their class in their image
+        best = torch.empty(has.numel(), dtype=torch.float64)
+        j = torch.empty(has.numel(), dtype=torch.int64)
+        step = max(1, 2**20 // G)  # rows per chunk: bounded memory whatever G
+        for k in range(0, has.numel(), step):
+            h = has[k:k + step]
+            iou = _iou(d_box[h], padded[d_key[h]], extra).masked_fill(~valid[d_key[h]], -math.inf)
+            best[k:k + step], j[k:k + step] = iou.max(1)  # the first of equal maxima, as np.argmax
+        gt = starts[d_key[has]] + j  # each detection's best box, an index into the grouped boxes
+        hit = best > iou_threshold
+        claim = hit & ~g_diff[gt]
+        pos = has[claim]  # positions, in the order above, of detections whose best box is free to claim
+        # the first claim of each box wins: the smallest position, which is the best score (same class)
+        first = torch.full((g_key.numel(),), N, dtype=torch.int64).scatter_reduce(0, gt[claim], pos, "amin")
+        tp[pos] = first[gt[claim]] == pos
+        fp[has[hit]] = False  # a hit on a difficult box is neither
+        fp[pos] = ~tp[pos]
+    keep = tp | fp
+    k_lab, k_score = d_lab[keep], d_score[keep]
+    ends = torch.bincount(k_lab, minlength=C)[:C].cumsum(0)
+    # per-class cumulative sums from one global one: subtract what the classes before contributed
+    tps, fps = tp[keep].cumsum(0), fp[keep].cumsum(0)
+    lo = torch.cat([ends.new_zeros(1), ends[:-1]])  # where each class's run starts
+    before = lambda t: torch.cat([t.new_zeros(1), t])[lo]  # noqa: E731  (the sum up to that start)
+    tps, fps = (tps - before(tps)[k_lab]).double(), (fps - before(fps)[k_lab]).double()
+    npos = n_pos.double()[k_lab]
+    rec = torch.where(npos > 0, tps / npos.clamp(min=1), torch.full_like(tps, math.nan))
+    prec = tps / torch.clamp(tps + fps, min=_EPS)
     precisions, recalls, point_scores = [], [], []
-    for c in range(num_classes):
-        dm, gm = P["labels"] == c, T["labels"] == c
-        order = torch.sort(P["scores"][dm], descending=True, stable=True).indices
-        d_img, d_box, d_score = P["image"][dm][order], P["boxes"][dm][order], P["scores"][dm][order]
-        g_img, g_box, g_diff = T["image"][gm], T["boxes"][gm], T["difficult"][gm]  # in image order
-        n = d_score.numel()
-        tp, fp = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
-        if n and g_img.numel():
-            counts = torch.bincount(g_img, minlength=n_images)
-            starts = counts.cumsum(0) - counts
-            slot = torch.arange(g_img.numel()) - starts[g_img]  # each box's place among its image's boxes
-            G = int(counts.max())
-            padded = torch.zeros(n_images, G, 4, dtype=torch.float64)
-            valid = torch.zeros(n_images, G, dtype=torch.bool)
-            padded[g_img, slot], valid[g_img, slot] = g_box, True
-            has = torch.nonzero(counts[d_img] > 0).squeeze(1)  # detections in images with such a box
-            iou = _iou(d_box[has], padded[d_img[has]], extra).masked_fill(~valid[d_img[has]], -math.inf)
-            best, j = iou.max(1)  # the first of equal maxima, as np.argmax
-            gt = starts[d_img[has]] + j  # index into this class's boxes
-            hit = best > iou_threshold
-            claim = hit & ~g_diff[gt]
-            pos = has[claim]  # score-order positions of the detections claiming a non-difficult box
-            first = torch.full((g_img.numel(),), n, dtype=torch.int64).scatter_reduce(0, gt[claim], pos, "amin")
-            tp[pos] = first[gt[claim]] == pos
-            fp[has[hit]] = False
-            fp[pos] = ~tp[pos]
-        keep = tp | fp  # the rest are detections on difficult boxes: neither
-        tps = tp[keep].cumsum(0).to(torch.float64)
-        fps = fp[keep].cumsum(0).to(torch.float64)
-        npos = int(n_pos[c])
-        rec = tps / npos if npos else torch.full_like(tps, math.nan)
-        prec = tps / torch.clamp(tps + fps, min=_EPS)
-        if npos:
-            ap[c] = average_precision(rec, prec, use_07_metric)
-        precisions.append(prec), recalls.append(rec), point_scores.append(d_score[keep])
+    for c, (a, b) in enumerate(zip(lo.tolist(), ends.tolist())):
+        precisions.append(prec[a:b]), recalls.append(rec[a:b]), point_scores.append(k_score[a:b])
+        if int(n_pos[c]):
+            ap[c] = average_precision(rec[a:b], prec[a:b], use_07_metric)
     scored = n_pos > 0
     m = float(ap[scored].mean()) if scored.any() else math.nan
     return VOCResult(m, ap, tuple(precisions), tuple(recalls), tuple(point_scores), n_pos, n_diff,

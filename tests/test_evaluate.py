@@ -81,6 +81,7 @@ def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp
     r = cli("--data", "collage", "--data-dir", root, "--n-images", 20, "--seed", 0, "--device", "cpu", "--csv", out, "--force")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "100.00% [4/4" in r.stderr  # the progress bar, over the 4 images
+    assert r.stdout.splitlines()[0].startswith(f"checkpoint {find_checkpoint()}; collage set ")  # the shipped one
 
     ev = evaluate_detections(load_checkpoint(find_checkpoint()), valid, progress=False)
     v07, vall = ev.voc(), ev.voc(use_07_metric=False)
@@ -114,3 +115,37 @@ def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp
             assert [float(x) for x in cells[3:]] == pytest.approx([float(v07.ap[c]), float(vall.ap[c]), float(coco[c])], abs=5e-5)
     assert [float(x) for x in printed["mean"][3:]] == pytest.approx([v07.map, vall.map, coco_mean], abs=5e-5)
     assert f"table written to {out}" in r.stdout
+
+
+def test_voc_layout_with_a_difficult_object(collage, tmp_path):
+    """The collage folder is in VOC's layout: as --data voc, with one object of a validation image marked
+    difficult in its XML, the table counts it apart and scores as voc_ap does with that flag."""
+    import shutil
+
+    from ssd_lesson.data import load_voc
+    from ssd_lesson.dissect import find_checkpoint
+    from ssd_lesson.evaluate import evaluate_detections
+    from ssd_lesson.model import load_checkpoint
+
+    root, _ = collage
+    voc = tmp_path / "VOC2007"
+    shutil.copytree(root / "collage-n20-seed0", voc)
+    first = (voc / "ImageSets" / "Main" / "val.txt").read_text().split()[0]
+    xml = voc / "Annotations" / f"{first}.xml"
+    xml.write_text(xml.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>", 1))
+    records = load_voc(voc, "val")
+    assert sum(int(r.difficult.sum()) for r in records) == 1
+    out = tmp_path / "voc.csv"
+    r = cli("--data", "voc", "--data-dir", voc, "--split", "val", "--device", "cpu", "--csv", out)
+    assert r.returncode == 0, r.stderr
+    assert f"Pascal VOC 2007 {voc}, split val: 4 images" in r.stdout
+    ev = evaluate_detections(load_checkpoint(find_checkpoint()), records, progress=False)
+    want = ev.table()
+    rows = list(csv.DictReader(out.open()))
+    c = int(records[0].labels[records[0].difficult][0])
+    assert int(rows[c]["difficult"]) == 1 and int(rows[-1]["difficult"]) == 1
+    for (_, w), row in zip(want.iterrows(), rows):
+        assert int(row["gt_boxes"]) == w["gt_boxes"]
+        for key in ("ap_voc07", "ap_all_point", "ap_coco50"):
+            assert (row[key] == "" and math.isnan(w[key])) or float(row[key]) == pytest.approx(w[key], abs=1e-9)
+    assert float(rows[-1]["ap_voc07"]) == pytest.approx(ev.voc().map, abs=1e-12)

@@ -435,3 +435,34 @@ def test_learner_on_voc_reports_voc07(tmp_path):
     assert "mAP_voc07" not in [m.name for m in ssd_learner(dls, model).metrics]
     values = learn.validate()
     assert len(values) == 6 and 0 <= values[-1] <= 1
+
+
+# ---------------------------------------------------------------- the precision-recall figure
+def test_pr_curve_figure_draws_both_interpolations():
+    """The hand-worked case above: the 11 dots are 1, 1, 1, 1, 2/3, 2/3, 2/3, 0, 0, 0, 0 (their mean 6/11),
+    the shaded envelope is 1 up to recall 1/3 and 2/3 up to 2/3 (area 5/9)."""
+    from matplotlib.collections import LineCollection
+
+    from ssd_lesson.pr_plot import pr_curve_figure
+
+    preds, targets = one_class([(0, G1, .9), (0, G2, .8), (0, G1, .7), (1, G3, .6), (1, NOWHERE, .5)],
+                               [(0, G1, False), (0, G2, True), (1, G3, False), (1, G4, False)])
+    r = voc_ap(preds, targets, num_classes=1)
+    fig = pr_curve_figure(r, "cow", ["cow"])
+    ax = fig.axes[0]
+    dots = [line for line in ax.lines if line.get_marker() == "o"][0]
+    assert dots.get_ydata().tolist() == pytest.approx([1] * 4 + [2 / 3] * 3 + [0] * 4)
+    assert np.mean(dots.get_ydata()) == pytest.approx(float(r.ap[0]))
+    stems = [c for c in ax.collections if isinstance(c, LineCollection)][0]
+    assert len(stems.get_segments()) == 11
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["all-point AP (area) 0.556", "precision, recall down the detections", "11-point AP (mean of the dots) 0.545"]
+    assert ax.get_title() == "cow: 4 detections scored, IoU > 0.5" and "of 3 non-difficult boxes" in ax.get_xlabel()
+    import io
+
+    fig.savefig(io.BytesIO(), format="png")  # it renders
+    with pytest.raises(ValueError, match="unknown class 'dog'"):
+        pr_curve_figure(r, "dog", ["cow"])
+    empty = voc_ap(preds, [dict(boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64))] * 2, num_classes=1)
+    with pytest.raises(ValueError, match="no non-difficult ground-truth box"):
+        pr_curve_figure(empty, 0)
