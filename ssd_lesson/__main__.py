@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssd_lesson {dissect,train,bench,notebooks}``.
+"""Command line: ``python -m ssd_lesson {dissect,train,evaluate,bench,notebooks}``.
 
 Each subcommand imports its module only when chosen, so ``dissect`` does not pay
 for fastai and ``--help`` is instant.
@@ -36,6 +36,12 @@ def _train(argv: Sequence[str]) -> int:
     return int(train_main(list(argv)) or 0)
 
 
+def _evaluate(argv: Sequence[str]) -> int:
+    from .evaluate import evaluate_main
+
+    return int(evaluate_main(list(argv)) or 0)
+
+
 def _bench(argv: Sequence[str]) -> int:
     from .bench import main as bench_main
 
@@ -51,6 +57,7 @@ def _notebooks(argv: Sequence[str]) -> int:
 COMMANDS = {
     "dissect": (_dissect, "walk the article's steps headlessly: tables printed, figures saved"),
     "train": (_train, "train the SSD (offline collage set or Pascal VOC) and save a checkpoint"),
+    "evaluate": (_evaluate, "AP per class of a checkpoint: Pascal VOC's protocol (VOC07, all-point) and COCO's AP@0.5"),
     "bench": (_bench, "time the batched loss against the lesson's per-image loop and torchvision"),
     "notebooks": (_notebooks, "execute the notebook series in order, optionally exporting HTML"),
 }

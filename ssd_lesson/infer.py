@@ -1,16 +1,14 @@
-"""From the model's activations to detections, and how good they are.
+"""From the model's activations to detections.
 
 :func:`decode` turns ``(class_logits, box_actns)`` into per-image detections:
 decoded boxes, per-class sigmoid scores (background excluded, as in the BCE
 loss), a score threshold, non-maximum suppression per class
 (``torchvision.ops.batched_nms``) and a per-image cap. :func:`predict` runs a
-model on images and gives the boxes in pixels of those images.
-:func:`detection_map` and the fastai metric :class:`MeanAP` score detections
-with ``torchmetrics``' ``MeanAveragePrecision``.
+model on images and gives the boxes in pixels of those images. How good the detections are (mean average precision) is :mod:`ssd_lesson.metrics`.
 
 Boxes are ``(y0, x0, y1, x1)``: fractions of the image in :func:`decode`, pixels
 in :func:`predict`. torchvision and torchmetrics want ``(x0, y0, x1, y1)``: we
-swap axes at those calls only.
+swap axes at those calls only (torchvision here, torchmetrics in :mod:`ssd_lesson.metrics`).
 """
 from __future__ import annotations
 
@@ -24,7 +22,7 @@ from torchvision.ops import batched_nms
 
 from .anchors import Anchors, activations_to_boxes, make_anchors
 
-__all__ = ["Detections", "decode", "prepare_images", "predict", "detection_map", "MeanAP", "map_metrics"]
+__all__ = ["Detections", "decode", "prepare_images", "predict"]
 
 _YX_TO_XY = [1, 0, 3, 2]  # (y0, x0, y1, x1) <-> (x0, y0, x1, y1); its own inverse
 
@@ -120,105 +118,11 @@ def predict(model: torch.nn.Module, images: Any, anchors: Optional[Anchors] = No
     return [Detections(d.boxes * d.boxes.new_tensor([h, w, h, w]), d.labels, d.scores) for d, (h, w) in zip(dets, hw)]
 
 
-# ---------------------------------------------------------------- mean average precision
-def _tm_pred(d: Detections) -> dict:
-    return dict(boxes=d.boxes[:, _YX_TO_XY].float().cpu(), labels=d.labels.cpu(), scores=d.scores.float().cpu())
+def __getattr__(name: str):
+    # detection_map moved to ssd_lesson.metrics; notebook 10 still imports it from here. Lazy (PEP 562),
+    # as metrics imports this module and fastai, which decode/predict do not need.
+    if name == "detection_map":
+        from .metrics import detection_map
 
-
-def _tm_targets(gt_boxes: Tensor, gt_labels: Tensor) -> list[dict]:
-    """Padded ``(B, G, 4)`` / ``(B, G)`` ground truth (label -1 = padding) to torchmetrics' per-image dicts."""
-    return [dict(boxes=b[lab >= 0][:, _YX_TO_XY].float().cpu(), labels=lab[lab >= 0].cpu())
-            for b, lab in zip(gt_boxes, gt_labels)]
-
-
-def _new_map_metric(sync: bool = True):
-    from torchmetrics.detection import MeanAveragePrecision
-
-    # sync: under distributed training, compute() gathers every process's detections
-    return MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools", sync_on_compute=sync)
-
-
-def detection_map(detections: Sequence[Detections], gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor]) -> dict[str, float]:
-    """Mean average precision of detections against ground truth (same units, e.g. fractions).
-
-    Args:
-        detections: one :class:`Detections` per image.
-        gt_boxes: per image ``(G, 4)`` ``(y0, x0, y1, x1)``; gt_labels: per image ``(G,)`` (-1 rows ignored).
-
-    Returns:
-        ``{"map_50": ..., "map": ...}``: AP at IoU 0.5 (VOC's criterion; interpolated at COCO's
-        101 recall points) and COCO's AP averaged over IoU 0.5:0.95, both averaged over the
-        classes present in the ground truth or the detections.
-    """
-    if len(detections) == 0:
-        raise ValueError("detection_map: no images to evaluate; is the valid split empty?")
-    if not len(detections) == len(gt_boxes) == len(gt_labels):
-        raise ValueError(f"detection_map: {len(detections)} detections for {len(gt_boxes)} ground-truth images")
-    metric = _new_map_metric(sync=False)
-    targets = [_tm_targets(b[None], lab[None])[0] for b, lab in zip(gt_boxes, gt_labels)]
-    metric.update([_tm_pred(d) for d in detections], targets)
-    r = metric.compute()
-    return {"map_50": float(r["map_50"]), "map": float(r["map"])}
-
-
-class _MAPState:
-    """One torchmetrics accumulator shared by the mAP@0.5 and COCO-mAP columns (computed once per epoch)."""
-
-    def __init__(self, anchors: Anchors, sync: bool = True, **decode_kwargs):
-        self.anchors, self.decode_kwargs = anchors, decode_kwargs
-        self.metric, self.n, self.result = _new_map_metric(sync), 0, None
-
-    def reset(self) -> None:
-        self.metric.reset()
-        self.n, self.result = 0, None
-
-    def update(self, preds: tuple[Tensor, Tensor], gt_boxes: Tensor, gt_labels: Tensor) -> None:
-        dets = decode(*(p.detach() for p in preds), self.anchors, **self.decode_kwargs)
-        self.metric.update([_tm_pred(d) for d in dets], _tm_targets(gt_boxes, gt_labels))
-        self.n, self.result = self.n + len(dets), None
-
-    def value(self, key: str) -> Optional[float]:
-        if self.n == 0:
-            return None  # nothing was validated: no number rather than a division by zero
-        if self.result is None:
-            self.result = {k: float(v) for k, v in self.metric.compute().items() if k in ("map_50", "map")}
-        return self.result[key]
-
-
-try:
-    from fastai.learner import Metric as _FastaiMetric
-except ImportError:  # fastai is a dependency, but keep decode/predict importable without it
-    _FastaiMetric = object
-
-
-class MeanAP(_FastaiMetric):
-    """A fastai metric: mAP of the validation set's detections (``key`` ``"map_50"`` or ``"map"``).
-
-    Build the pair with :func:`map_metrics` so both columns share one computation.
-    """
-
-    def __init__(self, state: _MAPState, key: str = "map_50", owner: bool = True):
-        self.state, self.key, self.owner = state, key, owner
-
-    def reset(self) -> None:
-        if self.owner:
-            self.state.reset()
-
-    def accumulate(self, learn) -> None:
-        if self.owner:
-            self.state.update(learn.pred, *learn.yb)
-
-    @property
-    def value(self) -> Optional[float]:
-        return self.state.value(self.key)
-
-    @property
-    def name(self) -> str:
-        return {"map_50": "mAP50", "map": "mAP_coco"}[self.key]
-
-
-def map_metrics(anchors: Anchors, score_threshold: float = 0.05, nms_iou: float = 0.5,
-                max_per_image: int = 100) -> list[MeanAP]:
-    """``[mAP50, mAP_coco]`` fastai metrics. A low score threshold, as mAP rewards ranked low-score boxes."""
-    state = _MAPState(anchors, score_threshold=score_threshold, nms_iou=nms_iou, max_per_image=max_per_image)
-    return [MeanAP(state, "map_50", owner=True), MeanAP(state, "map", owner=False)]
+        return detection_map
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

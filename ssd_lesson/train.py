@@ -28,9 +28,9 @@ from fastai.torch_core import num_distrib, set_seed
 from torch import Tensor
 
 from .anchors import Anchors, make_anchors
-from .infer import map_metrics
 from .loss import LossOptions, SSDLossResult, ssd_loss
 from .matching import IOU_THRESHOLD
+from .metrics import map_metrics
 from .model import BODIES, SSDModel, create_ssd_model, save_checkpoint
 
 __all__ = ["SSDLoss", "LossPart", "BatchLosses", "EpochCheckpoint", "ssd_learner", "evaluate", "collage_records",
@@ -114,18 +114,20 @@ class EpochCheckpoint(Callback):
 
 def ssd_learner(dls, model: SSDModel, *, match_on: str = "anchors", iou_threshold: float = IOU_THRESHOLD,
                 classification: str = "bce", focal_gamma: float = 1.0, regression_reduction: str = "mean",
-                metrics: bool = True, cbs: Sequence[Callback] = ()) -> Learner:
+                metrics: bool = True, cbs: Sequence[Callback] = (), voc_metric: bool = False) -> Learner:
     """A fastai ``Learner`` (Adam, as fastai defaults) for ``model`` on ``dls`` with the SSD loss.
 
     ``match_on="anchors"`` is the lesson's code (the article matches on predicted boxes,
     which moves targets around while the boxes are still random); the other loss options
     are :class:`~ssd_lesson.loss.LossOptions`'. ``metrics`` adds the loss parts, mAP@0.5
-    and COCO mAP on the validation set.
+    and COCO mAP on the validation set; ``voc_metric`` also Pascal VOC2007's 11-point mAP
+    (``mAP_voc07``; every object counts as non-difficult, as batches carry no ``difficult``
+    flags: see :class:`ssd_lesson.metrics.MeanAP`).
     """
     anchors = make_anchors(model.spec)
     options = LossOptions(match_on=match_on, iou_threshold=iou_threshold, classification=classification,
                           focal_gamma=focal_gamma, regression_reduction=regression_reduction)
-    ms = [LossPart("classification"), LossPart("regression"), *map_metrics(anchors)] if metrics else []
+    ms = [LossPart("classification"), LossPart("regression"), *map_metrics(anchors, voc07=voc_metric)] if metrics else []
     return Learner(dls, model, loss_func=SSDLoss(anchors, options), metrics=ms, cbs=list(cbs))
 
 
@@ -133,7 +135,7 @@ def ssd_learner(dls, model: SSDModel, *, match_on: str = "anchors", iou_threshol
 def evaluate(model: SSDModel, dl, loss_func: SSDLoss) -> dict[str, float]:
     """Validation losses per image and mAP of ``model`` on all of ``dl``, without fastai's
     Learner (so no collective calls: rank 0 can run it alone after distributed training)."""
-    from .infer import _MAPState
+    from .metrics import _MAPState
 
     state = _MAPState(loss_func.anchors, sync=False, score_threshold=0.05, nms_iou=0.5, max_per_image=100)
     totals, n = {"valid_loss": 0.0, "clas_loss": 0.0, "regr_loss": 0.0}, 0
@@ -255,7 +257,7 @@ def train_main(argv: Sequence[str]) -> int:
     model = create_ssd_model(args.body, pretrained=args.pretrained, n_hidden=args.n_hidden, class_names=VOC_CLASSES)
     batch_losses = BatchLosses()
     learn = ssd_learner(dls, model, match_on=args.match_on, iou_threshold=args.iou_threshold, classification=args.loss,
-                        regression_reduction=args.regression, cbs=[batch_losses])
+                        regression_reduction=args.regression, cbs=[batch_losses], voc_metric=args.data == "voc")
     extra = dict(command="python -m ssd_lesson train " + " ".join(argv), data=str(where), seed=args.seed,
                  n_images=args.n_images if args.data == "collage" else None, n_train=len(train_recs),
                  n_valid=len(valid_recs), loss_options=learn.loss_func.options.as_kwargs())

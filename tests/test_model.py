@@ -10,7 +10,8 @@ from torch import nn
 
 from ssd_lesson import AnchorSpec, make_anchors
 from ssd_lesson.draw import show_detections
-from ssd_lesson.infer import Detections, decode, detection_map, map_metrics, predict
+from ssd_lesson.infer import Detections, decode, predict
+from ssd_lesson.metrics import detection_map, map_metrics
 from ssd_lesson.model import create_ssd_model, load_checkpoint, save_checkpoint
 
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_cli_lists_commands_and_rejects_unknown(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
-    for name in ("dissect", "train", "bench", "notebooks"):
+    for name in ("dissect", "train", "evaluate", "bench", "notebooks"):
         assert name in out and name in COMMANDS
     assert main(["nonsense"]) == 2
     assert "unknown command 'nonsense'" in capsys.readouterr().err
