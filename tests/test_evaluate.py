@@ -70,7 +70,7 @@ def test_not_a_checkpoint_and_existing_csv(tmp_path):
 
 def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp_path):
     from ssd_lesson.data import VOC_CLASSES
-    from ssd_lesson.dissect import find_checkpoint
+    from ssd_lesson.lesson import find_checkpoint
     from ssd_lesson.evaluate import evaluate_detections
     from ssd_lesson.metrics import coco_ap_per_class, voc_ap
     from ssd_lesson.model import load_checkpoint
@@ -123,7 +123,7 @@ def test_voc_layout_with_a_difficult_object(collage, tmp_path):
     import shutil
 
     from ssd_lesson.data import load_voc
-    from ssd_lesson.dissect import find_checkpoint
+    from ssd_lesson.lesson import find_checkpoint
     from ssd_lesson.evaluate import evaluate_detections
     from ssd_lesson.model import load_checkpoint
 
