@@ -217,7 +217,8 @@ def voc_status() -> str:
         root = find_voc()
     if root is not None:
         return f"Pascal VOC 2007 found in {root}"
-    return str(next(w.message for w in caught if issubclass(w.category, VocNotFoundWarning)))
+    advice = str(next(w.message for w in caught if issubclass(w.category, VocNotFoundWarning)))
+    return advice.replace(str(Path.home()), "~")  # no machine's home folder in a stored output
 
 
 # ---------------------------------------------------------------- notebooks 09 and 10: data and models

@@ -90,7 +90,7 @@ def test_notebook_is_executed_and_follows_the_series_layout(n):
     assert path.stat().st_size < 5_000_000
     nb = read(n)
     assert nb.metadata.kernelspec.name == "python3"
-    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {n}. ")
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {n:02d} · ")
     assert nb.cells[-1].cell_type == "markdown" and "## What's next" in nb.cells[-1].source
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert opens_with_the_kit(nb), code[0].source
