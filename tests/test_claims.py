@@ -37,8 +37,8 @@ def test_titles_number_and_link_the_series_consistently():
         nb = nbformat.read(path, as_version=4)
         assert nb.cells[0].source.startswith(f"# {path.stem[:2]} · "), path.name
         last = nb.cells[-1].source
-        assert last.startswith("## What's next")
-        if i + 1 < len(SERIES):
+        if i + 1 < len(SERIES):  # the last notebook ends the series with its own summary
+            assert last.startswith("## What's next")
             assert f"({SERIES[i + 1].name})" in last, f"{path.name} does not link to {SERIES[i + 1].name}"
 
 
@@ -99,3 +99,21 @@ def test_03_directions_are_words_from_the_signs(lesson):
     acy, acx, _, _ = lesson["anchors"].centers_hw[a].tolist()
     assert f"{'down' if cy > acy else 'up'} and" in ours and f"cells {'right' if cx > acx else 'left'}" in ours
     assert f"height / width {h / w:.2f}" in ours
+
+
+def test_10_map_drops_as_the_score_threshold_rises():
+    said = stdout(tagged(read("10_inference"), "map"))
+    maps = [float(v) for v in re.findall(r"mAP@0\.5 (\d\.\d+)", said)]
+    assert len(maps) == 3 and maps == sorted(maps, reverse=True)  # "raising the threshold can only lose recall"
+
+
+def test_10_voc_table_is_the_library_table():
+    from ssd_lesson.evaluate import evaluate_detections
+    from ssd_lesson.lesson import held_out_records, lesson_model
+
+    model = lesson_model(verbose=False)
+    table = evaluate_detections(model, held_out_records(model, verbose=False), progress=False).table()
+    shown = table[table["gt_boxes"] + table["difficult"] > 0]
+    want = shown.to_string(index=False, float_format="{:.4f}".format, na_rep="-")
+    assert stdout(tagged(read("10_inference"), "voc-table")).rstrip("\n") == want
+    assert 0 < float(shown.iloc[-1]["ap_voc07"]) < 1
