@@ -70,7 +70,8 @@ def evaluate_detections(model, records: Sequence, *, score_threshold: float = 0.
     if len(records) == 0:
         raise ValueError("evaluate_detections: no records to evaluate")
     preds, batch = [], []
-    for i in progress_bar(range(len(records)), display=progress, leave=False):
+    # no bar at all when not asked: fastprogress's console bar prints a character even with display=False
+    for i in progress_bar(range(len(records)), leave=False) if progress else range(len(records)):
         batch.append(load_image(records[i].image_path))
         if len(batch) == batch_size or i == len(records) - 1:
             for d in predict(model, batch, score_threshold=score_threshold, nms_iou=nms_iou, max_per_image=max_per_image):
