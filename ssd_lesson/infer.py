@@ -4,7 +4,8 @@
 decoded boxes, per-class sigmoid scores (background excluded, as in the BCE
 loss), a score threshold, non-maximum suppression per class
 (``torchvision.ops.batched_nms``) and a per-image cap. :func:`predict` runs a
-model on images and gives the boxes in pixels of those images. How good the detections are (mean average precision) is :mod:`ssd_lesson.metrics`.
+model on images and gives the boxes in pixels of those images. How good the
+detections are (mean average precision) is :mod:`ssd_lesson.metrics`.
 
 Boxes are ``(y0, x0, y1, x1)``: fractions of the image in :func:`decode`, pixels
 in :func:`predict`. torchvision and torchmetrics want ``(x0, y0, x1, y1)``: we
