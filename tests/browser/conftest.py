@@ -112,7 +112,7 @@ def lab(browser, workdir):
     server = LabServer(root, workdir / "home")
     context = None
     try:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})  # a whole widget fits
         session = Lab(server, context)
         TIMINGS["(server start)"] = time.perf_counter() - start
         try:

@@ -74,6 +74,11 @@ class LabServer:
         # The python3 kernelspec runs `python` from PATH: make that this interpreter.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.pop("JUPYTER_PATH", None)
+        # No "get notified about Jupyter news?" toast over the notebook (news_url=None alone still asks).
+        settings = home / "settings" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True, exist_ok=True)
+        (settings / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false", "checkForUpdates": False}))
         self.log_path = home / "jupyter.log"
         self._log = open(self.log_path, "wb")
         cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",

@@ -120,7 +120,7 @@ def test_box_sliders_redraw_and_agree_with_the_library(lab, lesson, out_dir):
     actns = lesson["box_actns"][0].clone()  # what the sliders hold; each move below updates one entry
     readout = lambda: output.locator(".widget-html").first  # noqa: E731
 
-    def agrees(view: View, exact: set[str], atol: float = 6e-4) -> None:
+    def agrees(view: View, atol: float = 6e-4) -> None:
         shown, box = box_readout(view.readout)
         for j, k in enumerate(("dy", "dx", "dh", "dw")):
             assert shown[k] == pytest.approx(float(actns[index, j]), abs=0.0051), (k, shown, actns[index])
@@ -133,21 +133,21 @@ def test_box_sliders_redraw_and_agree_with_the_library(lab, lesson, out_dir):
         # 1. One ArrowRight where the box starts: the activation moves by a step; the box may not
         #    (the model's activations saturate tanh there, so the figure can stay as it was).
         before, after = slider.press("ArrowRight")
-        assert float(after.value) == pytest.approx(float(before.value) + 0.05, abs=0.011)
+        assert 0 < float(after.value) - float(before.value) <= 0.05 + 0.011  # one step, onto the slider's grid
         actns[index, j] = float(after.value)
-        agrees(after, set(), atol=3e-3)  # the value shown has two decimals; the slider's own may have more
+        agrees(after, atol=3e-3)  # the value shown has two decimals; the slider's own may have more
         moves.append((k, "start", changed_fraction(before.image_png, after.image_png)))
         # 2. Into the range where the box responds: type 0 into the slider's readout box.
         before, after = slider.type_value("0")
         assert float(after.value) == 0.0
         actns[index, j] = 0.0
-        agrees(after, {k})
+        agrees(after)
         assert after.readout != before.readout and changed_fraction(before.image_png, after.image_png) > 0.001
         # 3. There, one ArrowRight visibly moves the box.
         before, after = slider.press("ArrowRight")
         assert float(after.value) == pytest.approx(0.05)
         actns[index, j] = 0.05
-        agrees(after, {k})
+        agrees(after)
         assert after.readout != before.readout, f"{k}: the readout did not change"
         assert after.image_src != before.image_src
         frac = changed_fraction(before.image_png, after.image_png)
