@@ -8,6 +8,7 @@ check where the widget's static figure comes from.
 from __future__ import annotations
 
 import base64
+import re
 
 import nbformat
 import pytest
@@ -103,3 +104,17 @@ def test_exported_pages_show_every_figure_offline(browser, workdir, out_dir):
     assert all("mathjax" in u.lower() for u in blocked), f"pages asked the network for {sorted(set(blocked))}"
     assert not any("require" in u or "widgets" in u for u in blocked)
     print("images per exported page:", report)
+
+
+def test_cli_exports_the_stored_notebooks_without_executing(tmp_path, capsys):
+    from ssd_lesson.notebooks import notebooks_main
+
+    assert notebooks_main(["--html", str(tmp_path), "--only", "05_"]) == 0
+    (page,) = tmp_path.glob("*.html")
+    assert page.name == "05_matching.html" and str(page) in capsys.readouterr().out
+    html = page.read_text(encoding="utf-8")
+    assert "require.min.js" not in html and "html-manager" not in html and WIDGET_VIEW not in html
+    nb = nbformat.read(series()[4], as_version=4)
+    (i,) = widget_cells(nb)
+    cell = html.split(f'id="cell-id={nb.cells[i].id}"', 1)[1].split('class="jp-Cell ', 1)[0]
+    assert re.search(r'<img [^>]*src="data:image/jpeg;base64,', cell)  # the widget's figure, in its own cell
