@@ -5,6 +5,7 @@ which library call the readout must agree with.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -265,17 +266,27 @@ class Slider:
         self.readout_box = self.root.locator(".widget-readout")
         self._readout = readout
 
-    def view(self) -> View:
+    def view(self, shot: bool = False) -> View:
+        """What the widget shows now (``shot``: with a screenshot of the whole widget, for the record)."""
         # JupyterLab skips laying out cells off screen (their text reads empty): bring the widget into view.
         self.output.scroll_into_view_if_needed()
         img = self.output.locator("img").first
         img.wait_for(state="visible")
         self.nb.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
-        return View(readout=self._readout().inner_text(), value=self.readout_box.inner_text().strip().replace("\u2212", "-"),  # ipywidgets writes U+2212 for minus
-                    image_src=img.get_attribute("src") or "", image_png=img.screenshot(),
-                    widget_png=self.output.screenshot())
+        return View(readout=self._readout().inner_text(), value=self._value(), image_src=img.get_attribute("src") or "",
+                    image_png=img.screenshot(), widget_png=self.output.screenshot() if shot else b"")
 
-    def _settle(self, before: View, timeout_s: float) -> View:
+    def _value(self) -> str:
+        return self.readout_box.inner_text().strip().replace("\u2212", "-")  # ipywidgets writes U+2212 for minus
+
+    def _reuse(self, before: Optional[View], shot: bool) -> View:
+        """``before`` (the widget as last seen, perhaps through another of its sliders) with this slider's value."""
+        if before is None or (shot and not before.widget_png):
+            return self.view(shot)
+        self.output.scroll_into_view_if_needed()
+        return dataclasses.replace(before, value=self._value())
+
+    def _settle(self, before: View, timeout_s: float, shot: bool) -> View:
         """Wait for the kernel to answer the move: the readout changes, then the kernel goes idle."""
         page = self.nb.page
         deadline = time.monotonic() + timeout_s
@@ -283,21 +294,25 @@ class Slider:
             page.wait_for_timeout(100)
         self.nb.wait_idle()
         page.wait_for_timeout(300)  # the image view swaps its blob URL after the message
-        return self.view()
+        return self.view(shot)
 
-    def press(self, *keys: str, timeout_s: float = 30) -> tuple[View, View]:
-        """Focus the slider's handle, press ``keys`` as a learner would; the views before and after."""
-        before = self.view()
+    def press(self, *keys: str, before: Optional[View] = None, shot: bool = False,
+              timeout_s: float = 30) -> tuple[View, View]:
+        """Focus the slider's handle, press ``keys`` as a learner would; the views before and after.
+
+        ``before``: the widget's view as last seen (saves taking it again); ``shot``: screenshots of both.
+        """
+        before = self._reuse(before, shot)
         self.handle.focus()
         for key in keys:
             self.handle.press(key)
-        return before, self._settle(before, timeout_s)
+        return before, self._settle(before, timeout_s, shot)
 
-    def type_value(self, text: str, timeout_s: float = 30) -> tuple[View, View]:
+    def type_value(self, text: str, before: Optional[View] = None, timeout_s: float = 30) -> tuple[View, View]:
         """Type a value into the slider's readout box and press Enter (ipywidgets' editable readout)."""
-        before = self.view()
+        before = self._reuse(before, False)
         self.readout_box.click()
         self.nb.page.keyboard.press("Control+A")
         self.nb.page.keyboard.type(text)
         self.nb.page.keyboard.press("Enter")
-        return before, self._settle(before, timeout_s)
+        return before, self._settle(before, timeout_s, False)

@@ -88,8 +88,9 @@ def test_threshold_slider_redraws_and_agrees_with_the_library(lab, lesson, out_d
         assert shown[2:] == pytest.approx(want[2:], abs=2e-4)
         return shown
 
+    after = None
     for key, step in (("ArrowRight", +0.05), ("ArrowLeft", -0.05), ("ArrowLeft", -0.05)):
-        before, after = slider.press(key)
+        before, after = slider.press(key, before=after, shot=key == "ArrowRight")
         assert float(after.value) == pytest.approx(float(before.value) + step), (before.value, after.value)
         b, a = agrees(before), agrees(after)
         assert a[0] != b[0] and after.readout != before.readout
@@ -127,24 +128,24 @@ def test_box_sliders_redraw_and_agree_with_the_library(lab, lesson, out_dir):
         want = activations_to_boxes(actns.unsqueeze(0), lesson["anchors"])[0, index].tolist()
         assert box == pytest.approx(want, abs=atol), f"the page shows box {box}, activations_to_boxes gives {want}"
 
-    moves = []
+    moves, after = [], None
     for j, k in enumerate(("dy", "dx", "dh", "dw")):
         slider = Slider(nb, output, k, readout)
         # 1. One ArrowRight where the box starts: the activation moves by a step; the box may not
         #    (the model's activations saturate tanh there, so the figure can stay as it was).
-        before, after = slider.press("ArrowRight")
+        before, after = slider.press("ArrowRight", before=after)
         assert 0 < float(after.value) - float(before.value) <= 0.05 + 0.011  # one step, onto the slider's grid
         actns[index, j] = float(after.value)
         agrees(after, atol=3e-3)  # the value shown has two decimals; the slider's own may have more
         moves.append((k, "start", changed_fraction(before.image_png, after.image_png)))
         # 2. Into the range where the box responds: type 0 into the slider's readout box.
-        before, after = slider.type_value("0")
+        before, after = slider.type_value("0", before=after)
         assert float(after.value) == 0.0
         actns[index, j] = 0.0
         agrees(after)
         assert after.readout != before.readout and changed_fraction(before.image_png, after.image_png) > 0.001
         # 3. There, one ArrowRight visibly moves the box.
-        before, after = slider.press("ArrowRight")
+        before, after = slider.press("ArrowRight", before=after, shot=True)
         assert float(after.value) == pytest.approx(0.05)
         actns[index, j] = 0.05
         agrees(after)
