@@ -9,6 +9,7 @@ Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
 """
 from __future__ import annotations
 
+import base64
 import io
 import math
 from typing import Any, Literal, Optional, Sequence
@@ -48,7 +49,20 @@ class _Shown:
         self.image.value = _png(self.figure, self.dpi, self.image.format)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The widget view plus a static copy of its figure as it is now (``image/png`` or ``image/jpeg``).
+
+        JupyterLab shows the live widget; a page without a widget renderer (an HTML
+        export opened offline, GitHub's viewer) shows the widget's own figure instead.
+        """
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, tuple):  # (data, metadata)
+            data, metadata = bundle
+        else:
+            data, metadata = bundle, None
+        if data is not None and self.image.value:
+            data = dict(data)
+            data[f"image/{self.image.format}"] = base64.b64encode(self.image.value).decode("ascii")
+        return data if metadata is None else (data, metadata)
 
 
 class BoxWidget(_Shown):
