@@ -49,10 +49,11 @@ class _Shown:
     figure: Figure
     image: W.Image
     dpi: int
+    freeze_layout = True  # the panels stay where the first frame put them (no jumping between frames)
 
     def _render(self) -> None:
         self.image.value = _png(self.figure, self.dpi, self.image.format)
-        if self.figure.get_layout_engine() is not None:  # laid out once: later frames keep the panels in place
+        if self.freeze_layout and self.figure.get_layout_engine() is not None:
             self.figure.set_layout_engine("none")
         w, h = self.pixel_size
         self.image.layout.width, self.image.layout.height = f"{w}px", f"{h}px"  # its own size: no stretching
@@ -353,10 +354,10 @@ class ThresholdWidget(_Shown):
         ax.set_facecolor(MARGIN_COLOR)
         for i, box in enumerate(scene.boxes):
             plots.draw_box(ax, box, plots.GT_COLORS[i % len(plots.GT_COLORS)], lw=1.3, ls="--", gid=f"gt:{i}")
-        gt_idx, overlap = r.match.gt_idx[0].tolist(), r.match.gt_overlap[0].tolist()
+        gt_idx, forced = r.match.gt_idx[0].tolist(), (r.match.gt_overlap[0] == FORCED_OVERLAP).tolist()
         for a in torch.nonzero(self.positive).flatten().tolist():
             g = gt_idx[a]
-            star = "*" if overlap[a] == FORCED_OVERLAP else ""
+            star = "*" if forced[a] else ""
             plots.draw_box(ax, r.pred_boxes[0, a].tolist(), plots.GT_COLORS[g % len(plots.GT_COLORS)],
                            f"{a}: {scene.class_names[int(scene.labels[g])]}{star}", lw=2.4, fontsize=7, gid=f"box:{a}")
         ax.set_title(f"IoU > {self.threshold:.2f}: {self.positive_count} positive boxes (solid; * forced), "
