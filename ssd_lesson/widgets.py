@@ -342,9 +342,9 @@ class ThresholdWidget(_Shown):
         self._draw_photo()
         self._draw_curves()
         forced = int((r.match.gt_overlap[0][self.positive] == FORCED_OVERLAP).sum())
-        self.readout.value = (f"<b>{self.positive_count}</b> of {len(self.anchors)} boxes positive "
-                              f"({forced} forced); classification {float(r.classification[0]):.4f}, "
-                              f"regression {float(r.regression[0]):.4f}")
+        self.readout.value = (f"<b>{self.positive_count}</b> of {len(self.anchors)} boxes positive; "
+                              f"classification {float(r.classification[0]):.4f}, "
+                              f"regression {float(r.regression[0]):.4f} ({forced} of the positives forced)")
         self._render()
 
     def _draw_photo(self) -> None:
