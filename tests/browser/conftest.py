@@ -112,7 +112,7 @@ def lab(browser, workdir):
     server = LabServer(root, workdir / "home")
     context = None
     try:
-        context = browser.new_context(viewport={"width": 1400, "height": 1800})  # a whole widget fits
+        context = browser.new_context(viewport={"width": 1400, "height": 2700})  # a whole widget fits (05: 2400 px)
         session = Lab(server, context)
         TIMINGS["(server start)"] = time.perf_counter() - start
         try:
