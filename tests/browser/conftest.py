@@ -85,8 +85,12 @@ class Lab:
             try:
                 TIMINGS[name] = nb.run_all(limit_s)
             except Exception as e:
+                try:
+                    cells = json.dumps(nb.cells())[:3000]
+                except Exception as why:
+                    cells = f"(unreadable: {why})"
                 raise AssertionError(f"{name}: Run All did not finish within {limit_s:.0f} s ({e})\n"
-                                     f"cells: {json.dumps(nb.cells())[:3000]}") from None
+                                     f"cells: {cells}\nserver log: {self.server.log_tail(1500)}") from None
         return self.open[name]
 
     def close(self, name: str) -> None:
