@@ -85,8 +85,12 @@ class Lab:
             try:
                 TIMINGS[name] = nb.run_all(limit_s)
             except Exception as e:
+                try:
+                    cells = json.dumps(nb.cells())[:3000]
+                except Exception as why:
+                    cells = f"(unreadable: {why})"
                 raise AssertionError(f"{name}: Run All did not finish within {limit_s:.0f} s ({e})\n"
-                                     f"cells: {json.dumps(nb.cells())[:3000]}") from None
+                                     f"cells: {cells}\nserver log: {self.server.log_tail(1500)}") from None
         return self.open[name]
 
     def close(self, name: str) -> None:
@@ -112,7 +116,7 @@ def lab(browser, workdir):
     server = LabServer(root, workdir / "home")
     context = None
     try:
-        context = browser.new_context(viewport={"width": 1400, "height": 1800})  # a whole widget fits
+        context = browser.new_context(viewport={"width": 1400, "height": 2700})  # a whole widget fits (05: 2400 px)
         session = Lab(server, context)
         TIMINGS["(server start)"] = time.perf_counter() - start
         try:

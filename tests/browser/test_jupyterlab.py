@@ -10,12 +10,11 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
 
 from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
 from ssd_lesson.notebooks import series
 
-from .lab import Notebook, Slider, View, changed_fraction
+from .lab import Slider, View, changed_fraction
 
 pytestmark = pytest.mark.browser
 
