@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -136,13 +135,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _recorded(command: str, option: str) -> Optional[int]:
-    m = re.search(rf"{option}[ =](\d+)", command)
-    return int(m.group(1)) if m else None
-
-
 def _load_model(args):
-    from .dissect import find_checkpoint
+    from .lesson import find_checkpoint
     from .model import load_checkpoint
 
     try:
@@ -164,14 +158,14 @@ def _load_model(args):
 
 
 def _records(args, model) -> tuple[list, str]:
-    from .data import find_voc, load_voc
+    from .voc import find_voc, load_voc
 
     if args.data == "collage":
         from .train import collage_records
 
-        command = getattr(model, "checkpoint_extra", {}).get("command", "")
-        n = args.n_images or _recorded(command, "--n-images") or 1000
-        seed = args.seed if args.seed is not None else (_recorded(command, "--seed") or 0)
+        extra = getattr(model, "checkpoint_extra", {})  # what train recorded; older checkpoints: its defaults
+        n = args.n_images or extra.get("n_images") or 1000
+        seed = args.seed if args.seed is not None else int(extra.get("seed", 0))
         split = args.split or "val"
         _, valid, folder = collage_records(n, seed, args.data_dir or "runs")
         records = valid if split == "val" else load_voc(folder, split)

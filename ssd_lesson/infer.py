@@ -117,13 +117,3 @@ def predict(model: torch.nn.Module, images: Any, anchors: Optional[Anchors] = No
     dets = decode(class_logits, box_actns, anchors, score_threshold=score_threshold, nms_iou=nms_iou,
                   max_per_image=max_per_image)
     return [Detections(d.boxes * d.boxes.new_tensor([h, w, h, w]), d.labels, d.scores) for d, (h, w) in zip(dets, hw)]
-
-
-def __getattr__(name: str):
-    # detection_map moved to ssd_lesson.metrics; notebook 10 still imports it from here. Lazy (PEP 562),
-    # as metrics imports this module and fastai, which decode/predict do not need.
-    if name == "detection_map":
-        from .metrics import detection_map
-
-        return detection_map
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
