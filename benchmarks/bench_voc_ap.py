@@ -11,7 +11,7 @@ Both get the same per-image dicts. torchmetrics runs as the project uses it (pyc
 its input checks, for VOC07's 11 points and for the all-point area, with one torch thread and with
 torch's default (pycocotools is single-threaded numpy). A benchmark, not a test:
 
-    python benchmarks/bench_voc_ap.py                  # about 4 minutes here, nearly all of it torchmetrics
+    python benchmarks/bench_voc_ap.py                  # 2-6 minutes here, nearly all of it torchmetrics
     python benchmarks/bench_voc_ap.py --images 500     # a quick look
 """
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -70,7 +69,8 @@ def evaluate_detections(model, records: Sequence, *, score_threshold: float = 0.
     if len(records) == 0:
         raise ValueError("evaluate_detections: no records to evaluate")
     preds, batch = [], []
-    for i in progress_bar(range(len(records)), display=progress, leave=False):
+    # no bar at all when not asked: fastprogress's console bar prints a character even with display=False
+    for i in progress_bar(range(len(records)), leave=False) if progress else range(len(records)):
         batch.append(load_image(records[i].image_path))
         if len(batch) == batch_size or i == len(records) - 1:
             for d in predict(model, batch, score_threshold=score_threshold, nms_iou=nms_iou, max_per_image=max_per_image):
@@ -135,28 +135,14 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _recorded(command: str, option: str) -> Optional[int]:
-    m = re.search(rf"{option}[ =](\d+)", command)
-    return int(m.group(1)) if m else None
-
-
-def _find_checkpoint(checkpoint: Optional[str]) -> Optional[Path]:
-    """As :func:`ssd_lesson.dissect.find_checkpoint` (``checkpoint``, else the first
-    ``data/checkpoints/*.pth``), without importing dissect, which brings matplotlib."""
-    from .data import DATA_DIR
-
-    if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise _Refused(f"{checkpoint}: no such checkpoint")
-        return Path(checkpoint)
-    found = sorted((DATA_DIR / "checkpoints").glob("*.pth"))
-    return found[0] if found else None
-
-
 def _load_model(args):
+    from .lesson import find_checkpoint
     from .model import load_checkpoint
 
-    path = _find_checkpoint(args.checkpoint)
+    try:
+        path = find_checkpoint(args.checkpoint)
+    except FileNotFoundError as e:
+        raise _Refused(str(e)) from None
     if path is None:
         raise _Refused("no checkpoint in data/checkpoints; pass --checkpoint PATH (python -m ssd_lesson train makes one)")
     try:
@@ -172,14 +158,14 @@ def _load_model(args):
 
 
 def _records(args, model) -> tuple[list, str]:
-    from .data import find_voc, load_voc
+    from .voc import find_voc, load_voc
 
     if args.data == "collage":
         from .train import collage_records
 
-        command = getattr(model, "checkpoint_extra", {}).get("command", "")
-        n = args.n_images or _recorded(command, "--n-images") or 1000
-        seed = args.seed if args.seed is not None else (_recorded(command, "--seed") or 0)
+        extra = getattr(model, "checkpoint_extra", {})  # what train recorded; older checkpoints: its defaults
+        n = args.n_images or extra.get("n_images") or 1000
+        seed = args.seed if args.seed is not None else int(extra.get("seed", 0))
         split = args.split or "val"
         _, valid, folder = collage_records(n, seed, args.data_dir or "runs")
         records = valid if split == "val" else load_voc(folder, split)

@@ -4,7 +4,8 @@
 decoded boxes, per-class sigmoid scores (background excluded, as in the BCE
 loss), a score threshold, non-maximum suppression per class
 (``torchvision.ops.batched_nms``) and a per-image cap. :func:`predict` runs a
-model on images and gives the boxes in pixels of those images. How good the detections are (mean average precision) is :mod:`ssd_lesson.metrics`.
+model on images and gives the boxes in pixels of those images. How good the
+detections are (mean average precision) is :mod:`ssd_lesson.metrics`.
 
 Boxes are ``(y0, x0, y1, x1)``: fractions of the image in :func:`decode`, pixels
 in :func:`predict`. torchvision and torchmetrics want ``(x0, y0, x1, y1)``: we
@@ -116,13 +117,3 @@ def predict(model: torch.nn.Module, images: Any, anchors: Optional[Anchors] = No
     dets = decode(class_logits, box_actns, anchors, score_threshold=score_threshold, nms_iou=nms_iou,
                   max_per_image=max_per_image)
     return [Detections(d.boxes * d.boxes.new_tensor([h, w, h, w]), d.labels, d.scores) for d, (h, w) in zip(dets, hw)]
-
-
-def __getattr__(name: str):
-    # detection_map moved to ssd_lesson.metrics; notebook 10 still imports it from here. Lazy (PEP 562),
-    # as metrics imports this module and fastai, which decode/predict do not need.
-    if name == "detection_map":
-        from .metrics import detection_map
-
-        return detection_map
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

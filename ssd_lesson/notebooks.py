@@ -1,18 +1,28 @@
-"""Execute the numbered notebook series in order, for instructors and CI.
+"""Execute the numbered notebook series in order, for instructors and CI; export it as HTML.
 
 Executed copies go to an output folder, so a learner's own edits to the
 notebooks are never overwritten; ``--inplace`` (for maintainers) refreshes the
-committed notebooks themselves.
+committed notebooks themselves. ``--html DIR`` writes pages that work offline:
+each widget shows its own figure as a static image (the widget embeds it in its
+display data; for notebooks saved without it, it comes from the saved widget
+state), and no script is loaded from a CDN except MathJax, which only typesets
+the formulas and leaves their TeX readable without network.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:
+    import nbformat
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
 def series(folder: Optional[Path] = None) -> list[Path]:
@@ -46,12 +56,84 @@ def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inp
         times[path.name] = time.perf_counter() - start
         nbformat.write(nb, path if inplace else out_dir / path.name)
         if html_dir is not None:
-            from nbconvert import HTMLExporter
-
-            Path(html_dir).mkdir(parents=True, exist_ok=True)
-            body, _ = HTMLExporter().from_notebook_node(nb)
-            (Path(html_dir) / path.with_suffix(".html").name).write_text(body, encoding="utf-8")
+            export_html(nb, Path(html_dir) / path.with_suffix(".html").name)
     return times
+
+
+def _widget_images(state: dict, model_id: str) -> list[tuple[str, str]]:
+    """``(mime, base64)`` of every ``Image`` widget in the saved widget tree under ``model_id``, in display order."""
+    found, seen, todo = [], set(), [model_id]
+    while todo:
+        mid = todo.pop(0)
+        if mid in seen or mid not in state:
+            continue
+        seen.add(mid)
+        model = state[mid]
+        if model.get("model_name") == "ImageModel":
+            fmt = model.get("state", {}).get("format", "png")
+            for buf in model.get("buffers", []):
+                if buf.get("path") == ["value"] and buf.get("encoding", "base64") == "base64" and buf.get("data"):
+                    found.append((f"image/{fmt}", buf["data"]))
+        refs = []
+        for v in model.get("state", {}).values():
+            for item in (v if isinstance(v, list) else [v]):
+                if isinstance(item, str) and item.startswith("IPY_MODEL_"):
+                    refs.append(item[len("IPY_MODEL_"):])
+        todo[:0] = refs  # depth first: children before the next sibling
+    return found
+
+
+def static_widgets(nb) -> tuple["nbformat.NotebookNode", list[str]]:
+    """A copy of ``nb`` for a static page: every widget output becomes its widget's figure.
+
+    An output that shows a widget keeps (or, from the saved widget state, gains) an
+    ``image/*`` copy of the widget's figure, and loses the widget view, which no
+    page without a kernel can run; the saved widget state is dropped, so the page
+    loads no widget renderer. Returns ``(copy, widget outputs without an image)``.
+    """
+    nb = copy.deepcopy(nb)
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    missing = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = out.get("data", {})
+            if WIDGET_VIEW not in data:
+                continue
+            if not any(k.startswith("image/") for k in data):
+                images = _widget_images(state, data[WIDGET_VIEW].get("model_id", ""))
+                if images:
+                    mime, b64 = images[0]
+                    data[mime] = b64
+                else:
+                    missing.append(f"cell {i}")
+            del data[WIDGET_VIEW]
+    nb.metadata.pop("widgets", None)
+    return nb, missing
+
+
+def export_html(nb, dest: Path) -> Path:
+    """Write ``nb`` as an HTML page that shows every figure offline (see :func:`static_widgets`)."""
+    from nbconvert import HTMLExporter
+
+    static, _ = static_widgets(nb)
+    exporter = HTMLExporter()
+    body, _ = exporter.from_notebook_node(static)
+    # require.js serves widget and JavaScript outputs; a static page has none, and offline its CDN tag only fails.
+    body = body.replace(f'<script src="{exporter.require_js_url}"></script>', "")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(body, encoding="utf-8")
+    return dest
+
+
+def export_series(html_dir: Path, only: Optional[str] = None, folder: Optional[Path] = None) -> list[Path]:
+    """Export the stored notebooks as they are (no execution) to ``html_dir``; return the pages."""
+    import nbformat
+
+    paths = [p for p in series(folder) if only is None or only in p.name]
+    if not paths:
+        raise FileNotFoundError(f"no notebook in {folder or NOTEBOOK_DIR} matches {only!r}")
+    return [export_html(nbformat.read(p, as_version=4), Path(html_dir) / p.with_suffix(".html").name) for p in paths]
 
 
 def notebooks_main(argv: Sequence[str]) -> int:
@@ -59,7 +141,8 @@ def notebooks_main(argv: Sequence[str]) -> int:
     p.add_argument("--execute", action="store_true", help="execute the series in order")
     p.add_argument("--out", type=Path, default=Path("ssd_lesson_out/notebooks"), help="where executed copies go")
     p.add_argument("--inplace", action="store_true", help="overwrite the notebooks in notebooks/ (maintainers)")
-    p.add_argument("--html", type=Path, default=None, help="also export each executed notebook as HTML here")
+    p.add_argument("--html", type=Path, default=None,
+                   help="export each notebook as HTML here (executed with --execute, else as stored)")
     p.add_argument("--only", default=None, help="run only notebooks whose name contains this")
     args = p.parse_args(argv)
     try:
@@ -69,10 +152,15 @@ def notebooks_main(argv: Sequence[str]) -> int:
               "checkout (notebooks/), not in the installed package: clone the repository and run this there",
               file=sys.stderr)
         return 2
+    if not args.execute and args.html is not None:
+        pages = export_series(args.html, args.only)
+        for page in pages:
+            print(page)
+        return 0
     if not args.execute:
         for path in paths:
             print(path.name)
-        print("\nadd --execute to run them (copies go to --out; --inplace for maintainers)")
+        print("\nadd --execute to run them (copies go to --out; --inplace for maintainers), --html DIR to export them")
         return 0
     times = execute_series(args.out, args.html, args.inplace, args.only)
     for name, sec in times.items():

@@ -1,14 +1,17 @@
 """Two ipywidgets for the notebooks: a box's four activations (notebook 3) and the IoU threshold (notebook 5).
 
 Each widget owns one matplotlib :class:`~matplotlib.figure.Figure` and redraws
-*that* figure on every change, showing it as a PNG in an ``ipywidgets.Image``, so it
-works under ``%matplotlib inline`` (no ipympl needed) and in tests without a
-browser. ``.set(...)`` moves the controls as a learner would; the attributes
+*that* figure on every change, showing it as a PNG in an ``ipywidgets.Image`` at
+the PNG's own pixel size (never stretched), so it works under ``%matplotlib inline``
+(no ipympl needed) and in tests without a browser. Controls and figure fit one
+1440x900 screen, and every keyboard step of a control changes the figure.
+``.set(...)`` moves the controls as a learner would; the attributes
 (``.pred_box``, ``.positive_count``, ...) hold exactly what is on display.
 Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
 """
 from __future__ import annotations
 
+import base64
 import io
 import math
 from typing import Any, Literal, Optional, Sequence
@@ -19,14 +22,17 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from . import figures, plots
+from . import plots
 from .anchors import Anchors, activations_to_boxes
 from .loss import SSDLossResult, ssd_loss
-from .matching import IOU_THRESHOLD
+from .matching import FORCED_OVERLAP, IOU_THRESHOLD
 
 __all__ = ["BoxWidget", "ThresholdWidget"]
 
 ACTIVATIONS = ("dy", "dx", "dh", "dw")
+TANH_LIMIT = 0.99  # the sliders move tanh(activation) in [-0.99, 0.99] (activation +-2.65)
+TANH_STEP = 0.03  # one keyboard step: 1.5 % of a cell (centre) or of the anchor's side (size); 0 is on the grid
+MARGIN_COLOR = "#5a5a5a"  # around the photo: white dashes and light boxes stay visible
 
 
 def _png(fig: Figure, dpi: int, fmt: str = "png") -> bytes:
@@ -43,21 +49,67 @@ class _Shown:
     figure: Figure
     image: W.Image
     dpi: int
+    freeze_layout = True  # the panels stay where the first frame put them (no jumping between frames)
 
     def _render(self) -> None:
         self.image.value = _png(self.figure, self.dpi, self.image.format)
+        if self.freeze_layout and self.figure.get_layout_engine() is not None:
+            self.figure.set_layout_engine("none")
+        w, h = self.pixel_size
+        self.image.layout.width, self.image.layout.height = f"{w}px", f"{h}px"  # its own size: no stretching
+
+    @property
+    def pixel_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the image shown, in pixels (the figure's inches times ``dpi``)."""
+        w, h = self.figure.get_size_inches()
+        return int(round(w * self.dpi)), int(round(h * self.dpi))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The widget view plus a static copy of its figure as it is now (``image/png`` or ``image/jpeg``).
+
+        JupyterLab shows the live widget; a page without a widget renderer (an HTML
+        export opened offline, GitHub's viewer) shows the widget's own figure instead.
+        """
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, tuple):  # (data, metadata)
+            data, metadata = bundle
+        else:
+            data, metadata = bundle, None
+        if data is not None and self.image.value:
+            data = dict(data)
+            data[f"image/{self.image.format}"] = base64.b64encode(self.image.value).decode("ascii")
+        return data if metadata is None else (data, metadata)
+
+
+def _tanh_inset(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
+    """A small ``tanh`` curve with each named activation marked where it sits on it."""
+    x = np.linspace(-span, span, 121)
+    ax.plot(x, np.tanh(x), color="0.35", lw=1.2)
+    ax.axhspan(-TANH_LIMIT, TANH_LIMIT, color="#ffd000", alpha=0.12, lw=0)
+    ax.hlines([-1, 1], -span, span, color="0.6", lw=0.6, ls=":")
+    for j, (k, a) in enumerate(points.items()):
+        shown = float(np.clip(a, -span, span))
+        ax.scatter([shown], [math.tanh(a)], s=28, color=plots.BOX_COLORS[3 + j], zorder=3,
+                   marker=">" if a > span else "<" if a < -span else "o")
+        ax.annotate(k, (shown, math.tanh(a)), xytext=(4, -9 + 6 * j), textcoords="offset points", fontsize=7,
+                    color=plots.BOX_COLORS[3 + j])
+    ax.set(xlim=(-span, span), ylim=(-1.1, 1.1), xticks=[-span, 0, span], yticks=[-1, 0, 1])
+    ax.tick_params(labelsize=7, length=2)
+    ax.set_xlabel("activation", fontsize=7, labelpad=1)
+    ax.set_title("tanh(activation)", fontsize=8)
 
 
 class BoxWidget(_Shown):
-    """Pick one of the anchor boxes and drag its activations ``(dy, dx, dh, dw)``.
+    """Pick one of the anchor boxes and slide its activations ``(dy, dx, dh, dw)`` in tanh space.
 
-    The figure shows the box's grid, its grid cell (shaded: where the predicted
-    centre may go, half a cell either way), the anchor box (dashed), the predicted
-    box (solid) and, dotted, the smallest and largest box it can become (0.5x and
-    1.5x the anchor's height and width). Sliders are clamped to ``+-limit``.
+    Each slider moves ``tanh(activation)`` in ``[-0.99, 0.99]`` by 0.03 a key press: the
+    box moves by the same amount at every position (a slider of raw activations only
+    moves it near 0, and not at all where the model's activations saturate). The
+    readout gives each activation, its tanh and its effect; an inset marks where the
+    activations sit on the tanh curve. The figure zooms on the box's reach: its grid
+    cell (shaded: where the predicted centre may go), the anchor box (dashed), the
+    predicted box (solid) and, dotted, the smallest and largest box it can become
+    (0.5x and 1.5x the anchor's height and width), on a grey margin.
 
     Args:
         example: a ``data.Example`` or :class:`~ssd_lesson.plots.Scene`.
@@ -68,21 +120,22 @@ class BoxWidget(_Shown):
     """
 
     def __init__(self, example: Any, anchors: Anchors, box_actns: Any = None, index: int = 11,
-                 limit: float = 4.0, dpi: int = 90, image_format: Literal["png", "jpeg"] = "png"):
+                 dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = TANH_STEP):
         self.scene, self.anchors, self.dpi, self._hold = plots.as_scene(example), anchors, dpi, False
         start = torch.zeros(len(anchors), 4) if box_actns is None else torch.as_tensor(box_actns).detach().float()
         self.actns = start.reshape(len(anchors), 4).clone()  # edited in place, one row per box
-        # Wide enough for every given activation: a clamped slider would silently move the box.
-        limit = max(float(limit), math.ceil(float(self.actns.abs().max())))
+        self.limit = TANH_LIMIT  # the sliders' bound, in tanh units
+        self.activation_limit = math.atanh(TANH_LIMIT)  # the same bound as an activation (2.65)
         options = [(self._describe(a), a) for a in range(len(anchors))]
-        self.box = W.Dropdown(options=options, value=index, description="box", layout=W.Layout(width="460px"))
-        self.sliders = {k: W.FloatSlider(value=0.0, min=-limit, max=limit, step=0.05, description=k,
-                                         continuous_update=False, readout_format=".2f") for k in ACTIVATIONS}
-        self.readout = W.HTML()
+        self.box = W.Dropdown(options=options, value=index, description="box", layout=W.Layout(width="400px"))
+        self.sliders = {k: W.FloatSlider(value=0.0, min=-TANH_LIMIT, max=TANH_LIMIT, step=step, description=f"tanh({k})",
+                                         continuous_update=False, readout_format=".2f", layout=W.Layout(width="400px"))
+                        for k in ACTIVATIONS}
+        self.readout = W.HTML(layout=W.Layout(width="400px"))
         self.image = W.Image(format=image_format)
-        self.figure = Figure(figsize=(6.5, 6.8), layout="constrained")
-        self.ax = self.figure.subplots()
-        self.widget = W.VBox([self.box, W.HBox([W.VBox(list(self.sliders.values())), self.readout]), self.image])
+        self.figure = Figure(figsize=(6.6, 4.8), layout="constrained")
+        self.ax, self.inset = self.figure.subplots(1, 2, width_ratios=[4.4, 1.6])
+        self.widget = W.HBox([W.VBox([self.box, *self.sliders.values(), self.readout]), self.image])
         self.box.observe(lambda _: self._load_box(), names="value")
         for k, s in self.sliders.items():
             s.observe(lambda ch, k=k: self._slide(k, ch["new"]), names="value")
@@ -93,9 +146,7 @@ class BoxWidget(_Shown):
         return f"{a}: {i.grid}x{i.grid} grid, cell ({i.row}, {i.col}), zoom {i.zoom}, ratio {i.ratio}"
 
     # ---- state
-    @property
-    def index(self) -> int:
-        return int(self.box.value)
+    index = property(lambda self: int(self.box.value))
 
     @property
     def activations(self) -> torch.Tensor:
@@ -112,21 +163,28 @@ class BoxWidget(_Shown):
         """``(4,)`` the shown predicted box, ``(y0, x0, y1, x1)``."""
         return self.pred_boxes[self.index]
 
-    @property
-    def anchor_box(self) -> torch.Tensor:
-        return self.anchors.corners[self.index]
+    anchor_box = property(lambda self: self.anchors.corners[self.index])
 
-    def set(self, index: Optional[int] = None, **activations: float) -> "BoxWidget":
-        """Choose a box and/or move sliders, e.g. ``set(index=11, dx=4)``; values beyond the slider clamp."""
-        unknown = set(activations) - set(ACTIVATIONS)
+    def set(self, index: Optional[int] = None, **tanh_values: float) -> "BoxWidget":
+        """Choose a box and/or move sliders as a learner would, in the sliders' units (tanh of the
+        activation), e.g. ``set(index=11, dx=0.5)``; values beyond ``+-0.99`` clamp."""
+        return self._set(index, {k: float(v) for k, v in tanh_values.items()})
+
+    def set_activations(self, index: Optional[int] = None, **activations: float) -> "BoxWidget":
+        """Like :meth:`set`, in activations (``dx=1.0`` puts the slider at tanh(1.0) = 0.76); clamped to +-2.65."""
+        return self._set(index, {k: math.tanh(float(v)) for k, v in activations.items()})
+
+    def _set(self, index: Optional[int], values: dict[str, float]) -> "BoxWidget":
+        unknown = set(values) - set(ACTIVATIONS)
         if unknown:
             raise ValueError(f"unknown activation(s) {sorted(unknown)}; expected some of {ACTIVATIONS}")
         if index is not None:
             self.box.value = int(index)
         self._hold = True  # one redraw for the lot
         try:
-            for k, v in activations.items():
-                self.sliders[k].value = float(v)
+            for k, v in values.items():
+                self.sliders[k].value = v  # the slider clamps
+                self._slide(k, self.sliders[k].value, force=True)
         finally:
             self._hold = False
         self._update()
@@ -135,31 +193,40 @@ class BoxWidget(_Shown):
     # ---- events
     def _load_box(self) -> None:
         self._hold = True
-        try:
+        try:  # the sliders show the box's activations (clamped to their bound); the activations are kept as given
             for k, v in zip(ACTIVATIONS, self.actns[self.index].tolist()):
-                self.sliders[k].value = v  # the slider clamps; the clamped value is stored back
+                self.sliders[k].value = max(-TANH_LIMIT, min(TANH_LIMIT, math.tanh(v)))
         finally:
             self._hold = False
         self._update()
 
-    def _slide(self, k: str, v: float) -> None:
-        self.actns[self.index, ACTIVATIONS.index(k)] = float(v)
+    def _slide(self, k: str, t: float, force: bool = False) -> None:
+        j = ACTIVATIONS.index(k)
+        now = float(self.actns[self.index, j])
+        if force or abs(max(-TANH_LIMIT, min(TANH_LIMIT, math.tanh(now))) - t) > 1e-9:  # a move, not a reload
+            self.actns[self.index, j] = math.atanh(max(-TANH_LIMIT, min(TANH_LIMIT, float(t))))
         if not self._hold:
             self._update()
 
     def _update(self) -> None:
-        for k, s in self.sliders.items():  # the sliders are the truth: store what they show
-            self.actns[self.index, ACTIVATIONS.index(k)] = float(s.value)
         self._draw()
-        t = torch.tanh(self.activations).tolist()
+        acts = self.activations.tolist()
+        t = [math.tanh(v) for v in acts]
         rows = "".join(f"<tr><td>{k}</td><td>{v:+.2f}</td><td>{tv:+.3f}</td><td>{what}</td></tr>"
-                       for k, v, tv, what in zip(ACTIVATIONS, self.activations.tolist(), t,
-                                                 (f"centre {t[0] / 2:+.2f} cell down", f"centre {t[1] / 2:+.2f} cell right",
-                                                  f"height x {t[2] / 2 + 1:.2f}", f"width x {t[3] / 2 + 1:.2f}")))
+                       for k, v, tv, what in zip(ACTIVATIONS, acts, t,
+                                                 (f"centre {t[0] / 2:+.3f} cell down", f"centre {t[1] / 2:+.3f} cell right",
+                                                  f"height x {t[2] / 2 + 1:.3f}", f"width x {t[3] / 2 + 1:.3f}")))
         box = ", ".join(f"{v:.3f}" for v in self.pred_box.tolist())
         self.readout.value = (f"<table><tr><th></th><th>activation</th><th>tanh</th><th>effect</th></tr>{rows}</table>"
                               f"predicted box (y0, x0, y1, x1) = ({box})")
         self._render()
+
+    def view(self) -> tuple[float, float, float, float]:
+        """``(y0, x0, y1, x1)`` shown: the box's farthest reach, square, cut to [-0.2, 1.2] of the image."""
+        cy, cx, h, w = self.anchors.centers_hw[self.index].tolist()
+        half = min(0.7, 0.5 / self.anchors.info(self.index).grid + 0.75 * max(h, w) + 0.02)
+        cy, cx = (min(max(c, half - 0.2), 1.2 - half) for c in (cy, cx))
+        return cy - half, cx - half, cy + half, cx + half
 
     def _draw(self) -> None:
         ax, a = self.ax, self.index
@@ -167,56 +234,77 @@ class BoxWidget(_Shown):
         g, cell = info.grid, 1.0 / info.grid
         ax.clear()
         cy, cx, h, w = self.anchors.centers_hw[a].tolist()
-        reach = (cy - cell / 2 - 0.75 * h, cx - cell / 2 - 0.75 * w, cy + cell / 2 + 0.75 * h, cx + cell / 2 + 0.75 * w)
-        plots.show_image(ax, self.scene.image, plots.fit_margin(reach, 0.05))  # room for the box's farthest reach
+        plots.show_image(ax, self.scene.image)
+        y0, x0, y1, x1 = self.view()
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y1, y0)
+        ax.set_facecolor(MARGIN_COLOR)
         plots.draw_grid(ax, g)
         ax.add_patch(Rectangle((info.col * cell, info.row * cell), cell, cell, facecolor=(1, 1, 0.6, 0.35),
-                                     edgecolor="#ffd000", lw=1.2))
+                               edgecolor="#ffd000", lw=1.2))
         pb = self.pred_box.tolist()
         py, px = (pb[0] + pb[2]) / 2, (pb[1] + pb[3]) / 2
         for f in (0.5, 1.5):  # the size bounds, about the current centre
             r, _ = plots.draw_box(ax, (py - f * h / 2, px - f * w / 2, py + f * h / 2, px + f * w / 2), "#ffd000",
                                   lw=1.2, ls=":")
         r.set_label("0.5x and 1.5x the anchor box")
+        plots.draw_box(ax, self.anchor_box.tolist(), "black", lw=3.0)  # under the dashes: visible on white too
         plots.draw_box(ax, self.anchor_box.tolist(), "white", lw=1.8, ls="--")[0].set_label("anchor box")
         c = plots.BOX_COLORS[0]
         plots.draw_box(ax, pb, c, lw=2.4, gid=f"box:{a}")[0].set_label(f"predicted box {a}")
         ax.plot([cx, px], [cy, py], color=c, lw=1.2)
         ax.scatter([px], [py], s=30, color=c, zorder=4)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8, frameon=False,
-                  facecolor="none", labelcolor="black", handlelength=2.5)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7, frameon=False,
+                  facecolor="none", labelcolor="black", handlelength=2.2, columnspacing=1.0)
         ax.get_legend().get_patches()[1].set_edgecolor("black")  # the white dashed anchor box, on a white legend
-        ax.set_title(self._describe(a) + "\nshaded: the grid cell, where the predicted centre may go", fontsize=9)
+        ax.set_title(f"box {a}: {g}x{g} grid, cell ({info.row}, {info.col}), zoom {info.zoom}, ratio {info.ratio}",
+                     fontsize=8)
+        self.inset.clear()
+        _tanh_inset(self.inset, dict(zip(ACTIVATIONS, self.activations.tolist())))
+        self.inset.set_box_aspect(1.2)
 
 
 class ThresholdWidget(_Shown):
-    """The IoU threshold as a slider: the positive count, the losses and Fig. 6 follow it.
+    """The IoU threshold as a slider: the positive boxes, the count and the losses follow it.
+
+    One photo panel draws the ground truth (dashed) and only the boxes that are
+    positive at the threshold (solid, in their ground truth's colour, ``'box: class'``,
+    ``*`` where forced). Beside it, the positive count and the two losses against the
+    threshold, every value from :func:`~ssd_lesson.loss.ssd_loss`, the current threshold marked.
 
     Args:
         example: a ``data.Example`` or :class:`~ssd_lesson.plots.Scene` (its boxes are the ground truth).
         anchors: from ``make_anchors()``.
         class_logits: ``(1, A, C+1)``; box_actns: ``(1, A, 4)``.
         threshold: the starting value (the lesson's ``IOU_THRESHOLD``, 0.4).
-        grids: which grids' columns to draw (default all).
         image_format: ``"png"`` or ``"jpeg"`` (smaller, for figures full of photographs).
     """
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
                  threshold: float = IOU_THRESHOLD, match_on: Literal["predictions", "anchors"] = "predictions",
-                 grids: Optional[Sequence[int]] = None, dpi: int = 80,
-                 image_format: Literal["png", "jpeg"] = "png"):
+                 dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = 0.05, top: float = 0.95):
         self.scene, self.anchors, self.dpi, self.match_on = plots.as_scene(example), anchors, dpi, match_on
         self.class_logits, self.box_actns = class_logits.detach(), box_actns.detach()
         self.gt_boxes = torch.as_tensor(np.asarray(self.scene.boxes), dtype=self.box_actns.dtype).unsqueeze(0)
         self.gt_labels = torch.as_tensor(np.asarray(self.scene.labels), dtype=torch.int64).unsqueeze(0)
-        self.slider = W.FloatSlider(value=threshold, min=0.0, max=0.95, step=0.05, description="IoU threshold",
-                                    continuous_update=False, style={"description_width": "initial"})
+        self.slider = W.FloatSlider(value=threshold, min=0.0, max=top, step=step, description="IoU threshold",
+                                    continuous_update=False, style={"description_width": "initial"},
+                                    layout=W.Layout(width="380px"))
         self.readout = W.HTML()
         self.image = W.Image(format=image_format)
-        self.result = self._loss(threshold)
-        self.figure, self._artists = figures._class_figure(self.scene, anchors, self.result.pred_boxes[0],
-                                                         self.result.match.gt_idx[0], ~self.result.match.positive[0],
-                                                         grids=grids)
+        # The curves: the library's loss at every slider position (the threshold changes nothing else).
+        self.sweep_thresholds = [round(i * step, 10) for i in range(int(round(top / step)) + 1)]
+        sweep = [self._loss(t) for t in self.sweep_thresholds]
+        self.sweep_counts = [int(r.match.positive.sum()) for r in sweep]
+        self.sweep_losses = ([float(r.classification[0]) for r in sweep], [float(r.regression[0]) for r in sweep])
+        mid = self._loss(min(0.3, top))  # the view: the positives from 0.3 up, at most 0.2 of margin
+        pos = mid.match.positive[0]
+        self.margin = min(0.2, plots.fit_margin(mid.pred_boxes[0][pos].detach(), 0.02)) if pos.any() else 0.02
+        self.figure = Figure(figsize=(7.6, 4.3), layout="constrained")
+        grid = self.figure.add_gridspec(2, 2, width_ratios=[4.3, 3.3])
+        self.ax = self.figure.add_subplot(grid[:, 0])
+        self.count_ax, self.loss_ax = self.figure.add_subplot(grid[0, 1]), self.figure.add_subplot(grid[1, 1])
+        self.reg_ax = self.loss_ax.twinx()
         self.widget = W.VBox([W.HBox([self.slider, self.readout]), self.image])
         self.slider.observe(lambda _: self._update(), names="value")
         self._update()
@@ -225,23 +313,24 @@ class ThresholdWidget(_Shown):
         return ssd_loss(self.class_logits, self.box_actns, self.gt_boxes, self.gt_labels, self.anchors,
                         match_on=self.match_on, iou_threshold=threshold)
 
-    @property
-    def threshold(self) -> float:
-        return float(self.slider.value)
+    threshold = property(lambda self: float(self.slider.value))
 
     @property
     def positive(self) -> torch.Tensor:
         """``(A,)`` bool, the boxes drawn as objects."""
         return self.result.match.positive[0]
 
-    @property
-    def positive_count(self) -> int:
-        return int(self.positive.sum())
+    positive_count = property(lambda self: int(self.positive.sum()))
 
     @property
     def target_labels(self) -> torch.Tensor:
         """``(A,)`` the class drawn at each box, background (C) where not positive."""
         return self.result.target_labels[0]
+
+    @property
+    def drawn(self) -> list[int]:
+        """The box numbers drawn in the photo panel (the positives)."""
+        return [int(p.get_gid()[4:]) for p in self.ax.patches if (p.get_gid() or "").startswith("box:")]
 
     def set(self, threshold: float) -> "ThresholdWidget":
         """Move the slider (clamped to its range, rounded to its step by the slider)."""
@@ -249,13 +338,55 @@ class ThresholdWidget(_Shown):
         return self
 
     def _update(self) -> None:
-        self.result = self._loss(self.threshold)
-        gt_idx, bg = self.result.match.gt_idx[0].tolist(), (~self.positive).tolist()
-        for a, (n, rect, text) in self._artists.items():
-            plots.style_class_box(rect, text, n, self.scene, gt_idx[a], bg[a])
-        self.figure.suptitle(f"Fig. 6: overlap <= {self.threshold:.2f} becomes background (bg): "
-                             f"{self.positive_count} positive boxes", fontsize=13)
+        self.result = r = self._loss(self.threshold)
+        self._draw_photo()
+        self._draw_curves()
+        forced = int((r.match.gt_overlap[0][self.positive] == FORCED_OVERLAP).sum())
         self.readout.value = (f"<b>{self.positive_count}</b> of {len(self.anchors)} boxes positive; "
-                              f"classification {float(self.result.classification[0]):.4f}, "
-                              f"regression {float(self.result.regression[0]):.4f}")
+                              f"classification {float(r.classification[0]):.4f}, "
+                              f"regression {float(r.regression[0]):.4f} ({forced} of the positives forced)")
         self._render()
+
+    def _draw_photo(self) -> None:
+        ax, scene, r = self.ax, self.scene, self.result
+        ax.clear()
+        plots.show_image(ax, scene.image, self.margin)
+        ax.set_facecolor(MARGIN_COLOR)
+        for i, box in enumerate(scene.boxes):
+            plots.draw_box(ax, box, plots.GT_COLORS[i % len(plots.GT_COLORS)], lw=1.3, ls="--", gid=f"gt:{i}")
+        gt_idx, forced = r.match.gt_idx[0].tolist(), (r.match.gt_overlap[0] == FORCED_OVERLAP).tolist()
+        for a in torch.nonzero(self.positive).flatten().tolist():
+            g = gt_idx[a]
+            star = "*" if forced[a] else ""
+            plots.draw_box(ax, r.pred_boxes[0, a].tolist(), plots.GT_COLORS[g % len(plots.GT_COLORS)],
+                           f"{a}: {scene.class_names[int(scene.labels[g])]}{star}", lw=2.4, fontsize=7, gid=f"box:{a}")
+        ax.set_title(f"IoU > {self.threshold:.2f}: {self.positive_count} positive boxes (solid; * forced), "
+                     "ground truth dashed", fontsize=8)
+
+    def _draw_curves(self) -> None:
+        t, n = self.threshold, self.positive_count
+        ax = self.count_ax
+        ax.clear()
+        ax.step(self.sweep_thresholds, self.sweep_counts, where="post", color="0.3", lw=1.4)
+        ax.axvline(t, color=plots.BOX_COLORS[0], lw=1.2)
+        ax.scatter([t], [n], color=plots.BOX_COLORS[0], zorder=3, s=30)
+        ax.annotate(f"{n}", (t, n), xytext=(5, 4), textcoords="offset points", fontsize=8, color=plots.BOX_COLORS[0])
+        ax.set_yscale("log")
+        ax.set_ylabel("positive boxes", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_title("count and losses vs threshold", fontsize=8)
+        ax = self.loss_ax
+        ax.clear()
+        self.reg_ax.clear()
+        ax.axvline(t, color=plots.BOX_COLORS[0], lw=1.2)
+        for a, values, now, name, c in ((ax, self.sweep_losses[0], self.result.classification, "classification",
+                                         plots.BOX_COLORS[3]),
+                                        (self.reg_ax, self.sweep_losses[1], self.result.regression, "regression",
+                                         plots.BOX_COLORS[1])):
+            a.step(self.sweep_thresholds, values, where="post", color=c, lw=1.3)
+            a.scatter([t], [float(now[0])], color=c, edgecolors=plots.BOX_COLORS[0], zorder=3, s=22)
+            a.set_ylabel(name, fontsize=8, color=c)
+            a.tick_params(labelsize=7)
+        self.reg_ax.yaxis.set_label_position("right")
+        self.reg_ax.yaxis.tick_right()
+        ax.set_xlabel("IoU threshold", fontsize=8)

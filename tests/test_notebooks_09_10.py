@@ -244,7 +244,8 @@ def test_10_nms_counts_equal_decode(inference):
 
 
 def test_10_map_equals_detection_map(inference):
-    from ssd_lesson.infer import decode, detection_map
+    from ssd_lesson.infer import decode
+    from ssd_lesson.metrics import detection_map
 
     lines = stdout(tagged(inference["nb"], "map")).splitlines()
     assert len(lines) == 3

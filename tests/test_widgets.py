@@ -1,17 +1,23 @@
-"""The widgets, driven as a learner would, display exactly what the library computes."""
+"""The widgets, driven as a learner would, display exactly what the library computes, and
+every keyboard step of every control changes the figure shown (at its own pixel size)."""
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
+from ssd_lesson import FORCED_OVERLAP, activations_to_boxes, loss_gradients, make_anchors, ssd_loss
+from ssd_lesson.follow import FollowBox, follow_box_figure, follow_box_text
 from ssd_lesson.lesson import example_activations, load_example
+from ssd_lesson.tables import box_class_losses
 from ssd_lesson.widgets import BoxWidget, ThresholdWidget
 
 PNG = b"\x89PNG"
+SCREEN = (1440, 900)
 
 
 @pytest.fixture(scope="module")
@@ -29,47 +35,77 @@ def drawn_box(fig, a):
     return torch.tensor([y0, x0, y0 + p.get_height(), x0 + p.get_width()], dtype=torch.float32)
 
 
-def test_box_widget_activation_at_its_bound(case):
+def shown_at_own_size(w):
+    size = Image.open(io.BytesIO(bytes(w.image.value))).size
+    assert (w.image.layout.width, w.image.layout.height) == (f"{size[0]}px", f"{size[1]}px") and size == w.pixel_size
+    assert size[0] <= SCREEN[0] - 500 and size[1] <= SCREEN[1] - 300  # room for the controls on one screen
+    return size
+
+
+def test_box_widget_starts_from_the_model_and_clamps_at_its_bound(case):
     ex, anchors, _, ba = case
     w = BoxWidget(ex, anchors, ba, index=11)  # as notebook 3 builds it
     fig, first_png = w.figure, w.image.value
     assert bytes(first_png).startswith(PNG)
+    shown_at_own_size(w)
     torch.testing.assert_close(w.activations, ba[0, 11])  # starts from the model's activations
+    assert w.sliders["dx"].value == pytest.approx(math.tanh(float(ba[0, 11, 1])))  # the slider shows tanh
     w.set(dx=50, dh=-50)  # beyond the slider: clamped to its bound
     limit = w.sliders["dx"].max
-    assert w.sliders["dx"].value == limit and w.sliders["dh"].value == -limit
+    assert limit == w.limit == 0.99 and w.sliders["dx"].value == limit and w.sliders["dh"].value == -limit
     want_actns = ba[0].clone()
-    want_actns[11, 1], want_actns[11, 2] = limit, -limit
+    want_actns[11, 1], want_actns[11, 2] = math.atanh(limit), -math.atanh(limit)
     want = activations_to_boxes(want_actns.unsqueeze(0), anchors)[0, 11]
     torch.testing.assert_close(w.pred_box, want)
     torch.testing.assert_close(drawn_box(w.figure, 11), want, atol=1e-6, rtol=0)  # what is drawn is what is computed
-    # at the bound the centre has moved (almost exactly) half a cell right, the height shrunk to 0.5x
     cy, cx, h, _ = anchors.centers_hw[11].tolist()
     cell = anchors.grid_sizes[11].item()
-    assert (want[1] + want[3]) / 2 - cx == pytest.approx(math.tanh(limit) * cell / 2, abs=1e-6)
-    assert (want[2] - want[0]) == pytest.approx(h * (1 - math.tanh(limit) / 2), abs=1e-6)
-    assert w.figure is fig and len(fig.axes) == 1 and w.image.value != first_png  # same figure, redrawn
+    assert (want[1] + want[3]) / 2 - cx == pytest.approx(limit * cell / 2, abs=1e-6)  # 0.495 cell right
+    assert (want[2] - want[0]) == pytest.approx(h * (1 - limit / 2), abs=1e-6)
+    assert w.figure is fig and w.image.value != first_png  # same figure, redrawn
     assert "predicted box (y0, x0, y1, x1)" in w.readout.value
+    w.set_activations(dy=0.5)
+    assert w.activations[0].item() == pytest.approx(0.5) and w.sliders["dy"].value == pytest.approx(math.tanh(0.5))
 
 
 def test_box_widget_picks_another_box(case):
     ex, anchors, _, ba = case
     w = BoxWidget(ex, anchors, ba, index=11)
-    w.set(index=150, dy=-1.0)
-    assert w.index == 150 and [s.value for s in w.sliders.values()][1:] == pytest.approx(ba[0, 150, 1:].tolist(), abs=1e-6)
+    w.set(index=150, dy=-0.5)
+    assert w.index == 150
+    assert [s.value for s in w.sliders.values()][1:] == pytest.approx(torch.tanh(ba[0, 150, 1:]).tolist(), abs=1e-6)
     torch.testing.assert_close(w.anchor_box, anchors.corners[150])
     want = ba[0, 150].clone()
-    want[0] = -1.0
+    want[0] = math.atanh(-0.5)
     torch.testing.assert_close(w.pred_box, activations_to_boxes(want.expand(189, 4).unsqueeze(0), anchors)[0, 150])
-    w.set(index=11)  # the edit to box 11 is remembered per box
+    w.set(index=11)  # the edit to box 150 is remembered per box; box 11 is as it was
     torch.testing.assert_close(w.activations, ba[0, 11])
     with pytest.raises(ValueError, match="unknown activation"):
         w.set(dz=1)
 
 
+@pytest.mark.parametrize("index", [99, 188])
+def test_every_keyboard_step_of_every_slider_changes_the_figure(case, index):
+    """Even where the activations saturate tanh (the model's box 99 in notebook 3: |tanh| >= 0.987)."""
+    ex, anchors, _, ba = case
+    saturated = ba.clone()
+    saturated[0, index] = torch.tensor([-4.19, 3.5, -3.2, 2.9])
+    w = BoxWidget(ex, anchors, saturated, index=index, dpi=60)
+    for k, s in w.sliders.items():
+        for direction in (+1, -1):
+            before, box_before = bytes(w.image.value), w.pred_box.clone()
+            new = max(s.min, min(s.max, s.value + direction * s.step))  # one ArrowRight / ArrowLeft
+            if new == s.value:
+                continue  # at the slider's end: the key does nothing
+            s.value = new
+            moved = (w.pred_box - box_before).abs().max().item()
+            assert bytes(w.image.value) != before, f"box {index}, {k}: one step left the image as it was"
+            assert moved > 1e-3, f"box {index}, {k}: one step moved the box by {moved}"
+
+
 def test_threshold_widget_follows_the_library(case):
     ex, anchors, cl, ba = case
-    w = ThresholdWidget(ex, anchors, cl, ba, dpi=30)  # as notebook 5 builds it (0.4 to start)
+    w = ThresholdWidget(ex, anchors, cl, ba, dpi=40)  # as notebook 5 builds it (0.4 to start)
     fig = w.figure
     _, gb, gl = ex.batch()
     for thr in (0.4, 0.5, 0.1):
@@ -79,11 +115,83 @@ def test_threshold_widget_follows_the_library(case):
         assert w.threshold == pytest.approx(thr)
         assert w.positive_count == int(res.match.positive.sum())
         assert torch.equal(w.target_labels, res.target_labels[0])
-        assert f"<b>{w.positive_count}</b> of 189" in w.readout.value
-        labels = [t.get_text() for ax in fig.axes for t in ax.texts]
-        assert sum(t.endswith(": bg") for t in labels) == 189 - w.positive_count  # Fig. 6 redrawn to match
-        assert f"{w.positive_count} positive boxes" in fig._suptitle.get_text()
+        assert (f"<b>{w.positive_count}</b> of 189 boxes positive" in w.readout.value
+                and f"classification {float(res.classification[0]):.4f}, regression {float(res.regression[0]):.4f}"
+                in w.readout.value)
+        assert sorted(w.drawn) == torch.nonzero(res.match.positive[0]).flatten().tolist()  # only the positives drawn
+        for a in w.drawn:
+            torch.testing.assert_close(drawn_box(fig, a), res.pred_boxes[0, a], atol=1e-6, rtol=0)
     assert w.figure is fig and bytes(w.image.value).startswith(PNG)
-    # a lower threshold can only add positives
-    assert w.positive_count >= int(ssd_loss(cl, ba, gb, gl, anchors, iou_threshold=0.5).match.positive.sum())
+    assert w.sweep_counts[w.sweep_thresholds.index(0.5)] == int(
+        ssd_loss(cl, ba, gb, gl, anchors, iou_threshold=0.5).match.positive.sum())
     np.testing.assert_array_equal(w.slider.value, 0.1)
+
+
+def test_every_threshold_step_changes_the_figure(case):
+    ex, anchors, cl, ba = case
+    w = ThresholdWidget(ex, anchors, cl, ba, dpi=40)
+    shown_at_own_size(w)
+    for _ in range(3):
+        before = bytes(w.image.value)
+        w.slider.value = round(w.slider.value + w.slider.step, 2)  # one ArrowRight
+        assert bytes(w.image.value) != before
+
+
+# ---------------------------------------------------------------- FollowBox
+@pytest.fixture(scope="module")
+def library(case):
+    ex, anchors, cl, ba = case
+    _, gb, gl = ex.batch()
+    cl_, ba_ = cl.clone().requires_grad_(), ba.clone().requires_grad_()
+    res = ssd_loss(cl_, ba_, gb, gl, anchors)
+    return res, loss_gradients(res, cl_)[0], box_class_losses(cl_, res)
+
+
+def test_follow_box_readout_states_the_library(case, library):
+    ex, anchors, cl, ba = case
+    res, grad, clas = library
+    m = res.match
+    forced = int(torch.nonzero(m.gt_overlap[0] == FORCED_OVERLAP)[0])
+    positive = [a for a in torch.nonzero(m.positive[0]).flatten().tolist() if m.gt_overlap[0, a] != FORCED_OVERLAP]
+    background = int(torch.nonzero(~m.positive[0])[0])
+    w = FollowBox(ex, anchors, cl, ba, index=forced, dpi=40)
+    shown_at_own_size(w)
+    for a in [forced, *positive[:1], background, 188]:
+        w.set(a)
+        f, text = w.followed, w.readout.value
+        assert f.index == a and (w.grid.value, w.row.value, w.col.value, w.scale.value) == tuple(anchors.info(a)[1:5])
+        assert f"box {a}: " in text and f.info == anchors.info(a)
+        np.testing.assert_allclose(f.pred_box, res.pred_boxes[0, a].tolist(), atol=1e-6)
+        assert f"predicted box   (y0, x0, y1, x1) = ({', '.join(f'{v:.4f}' for v in res.pred_boxes[0, a].tolist())})" in text
+        assert ", ".join(f"{v:.4f}" for v in res.ious[0, a].tolist()) == ", ".join(t.split()[-1] for t in
+                                                                                 text.split("ground truth: ")[1].split("\n")[0].split(", "))
+        assert f"gt_idx {int(m.gt_idx[0, a])}, gt_overlap {float(m.gt_overlap[0, a]):.4f}" in text
+        assert f.forced == (a == forced or bool(m.gt_overlap[0, a] == FORCED_OVERLAP)) and ("forced" in text) == f.forced
+        assert f.positive == bool(m.positive[0, a]) and f.target_label == int(res.target_labels[0, a])
+        assert f"its BCE {clas['BCE'][a]:.4f} of {float(res.classification[0].detach()):.4f}" in text
+        np.testing.assert_allclose(f.grad, grad[a].tolist(), atol=1e-9)
+        if f.positive:
+            mae = float((res.pred_boxes[0, a] - res.target_boxes[0, a]).abs().mean())
+            n = int(m.positive.sum())
+            assert f"corner MAE {mae:.4f} / {n} positives = {mae / n:.4f}" in text and f"target class: {f.target_name}" in text
+            assert any(abs(g) > 0 for g in f.grad)
+        else:
+            assert "target class: background" in text and "regression: no share" in text and f.grad == [0.0] * 4
+    # the positives' L1 shares add up to the regression loss
+    shares = [w.data.box(a).l1 for a in torch.nonzero(m.positive[0]).flatten().tolist()]
+    assert sum(shares) == pytest.approx(float(res.regression[0].detach()), abs=1e-6)
+
+
+def test_follow_box_dropdowns_pick_the_box_and_static_copy_matches(case):
+    ex, anchors, cl, ba = case
+    w = FollowBox(ex, anchors, cl, ba, index=99, dpi=40)
+    before = bytes(w.image.value)
+    w.grid.value = 2
+    i = anchors.info(w.index)
+    assert (i.grid, i.row, i.col, i.scale) == (2, 1, 1, 0) and bytes(w.image.value) != before  # row/col clipped to the grid
+    w.scale.value = 4
+    assert anchors.info(w.index).scale == 4 and anchors.info(w.index).grid == 2
+    w.set(99)
+    assert w.readout.value.split(">", 1)[1].startswith(follow_box_text(ex, anchors, cl, ba, 99))
+    fig = follow_box_figure(ex, anchors, cl, ba, 99)
+    assert [p.get_gid() for p in fig.axes[0].patches if p.get_gid() == "box:99"] == ["box:99"]
