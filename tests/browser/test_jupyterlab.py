@@ -7,6 +7,7 @@ same example.
 """
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -22,18 +23,15 @@ NOTEBOOKS = [p.name for p in series()]
 LIMIT_S = {"09_training.ipynb": 900}  # trains 2 epochs on CPU: 268-483 s measured on 2 shared cores
 DEFAULT_LIMIT_S = 300  # the others: 21-100 s measured on 2 shared cores
 # Widget views each notebook must show live once it has run (the rest must show none).
-WIDGET_VIEWS = {"03_predicted_boxes.ipynb": 1, "05_matching.ipynb": 1}
+WIDGET_VIEWS = {"03_predicted_boxes.ipynb": 1, "05_matching.ipynb": 1, "08_ssd_loss.ipynb": 1}
 
 
 @pytest.fixture(scope="module")
 def lesson():
     """The notebooks' example, anchors and activations, computed the way notebooks 03 and 05 do."""
-    from ssd_lesson.dissect import example_activations, load_example
+    from ssd_lesson.lesson import start_lesson
 
-    ex = load_example()
-    anchors = make_anchors()
-    class_logits, box_actns, _ = example_activations(ex, anchors)
-    _, gt_boxes, gt_labels = ex.batch()
+    _, anchors, class_logits, box_actns, gt_boxes, gt_labels = start_lesson(verbose=False)
     return dict(anchors=anchors, class_logits=class_logits, box_actns=box_actns, gt_boxes=gt_boxes,
                 gt_labels=gt_labels)
 
@@ -129,15 +127,17 @@ def test_box_sliders_redraw_and_agree_with_the_library(lab, lesson, out_dir):
 
     moves, after = [], None
     for j, k in enumerate(("dy", "dx", "dh", "dw")):
-        slider = Slider(nb, output, k, readout)
-        # 1. One ArrowRight where the box starts: the activation moves by a step; the box may not
-        #    (the model's activations saturate tanh there, so the figure can stay as it was).
-        before, after = slider.press("ArrowRight", before=after)
-        assert 0 < float(after.value) - float(before.value) <= 0.05 + 0.011  # one step, onto the slider's grid
-        actns[index, j] = float(after.value)
+        slider = Slider(nb, output, f"tanh({k})", readout)  # the sliders move tanh(activation)
+        # 1. One key step where the box starts (the model's activations saturate tanh there, so the
+        #    slider may sit at its end: then the step goes the other way). It moves the box.
+        key = "ArrowLeft" if float(slider.view().value) >= 0.98 else "ArrowRight"
+        before, after = slider.press(key, before=after)
+        assert 0 < abs(float(after.value) - float(before.value)) <= 0.03 + 0.011  # one step, onto the slider's grid
+        actns[index, j] = math.atanh(float(after.value))
         agrees(after, atol=3e-3)  # the value shown has two decimals; the slider's own may have more
         moves.append((k, "start", changed_fraction(before.image_png, after.image_png)))
-        # 2. Into the range where the box responds: type 0 into the slider's readout box.
+        assert after.image_src != before.image_src, f"{k}: one {key} at the start did not redraw the figure"
+        # 2. Type 0 into the slider's readout box: the activation becomes 0.
         before, after = slider.type_value("0", before=after)
         assert float(after.value) == 0.0
         actns[index, j] = 0.0
@@ -145,8 +145,8 @@ def test_box_sliders_redraw_and_agree_with_the_library(lab, lesson, out_dir):
         assert after.readout != before.readout and changed_fraction(before.image_png, after.image_png) > 0.001
         # 3. There, one ArrowRight visibly moves the box.
         before, after = slider.press("ArrowRight", before=after, shot=True)
-        assert float(after.value) == pytest.approx(0.05)
-        actns[index, j] = 0.05
+        assert float(after.value) == pytest.approx(0.03)
+        actns[index, j] = math.atanh(0.03)
         agrees(after)
         assert after.readout != before.readout, f"{k}: the readout did not change"
         assert after.image_src != before.image_src
