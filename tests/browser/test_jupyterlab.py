@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
+from ssd_lesson import activations_to_boxes, ssd_loss
 from ssd_lesson.notebooks import series
 
 from .lab import Slider, View, changed_fraction
