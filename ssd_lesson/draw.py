@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
+from .labels import placer_for
 from .voc import VOC_CLASSES
 
 __all__ = ["Scene", "as_scene", "GT_COLORS", "BOX_COLORS", "BG_COLOR", "default_margin", "fit_margin", "show_image",
@@ -110,8 +111,10 @@ def show_image(ax: Axes, image: np.ndarray, margin: float = 0.0) -> None:
 
 
 def draw_box(ax: Axes, box: Any, color: Any, label: Optional[str] = None, lw: float = 1.5, ls: str = "-",
-             alpha: float = 1.0, fontsize: float = 7, gid: Optional[str] = None) -> tuple[Rectangle, Optional[Text]]:
-    """Outline one ``(y0, x0, y1, x1)`` box; ``label`` goes in its top-left corner on a dark patch."""
+             alpha: float = 1.0, fontsize: float = 8, gid: Optional[str] = None,
+             priority: float = 0.0) -> tuple[Rectangle, Optional[Text]]:
+    """Outline one ``(y0, x0, y1, x1)`` box; ``label`` goes on a dark patch in its top-left corner, or
+    where :mod:`ssd_lesson.labels` finds room at draw time (higher ``priority`` placed first)."""
     y0, x0, y1, x1 = (float(v) for v in box)
     rect = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=lw, ls=ls, alpha=alpha, gid=gid)
     ax.add_patch(rect)
@@ -119,6 +122,7 @@ def draw_box(ax: Axes, box: Any, color: Any, label: Optional[str] = None, lw: fl
     if label is not None:
         text = ax.text(x0, y0, label, color="white", fontsize=fontsize, va="top", ha="left", alpha=alpha,
                        bbox={**_LABEL_BOX, "edgecolor": color}, clip_on=True, gid=gid)
+        placer_for(ax).add(text, box, color, priority=priority)
     return rect, text
 
 
