@@ -144,11 +144,15 @@ def test_gradient_figure_matches_backward(case):
     torch.testing.assert_close(logit_grad, cl.grad[0])
     torch.testing.assert_close(box_grad, res.pred_boxes.grad[0])
     fig = plots.gradient_figure(ex, anchors, res, box_grad, logit_grad)
-    img_ax, heat_ax = fig.axes[:2]
+    *img_axes, heat_ax, _colorbar = fig.axes  # one image panel per ground-truth object, then the heatmap
     pos = torch.nonzero(res.match.positive[0]).flatten().tolist()
-    assert list(boxes_in(img_ax)) == [f"box:{a}" for a in pos]
-    assert [t for t in texts(img_ax) if t] == [str(a) for a in pos]  # numbered; arrows are empty annotations
-    assert sum(1 for t in texts(img_ax) if not t) == 2 * len(pos)  # an arrow at two corners of each
+    objects = sorted({int(res.match.gt_idx[0, a]) for a in pos})
+    assert len(img_axes) == len(objects)
+    for ax, g in zip(img_axes, objects):
+        mine = [a for a in pos if int(res.match.gt_idx[0, a]) == g]
+        assert list(boxes_in(ax)) == [f"box:{a}" for a in mine]
+        assert [t for t in texts(ax) if t] == [str(a) for a in mine]  # numbered; arrows are empty annotations
+        assert sum(1 for t in texts(ax) if not t) == 2 * len(mine)  # an arrow at two corners of each
     np.testing.assert_allclose(heat_ax.images[0].get_array(), logit_grad.numpy())
     assert np.all(heat_ax.images[0].get_array()[:, -1] == 0)  # the background column is dropped by BCE
 
