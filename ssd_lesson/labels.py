@@ -38,7 +38,7 @@ class LabelPlacer(Artist):
         """Manage ``text``, the label of ``box`` ``(y0, x0, y1, x1)`` in data coordinates; higher priority first."""
         line = None
         if leader:
-            line = Line2D([], [], color=color, lw=0.8, alpha=0.9, zorder=text.get_zorder() - 0.05)
+            line = Line2D([], [], color=color, lw=0.8, alpha=0.9, zorder=text.get_zorder() - 0.05, gid="leader")
             line.set_visible(False)
             self.ax.add_line(line)
         text.set(ha="left", va="top", transform=self.ax.transData)

@@ -156,7 +156,7 @@ def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_a
     corners = _np(anchors.corners).astype(float)
     shown = [pp[_np(by_predictions.match.positive[b])], corners[_np(by_anchors.match.positive[b])],
              pa[_np(by_anchors.match.positive[b])]]
-    margin = fit_margin(np.concatenate(shown + [scene.boxes]), 0.05)
+    margin = fit_margins(np.concatenate(shown + [scene.boxes]), 0.03)
     fig, axes = _figure(1, 3, panel)
     fig.set_layout_engine("compressed")
     n_p, n_a = int(by_predictions.match.positive[b].sum()), int(by_anchors.match.positive[b].sum())
