@@ -162,3 +162,22 @@ def test_detections_figure(case):
     ex = case[0]
     fig = plots.detections_figure(ex, ex.boxes[:2], [9, 14], [0.9, 0.5])
     assert texts(fig.axes[1]) == ["cow 0.90", "person 0.50"]
+
+
+def test_regression_figure_one_panel_per_object(case):
+    ex, _, _, _, res = case
+    pos = res.match.positive[0].nonzero().flatten().tolist()
+    gt_idx = res.match.gt_idx[0]
+    objects = sorted({int(gt_idx[a]) for a in pos})
+    used = [ax for ax in plots.regression_figure(ex, res).axes if ax.axison]
+    assert len(used) == len(objects)
+    for ax, g in zip(used, objects):
+        mine = [a for a in pos if int(gt_idx[a]) == g]
+        drawn = boxes_in(ax, "pred:")
+        assert sorted(drawn) == sorted(f"pred:{a}" for a in mine)
+        for a in mine:
+            np.testing.assert_allclose(drawn[f"pred:{a}"], res.pred_boxes[0, a].detach().numpy(), atol=1e-6)
+            mae = float((res.pred_boxes[0, a] - res.target_boxes[0, a]).abs().mean())
+            assert f"{a}: {mae:.4f}" in ax.get_xlabel()
+        np.testing.assert_allclose(boxes_in(ax, "gt:")[f"gt:{g}"], ex.boxes[g], atol=1e-6)
+        assert ax.get_title().startswith(f"{g}: ") and len([ln for ln in ax.lines if ln.get_gid() != "leader"]) == 4 * len(mine)
