@@ -194,7 +194,8 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
             continue
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colours[lab], lw=2, path_effects=outline))
         text = class_names[lab] + ("" if scores is None else f" {float(scores[i]):.2f}")
-        ax.text(x0 + 2, y0 + 2, text, va="top", color="white", fontsize=9, path_effects=outline)
+        t = ax.text(x0 + 2, y0 + 2, text, va="top", color="white", fontsize=9, path_effects=outline, clip_on=True)
+        placer_for(ax).add(t, (y0, x0, y1, x1), colours[lab], priority=0.0 if scores is None else float(scores[i]))
     if title:
         ax.set_title(title)
     return ax

@@ -167,16 +167,18 @@ def legibility(fig: Any, dpi: float = 90, tol: float = 1.0) -> dict[str, Any]:
     try:
         renderer = canvas.get_renderer()
         drawn: dict[int, Text] = {}
-        draw_text = renderer.draw_text
+        text_draw = Text.draw
 
-        def record(gc, x, y, s, prop, angle, ismath=False, mtext=None):
-            if mtext is not None and str(s).strip():
-                drawn[id(mtext)] = mtext
-            return draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+        def record(self, r, *args, **kwargs):  # every text that is drawn, path effects or not
+            if self.get_visible() and str(self.get_text()).strip():
+                drawn[id(self)] = self
+            return text_draw(self, r, *args, **kwargs)
 
-        renderer.draw_text = record
-        fig.draw(renderer)
-        renderer.draw_text = draw_text
+        Text.draw = record
+        try:
+            fig.draw(renderer)
+        finally:
+            Text.draw = text_draw
         texts = list(drawn.values())
         ext = np.array([t.get_window_extent(renderer).extents for t in texts]).reshape(-1, 4)
         thick = np.array([e[3] - e[1] if round(t.get_rotation()) % 180 == 0 else e[2] - e[0]
