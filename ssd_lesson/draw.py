@@ -27,9 +27,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
+from .labels import placer_for
 from .voc import VOC_CLASSES
 
-__all__ = ["Scene", "as_scene", "GT_COLORS", "BOX_COLORS", "BG_COLOR", "default_margin", "fit_margin", "show_image",
+__all__ = ["Scene", "as_scene", "GT_COLORS", "BOX_COLORS", "BG_COLOR", "default_margin", "fit_margin", "fit_margins", "show_image",
            "draw_box", "draw_grid", "draw_ground_truth", "show_detections", "plot_photo_annotations", "notebook_style"]
 
 GT_COLORS = [matplotlib.colormaps["tab10"](i) for i in (0, 1, 2, 3, 4, 6, 8, 9, 5, 7)]  # blue, orange, green, red, ...
@@ -97,21 +98,37 @@ def fit_margin(boxes: Any, base: float = 0.0, pad: float = 0.04) -> float:
     return max(base, overshoot + pad if overshoot > 0 else 0.0)
 
 
-def show_image(ax: Axes, image: np.ndarray, margin: float = 0.0) -> None:
-    """Draw ``image`` on the unit square of ``ax`` with ``margin`` of white around it; no ticks."""
+def fit_margins(boxes: Any, pad: float = 0.02) -> tuple[float, float, float, float]:
+    """``(top, left, bottom, right)`` white margins just wide enough for ``boxes`` ``(..., 4)``, plus ``pad``
+    on each side a box leaves the image (0 on the others), as fractions of the image side."""
+    b = _np(boxes).reshape(-1, 4)
+    if not len(b):
+        return (0.0, 0.0, 0.0, 0.0)
+    over = [float(-b[:, 0].min()), float(-b[:, 1].min()), float(b[:, 2].max()) - 1, float(b[:, 3].max()) - 1]
+    return tuple(o + pad if o > 0 else 0.0 for o in over)
+
+
+def show_image(ax: Axes, image: np.ndarray, margin: Any = 0.0) -> None:
+    """Draw ``image`` on the unit square of ``ax`` with ``margin`` of white around it; no ticks.
+
+    ``margin``: one width for every side, or ``(top, left, bottom, right)`` (:func:`fit_margins`).
+    """
+    top, left, bottom, right = (float(margin),) * 4 if np.ndim(margin) == 0 else (float(m) for m in margin)
     ax.imshow(image, extent=(0, 1, 1, 0), interpolation="bilinear")
-    ax.set_xlim(-margin, 1 + margin)
-    ax.set_ylim(1 + margin, -margin)  # y grows downwards, as in the image
+    ax.set_xlim(-left, 1 + right)
+    ax.set_ylim(1 + bottom, -top)  # y grows downwards, as in the image
     ax.set_facecolor("white")
     ax.set_xticks([])
     ax.set_yticks([])
     for s in ax.spines.values():
-        s.set_visible(margin == 0)
+        s.set_visible(max(top, left, bottom, right) == 0)
 
 
 def draw_box(ax: Axes, box: Any, color: Any, label: Optional[str] = None, lw: float = 1.5, ls: str = "-",
-             alpha: float = 1.0, fontsize: float = 7, gid: Optional[str] = None) -> tuple[Rectangle, Optional[Text]]:
-    """Outline one ``(y0, x0, y1, x1)`` box; ``label`` goes in its top-left corner on a dark patch."""
+             alpha: float = 1.0, fontsize: float = 8, gid: Optional[str] = None,
+             priority: float = 0.0) -> tuple[Rectangle, Optional[Text]]:
+    """Outline one ``(y0, x0, y1, x1)`` box; ``label`` goes on a dark patch in its top-left corner, or
+    where :mod:`ssd_lesson.labels` finds room at draw time (higher ``priority`` placed first)."""
     y0, x0, y1, x1 = (float(v) for v in box)
     rect = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=lw, ls=ls, alpha=alpha, gid=gid)
     ax.add_patch(rect)
@@ -119,6 +136,7 @@ def draw_box(ax: Axes, box: Any, color: Any, label: Optional[str] = None, lw: fl
     if label is not None:
         text = ax.text(x0, y0, label, color="white", fontsize=fontsize, va="top", ha="left", alpha=alpha,
                        bbox={**_LABEL_BOX, "edgecolor": color}, clip_on=True, gid=gid)
+        placer_for(ax).add(text, box, color, priority=priority)
     return rect, text
 
 
@@ -176,7 +194,8 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
             continue
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colours[lab], lw=2, path_effects=outline))
         text = class_names[lab] + ("" if scores is None else f" {float(scores[i]):.2f}")
-        ax.text(x0 + 2, y0 + 2, text, va="top", color="white", fontsize=9, path_effects=outline)
+        t = ax.text(x0 + 2, y0 + 2, text, va="top", color="white", fontsize=9, path_effects=outline, clip_on=True)
+        placer_for(ax).add(t, (y0, x0, y1, x1), colours[lab], priority=0.0 if scores is None else float(scores[i]))
     if title:
         ax.set_title(title)
     return ax

@@ -16,12 +16,33 @@ from matplotlib.text import Text
 
 from .anchors import Anchors
 from .draw import (_LABEL_BOX, BG_COLOR, BOX_COLORS, GT_COLORS, Scene, _boxes, _figure, _np, as_scene, default_margin,
-                   draw_box, draw_grid, draw_ground_truth, fit_margin, show_image)
+                   draw_box, draw_grid, draw_ground_truth, fit_margin, fit_margins, show_image)
 from .matching import FORCED_OVERLAP
 
 __all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "all_anchors_figure",
            "all_predictions_figure", "grid_panel_figure", "predictions_by_grid_figure", "draw_class_panel",
-           "style_class_box", "class_figure", "iou_heatmap"]
+           "style_class_box", "class_figure", "iou_heatmap", "panel_margin"]
+
+GT_WIDTH = 0.72  # the repeated ground-truth column, as a fraction of a box panel's width
+TIGHT = 0.02  # white margin around the image when no box leaves it (fraction of the image side)
+
+
+def panel_margin(anchors: Anchors, boxes: Any, grid: int, scale: int,
+                 with_anchors: bool = True) -> tuple[float, float, float, float]:
+    """The ``(top, left, bottom, right)`` margins one (grid, zoom-ratio) panel needs: on each side just
+    wide enough for its boxes (and anchor boxes), so the image fills the rest (:func:`fit_margins`)."""
+    idx = _np(anchors.select(grid, scale))
+    b = [_boxes(boxes)[idx]] + ([_np(anchors.corners[idx])] if with_anchors else [])
+    return fit_margins(np.concatenate(b), TIGHT)
+
+
+def _columns(nrows: int, ncols: int, panel: float, first: float = GT_WIDTH, extra: float = 0.0) -> tuple[Figure, np.ndarray]:
+    """Square panels, a row per (zoom, ratio), the first column narrower (the ground truth)."""
+    ratios = [first] + [1.0] * (ncols - 1)
+    fig = Figure(figsize=(panel * sum(ratios), nrows * panel * 1.04 + extra), layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.01, hspace=0.01)
+    return fig, np.asarray(fig.subplots(nrows, ncols, squeeze=False, width_ratios=ratios))
+
 
 def ground_truth_figure(example: Any, size: float = 5.0) -> Figure:
     """Fig. 1, top left: the example with its numbered, labelled ground-truth boxes."""
@@ -33,7 +54,7 @@ def ground_truth_figure(example: Any, size: float = 5.0) -> Figure:
 
 # ---------------------------------------------------------------- Figs. 1-3: one grid, a row per (zoom, ratio)
 def draw_grid_panel(ax: Axes, example: Any, anchors: Anchors, boxes: Any, grid: int, scale: int,
-                    margin: Optional[float] = None, show_grid: bool = True, fontsize: float = 8) -> list[Rectangle]:
+                    margin: Any = None, show_grid: bool = True, fontsize: float = 8) -> list[Rectangle]:
     """One panel: the boxes of one (grid, zoom-ratio), numbered per plot ``0 .. g*g-1``.
 
     ``boxes`` is ``(A, 4)``: ``anchors.corners`` for the middle column of Figs. 1-3,
@@ -52,7 +73,7 @@ def draw_grid_panel(ax: Axes, example: Any, anchors: Anchors, boxes: Any, grid: 
 
 
 def draw_grid_row(axes: Sequence[Axes], example: Any, anchors: Anchors, pred_boxes: Any, grid: int, scale: int,
-                  margin: Optional[float] = None) -> None:
+                  margin: Any = None) -> None:
     """One row of Figs. 1-3 on three axes: ground truth | anchor boxes | predicted boxes."""
     scene = as_scene(example)
     draw_ground_truth(axes[0], scene, fontsize=8)
@@ -62,22 +83,20 @@ def draw_grid_row(axes: Sequence[Axes], example: Any, anchors: Anchors, pred_box
 
 
 def grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, margin: Optional[float] = None,
-                panel: float = 3.0) -> Figure:
+                panel: float = 3.6) -> Figure:
     """Fig. 1 (grid 4), 2 (grid 2) or 3 (grid 1): a row per (zoom, ratio), three columns.
 
-    ``pred_boxes``: ``(A, 4)`` or ``(1, A, 4)``. The margin is the same in every panel:
-    ``default_margin(grid)`` or wider if a box of this grid would be cut off.
+    ``pred_boxes``: ``(A, 4)`` or ``(1, A, 4)``. The two box panels of a row share one margin,
+    just wide enough for that row's anchor and predicted boxes (:func:`panel_margin`), so the
+    image fills as much of each panel as its boxes allow; ``margin`` fixes one for every row.
     """
     scene = as_scene(example)
     gi = anchors.spec.grids.index(grid)
-    sel = anchors.grid_index == gi
-    if margin is None:
-        margin = fit_margin(np.concatenate([_boxes(pred_boxes)[_np(sel)], _np(anchors.corners[sel])]),
-                            default_margin(grid))
     k = anchors.spec.k(gi)
-    fig, axes = _figure(k, 3, panel)
+    fig, axes = _columns(k, 3, panel)
     for s in range(k):
-        draw_grid_row(axes[s], scene, anchors, pred_boxes, grid, s, margin)
+        m = panel_margin(anchors, pred_boxes, grid, s) if margin is None else margin
+        draw_grid_row(axes[s], scene, anchors, pred_boxes, grid, s, m)
     for ax, title in zip(axes[0], ("ground truth", f"{grid}x{grid} grid: anchor boxes", "predicted boxes")):
         ax.set_title(title, fontsize=11)
     return fig
@@ -129,21 +148,20 @@ def grid_panel_figure(example: Any, anchors: Anchors, boxes: Any, grid: int = 4,
 
     ``boxes``: ``(A, 4)`` or ``(1, A, 4)``; ``anchors.corners`` for the anchor boxes (the
     top-middle plot of Fig. 1 is ``grid=4, scale=0``) or the predicted boxes.
-    The margin defaults to :func:`default_margin`, widened if a box would be cut off.
+    The margin defaults to just what the boxes need (:func:`panel_margin`).
     """
-    sel = _np(anchors.select(grid, scale))
     if margin is None:
-        margin = fit_margin(_boxes(boxes)[sel], default_margin(grid))
+        margin = panel_margin(anchors, boxes, grid, scale, with_anchors=False)
     fig, axes = _figure(1, 1, size)
     draw_grid_panel(axes[0, 0], example, anchors, boxes, grid, scale, margin, fontsize=10)
     return fig
 
 
-def predictions_by_grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, panel: float = 3.0) -> Figure:
+def predictions_by_grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, panel: float = 3.6) -> Figure:
     """Column 3 of Figs. 1, 2 and 3 side by side: a row per (zoom, ratio), a column per grid.
 
     Every panel is drawn exactly as in :func:`grid_figure` (same numbering, colours and
-    per-grid margin), so each can be found in its figure. Needs the same scales on every grid.
+    margin), so each can be found in its figure. Needs the same scales on every grid.
     """
     scene, boxes = as_scene(example), _boxes(pred_boxes)
     grids = list(anchors.spec.grids)
@@ -151,12 +169,10 @@ def predictions_by_grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, 
     if len(ks) != 1:
         raise ValueError("predictions_by_grid_figure needs the same number of scales on every grid")
     k = ks.pop()
-    fig, axes = _figure(k, len(grids), panel)
+    fig, axes = _columns(k, len(grids), panel, first=1.0)
     for col, g in enumerate(grids):
-        sel = _np(anchors.grid_index == anchors.spec.grids.index(g))
-        margin = fit_margin(np.concatenate([boxes[sel], _np(anchors.corners[sel])]), default_margin(g))
         for s in range(k):
-            draw_grid_panel(axes[s, col], scene, anchors, boxes, g, s, margin)
+            draw_grid_panel(axes[s, col], scene, anchors, boxes, g, s, panel_margin(anchors, boxes, g, s))
         axes[0, col].set_title(f"Fig. {col + 1}, column 3: {g}x{g} grid", fontsize=11)
     return fig
 
@@ -164,7 +180,7 @@ def predictions_by_grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, 
 # ---------------------------------------------------------------- Figs. 5 and 6: the class of every predicted box
 def draw_class_panel(ax: Axes, example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, grid: int, scale: int,
                      background: Any = None, margin: Optional[float] = None,
-                     fontsize: float = 6.5) -> dict[int, tuple[int, Rectangle, Text]]:
+                     fontsize: float = 7.5) -> dict[int, tuple[int, Rectangle, Text]]:
     """One panel of Fig. 5/6: each predicted box of (grid, scale) labelled ``'n: class'``.
 
     ``gt_idx``: ``(A,)`` the ground-truth box each predicted box answers to; its class is
@@ -205,16 +221,16 @@ def _class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, 
     scene, boxes = as_scene(example), _boxes(pred_boxes)
     grids = list(anchors.spec.grids if grids is None else grids)
     k = max(anchors.spec.k(anchors.spec.grids.index(g)) for g in grids)
-    fig, axes = _figure(k, 1 + len(grids), panel)
+    fig, axes = _columns(k, 1 + len(grids), panel, extra=0.4 if title else 0.0)
     artists: dict[int, tuple[int, Rectangle, Text]] = {}
     for col, g in enumerate(grids, start=1):
         gi = anchors.spec.grids.index(g)
-        margin = fit_margin(boxes[_np(anchors.grid_index == gi)], default_margin(g))
         axes[0, col].set_title(f"{g}x{g} grid: predicted boxes", fontsize=11)
         for s in range(k):
             if s >= anchors.spec.k(gi):
                 axes[s, col].set_axis_off()
                 continue
+            margin = panel_margin(anchors, boxes, g, s, with_anchors=False)
             artists.update(draw_class_panel(axes[s, col], scene, anchors, boxes, gt_idx, g, s, background, margin))
     for s in range(k):
         draw_ground_truth(axes[s, 0], scene, fontsize=8)

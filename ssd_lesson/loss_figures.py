@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .anchors import Anchors
 from .boxes import box_iou
 from .draw import (BOX_COLORS, GT_COLORS, Scene, _boxes, _figure, _np, _panels, as_scene, draw_box, draw_ground_truth,
-                   fit_margin, show_detections, show_image)
+                   fit_margin, fit_margins, show_detections, show_image)
 from .loss import classification_loss
 
 __all__ = ["gradient_figure", "detections_figure", "regression_figure", "match_modes_figure", "focal_curves_figure",
@@ -26,9 +27,10 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
                     arrow: float = 0.07) -> Figure:
     """Notebook 8: where the loss pulls each positive box, and which class logits it pushes.
 
-    Left: each positive predicted box (solid, its ground truth's colour) with its
-    ground-truth box (dashed) and an arrow at each corner along minus the gradient,
-    the way one step of gradient descent moves it (longest arrow ``arrow``). Right:
+    Left, one panel per ground-truth object (dashed): each positive predicted box that
+    answers to it (solid, its colour, numbered by box index) with an arrow at two corners
+    along minus the gradient, the way one step of gradient descent moves it (longest arrow
+    ``arrow``, the same scale in every panel). Right:
     ``d loss / d logit`` per box (rows) and class (columns); red (positive) means the
     step pushes that logit down. The background column stays 0: BCE drops it.
     """
@@ -37,19 +39,29 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
     gt_idx = _np(result.match.gt_idx[b])
     pred, gtb = _np(result.pred_boxes[b]).astype(float), _np(result.target_boxes[b]).astype(float)
     gb, gl = _np(box_grad).astype(float), _np(logit_grad).astype(float)
-    fig = Figure(figsize=(15, 7.5), layout="constrained")
-    ax, hx = fig.subplots(1, 2, width_ratios=(1.1, 1))
-    show_image(ax, scene.image, fit_margin(pred[pos], 0.1))
+    objects = sorted({int(gt_idx[a]) for a in np.flatnonzero(pos)}) or [0]
+    rows = -(-len(objects) // 2)
+    fig = Figure(figsize=(15, max(7.5, 3.6 * rows)), layout="constrained")
+    gs = fig.add_gridspec(rows, 3, width_ratios=(0.55, 0.55, 1))
+    img_axes = [fig.add_subplot(gs[i // 2, i % 2]) for i in range(len(objects))]
+    hx = fig.add_subplot(gs[:, 2])
+    margin = fit_margins(pred[pos], 0.03) if pos.any() else 0.0
     scale = arrow / max(np.abs(gb[pos]).max(), 1e-12) if pos.any() else 0.0
-    for a in np.flatnonzero(pos):
-        c = GT_COLORS[int(gt_idx[a]) % len(GT_COLORS)]
-        draw_box(ax, gtb[a], c, None, lw=1, ls="--", alpha=0.8)
-        draw_box(ax, pred[a], c, str(a), lw=1.6, fontsize=7, gid=f"box:{a}")
-        for yi, xi in ((0, 1), (2, 3)):  # top-left and bottom-right corners
-            ax.annotate("", xy=(pred[a, xi] - scale * gb[a, xi], pred[a, yi] - scale * gb[a, yi]),
-                        xytext=(pred[a, xi], pred[a, yi]),
-                        arrowprops=dict(arrowstyle="-|>", color=c, lw=1.5, mutation_scale=10))
-    ax.set_title(f"{int(pos.sum())} positive boxes (solid) pulled toward their ground truth (dashed)", fontsize=11)
+    for ax, g in zip(img_axes, objects):  # one panel per ground-truth object: its positives only
+        c = GT_COLORS[g % len(GT_COLORS)]
+        mine = [int(a) for a in np.flatnonzero(pos) if int(gt_idx[a]) == g]
+        show_image(ax, scene.image, margin)
+        if mine:
+            draw_box(ax, gtb[mine[0]], c, None, lw=2.2, ls="--", alpha=0.9)
+        for a in mine:
+            draw_box(ax, pred[a], c, str(a), lw=1.2, fontsize=8, gid=f"box:{a}")
+            for yi, xi in ((0, 1), (2, 3)):  # top-left and bottom-right corners
+                ax.annotate("", xy=(pred[a, xi] - scale * gb[a, xi], pred[a, yi] - scale * gb[a, yi]),
+                            xytext=(pred[a, xi], pred[a, yi]),
+                            arrowprops=dict(arrowstyle="-|>", color=c, lw=1.3, mutation_scale=9))
+        ax.set_title(f"{scene.gt_label(g)}: {len(mine)} positive{'s' if len(mine) != 1 else ''}", fontsize=10)
+    fig.suptitle(f"{int(pos.sum())} positive boxes (solid) pulled toward their ground truth (dashed), one panel per "
+                 "object; right: the gradient on each class logit", fontsize=11)
     v = max(np.abs(gl).max(), 1e-12)
     im = hx.imshow(gl, aspect="auto", cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
     names = list(scene.class_names) + ["background"]
@@ -57,11 +69,12 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
     hx.set_yticks(anchors.offsets, [f"{g}x{g}: {o}" for g, o in zip(anchors.spec.grids, anchors.offsets)], fontsize=8)
     for off in anchors.offsets[1:]:
         hx.axhline(off - 0.5, color="black", lw=0.8)
-    hx.scatter(np.full(pos.sum(), -1.0), np.flatnonzero(pos), marker=">", s=16, color="black", clip_on=False)
-    hx.set_xlim(-0.5, gl.shape[1] - 0.5)  # the markers sit just outside, left of their rows
-    hx.set_ylabel("predicted box (positives marked >)")
-    hx.set_title("gradient of the loss on each class logit (red: pushed down, blue: pushed up)", fontsize=11)
-    fig.colorbar(im, ax=hx, fraction=0.04)
+    hx.scatter(np.full(pos.sum(), gl.shape[1] - 0.5 + 0.6), np.flatnonzero(pos), marker="<", s=14, color="black",
+               clip_on=False)
+    hx.set_xlim(-0.5, gl.shape[1] - 0.5)  # the markers sit just outside, right of their rows, clear of the ticks
+    hx.set_ylabel("predicted box (positives marked < on the right)")
+    hx.set_title("d loss / d logit (red: pushed down, blue: pushed up)", fontsize=11)
+    fig.colorbar(im, ax=hx, fraction=0.04, pad=0.07)
     return fig
 
 
@@ -84,33 +97,36 @@ def detections_figure(example: Any, boxes: Any, labels: Any, scores: Any, size: 
 
 
 # ---------------------------------------------------------------- notebooks 6, 7 and 11
-def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 3, panel: float = 3.2) -> Figure:
-    """Table 4 drawn (notebook 7): one panel per positive box.
+def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 4, panel: float = 4.0) -> Figure:
+    """Table 4 drawn (notebook 7): one panel per ground-truth object, with the positive boxes it claims.
 
-    Each panel shows the predicted box (solid, numbered with its box index) and the
-    ground-truth box it answers to (dashed; the title names it), both in that ground
-    truth's colour, with a thin line joining each pair of corners the L1 loss
-    compares; the x-axis label gives the box's MAE over its four coordinates.
+    Each panel shows the object's ground-truth box (dashed, the title names it) and each
+    positive predicted box that answers to it (solid, numbered with its box index), all in
+    the object's colour, with a thin line joining each pair of corners the L1 loss compares;
+    the x-axis label gives each box's MAE over its four coordinates.
     """
     scene = as_scene(example)
     pos = np.flatnonzero(_np(result.match.positive[b]))
     pred, gtb = _np(result.pred_boxes[b]).astype(float), _np(result.target_boxes[b]).astype(float)
     gt_idx = _np(result.match.gt_idx[b])
-    fig, axes = _panels(max(len(pos), 1), ncols, panel)
+    objects = sorted({int(gt_idx[a]) for a in pos})
+    fig, axes = _panels(max(len(objects), 1), ncols, panel)
     if not len(pos):
         axes[0].text(0.5, 0.5, "no positive box", ha="center", va="center")
         return fig
-    margin = fit_margin(np.concatenate([pred[pos], gtb[pos]]), 0.05)
-    for ax, a in zip(axes, pos):
-        g = int(gt_idx[a])
+    margin = fit_margins(np.concatenate([pred[pos], gtb[pos]]), 0.03)
+    for ax, g in zip(axes, objects):
         c = GT_COLORS[g % len(GT_COLORS)]
+        mine = [int(a) for a in pos if int(gt_idx[a]) == g]
         show_image(ax, scene.image, margin)
-        draw_box(ax, gtb[a], c, None, lw=1.5, ls="--", gid=f"gt:{a}")  # named in the title
-        draw_box(ax, pred[a], c, str(a), lw=2, fontsize=8, gid=f"pred:{a}")
-        for yi, xi in ((0, 1), (0, 3), (2, 1), (2, 3)):  # the four corners
-            ax.plot([pred[a, xi], gtb[a, xi]], [pred[a, yi], gtb[a, yi]], color=c, lw=0.8, alpha=0.9)
-        ax.set_title(f"box {a} -> {scene.gt_label(g)}", fontsize=10)
-        ax.set_xlabel(f"MAE {np.abs(pred[a] - gtb[a]).mean():.4f}", fontsize=9)
+        draw_box(ax, scene.boxes[g], c, None, lw=2, ls="--", gid=f"gt:{g}")  # named in the title
+        for a in mine:
+            draw_box(ax, pred[a], c, str(a), lw=1.8, fontsize=8.5, gid=f"pred:{a}")
+            for yi, xi in ((0, 1), (0, 3), (2, 1), (2, 3)):  # the four corners
+                ax.plot([pred[a, xi], gtb[a, xi]], [pred[a, yi], gtb[a, yi]], color=c, lw=0.8, alpha=0.9)
+        ax.set_title(f"{scene.gt_label(g)}: {len(mine)} positive box{'es' if len(mine) > 1 else ''}", fontsize=10)
+        maes = [f"{a}: {np.abs(pred[a] - gtb[a]).mean():.4f}" for a in mine]
+        ax.set_xlabel("MAE of box " + "\n".join(", ".join(maes[i:i + 3]) for i in range(0, len(maes), 3)), fontsize=9)
     return fig
 
 
@@ -118,10 +134,10 @@ def _draw_positives(ax: Axes, scene: Scene, boxes: np.ndarray, result: Any, b: i
                     ls: Any = "-") -> None:
     pos, gt_idx = np.flatnonzero(_np(result.match.positive[b])), _np(result.match.gt_idx[b])
     show_image(ax, scene.image, margin)
-    for i, box in enumerate(scene.boxes):
-        draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=1.2, ls=(0, (1, 1.5)), alpha=0.9)
+    for i, box in enumerate(scene.boxes):  # wide, pale bands: cannot be taken for a box line
+        draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=6, alpha=0.35)
     for a in pos:
-        draw_box(ax, boxes[a], GT_COLORS[int(gt_idx[a]) % len(GT_COLORS)], str(a), lw=1.5, ls=ls, fontsize=7,
+        draw_box(ax, boxes[a], GT_COLORS[int(gt_idx[a]) % len(GT_COLORS)], str(a), lw=1.6, ls=ls, fontsize=8,
                  gid=f"box:{a}")
 
 
@@ -140,7 +156,7 @@ def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_a
     corners = _np(anchors.corners).astype(float)
     shown = [pp[_np(by_predictions.match.positive[b])], corners[_np(by_anchors.match.positive[b])],
              pa[_np(by_anchors.match.positive[b])]]
-    margin = fit_margin(np.concatenate(shown + [scene.boxes]), 0.05)
+    margin = fit_margins(np.concatenate(shown + [scene.boxes]), 0.03)
     fig, axes = _figure(1, 3, panel)
     fig.set_layout_engine("compressed")
     n_p, n_a = int(by_predictions.match.positive[b].sum()), int(by_anchors.match.positive[b].sum())
@@ -148,9 +164,14 @@ def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_a
     axes[0, 0].set_title(f'match_on="predictions": {n_p} positives\n(the predicted boxes, as the article)', fontsize=10)
     _draw_positives(axes[0, 1], scene, corners, by_anchors, b, margin)
     axes[0, 1].set_title(f'match_on="anchors": {n_a} positives\n(the anchor boxes, as the lesson code)', fontsize=10)
-    _draw_positives(axes[0, 2], scene, pa, by_anchors, b, margin, ls="--")
+    _draw_positives(axes[0, 2], scene, pa, by_anchors, b, margin, ls=(0, (4, 2)))
     axes[0, 2].set_title(f'match_on="anchors": the same {n_a} boxes\' predictions\n(what the regression loss moves)',
                          fontsize=10)
+    fig.legend(handles=[Line2D([], [], color="grey", lw=6, alpha=0.35, label="ground-truth box (wide, pale)"),
+                        Line2D([], [], color="grey", lw=1.6, label="positive: predicted box (left), anchor box (middle)"),
+                        Line2D([], [], color="grey", lw=1.6, ls=(0, (4, 2)), label="positive: its predicted box (right)")],
+               loc="outside lower center", ncol=3, fontsize=9, frameon=False,
+               title="numbered by box index, coloured by the ground truth each answers to", title_fontsize=9)
     return fig
 
 
@@ -231,7 +252,7 @@ def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, 
         for i, box in enumerate(scene.boxes):
             draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=2.2, ls="--", gid=f"gt:{i}")
         for a in idx:
-            draw_box(ax, boxes[a], GT_COLORS[gi[a] % len(GT_COLORS)], str(a), lw=1.4, fontsize=6, gid=f"box:{a}")
+            draw_box(ax, boxes[a], GT_COLORS[gi[a] % len(GT_COLORS)], str(a), lw=1.4, fontsize=8, gid=f"box:{a}")
         ious = box_iou(torch.as_tensor(boxes[idx], dtype=torch.float64), gt)[np.arange(len(idx)), gi[idx]]
         ax.set_title(f"{title}\nmean IoU with its object {float(ious.mean()) if len(idx) else float('nan'):.2f}",
                      fontsize=10)

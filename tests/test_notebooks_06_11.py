@@ -305,20 +305,6 @@ def test_box_class_losses_add_up_to_the_loss(synth):
     assert t["positive"].tolist() == res.match.positive[0].tolist()
 
 
-def test_regression_figure_draws_each_positive_with_its_ground_truth(synth):
-    res = synth.res
-    pos = res.match.positive[0].nonzero().flatten().tolist()
-    fig = plots.regression_figure(synth.ex, res)
-    used = [ax for ax in fig.axes if ax.axison]
-    assert len(used) == len(pos)
-    for ax, a in zip(used, pos):
-        np.testing.assert_allclose(drawn(ax, "pred:")[a], res.pred_boxes[0, a].detach().numpy(), atol=1e-6)
-        np.testing.assert_allclose(drawn(ax, "gt:")[a], res.target_boxes[0, a].numpy(), atol=1e-6)
-        mae = float((res.pred_boxes[0, a] - res.target_boxes[0, a]).abs().mean())
-        assert ax.get_xlabel() == f"MAE {mae:.4f}" and ax.get_title().startswith(f"box {a} -> ")
-        assert len(ax.lines) == 4  # one line per corner
-
-
 def test_match_modes_figure_shows_each_modes_positives(synth):
     res, other, anchors = synth.res, synth.by_anchors, synth.anchors
     fig = plots.match_modes_figure(synth.ex, anchors, res, other)

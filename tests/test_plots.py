@@ -40,8 +40,8 @@ def test_ground_truth_figure_numbers_and_labels_each_box(case):
     assert texts(ax) == ["0: cow", "1: person", "2: bicycle", "3: motorbike"]
 
 
-@pytest.mark.parametrize("grid, base", [(4, 0.25), (2, 0.5), (1, 0.75)])
-def test_grid_figure_rows_columns_margins(case, grid, base):
+@pytest.mark.parametrize("grid", [4, 2, 1])
+def test_grid_figure_rows_columns_margins(case, grid):
     ex, anchors, _, _, res = case
     pred = res.pred_boxes[0].detach()
     fig = plots.grid_figure(ex, anchors, pred, grid=grid)
@@ -56,13 +56,14 @@ def test_grid_figure_rows_columns_margins(case, grid, base):
             np.testing.assert_allclose(np.array(list(drawn.values())), want[idx].numpy(), atol=1e-6)
             assert texts(ax) == [str(n) for n in range(grid * grid)]
             assert ax.get_xlabel() == anchors.spec.scale_label(anchors.spec.grids.index(grid), s)
-            left, right = ax.get_xlim()
-            assert left <= -base and right >= 1 + base  # the white margin, wider for coarser grids
+            top, left, bottom, right = plots.panel_margin(anchors, pred, grid, s)  # just what the row's boxes need
+            assert ax.get_xlim() == pytest.approx((-left, 1 + right)) and ax.get_ylim() == pytest.approx((1 + bottom, -top))
             assert_in_view(ax, drawn.values())
+        assert anc_ax.get_xlim() == pred_ax.get_xlim() and anc_ax.get_ylim() == pred_ax.get_ylim()  # one scale per row
     assert axes[0, 1].get_xlabel() == "zoom 0.7, ratio (1.0, 1.0)" and axes[1, 1].get_xlabel() == "zoom 0.7, ratio (1.0, 0.5)"
     # grid lines and anchor dots only in the anchor column: g-1 lines each way, g*g dots
     anc = axes[0, 1]
-    assert len(anc.lines) == 2 * (grid - 1) and anc.collections[0].get_offsets().shape == (grid * grid, 2)
+    assert len([ln for ln in anc.lines if ln.get_gid() != "leader"]) == 2 * (grid - 1) and anc.collections[0].get_offsets().shape == (grid * grid, 2)
 
 
 def test_grid_row_on_given_axes(case):
@@ -144,11 +145,15 @@ def test_gradient_figure_matches_backward(case):
     torch.testing.assert_close(logit_grad, cl.grad[0])
     torch.testing.assert_close(box_grad, res.pred_boxes.grad[0])
     fig = plots.gradient_figure(ex, anchors, res, box_grad, logit_grad)
-    img_ax, heat_ax = fig.axes[:2]
+    *img_axes, heat_ax, _colorbar = fig.axes  # one image panel per ground-truth object, then the heatmap
     pos = torch.nonzero(res.match.positive[0]).flatten().tolist()
-    assert list(boxes_in(img_ax)) == [f"box:{a}" for a in pos]
-    assert [t for t in texts(img_ax) if t] == [str(a) for a in pos]  # numbered; arrows are empty annotations
-    assert sum(1 for t in texts(img_ax) if not t) == 2 * len(pos)  # an arrow at two corners of each
+    objects = sorted({int(res.match.gt_idx[0, a]) for a in pos})
+    assert len(img_axes) == len(objects)
+    for ax, g in zip(img_axes, objects):
+        mine = [a for a in pos if int(res.match.gt_idx[0, a]) == g]
+        assert list(boxes_in(ax)) == [f"box:{a}" for a in mine]
+        assert [t for t in texts(ax) if t] == [str(a) for a in mine]  # numbered; arrows are empty annotations
+        assert sum(1 for t in texts(ax) if not t) == 2 * len(mine)  # an arrow at two corners of each
     np.testing.assert_allclose(heat_ax.images[0].get_array(), logit_grad.numpy())
     assert np.all(heat_ax.images[0].get_array()[:, -1] == 0)  # the background column is dropped by BCE
 
@@ -157,3 +162,22 @@ def test_detections_figure(case):
     ex = case[0]
     fig = plots.detections_figure(ex, ex.boxes[:2], [9, 14], [0.9, 0.5])
     assert texts(fig.axes[1]) == ["cow 0.90", "person 0.50"]
+
+
+def test_regression_figure_one_panel_per_object(case):
+    ex, _, _, _, res = case
+    pos = res.match.positive[0].nonzero().flatten().tolist()
+    gt_idx = res.match.gt_idx[0]
+    objects = sorted({int(gt_idx[a]) for a in pos})
+    used = [ax for ax in plots.regression_figure(ex, res).axes if ax.axison]
+    assert len(used) == len(objects)
+    for ax, g in zip(used, objects):
+        mine = [a for a in pos if int(gt_idx[a]) == g]
+        drawn = boxes_in(ax, "pred:")
+        assert sorted(drawn) == sorted(f"pred:{a}" for a in mine)
+        for a in mine:
+            np.testing.assert_allclose(drawn[f"pred:{a}"], res.pred_boxes[0, a].detach().numpy(), atol=1e-6)
+            mae = float((res.pred_boxes[0, a] - res.target_boxes[0, a]).abs().mean())
+            assert f"{a}: {mae:.4f}" in ax.get_xlabel()
+        np.testing.assert_allclose(boxes_in(ax, "gt:")[f"gt:{g}"], ex.boxes[g], atol=1e-6)
+        assert ax.get_title().startswith(f"{g}: ") and len([ln for ln in ax.lines if ln.get_gid() != "leader"]) == 4 * len(mine)
