@@ -228,7 +228,7 @@ def plot_photo_annotations(out_path: str | Path, records: Optional[Sequence[Any]
     return out_path
 
 
-def notebook_style(figure_format: Optional[str] = None, jpeg_quality: int = 90) -> None:
+def notebook_style(figure_format: Optional[str] = None, jpeg_quality: int = 75) -> None:
     """One plotting style for the series; inside IPython, figures shown inline as ``figure_format``.
 
     Does what ``%matplotlib inline`` does first (its defaults would override the style), so a

@@ -181,7 +181,7 @@ def start_lesson(figure_format: Optional[str] = None, *, requires_grad: bool = F
 
 
 def setup_notebook(seed: int = 0, quiet_voc: bool = True, figure_format: Optional[str] = None,
-                   jpeg_quality: int = 90) -> None:
+                   jpeg_quality: int = 75) -> None:
     """Fixed seeds, quiet known warnings, one plotting style, and figures shown inline.
 
     ``quiet_voc`` hides the (long) "Pascal VOC not found" message, which notebook 01

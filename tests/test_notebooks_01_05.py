@@ -28,7 +28,7 @@ NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ("01_ground_truth", "02_grid_cells_and_anchors", "03_predicted_boxes", "04_iou", "05_matching")
 CHECK = "# NBVAL_CHECK_OUTPUT"
 JPEG, PNG = b"\xff\xd8", b"\x89PNG"
-MAX_BYTES = 5_000_000
+MAX_BYTES = 3_000_000  # a learner downloads it; under 3 MB each
 FLOAT = r"[-+]?\d+\.\d+"
 
 

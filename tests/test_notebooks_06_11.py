@@ -87,7 +87,7 @@ def case():
 @pytest.mark.parametrize("n", NOTEBOOKS)
 def test_notebook_is_executed_and_follows_the_series_layout(n):
     path = NB_DIR / NOTEBOOKS[n]
-    assert path.stat().st_size < 5_000_000
+    assert path.stat().st_size < 3_000_000
     nb = read(n)
     assert nb.metadata.kernelspec.name == "python3"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {n:02d} · ")
