@@ -106,7 +106,7 @@ def lesson_example(voc: str | Path | None = None, offline: bool = False, size: i
     if record is None:
         record = parse_voc_xml(EXAMPLE_DIR / "example.xml", EXAMPLE_DIR)
         source = ("Using the embedded offline example (data/example: a collage of real photographs shipped"
-                  " with scikit-image and matplotlib); see ssd_lesson.data.find_voc for Pascal VOC 2007")
+                  " with scikit-image and matplotlib); README.md, 'Data: Pascal VOC 2007', says how to get VOC")
     image = load_image(record.image_path)
     small, boxes, labels = resize_record(record, size, image=image)
     return Example(image, small, boxes, labels, record.class_names, source, record)

@@ -252,14 +252,19 @@ def voc_missing_message(looked_in: Sequence[str] = (), reason: str = "") -> str:
             " shipped with scikit-image and matplotlib), and offline training uses make_collage_dataset().")
 
 
-def find_voc(path: str | Path | None = None, download: bool = False) -> Path | None:
+def find_voc(path: str | Path | None = None, download: bool = False, warn: bool | None = None) -> Path | None:
     """Locate Pascal VOC 2007: ``path``, else ``$SSD_LESSON_VOC``, else fastai's default folder.
 
     ``download=True`` fetches it with fastai's ``untar_data(URLs.PASCAL_2007)`` when it
     is not found. Returns the dataset folder (either layout; pass it to :func:`load_voc`),
-    or None after a warning that says what to download, where to put it and that the
-    embedded offline example is used instead. Never raises for missing data.
+    or None. Never raises for missing data. Offline is the normal case: a
+    :class:`VocNotFoundWarning` with the full advice (what to download, where to put it,
+    that the embedded offline example is used instead) comes only when VOC was asked for,
+    by ``path``, ``$SSD_LESSON_VOC`` or ``download``, or when ``warn=True``; ``warn=False``
+    never warns.
     """
+    if warn is None:
+        warn = path is not None or bool(os.environ.get(ENV_VAR)) or download
     # The first place named wins: a wrong explicit path is reported, not silently replaced.
     if path is not None:
         what, p = "the path you gave", Path(path)
@@ -282,7 +287,8 @@ def find_voc(path: str | Path | None = None, download: bool = False) -> Path | N
             reason = f"the download finished but {got} does not hold it"
         except Exception as e:  # no network, disk full, ...: explain instead of a traceback
             reason = f"the download failed ({type(e).__name__}: {e})"
-    warnings.warn(voc_missing_message([f"{p} ({what})"], reason), VocNotFoundWarning, stacklevel=2)
+    if warn:
+        warnings.warn(voc_missing_message([f"{p} ({what})"], reason), VocNotFoundWarning, stacklevel=2)
     return None
 
 
