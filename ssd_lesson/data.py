@@ -114,12 +114,16 @@ def lesson_example(voc: str | Path | None = None, offline: bool = False, size: i
 
 # ---------------------------------------------------------------- images and boxes
 def load_image(path: str | Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB (greyscale and RGBA converted). Errors name the file."""
+    """``(H, W, 3)`` uint8 RGB (greyscale and RGBA converted; 16-bit greyscale scaled by 1/257, not
+    clipped to white). Errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image not found")
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale (PIL's 32-bit "I" holds it too)
+                grey = (np.asarray(im, dtype=np.float64).clip(0, 65535) / 257).round().astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=-1)
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as e:  # OSError: truncated or corrupt data
         raise ValueError(f"{path}: cannot read the image ({e})") from None
