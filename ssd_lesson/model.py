@@ -238,11 +238,15 @@ def _read_checkpoint(path: Path, map_location: Any) -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # empty, truncated, random bytes, or pickled objects beyond plain values
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if "Weights only load failed" in str(e):
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        unsupported = [ln for ln in lines if "Unsupported global" in ln]
+        if unsupported:
             raise ValueError(f"{path}: refused: it holds Python objects beyond tensors and plain values, which loading "
-                             f"could run as code ({first}); ssd_lesson checkpoints hold none") from None
-        raise ValueError(f"{path}: not a checkpoint (torch.load cannot read it: {type(e).__name__}: {first})") from None
+                             f"could run as code ({unsupported[0]}); ssd_lesson checkpoints hold none") from None
+        why = next((ln for ln in lines if "invalid load key" in ln or "failed finding central directory" in ln
+                    or "EOF" in ln), type(e).__name__)
+        raise ValueError(f"{path}: not a checkpoint: torch.load cannot read it ({why.split('. ')[0][:120]}); "
+                         "empty, truncated or another kind of file") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "ssd_lesson.checkpoint/1":
         raise ValueError(f"{path}: not an ssd_lesson checkpoint (saved by ssd_lesson.model.save_checkpoint)")
     for key in CHECKPOINT_KEYS:
