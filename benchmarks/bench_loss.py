@@ -678,6 +678,15 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple[Config, Optional[Path], O
                    help=f"JSON file (default {RESULTS_DIR.relative_to(ROOT)}/<devices>.json, e.g. cpu.json; "
                         "--quick writes nothing unless given)")
     a = p.parse_args(argv)
+    for name, vals, low in (("--batches", a.batches, 1), ("--repeats", a.repeats, 1), ("--step-batch", [a.step_batch], 0),
+                            ("--threads", [a.threads], 0)):
+        vals = [v for v in vals or () if v is not None]
+        if vals and min(vals) < low:
+            p.error(f"argument {name}: must be at least {low}, got {min(vals)}")
+    if a.repeats and a.repeats[0] > a.repeats[1]:
+        p.error(f"argument --repeats: MIN {a.repeats[0]} is above MAX {a.repeats[1]}")
+    if a.budget is not None and not (math.isfinite(a.budget) and a.budget >= 0):
+        p.error(f"argument --budget: must be a finite number of seconds >= 0, got {a.budget}")
     cfg = Config()
     if a.quick:
         cfg = Config(batches=(1, 4), n_anchors=(189,), compile_backend="eager", warmup=1, budget_s=0.0,

@@ -1,7 +1,9 @@
 """Command line: ``python -m ssd_lesson {dissect,train,evaluate,bench,notebooks}``.
 
 Each subcommand imports its module only when chosen, so ``dissect`` does not pay
-for fastai and ``--help`` is instant.
+for fastai and ``--help`` is instant. Bad input is refused as :mod:`ssd_lesson.cli` says:
+one line ``error: ...`` naming the option or file, exit status 2; ``--debug`` (or
+``SSD_LESSON_DEBUG=1``) shows the traceback.
 """
 from __future__ import annotations
 
@@ -10,16 +12,20 @@ import sys
 import warnings
 from typing import Optional, Sequence
 
+from pathlib import Path
+
+from .cli import UserError, fraction, nonnegative_int, out_folder, positive_int, run_command
 from .matching import IOU_THRESHOLD
 
 
 def _dissect(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m ssd_lesson dissect",
                                 description="Walk the article's steps on the default example: print its tables, save its figures.")
-    p.add_argument("--out", default="ssd_lesson_out", help="folder for the figures (created; other files in it are left alone)")
-    p.add_argument("--rows", type=int, default=30, help="predicted boxes shown in Tables 1 and 2")
-    p.add_argument("--seed", type=int, default=0, help="seed for the fallback random activations")
-    p.add_argument("--iou-threshold", type=float, default=IOU_THRESHOLD,
+    p.add_argument("--out", type=out_folder, default="ssd_lesson_out",
+                   help="folder for the figures (created; other files in it are left alone)")
+    p.add_argument("--rows", type=positive_int, default=30, help="predicted boxes shown in Tables 1 and 2")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for the fallback random activations")
+    p.add_argument("--iou-threshold", type=fraction, default=IOU_THRESHOLD,
                    help="boxes whose overlap is not above it become background (default: the lesson's %(default)s)")
     p.add_argument("--match-on", choices=("predictions", "anchors"), default="predictions")
     args = p.parse_args(argv)
@@ -49,7 +55,19 @@ def _bench(argv: Sequence[str]) -> int:
 
 
 def _notebooks(argv: Sequence[str]) -> int:
-    from .notebooks import notebooks_main
+    from .notebooks import NOTEBOOK_DIR, notebooks_main
+
+    # The options that can be wrong before any notebook runs, checked first (notebooks.py parses the rest).
+    p = argparse.ArgumentParser(prog="python -m ssd_lesson notebooks", add_help=False)
+    p.add_argument("--execute", action="store_true")
+    p.add_argument("--inplace", action="store_true")
+    p.add_argument("--out", type=out_folder, default=None)
+    p.add_argument("--html", type=out_folder, default=None)
+    p.add_argument("--only", default=None)
+    args, _ = p.parse_known_args(argv)
+    found = sorted(Path(NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))
+    if args.execute and found and args.only is not None and not any(args.only in f.name for f in found):
+        raise UserError(f"--only {args.only!r} matches no notebook in {NOTEBOOK_DIR} ({found[0].name} .. {found[-1].name})")
 
     return int(notebooks_main(list(argv)) or 0)
 
@@ -77,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # deprecates with a warning on every run: nothing a user of these commands can act on.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     try:
-        return COMMANDS[argv[0]][0](argv[1:])
+        return run_command(COMMANDS[argv[0]][0], argv[1:])
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

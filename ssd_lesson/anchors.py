@@ -11,6 +11,7 @@ order, cells row-major within a grid, then the ``k`` scales with zoom outer.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -22,6 +23,10 @@ from .boxes import centers_to_corners
 __all__ = ["AnchorSpec", "Anchors", "AnchorInfo", "make_anchors", "activations_to_boxes", "activations_to_box_planes"]
 
 Scale = tuple[float, float]
+
+
+def _positive(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,26 @@ class AnchorSpec:
     grid_scales: Optional[tuple[tuple[Scale, ...], ...]] = None
 
     def __post_init__(self) -> None:
-        if not self.grids or any(int(g) != g or g < 1 for g in self.grids):
-            raise ValueError(f"AnchorSpec.grids must be positive integers, got {self.grids}")
-        if self.grid_scales is not None and len(self.grid_scales) != len(self.grids):
-            raise ValueError(f"AnchorSpec.grid_scales needs one entry per grid: {len(self.grid_scales)} for {len(self.grids)} grids")
-        if self.grid_scales is None and (not self.zooms or not self.ratios):
+        # Tuples throughout, whatever was given (lists from a saved checkpoint): equal specs compare equal.
+        try:
+            grids, zooms = tuple(self.grids), tuple(self.zooms)
+            ratios = tuple(tuple(r) for r in self.ratios)
+            grid_scales = None if self.grid_scales is None else tuple(tuple(tuple(s) for s in g) for g in self.grid_scales)
+        except TypeError as e:
+            raise ValueError(f"AnchorSpec: grids, zooms, ratios and grid_scales must be sequences ({e})") from None
+        for name, value in (("grids", grids), ("zooms", zooms), ("ratios", ratios), ("grid_scales", grid_scales)):
+            object.__setattr__(self, name, value)
+        if not grids or any(not isinstance(g, numbers.Real) or int(g) != g or g < 1 for g in grids):
+            raise ValueError(f"AnchorSpec.grids must be positive integers, got {grids}")
+        if grid_scales is not None and len(grid_scales) != len(grids):
+            raise ValueError(f"AnchorSpec.grid_scales needs one entry per grid: {len(grid_scales)} for {len(grids)} grids")
+        if grid_scales is None and (not zooms or not ratios):
             raise ValueError("AnchorSpec needs at least one zoom and one ratio")
+        if grid_scales is None and not all(_positive(z) for z in zooms):
+            raise ValueError(f"AnchorSpec.zooms must be finite numbers above 0, got {zooms}")
+        for name, pairs in [("ratios", ratios)] if grid_scales is None else [(f"grid_scales[{i}]", g) for i, g in enumerate(grid_scales)]:
+            if not pairs or not all(len(r) == 2 and _positive(r[0]) and _positive(r[1]) for r in pairs):
+                raise ValueError(f"AnchorSpec.{name} must be (height, width) pairs of finite numbers above 0, got {pairs}")
 
     def scales(self, grid_i: int) -> tuple[Scale, ...]:
         """The ``(h, w)`` multiples of the cell size for grid number ``grid_i``."""
@@ -165,6 +184,10 @@ class Anchors:
 
 def make_anchors(spec: AnchorSpec = AnchorSpec(), device=None, dtype: torch.dtype = torch.float32) -> Anchors:
     """Build the anchors of ``spec``: 189 for the lesson's default."""
+    if not isinstance(spec, AnchorSpec):
+        raise ValueError(f"spec: expected an AnchorSpec, got {type(spec).__name__}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype: anchors are fractions of the image and need a floating-point dtype, got {dtype}")
     parts: dict[str, list[Tensor]] = {k: [] for k in ("chw", "gs", "gi", "row", "col", "si")}
     offsets, start = [], 0
     for gi, g in enumerate(spec.grids):
@@ -214,6 +237,10 @@ def activations_to_box_planes(box_actns: Tensor, anchors: Anchors) -> Tensor:
     The same numbers; the loss uses this layout because each coordinate is then one
     contiguous row along the anchors, which the IoU and matching vectorise over.
     """
+    if not isinstance(anchors, Anchors):
+        raise ValueError(f"anchors: expected an Anchors (from make_anchors), got {type(anchors).__name__}")
+    if not isinstance(box_actns, Tensor) or not box_actns.is_floating_point():
+        raise ValueError(f"box_actns: expected a floating-point tensor, got {getattr(box_actns, 'dtype', type(box_actns).__name__)}")
     if box_actns.shape[-2:] != (len(anchors), 4):
         raise ValueError(f"box_actns: expected shape (..., {len(anchors)}, 4) for these anchors, got {tuple(box_actns.shape)}")
     ty, tx, th, tw = torch.tanh(box_actns).unbind(-1)  # (..., A) each

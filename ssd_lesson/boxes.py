@@ -31,8 +31,17 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
         gives 0, never NaN. Agrees with ``torchvision.ops.box_iou``, which uses
         ``(x0, y0, x1, y1)``: the IoU does not care which axis comes first.
     """
-    if a.shape[-1] != 4 or b.shape[-1] != 4:
-        raise ValueError(f"box_iou: boxes must have last dimension 4, got a {tuple(a.shape)} and b {tuple(b.shape)}")
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            raise ValueError(f"box_iou: {name} must be a floating-point tensor of boxes, got "
+                             f"{getattr(t, 'dtype', type(t).__name__)} (integer pixels: convert with .float())")
+        if t.dim() < 2 or t.shape[-1] != 4:
+            raise ValueError(f"box_iou: {name} must be (..., N, 4) boxes (last dimension 4), got shape {tuple(t.shape)}")
+    try:
+        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"box_iou: the leading dimensions of a {tuple(a.shape)} and b {tuple(b.shape)} do not "
+                         "broadcast") from None
     return iou_of_corners([t.unsqueeze(-1) for t in a.unbind(-1)],  # (..., N, 1) each
                           [t.unsqueeze(-2) for t in b.unbind(-1)])  # (..., 1, M) each
 

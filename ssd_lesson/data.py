@@ -106,7 +106,7 @@ def lesson_example(voc: str | Path | None = None, offline: bool = False, size: i
     if record is None:
         record = parse_voc_xml(EXAMPLE_DIR / "example.xml", EXAMPLE_DIR)
         source = ("Using the embedded offline example (data/example: a collage of real photographs shipped"
-                  " with scikit-image and matplotlib); see ssd_lesson.data.find_voc for Pascal VOC 2007")
+                  " with scikit-image and matplotlib); README.md, 'Data: Pascal VOC 2007', says how to get VOC")
     image = load_image(record.image_path)
     small, boxes, labels = resize_record(record, size, image=image)
     return Example(image, small, boxes, labels, record.class_names, source, record)
@@ -114,12 +114,16 @@ def lesson_example(voc: str | Path | None = None, offline: bool = False, size: i
 
 # ---------------------------------------------------------------- images and boxes
 def load_image(path: str | Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB (greyscale and RGBA converted). Errors name the file."""
+    """``(H, W, 3)`` uint8 RGB (greyscale and RGBA converted; 16-bit greyscale scaled by 1/257, not
+    clipped to white). Errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image not found")
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale (PIL's 32-bit "I" holds it too)
+                grey = (np.asarray(im, dtype=np.float64).clip(0, 65535) / 257).round().astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=-1)
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as e:  # OSError: truncated or corrupt data
         raise ValueError(f"{path}: cannot read the image ({e})") from None

@@ -40,6 +40,15 @@ class Detections(NamedTuple):
     scores: Tensor
 
 
+def _check_options(score_threshold: float, nms_iou: float, max_per_image: int) -> None:
+    if isinstance(score_threshold, bool) or not 0 <= score_threshold < 1:  # NaN fails too
+        raise ValueError(f"score_threshold: must be in [0, 1) (a sigmoid score), got {score_threshold!r}")
+    if isinstance(nms_iou, bool) or not 0 <= nms_iou <= 1:
+        raise ValueError(f"nms_iou: must be in [0, 1], got {nms_iou!r}")
+    if isinstance(max_per_image, bool) or not isinstance(max_per_image, (int, np.integer)) or max_per_image < 1:
+        raise ValueError(f"max_per_image: must be an integer >= 1, got {max_per_image!r}")
+
+
 def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, score_threshold: float = 0.25,
            nms_iou: float = 0.5, max_per_image: int = 100) -> list[Detections]:
     """Detections of each image from the model's outputs.
@@ -47,13 +56,23 @@ def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, score_t
     Args:
         class_logits: ``(B, A, C+1)``, background last; box_actns: ``(B, A, 4)``.
         anchors: the anchors the outputs are laid out for.
-        score_threshold: keep (box, class) pairs whose sigmoid score is above it.
-        nms_iou: within one class, drop a box overlapping a better one by more than this.
-        max_per_image: keep at most this many, best first.
+        score_threshold: keep (box, class) pairs whose sigmoid score is above it, in ``[0, 1)``.
+        nms_iou: within one class, drop a box overlapping a better one by more than this, in ``[0, 1]``.
+        max_per_image: keep at most this many (an integer >= 1), best first.
 
     Returns:
         B :class:`Detections` with boxes as ``(y0, x0, y1, x1)`` fractions, clipped to the image.
     """
+    _check_options(score_threshold, nms_iou, max_per_image)
+    for name, t, last in (("class_logits", class_logits, "C+1"), ("box_actns", box_actns, "4")):
+        if not isinstance(t, Tensor) or t.dim() != 3 or not t.is_floating_point():
+            raise ValueError(f"{name}: expected a floating-point (B, A, {last}) tensor, got "
+                             f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+    if class_logits.shape[:2] != box_actns.shape[:2]:
+        raise ValueError(f"box_actns: its (B, A) = {tuple(box_actns.shape[:2])} differs from class_logits' "
+                         f"{tuple(class_logits.shape[:2])}")
+    if class_logits.shape[1] != len(anchors):
+        raise ValueError(f"class_logits: has {class_logits.shape[1]} boxes but anchors has {len(anchors)}")
     boxes = activations_to_boxes(box_actns.float(), anchors.to(box_actns.device)).clamp(0, 1)
     scores = class_logits[..., :-1].float().sigmoid()  # (B, A, C): one independent score per class
     out = []
@@ -65,31 +84,62 @@ def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, score_t
     return out
 
 
-def prepare_images(images: Any, size: int) -> tuple[Tensor, list[tuple[int, int]]]:
+#: How :func:`prepare_images` reads each integer dtype: the value that means full intensity.
+FULL_SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
+#: The range of ImageNet-normalised pixels ((0 - mean) / std .. (1 - mean) / std), with a little slack.
+NORMALIZED_RANGE = (-2.2, 2.7)
+
+
+def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None) -> tuple[Tensor, list[tuple[int, int]]]:
     """Images for the model: ``(B, 3, size, size)`` normalised, and each input's ``(height, width)``.
 
-    Accepts a tensor ``(3, H, W)`` / ``(B, 3, H, W)`` (float: already ImageNet-normalised as in
-    the DataLoaders; uint8: 0-255), or a numpy ``(H, W, 3)`` uint8 image as
-    :func:`ssd_lesson.data.load_image` returns, or a list of those. Other sizes are resized.
+    Accepts a tensor ``(3, H, W)`` / ``(B, 3, H, W)``, a numpy ``(H, W, 3)`` image (as
+    :func:`ssd_lesson.data.load_image` returns), or a list of those; other sizes are resized.
+    The values are read by dtype: uint8 is 0-255, uint16 0-65535 (tensor or numpy). Floats:
+    ``normalized=True`` means already ImageNet-normalised (what the DataLoaders give, values
+    about -2.1..2.6), ``normalized=False`` RGB fractions 0..1; the default (None) is True for
+    tensors and False for numpy arrays. Float values outside that range are refused (a 0-255
+    float image would otherwise saturate), as are other dtypes (int64, bool, ...), an empty
+    image and NaN or inf, each with a ``ValueError`` naming the problem.
     """
     from .data import IMAGENET_MEAN, IMAGENET_STD
 
     if isinstance(images, (list, tuple)):
-        parts = [prepare_images(im, size) for im in images]
+        if not images:
+            raise ValueError("images: the list is empty")
+        parts = [prepare_images(im, size, normalized=normalized) for im in images]
         return torch.cat([p[0] for p in parts]), [hw for p in parts for hw in p[1]]
     if isinstance(images, np.ndarray):
         if images.ndim != 3 or images.shape[-1] != 3:
             raise ValueError(f"a numpy image must be (H, W, 3) RGB, got shape {images.shape}")
+        normalized = False if normalized is None else normalized
         images = torch.tensor(images).permute(2, 0, 1)  # a copy: from_numpy warns on read-only arrays (PIL's)
     if not isinstance(images, Tensor):
         raise TypeError(f"expected a tensor, numpy image or list of them, got {type(images).__name__}")
+    normalized = True if normalized is None else normalized
     x = images.unsqueeze(0) if images.dim() == 3 else images
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"images must be (3, H, W) or (B, 3, H, W) with 3 colour channels, got shape "
                          f"{tuple(images.shape)}; convert greyscale/RGBA to RGB first")
-    if x.dtype == torch.uint8:
-        mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        x = (x.float() / 255 - mean.to(x.device)) / std.to(x.device)
+    if x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ValueError(f"images: an image of {x.shape[-2]}x{x.shape[-1]} pixels has nothing to detect in")
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    if x.dtype in FULL_SCALE:
+        x = (x.float() / FULL_SCALE[x.dtype] - mean.to(x.device)) / std.to(x.device)
+    elif x.is_floating_point():
+        if not torch.isfinite(x).all():
+            raise ValueError(f"images: a {x.dtype} image contains NaN or inf")
+        (lo, hi), (v0, v1) = NORMALIZED_RANGE if normalized else (-0.01, 1.01), (float(x.min()), float(x.max()))
+        if v0 < lo or v1 > hi:
+            raise ValueError(f"images: {x.dtype} values {v0:g}..{v1:g} are not "
+                             + ("ImageNet-normalised (about -2.1..2.6; RGB fractions 0..1: normalized=False)" if normalized
+                                else "RGB fractions 0..1 (ImageNet-normalised: normalized=True)")
+                             + "; 0-255 values: pass uint8")
+        if not normalized:
+            x = (x.float() - mean.to(x.device)) / std.to(x.device)
+    else:
+        raise ValueError(f"images: dtype {x.dtype} is not an image dtype; pass uint8 (0-255), uint16 (0-65535) "
+                         "or floats (ImageNet-normalised, or fractions 0..1 with normalized=False)")
     hw = [tuple(x.shape[-2:])] * x.shape[0]
     if tuple(x.shape[-2:]) != (size, size):  # squish, as the DataLoaders do
         x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
@@ -98,16 +148,21 @@ def prepare_images(images: Any, size: int) -> tuple[Tensor, list[tuple[int, int]
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: Any, anchors: Optional[Anchors] = None, *,
-            score_threshold: float = 0.25, nms_iou: float = 0.5, max_per_image: int = 100) -> list[Detections]:
+            score_threshold: float = 0.25, nms_iou: float = 0.5, max_per_image: int = 100,
+            normalized: Optional[bool] = None) -> list[Detections]:
     """Run ``model`` (an :class:`~ssd_lesson.model.SSDModel`) on ``images`` and decode its detections.
 
-    ``images``: see :func:`prepare_images`; any size (resized to the model's). ``anchors``
-    default to the model's spec. Returns one :class:`Detections` per image with boxes
+    ``images``: see :func:`prepare_images` (which dtypes mean what, and ``normalized``); any
+    size (resized to the model's); an empty list gives an empty list. ``anchors`` default to
+    the model's spec. Returns one :class:`Detections` per image with boxes
     ``(y0, x0, y1, x1)`` in pixels of that input image.
     """
+    _check_options(score_threshold, nms_iou, max_per_image)
+    if isinstance(images, (list, tuple)) and len(images) == 0:
+        return []
     anchors = make_anchors(model.spec) if anchors is None else anchors
     device = next(model.parameters()).device
-    x, hw = prepare_images(images, model.size)
+    x, hw = prepare_images(images, model.size, normalized=normalized)
     was_training = model.training
     model.eval()
     try:

@@ -214,7 +214,7 @@ def voc_status() -> str:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VocNotFoundWarning)
-        root = find_voc()
+        root = find_voc(warn=True)  # the full advice, on purpose
     if root is not None:
         return f"Pascal VOC 2007 found in {root}"
     advice = str(next(w.message for w in caught if issubclass(w.category, VocNotFoundWarning)))

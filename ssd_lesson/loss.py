@@ -51,6 +51,7 @@ class LossOptions:
             raise ValueError(f"regression_reduction must be 'mean' or 'sum', got {self.regression_reduction!r}")
         if not 0 <= self.iou_threshold < FORCED_OVERLAP:
             raise ValueError(f"iou_threshold must be in [0, {FORCED_OVERLAP}), got {self.iou_threshold}")
+        _check_focal(self.focal_alpha, self.focal_gamma)
 
     def as_kwargs(self) -> dict:
         """The options as keyword arguments of :func:`ssd_loss`."""
@@ -164,18 +165,25 @@ def _bce_grad_compiled(class_logits: Tensor, target_labels: Tensor, scale: Tenso
     return g.scatter_add_(-1, target_col, -is_object * scale[:, None, None])
 
 
+def _check_focal(alpha: float, gamma: float) -> None:
+    if not 0 <= alpha <= 1:  # NaN fails too
+        raise ValueError(f"focal_alpha: must be in [0, 1] (the weight of the object term), got {alpha}")
+    if not 0 <= gamma < float("inf"):
+        raise ValueError(f"focal_gamma: must be a finite number >= 0, got {gamma}")
+
+
 def _focal_terms(x: Tensor, target_is_one: bool, alpha: float, gamma: float) -> Tensor:
     """Per-element focal-weighted BCE-with-logits for targets all 0 or all 1."""
     # softplus(-x) = -log(sigmoid(x)), softplus(x) = -log(1 - sigmoid(x)), both stable.
     bce = _softplus(-x) if target_is_one else _softplus(x)
-    p = torch.sigmoid(x)
-    one_minus_pt = (1 - p) if target_is_one else p
-    w = (alpha if target_is_one else 1 - alpha) * one_minus_pt.pow(gamma)
+    # (1 - p_t) ** gamma as exp(gamma * log(1 - p_t)), log(1 - p_t) = -softplus(+-x): finite, with a finite
+    # gradient, where the sigmoid saturates (pow's gradient is inf * 0 = NaN there for gamma < 1).
+    w = (alpha if target_is_one else 1 - alpha) * torch.exp(-gamma * (_softplus(x) if target_is_one else _softplus(-x)))
     return w * bce
 
 
 def classification_loss(class_logits: Tensor, target_labels: Tensor, *, focal: bool = False,
-                        alpha: float = 0.25, gamma: float = 1.0) -> Tensor:
+                        alpha: float = 0.25, gamma: float = 1.0, validate: bool = True) -> Tensor:
     """The lesson's ``BCE_Loss`` (or ``FocalLoss``), per image.
 
     One-hot targets over C+1 columns, background column dropped from targets and
@@ -186,10 +194,24 @@ def classification_loss(class_logits: Tensor, target_labels: Tensor, *, focal: b
     Args:
         class_logits: ``(B, A, C+1)``, background last.
         target_labels: ``(B, A)`` int64 in ``[0, C]``; C is background.
+        alpha, gamma: the focal weight; ``0 <= alpha <= 1``, ``gamma >= 0``.
+        validate: check the labels' range (a host sync; :func:`ssd_loss`, which made them, skips it).
 
     Returns:
         ``(B,)`` loss per image.
     """
+    if focal:
+        _check_focal(alpha, gamma)
+    if class_logits.dim() != 3 or target_labels.shape != class_logits.shape[:2]:
+        raise ValueError(f"target_labels: expected shape {tuple(class_logits.shape[:2])} for class_logits "
+                         f"{tuple(class_logits.shape)} (B, A, C+1), got {tuple(target_labels.shape)}")
+    if validate:
+        C = class_logits.shape[-1] - 1
+        if target_labels.is_floating_point() or target_labels.dtype == torch.bool:
+            raise ValueError(f"target_labels: expected integer class ids, got {target_labels.dtype}")
+        if target_labels.numel() and not 0 <= int(target_labels.min()) <= int(target_labels.max()) <= C:
+            raise ValueError(f"target_labels: class ids must be in [0, {C}] ({C} is background), got "
+                             f"{int(target_labels.min())}..{int(target_labels.max())}")
     if not focal:
         return _BCELoss.apply(class_logits, target_labels)
     C = class_logits.shape[-1] - 1
@@ -229,9 +251,15 @@ def _fail(name: str, problem: str) -> None:
     raise ValueError(f"{name}: {problem}")
 
 
+#: Ground-truth coordinates above this are taken for pixels (fractions may stick out of the image a little).
+FRACTION_LIMIT = 1.5
+
+
 def validate_inputs(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
                     anchors: Anchors) -> None:
     """Raise a ``ValueError`` naming the argument and the problem, or return None."""
+    if not isinstance(anchors, Anchors):
+        _fail("anchors", f"expected the Anchors of the model's outputs (make_anchors(spec)), got {type(anchors).__name__}")
     for name, t in (("class_logits", class_logits), ("box_actns", box_actns), ("gt_boxes", gt_boxes)):
         if not isinstance(t, Tensor):
             _fail(name, f"expected a torch.Tensor, got {type(t).__name__}")
@@ -270,6 +298,9 @@ def validate_inputs(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, g
     real = gt_boxes[valid]
     if not torch.isfinite(real).all():
         _fail("gt_boxes", "contains NaN or inf in a non-padding row")
+    if real.numel() and (real.max() > FRACTION_LIMIT or real.min() < 1 - FRACTION_LIMIT):
+        _fail("gt_boxes", f"boxes must be fractions of the image (y0, x0, y1, x1 in 0..1), got values from "
+                          f"{float(real.min()):g} to {float(real.max()):g}: pixels? divide by the image's height and width")
     bad = (real[:, 2] <= real[:, 0]) | (real[:, 3] <= real[:, 1])
     if bad.any():
         b, g = torch.nonzero(valid)[torch.nonzero(bad)[0, 0]].tolist()
@@ -292,11 +323,18 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
         match_on, iou_threshold, classification, focal_alpha, focal_gamma, regression_reduction:
             see :class:`LossOptions`; ``options``, when given, replaces all of them.
         validate: check the inputs first (costs a host sync); False for speed.
+
+    Half-precision activations (float16, bfloat16) are scored in float32, and the loss is float32:
+    a float16 sum over SSD300's 8732 anchors overflows to inf. Their gradients come back in their dtype.
     """
     if options is None:
         options = LossOptions(match_on, iou_threshold, classification, focal_alpha, focal_gamma, regression_reduction)
+    if not isinstance(anchors, Anchors):
+        _fail("anchors", f"expected the Anchors of the model's outputs (make_anchors(spec)), got {type(anchors).__name__}")
     if validate:
         validate_inputs(class_logits, box_actns, gt_boxes, gt_labels, anchors)
+    if class_logits.dtype in (torch.float16, torch.bfloat16) or box_actns.dtype in (torch.float16, torch.bfloat16):
+        class_logits, box_actns = class_logits.float(), box_actns.float()
     C = class_logits.shape[-1] - 1
     gt_boxes = gt_boxes.to(box_actns.dtype)
     gt_labels = gt_labels.long()
@@ -313,7 +351,7 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
     box_rows = [t.unsqueeze(-2) for t in to_match.unbind(-2)]  # (B, 1, A) or (1, A) each
     ious = iou_of_corners(gt_columns, box_rows).transpose(1, 2)  # (B, A, G)
     gt_valid = gt_labels > PAD_LABEL
-    match = match_boxes(ious, gt_valid, options.iou_threshold)
+    match = match_boxes(ious, gt_valid, options.iou_threshold, validate=False)
     if gt_boxes.shape[1] == 0:  # no ground truth in the whole batch: everything is background
         target_labels = torch.full_like(match.gt_idx, C)
         target_boxes = torch.zeros_like(pred_boxes)
@@ -321,7 +359,7 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
         target_labels = gt_labels.gather(1, match.gt_idx).masked_fill(~match.positive, C)
         target_boxes = gt_boxes.gather(1, match.gt_idx.unsqueeze(-1).expand(-1, -1, 4))
     clas = classification_loss(class_logits, target_labels, focal=options.classification == "focal",
-                               alpha=options.focal_alpha, gamma=options.focal_gamma)
+                               alpha=options.focal_alpha, gamma=options.focal_gamma, validate=False)
     regr = regression_loss(pred_boxes, target_boxes, match.positive, options.regression_reduction)
     return SSDLossResult((clas + regr).sum(), clas, regr, pred_boxes, ious, match, target_labels, target_boxes,
                          gt_labels, options)

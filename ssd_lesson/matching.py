@@ -62,7 +62,7 @@ def _max_first_index_compiled(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return best.squeeze(dim), first.clamp_max(n - 1).long()
 
 
-def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRESHOLD) -> Match:
+def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRESHOLD, *, validate: bool = True) -> Match:
     """Match predicted (or anchor) boxes to ground-truth boxes.
 
     1. Each box takes the valid ground-truth box it overlaps most, and records
@@ -77,14 +77,27 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRES
     Args:
         ious: ``(B, A, G)`` IoU of each of A boxes with each of G ground-truth boxes.
         gt_valid: ``(B, G)`` bool, False on padding rows.
-        iou_threshold: boxes whose overlap is not above this become background.
+        iou_threshold: boxes whose overlap is not above this become background, in ``[0, FORCED_OVERLAP)``.
+        validate: also check that ``ious`` holds no NaN (a host sync, so not under torch.compile; the loss, which
+            made them, skips it).
 
     Returns:
         :class:`Match` of ``(B, A)`` tensors.
     """
+    if not isinstance(ious, Tensor) or ious.dim() != 3 or not ious.is_floating_point():
+        raise ValueError(f"ious: expected a (B, A, G) floating-point tensor, got "
+                         f"{tuple(ious.shape) if isinstance(ious, Tensor) else type(ious).__name__}"
+                         f"{'' if not isinstance(ious, Tensor) else ' ' + str(ious.dtype)}")
     B, A, G = ious.shape
+    if not isinstance(gt_valid, Tensor) or gt_valid.dtype != torch.bool:
+        raise ValueError(f"gt_valid: expected a bool tensor (False on padding rows), got "
+                         f"{getattr(gt_valid, 'dtype', type(gt_valid).__name__)}; e.g. gt_labels > PAD_LABEL")
     if gt_valid.shape != (B, G):
         raise ValueError(f"gt_valid: expected shape {(B, G)} to match ious {tuple(ious.shape)}, got {tuple(gt_valid.shape)}")
+    if isinstance(iou_threshold, (bool, Tensor)) or not 0 <= iou_threshold < FORCED_OVERLAP:  # NaN fails too
+        raise ValueError(f"iou_threshold: must be a number in [0, {FORCED_OVERLAP}), got {iou_threshold!r}")
+    if validate and not torch.compiler.is_compiling() and torch.isnan(ious).any():
+        raise ValueError("ious: contains NaN (a box with NaN coordinates?)")
     if G == 0:
         zeros = ious.new_zeros(B, A)
         return Match(zeros.long(), zeros, zeros.bool())

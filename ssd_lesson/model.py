@@ -229,20 +229,49 @@ def save_checkpoint(model: SSDModel, path: str | Path, *, half: bool = False, ex
     return path
 
 
+CHECKPOINT_KEYS = ("state_dict", "spec", "class_names", "body", "size", "head_kwargs")
+
+
+def _read_checkpoint(path: Path, map_location: Any) -> dict:
+    """The checkpoint's dict, read with ``weights_only=True``: tensors and plain values only, so a file
+    from elsewhere cannot run code. Anything else is a ``ValueError`` naming the file."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # empty, truncated, random bytes, or pickled objects beyond plain values
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        unsupported = [ln for ln in lines if "Unsupported global" in ln]
+        if unsupported:
+            raise ValueError(f"{path}: refused: it holds Python objects beyond tensors and plain values, which loading "
+                             f"could run as code ({unsupported[0]}); ssd_lesson checkpoints hold none") from None
+        why = next((ln for ln in lines if "invalid load key" in ln or "failed finding central directory" in ln
+                    or "EOF" in ln), type(e).__name__)
+        raise ValueError(f"{path}: not a checkpoint: torch.load cannot read it ({why.split('. ')[0][:120]}); "
+                         "empty, truncated or another kind of file") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "ssd_lesson.checkpoint/1":
+        raise ValueError(f"{path}: not an ssd_lesson checkpoint (saved by ssd_lesson.model.save_checkpoint)")
+    for key in CHECKPOINT_KEYS:
+        if key not in ckpt:
+            raise ValueError(f"{path}: the checkpoint lacks the key {key!r} (it needs {', '.join(CHECKPOINT_KEYS)})")
+    return ckpt
+
+
 def load_checkpoint(path: str | Path, *, spec: Optional[AnchorSpec] = None,
                     class_names: Optional[Sequence[str]] = None, map_location: Any = "cpu") -> SSDModel:
     """Rebuild the model saved by :func:`save_checkpoint` (in eval mode, float32).
 
     ``spec`` / ``class_names``, when given, must equal the checkpoint's: a model's
-    outputs only mean something for the anchors and classes it was trained on.
+    outputs only mean something for the anchors and classes it was trained on. The file is
+    read with ``torch.load(weights_only=True)``; one that is not a checkpoint (empty,
+    truncated, anything else) or lacks a key is a ``ValueError`` naming the file and the key.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "ssd_lesson.checkpoint/1":
-        raise ValueError(f"{path}: not an ssd_lesson checkpoint (saved by ssd_lesson.model.save_checkpoint)")
-    saved_spec = spec_from_dict(ckpt["spec"])
+    ckpt = _read_checkpoint(path, map_location)
+    try:
+        saved_spec = spec_from_dict(ckpt["spec"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: the checkpoint's 'spec' is not an anchor spec ({e})") from None
     if spec is not None and spec != saved_spec:
         raise ValueError(f"{path}: checkpoint was trained for anchor spec {saved_spec}, not the requested {spec}")
     if class_names is not None and tuple(class_names) != tuple(ckpt["class_names"]):
@@ -250,6 +279,10 @@ def load_checkpoint(path: str | Path, *, spec: Optional[AnchorSpec] = None,
     names = ckpt["class_names"]
     model = create_ssd_model(ckpt["body"], pretrained=False, spec=saved_spec, n_classes=len(names),
                              class_names=names, size=ckpt["size"], **ckpt["head_kwargs"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    except (RuntimeError, AttributeError) as e:
+        raise ValueError(f"{path}: the checkpoint's 'state_dict' does not fit its {ckpt['body']} model "
+                         f"({str(e).strip().splitlines()[0]})") from None
     model.checkpoint_extra = ckpt.get("extra", {})
     return model.eval()

@@ -28,6 +28,7 @@ from fastai.torch_core import num_distrib, set_seed
 from torch import Tensor
 
 from .anchors import Anchors, make_anchors
+from .cli import at_least, fraction, out_file, positive_float, positive_int
 from .loss import LossOptions, SSDLossResult, ssd_loss
 from .matching import IOU_THRESHOLD
 from .metrics import map_metrics
@@ -205,25 +206,25 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="collage: offline set made from photos in installed wheels; voc: Pascal VOC 2007 (train/val)")
     p.add_argument("--data-dir", default=None, help="voc: the dataset folder (default: $SSD_LESSON_VOC or fastai's); "
                    "collage: where to make the set (default runs/)")
-    p.add_argument("--n-images", type=int, default=1000, help="collage: images in the set (20%% of them valid)")
+    p.add_argument("--n-images", type=at_least(5), default=1000, help="collage: images in the set (20%% of them valid; at least 5)")
     p.add_argument("--body", choices=BODIES, default="resnet34")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
                    help="ImageNet weights for the body when loadable (a warning and random weights otherwise)")
-    p.add_argument("--n-hidden", type=int, default=256, help="channels of the head's conv blocks")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--bs", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-2, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--n-hidden", type=positive_int, default=256, help="channels of the head's conv blocks")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--bs", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=1e-2, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--lr-find", action="store_true", help="run fastai's lr_find first and use its 'valley' suggestion")
     p.add_argument("--match-on", choices=("anchors", "predictions"), default="anchors",
                    help="match ground truth to the anchor boxes (the lesson's code) or the predicted boxes (the article)")
-    p.add_argument("--iou-threshold", type=float, default=IOU_THRESHOLD,
+    p.add_argument("--iou-threshold", type=fraction, default=IOU_THRESHOLD,
                    help="boxes whose best overlap is not above it are background (default: the lesson's %(default)s)")
     p.add_argument("--loss", choices=("bce", "focal"), default="bce", help="classification loss")
     p.add_argument("--regression", choices=("mean", "sum"), default=LossOptions.regression_reduction,
                    help="box loss: mean over positive boxes (the lesson's code, the default) or sum "
                    "(the article; weighs boxes more, and trains a body from scratch better)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/ssd_collage.pth", help="checkpoint path")
+    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--out", type=out_file, default=Path("runs/ssd_collage.pth"), help="checkpoint path")
     p.add_argument("--half", action="store_true", help="store the checkpoint's weights as float16 (half the size)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint at --out")
     return p.parse_args(list(argv))
@@ -238,18 +239,19 @@ def train_main(argv: Sequence[str]) -> int:
     say = print if rank0 else (lambda *a, **k: None)
     out = Path(args.out)
     if out.exists() and not args.force:
-        say(f"{out} exists; pass --force to overwrite it, or choose another --out", file=sys.stderr)
+        say(f"error: {out} exists; pass --force to overwrite it, or choose another --out", file=sys.stderr)
         return 1
     if args.data == "collage":
         train_recs, valid_recs, where = collage_records(args.n_images, args.seed, args.data_dir or "runs")
     else:
-        where = find_voc(args.data_dir)
+        where = find_voc(args.data_dir, warn=True)  # asked for: the full advice when it is not there
         if where is None:
-            say("Pascal VOC 2007 not found (see the warning above); use --data collage to train offline", file=sys.stderr)
+            say("error: Pascal VOC 2007 not found (see the advice above); use --data collage to train offline",
+                file=sys.stderr)
             return 2
         train_recs, valid_recs = load_voc(where, "train"), load_voc(where, "val")
     if not train_recs or not valid_recs:
-        say(f"{where}: the {'train' if not train_recs else 'valid'} split is empty; need at least one image in each "
+        say(f"error: {where}: the {'train' if not train_recs else 'valid'} split is empty; need at least one image in each "
             "(validation losses and mAP are averages over the valid split)", file=sys.stderr)
         return 2
     set_seed(args.seed, reproducible=True)

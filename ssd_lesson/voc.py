@@ -103,10 +103,13 @@ def parse_voc_xml(xml_path: str | Path, image_dir: str | Path) -> Record:
     image_path = Path(image_dir) / (root.findtext("filename") or f"{xml_path.stem}.jpg").strip()
     if not image_path.is_file():
         raise FileNotFoundError(f"{xml_path}: its image {image_path} not found")
+    iw, ih = _image_size(image_path)
     try:
         h, w = int(float(root.findtext("size/height"))), int(float(root.findtext("size/width")))
-    except (TypeError, ValueError):  # no <size>: ask the image header
-        w, h = _image_size(image_path)
+    except (TypeError, ValueError):  # no <size>: the image header's
+        h, w = ih, iw
+    if (h, w) != (ih, iw):
+        raise ValueError(f"{xml_path}: <size> says {w}x{h} (width x height) but its image {image_path} is {iw}x{ih}")
     boxes, labels, difficult = [], [], []
     for i, obj in enumerate(root.iter("object")):
         where = f"{xml_path}, object {i}"
@@ -116,7 +119,7 @@ def parse_voc_xml(xml_path: str | Path, image_dir: str | Path) -> Record:
         except (TypeError, ValueError):
             raise ValueError(f"{where}: <bndbox> lacks a numeric xmin, ymin, xmax or ymax") from None
         boxes.append(_check_box([b[0] - 1, b[1] - 1, b[2], b[3]], h, w, where))
-        difficult.append(int(obj.findtext("difficult") or 0) == 1)
+        difficult.append(_flag(obj.findtext("difficult") or 0, where))
     return _make_record(image_path, xml_path.stem, boxes, labels, difficult, h, w)
 
 
@@ -145,7 +148,11 @@ def write_voc_xml(xml_path: str | Path, filename: str, height: int, width: int, 
 def _split_ids(ids_file: Path) -> list[str]:
     if not ids_file.is_file():
         raise FileNotFoundError(f"{ids_file}: split file not found")
-    ids = [line.split()[0] for line in ids_file.read_text().splitlines() if line.strip()]
+    try:  # utf-8-sig: a split file saved with a byte-order mark reads the same
+        text = ids_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{ids_file}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
     if not ids:
         raise ValueError(f"{ids_file}: the split lists no images")
     return ids
@@ -161,37 +168,78 @@ def read_voc_split(root: str | Path, split: str = "trainval") -> list[Record]:
 
 
 # ---------------------------------------------------------------- reading fastai's pascal_2007
+def _fields(d: object, keys: Sequence[str], where: str) -> list:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(d).__name__}")
+    missing = [k for k in keys if k not in d]
+    if missing:
+        raise ValueError(f"{where}: lacks the key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+    return [d[k] for k in keys]
+
+
+def _flag(value: object, where: str) -> bool:
+    """A difficult/ignore flag: 0/1, true/false, as a number, a bool or a string."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "1.0", "yes"):
+        return True
+    if text in ("0", "false", "0.0", "no", "", "none"):
+        return False
+    raise ValueError(f"{where}: difficult flag {value!r} is not 0/1 or true/false")
+
+
 def read_fastai_json(json_path: str | Path, image_dir: str | Path) -> list[Record]:
-    """Records from one COCO-style json of fastai's ``pascal_2007`` (bbox ``[x, y, w, h]`` pixels)."""
+    """Records from one COCO-style json of fastai's ``pascal_2007`` (bbox ``[x, y, w, h]`` pixels).
+
+    Every problem (not UTF-8, not JSON, a missing key, a bbox that is not 4 numbers, two images
+    with one id, an annotation of an unknown image) is a ``ValueError`` naming the file and the record.
+    """
     json_path, image_dir = Path(json_path), Path(image_dir)
     if not json_path.is_file():
         raise FileNotFoundError(f"{json_path}: annotation file not found")
     try:
-        d = json.loads(json_path.read_text())
-        names = {c["id"]: c["name"] for c in d["categories"]}
-        images, anns = d["images"], d["annotations"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{json_path}: not a COCO-style json with images, annotations and categories ({e!r})") from None
+        d = json.loads(json_path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{json_path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{json_path}: not a JSON file ({e})") from None
+    images, anns, cats = _fields(d, ("images", "annotations", "categories"), str(json_path))
+    for key, value in (("images", images), ("annotations", anns), ("categories", cats)):
+        if not isinstance(value, list):
+            raise ValueError(f"{json_path}: \"{key}\" must be a list, got {type(value).__name__}")
+    names = dict(_fields(c, ("id", "name"), f"{json_path}, category {i}") for i, c in enumerate(cats))
     if not images:
         raise ValueError(f"{json_path}: the split lists no images")
-    per_image: dict[int, list[dict]] = {im["id"]: [] for im in images}
-    for a in anns:
-        per_image.setdefault(a["image_id"], []).append(a)
+    per_image: dict = {}
+    for i, im in enumerate(images):
+        (im_id,) = _fields(im, ("id",), f"{json_path}, image {i}")
+        if im_id in per_image:
+            raise ValueError(f"{json_path}, image {i}: id {im_id!r} is also the id of an earlier image")
+        per_image[im_id] = []
+    for i, a in enumerate(anns):
+        where = f"{json_path}, annotation {i} (id {a.get('id') if isinstance(a, dict) else None})"
+        (im_id,) = _fields(a, ("image_id",), where)
+        if im_id not in per_image:
+            raise ValueError(f"{where}: image_id {im_id!r} is not among the json's images")
+        per_image[im_id].append((i, a))
     records = []
-    for im in sorted(images, key=lambda im: im["file_name"]):
-        path, h, w = image_dir / im["file_name"], im["height"], im["width"]
+    for i, im in sorted(enumerate(images), key=lambda t: str(t[1].get("file_name"))):
+        file_name, h, w = _fields(im, ("file_name", "height", "width"), f"{json_path}, image {i} (id {im['id']!r})")
+        path = image_dir / file_name
         if not path.is_file():
             raise FileNotFoundError(f"{json_path}: image {path} not found")
         boxes, labels, difficult = [], [], []
-        for a in per_image[im["id"]]:
-            where = f"{json_path}, annotation id {a.get('id')} of image {im['file_name']}"
-            if a["category_id"] not in names:
-                raise ValueError(f"{where}: category_id {a['category_id']} is not in the json's categories")
-            labels.append(_class_id(names[a["category_id"]], where))
-            x, y, bw, bh = a["bbox"]
+        for j, a in per_image[im["id"]]:
+            where = f"{json_path}, annotation id {a.get('id')} of image {file_name}"
+            cat, bbox = _fields(a, ("category_id", "bbox"), where)
+            if cat not in names:
+                raise ValueError(f"{where}: category_id {cat} is not in the json's categories")
+            labels.append(_class_id(names[cat], where))
+            if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
+                raise ValueError(f"{where}: bbox must be 4 numbers [x, y, width, height], got {bbox!r}")
+            x, y, bw, bh = bbox
             boxes.append(_check_box([y, x, y + bh, x + bw], h, w, where))
-            difficult.append(bool(a.get("ignore", a.get("difficult", 0))))  # Detectron's json calls it "ignore"
-        records.append(_make_record(path, Path(im["file_name"]).stem, boxes, labels, difficult, h, w))
+            difficult.append(_flag(a.get("ignore", a.get("difficult", 0)), where))  # Detectron's json calls it "ignore"
+        records.append(_make_record(path, Path(file_name).stem, boxes, labels, difficult, h, w))
     return records
 
 
@@ -252,14 +300,19 @@ def voc_missing_message(looked_in: Sequence[str] = (), reason: str = "") -> str:
             " shipped with scikit-image and matplotlib), and offline training uses make_collage_dataset().")
 
 
-def find_voc(path: str | Path | None = None, download: bool = False) -> Path | None:
+def find_voc(path: str | Path | None = None, download: bool = False, warn: bool | None = None) -> Path | None:
     """Locate Pascal VOC 2007: ``path``, else ``$SSD_LESSON_VOC``, else fastai's default folder.
 
     ``download=True`` fetches it with fastai's ``untar_data(URLs.PASCAL_2007)`` when it
     is not found. Returns the dataset folder (either layout; pass it to :func:`load_voc`),
-    or None after a warning that says what to download, where to put it and that the
-    embedded offline example is used instead. Never raises for missing data.
+    or None. Never raises for missing data. Offline is the normal case: a
+    :class:`VocNotFoundWarning` with the full advice (what to download, where to put it,
+    that the embedded offline example is used instead) comes only when VOC was asked for,
+    by ``path``, ``$SSD_LESSON_VOC`` or ``download``, or when ``warn=True``; ``warn=False``
+    never warns.
     """
+    if warn is None:
+        warn = path is not None or bool(os.environ.get(ENV_VAR)) or download
     # The first place named wins: a wrong explicit path is reported, not silently replaced.
     if path is not None:
         what, p = "the path you gave", Path(path)
@@ -282,7 +335,8 @@ def find_voc(path: str | Path | None = None, download: bool = False) -> Path | N
             reason = f"the download finished but {got} does not hold it"
         except Exception as e:  # no network, disk full, ...: explain instead of a traceback
             reason = f"the download failed ({type(e).__name__}: {e})"
-    warnings.warn(voc_missing_message([f"{p} ({what})"], reason), VocNotFoundWarning, stacklevel=2)
+    if warn:
+        warnings.warn(voc_missing_message([f"{p} ({what})"], reason), VocNotFoundWarning, stacklevel=2)
     return None
 
 

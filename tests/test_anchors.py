@@ -96,3 +96,33 @@ def test_activations_to_boxes_bounds():
         torch.testing.assert_close(ratio, torch.full_like(ratio, 1 + sign * 0.5))  # 0.5 to 1.5 times
     with pytest.raises(ValueError, match="box_actns"):
         activations_to_boxes(torch.zeros(1, 188, 4), anchors)
+
+
+@pytest.mark.parametrize("kwargs,says", [
+    (dict(zooms=(0.7, float("nan"))), "zooms must be finite numbers above 0"),
+    (dict(zooms=(0.0, 1.0)), "zooms must be finite numbers above 0"),
+    (dict(zooms=(-1.0,)), "zooms must be finite numbers above 0"),
+    (dict(ratios=((1.0, 1.0), (1.0,))), r"ratios must be \(height, width\) pairs"),
+    (dict(ratios=((1.0, -0.5),)), r"ratios must be \(height, width\) pairs"),
+    (dict(ratios=(1.0, 0.5)), "must be sequences"),
+    (dict(grids=(4, 2.5)), "grids must be positive integers"),
+    (dict(grids=(4,), grid_scales=(((1.0, float("inf")),),)), r"grid_scales\[0\] must be \(height, width\) pairs"),
+])
+def test_anchor_spec_refuses_bad_values(kwargs, says):
+    with pytest.raises(ValueError, match=says):
+        AnchorSpec(**kwargs)
+
+
+def test_anchor_spec_lists_equal_tuples():
+    listed = AnchorSpec(grids=[4, 2, 1], zooms=[0.7, 1.0, 1.3], ratios=[[1.0, 1.0], [1.0, 0.5], [0.5, 1.0]])
+    assert listed == AnchorSpec() and hash(listed) == hash(AnchorSpec()) and listed.ratios[1] == (1.0, 0.5)
+    assert make_anchors(listed).corners.equal(make_anchors().corners)
+
+
+def test_make_anchors_and_decoding_refuse_integers():
+    with pytest.raises(ValueError, match="dtype: anchors .* floating-point dtype, got torch.int64"):
+        make_anchors(dtype=torch.int64)
+    with pytest.raises(ValueError, match="box_actns: expected a floating-point tensor, got torch.int64"):
+        activations_to_boxes(torch.zeros(1, 189, 4, dtype=torch.int64), make_anchors())
+    with pytest.raises(ValueError, match="anchors: expected an Anchors"):
+        activations_to_boxes(torch.zeros(1, 189, 4), None)

@@ -55,3 +55,15 @@ def test_center_corner_conversions_match_torchvision():
     # torchvision's cxcywh/xyxy is axis-symmetric, so it serves for (cy, cx, h, w) / (y0, x0, y1, x1) too.
     torch.testing.assert_close(centers, tvops.box_convert(corners, "xyxy", "cxcywh"))
     torch.testing.assert_close(centers_to_corners(centers), corners)
+
+
+@pytest.mark.parametrize("a,b,says", [
+    (torch.tensor([[0, 0, 10, 10]]), torch.tensor([[0.0, 0.0, 1.0, 1.0]]), r"box_iou: a must be a floating-point.*int64"),
+    (torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([[0.0, 0.0, 1.0, 1.0]]), r"box_iou: a must be \(\.\.\., N, 4\).*\(4,\)"),
+    (torch.zeros(2, 3, 4), torch.zeros(3, 5, 4), r"leading dimensions of a \(2, 3, 4\) and b \(3, 5, 4\) do not broadcast"),
+    (torch.zeros(3, 4), [[0.0, 0.0, 1.0, 1.0]], r"box_iou: b must be a floating-point tensor of boxes, got list"),
+])
+def test_box_iou_refuses_bad_input(a, b, says):
+    with pytest.raises(ValueError, match=says):
+        box_iou(a, b)
+    assert box_iou(torch.zeros(2, 3, 4), torch.zeros(1, 5, 4)).shape == (2, 3, 5)  # broadcasting leading dims is fine

@@ -177,3 +177,14 @@ def test_embedded_example():
     assert np.abs(image.astype(int) - ex.image.astype(int)).mean() < 1.0
     np.testing.assert_array_equal(pix_boxes, ex.record.boxes)
     np.testing.assert_array_equal(pix_labels, ex.labels)
+
+
+def test_load_image_scales_16_bit_greyscale(tmp_path):
+    from PIL import Image
+
+    grey = np.array([[0, 257, 32896], [65535, 514, 1000]], np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    got = D.load_image(tmp_path / "g16.png")
+    assert got.shape == (2, 3, 3) and got.dtype == np.uint8
+    assert got[..., 0].tolist() == [[0, 1, 128], [255, 2, 4]]  # /257, not clipped to white
+    assert (got[..., 0] == got[..., 2]).all()

@@ -216,3 +216,71 @@ def test_bad_options_and_validate_switch():
     args[3][0, 0] = 25
     with pytest.raises(ValueError, match="class id 25"):
         ssd_loss(*args, make_anchors())
+
+
+# ---------------------------------------------------------------- bad input and numerics
+def _batch(A=189, B=1, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(14)
+    return random_batch(B, 3, gen, A=A, dtype=dtype, min_g=3)  # no padding rows
+
+
+def test_half_precision_with_ssd300_anchors_is_finite():
+    anchors = make_anchors(AnchorSpec.ssd300())
+    cl, ba, gb, gl = _batch(A=len(anchors), B=2)
+    full = ssd_loss(cl, ba, gb, gl, anchors)
+    cl16 = cl.half().requires_grad_()
+    half = ssd_loss(cl16, ba.half(), gb, gl, anchors)
+    assert torch.isfinite(half.total) and half.total.dtype == torch.float32
+    assert half.total.item() == pytest.approx(full.total.item(), rel=2e-3)
+    half.total.backward()
+    assert cl16.grad.dtype == torch.float16 and torch.isfinite(cl16.grad).all()
+
+
+def test_focal_settings_are_validated_and_small_gamma_has_finite_gradients():
+    from ssd_lesson import LossOptions
+    from ssd_lesson.loss import classification_loss
+
+    with pytest.raises(ValueError, match="focal_gamma: must be a finite number >= 0, got -1"):
+        LossOptions(classification="focal", focal_gamma=-1)
+    with pytest.raises(ValueError, match=r"focal_alpha: must be in \[0, 1\].*got 2"):
+        classification_loss(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long), focal=True, alpha=2)
+    x = torch.tensor([[[-120.0, 20.0, 0.0], [20.0, -120.0, 0.0]]], requires_grad=True)  # saturated sigmoids
+    labels = torch.tensor([[0, 2]])
+    for gamma in (0.5, 0.0, 2.0):
+        loss = classification_loss(x, labels, focal=True, gamma=gamma)
+        (g,) = torch.autograd.grad(loss.sum(), x)
+        assert torch.isfinite(loss).all() and torch.isfinite(g).all(), gamma
+    # the same numbers as (1 - p_t) ** gamma where that is finite
+    y = torch.tensor([[[-2.0, 1.0, 0.0]]], dtype=torch.float64)
+    p = torch.sigmoid(y[..., :2])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(y[..., :2], torch.tensor([[[1.0, 0.0]]], dtype=torch.float64), reduction="none")
+    w = torch.tensor([[[0.25, 0.75]]], dtype=torch.float64) * torch.stack([(1 - p[..., 0]), p[..., 1]], -1) ** 0.5
+    got = classification_loss(y, torch.tensor([[0]]), focal=True, gamma=0.5)
+    assert got.item() == pytest.approx(((w * bce).sum() / 2).item(), rel=1e-12)
+
+
+def test_uint8_labels_are_accepted():
+    anchors = make_anchors()
+    cl, ba, gb, gl = _batch()
+    want = ssd_loss(cl, ba, gb, gl, anchors)
+    got = ssd_loss(cl, ba, gb, gl.to(torch.uint8), anchors)  # no padding: uint8 has no -1
+    assert got.total.item() == want.total.item() and torch.equal(got.target_labels, want.target_labels)
+    assert got.gt_labels.dtype == torch.int64 and want.total.item() > 0
+    with pytest.raises(ValueError, match="gt_labels: has class id 255 but there are only 20 classes"):
+        ssd_loss(cl, ba, gb, torch.full_like(gl, 255, dtype=torch.uint8), anchors)
+
+
+def test_loss_refuses_missing_anchors_pixel_boxes_and_bad_labels():
+    from ssd_lesson.loss import classification_loss
+
+    anchors = make_anchors()
+    cl, ba, gb, gl = _batch()
+    with pytest.raises(ValueError, match="anchors: expected the Anchors .* got NoneType"):
+        ssd_loss(cl, ba, gb, gl, None)
+    with pytest.raises(ValueError, match="gt_boxes: boxes must be fractions of the image .* to 224"):
+        ssd_loss(cl, ba, gb * 224, gl, anchors)
+    assert torch.isfinite(ssd_loss(cl, ba, gb * 1.4, gl, anchors).total)  # a little outside the image is fine
+    with pytest.raises(ValueError, match=r"target_labels: class ids must be in \[0, 20\].*got 0\.\.21"):
+        classification_loss(cl, torch.tensor([[0] * 188 + [21]]))
+    with pytest.raises(ValueError, match=r"target_labels: expected shape \(1, 189\)"):
+        classification_loss(cl, torch.zeros(1, 5, dtype=torch.long))

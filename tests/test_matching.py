@@ -99,3 +99,21 @@ def test_match_degenerate_predicted_boxes():
     assert ious[0, :, 0].tolist() == [0.0, 0.0, 1.0]  # identical boxes: IoU 1; degenerate: 0, no NaN
     m = match_boxes(ious, torch.ones(1, 1, dtype=torch.bool))
     assert m.gt_overlap.tolist() == [[0.0, 0.0, 1.99]]
+
+
+def test_match_boxes_refuses_bad_input():
+    ious = torch.tensor([[[0.9, 0.1], [0.2, 0.6], [0.3, 0.3], [0.0, 0.0], [0.1, 0.5]]])
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="ious: contains NaN"):
+        match_boxes(torch.where(torch.eye(5, 2, dtype=torch.bool)[None], float("nan"), ious), valid)
+    with pytest.raises(ValueError, match=r"iou_threshold: must be a number in \[0, 1.99\), got nan"):
+        match_boxes(ious, valid, float("nan"))
+    with pytest.raises(ValueError, match=r"iou_threshold: .* got 2.5"):
+        match_boxes(ious, valid, 2.5)
+    with pytest.raises(ValueError, match=r"ious: expected a \(B, A, G\) floating-point tensor, got \(5, 2\)"):
+        match_boxes(ious[0], valid)
+    with pytest.raises(ValueError, match="gt_valid: expected a bool tensor .* got torch.float32"):
+        match_boxes(ious, valid.float())
+    m = match_boxes(ious, valid, 0.4)  # the same input, well formed
+    assert m.gt_idx.tolist() == [[0, 1, 0, 0, 1]]
+    assert m.gt_overlap[0].tolist() == pytest.approx([FORCED_OVERLAP, FORCED_OVERLAP, 0.3, 0.0, 0.5])

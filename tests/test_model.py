@@ -217,7 +217,7 @@ def test_predict_resizes_and_returns_pixel_boxes():
 
 
 def test_predict_on_a_real_model(model):
-    dets = predict(model, torch.randn(3, 224, 224), score_threshold=0.0, max_per_image=7)
+    dets = predict(model, torch.randn(3, 224, 224).clamp(-2, 2), score_threshold=0.0, max_per_image=7)
     assert len(dets) == 1 and len(dets[0].boxes) == 7 and not model.training
     assert torch.all(dets[0].labels < 20) and torch.all(dets[0].scores[:-1] >= dets[0].scores[1:])
     assert dets[0].boxes.min() >= 0 and dets[0].boxes.max() <= 224
@@ -273,3 +273,85 @@ def test_show_detections_draws(model):
     show_detections(ax, torch.randn(3, 224, 224), *det, model.class_names, title="t")
     assert [t.get_text() for t in ax.texts] == ["cat 0.93"] and len(ax.patches) == 1
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- bad input to predict, decode and checkpoints
+def test_prepare_images_reads_values_by_dtype():
+    from ssd_lesson.infer import prepare_images
+
+    gen = torch.Generator().manual_seed(14)
+    u8 = torch.randint(0, 256, (3, 30, 20), generator=gen, dtype=torch.uint8)
+    want, hw = prepare_images(u8, 224)
+    assert hw == [(30, 20)]
+    torch.testing.assert_close(prepare_images(u8.to(torch.int32).mul(257).to(torch.uint16), 224)[0], want)  # /65535
+    torch.testing.assert_close(prepare_images(u8.permute(1, 2, 0).numpy() / 255.0, 224)[0], want)  # numpy floats: 0..1
+    torch.testing.assert_close(prepare_images(u8.float() / 255, 224, normalized=False)[0], want)
+    torch.testing.assert_close(prepare_images(want, 224)[0], want)  # tensors: ImageNet-normalised, as the DataLoaders give
+
+
+@pytest.mark.parametrize("image,says", [
+    (torch.zeros(3, 30, 20, dtype=torch.int64), "dtype torch.int64 is not an image dtype"),
+    (torch.zeros(3, 30, 20, dtype=torch.bool), "dtype torch.bool is not an image dtype"),
+    (torch.full((30, 20, 3), 200.0).numpy(), r"torch.float32 values 200\.\.200 are not RGB fractions 0\.\.1"),
+    (torch.full((3, 30, 20), 200.0), r"values 200\.\.200 are not ImageNet-normalised"),
+    (torch.zeros(3, 0, 0, dtype=torch.uint8), "an image of 0x0 pixels"),
+    (torch.full((3, 30, 20), float("nan")), "contains NaN or inf"),
+])
+def test_predict_refuses_images_it_would_misread(image, says):
+    anchors, class_logits, box_actns = crafted_outputs()
+    with pytest.raises(ValueError, match=says):
+        predict(FixedOutputs(class_logits, box_actns), image)
+
+
+def test_predict_and_decode_options_and_shapes():
+    anchors, class_logits, box_actns = crafted_outputs()
+    fake = FixedOutputs(class_logits, box_actns)
+    assert predict(fake, []) == [] and fake.seen is None  # nothing to run
+    for kw, says in ((dict(max_per_image=-1), "max_per_image: must be an integer >= 1, got -1"),
+                     (dict(score_threshold=1.5), r"score_threshold: must be in \[0, 1\)"),
+                     (dict(score_threshold=float("nan")), "score_threshold"), (dict(nms_iou=float("nan")), "nms_iou")):
+        with pytest.raises(ValueError, match=says):
+            predict(fake, torch.zeros(3, 10, 10, dtype=torch.uint8), **kw)
+    with pytest.raises(ValueError, match=r"box_actns: its \(B, A\) = \(2, 189\) differs from class_logits' \(1, 189\)"):
+        decode(class_logits, box_actns.expand(2, -1, -1), anchors)
+    with pytest.raises(ValueError, match="class_logits: has 189 boxes but anchors has 8732"):
+        decode(class_logits, box_actns, make_anchors(AnchorSpec.ssd300()))
+    assert decode(class_logits, box_actns, anchors, score_threshold=0.5)[0].labels.tolist() == [7, 14]  # cat, person
+
+
+@pytest.mark.parametrize("content,says", [
+    (b"", "not a checkpoint"), (bytes(range(256)) * 4, "not a checkpoint"), ("truncated", "not a checkpoint"),
+    ("pickled object", "refused: it holds Python objects"), ("missing key", "lacks the key 'head_kwargs'"),
+])
+def test_load_checkpoint_refuses_what_is_not_a_checkpoint(model, tmp_path, content, says):
+    path = tmp_path / "bad.pth"
+    good = save_checkpoint(model, tmp_path / "good.pth")
+    if content == "truncated":
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif content == "pickled object":
+        torch.save({"format": "ssd_lesson.checkpoint/1", "payload": _NotPlain()}, path)
+    elif content == "missing key":
+        ckpt = torch.load(good, weights_only=True)
+        del ckpt["head_kwargs"]
+        torch.save(ckpt, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=says) as e:
+        load_checkpoint(path)
+    assert str(path) in str(e.value)
+
+
+class _NotPlain:
+    """Anything beyond tensors and plain values: weights_only loading must refuse it."""
+
+
+def test_shipped_checkpoint_loads_with_weights_only_and_list_specs_match():
+    from ssd_lesson.lesson import find_checkpoint
+
+    path = find_checkpoint()
+    assert path is not None
+    ckpt = torch.load(path, weights_only=True)  # plain values and tensors only
+    listed = AnchorSpec(grids=list(ckpt["spec"]["grids"]), zooms=list(ckpt["spec"]["zooms"]),
+                        ratios=[list(r) for r in ckpt["spec"]["ratios"]])
+    m = load_checkpoint(path, spec=listed)
+    assert m.spec == AnchorSpec() and len(m.class_names) == 20

@@ -64,7 +64,7 @@ def _voc_warning(record) -> str:
 
 def test_find_voc_explains_what_to_do_when_nothing_is_found(no_voc_env):
     with pytest.warns(D.VocNotFoundWarning) as w:
-        assert D.find_voc() is None
+        assert D.find_voc(warn=True) is None
     msg = _voc_warning(w)
     for needle in (str(no_voc_env), "SSD_LESSON_VOC", "untar_data(URLs.PASCAL_2007)", "pascal_2007.tgz",
                    "VOCdevkit/VOC2007", "embedded offline example"):
@@ -165,3 +165,82 @@ def test_empty_split(tmp_path):
         D.load_voc(fa, "val")
     with pytest.raises(ValueError, match="empty split"):
         D.make_dataloaders(D.load_voc(base, "train"), [])
+
+
+# ---------------------------------------------------------------- bad input is refused, naming the file and record
+def test_offline_is_quiet_and_asking_for_voc_gives_the_advice(no_voc_env, monkeypatch, tmp_path):
+    import warnings
+
+    from ssd_lesson.lesson import voc_status
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # offline, nothing asked for: no warning at all
+        assert D.find_voc() is None
+        ex = D.lesson_example()
+    assert ex.source.startswith("Using the embedded offline example") and "README.md" in ex.source
+    assert voc_status().startswith("Pascal VOC 2007 was not found")  # notebook 01's full advice
+    monkeypatch.setenv(D.ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.warns(D.VocNotFoundWarning, match=r"\$SSD_LESSON_VOC"):
+        assert D.find_voc() is None
+
+
+def _fastai_json(tmp_path, images=None, annotations=None, **extra):
+    _write_image(tmp_path / "train" / "1.jpg", 20, 30, [])
+    d = {"images": [{"file_name": "1.jpg", "height": 20, "width": 30, "id": 1}] if images is None else images,
+         "annotations": [{"image_id": 1, "id": 7, "bbox": [1, 2, 10, 5], "category_id": 1, "ignore": 0}]
+         if annotations is None else annotations,
+         "categories": [{"id": 1, "name": "cow"}], **extra}
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(d))
+    return path
+
+
+@pytest.mark.parametrize("change,says", [
+    (dict(annotations=[{"image_id": 1, "id": 7, "category_id": 1}]), r"annotation id 7 of image 1.jpg: lacks the key 'bbox'"),
+    (dict(annotations=[{"image_id": 1, "id": 7, "bbox": [1, 2, 10], "category_id": 1}]), r"annotation id 7 of image 1.jpg: bbox must be 4 numbers"),
+    (dict(annotations=[{"id": 7, "bbox": [1, 2, 10, 5], "category_id": 1}]), r"annotation 0 \(id 7\).*lacks the key 'image_id'"),
+    (dict(images=[{"file_name": "1.jpg", "id": 1}]), r"image 0 \(id 1\).*lacks the keys 'height', 'width'"),
+    (dict(images=[{"file_name": "1.jpg", "height": 20, "width": 30, "id": 1}] * 2), r"image 1: id 1 is also the id"),
+    (dict(annotations=[{"image_id": 9, "id": 7, "bbox": [1, 2, 10, 5], "category_id": 1}]), r"image_id 9 is not among"),
+    (dict(annotations=[{"image_id": 1, "id": 7, "bbox": [1, 2, 10, 5], "category_id": 1, "ignore": "maybe"}]), "difficult flag"),
+])
+def test_fastai_json_problems_name_the_file_and_record(tmp_path, change, says):
+    path = _fastai_json(tmp_path, **change)
+    with pytest.raises(ValueError, match=says) as e:
+        D.read_fastai_json(path, tmp_path / "train")
+    assert str(path) in str(e.value)
+
+
+def test_fastai_json_null_annotations_and_non_utf8(tmp_path):
+    path = _fastai_json(tmp_path)
+    path.write_text(path.read_text().replace('"annotations": [', '"annotations": null, "x": ['))
+    with pytest.raises(ValueError, match='"annotations" must be a list, got NoneType') as e:
+        D.read_fastai_json(path, tmp_path / "train")
+    assert str(path) in str(e.value)
+    path.write_bytes(b'{"images": "\xff\xfe caf\xe9"}')
+    with pytest.raises(ValueError, match="not a UTF-8 text file") as e:
+        D.read_fastai_json(path, tmp_path / "train")
+    assert str(path) in str(e.value)
+
+
+def test_fastai_json_ignore_flags(tmp_path):
+    anns = [{"image_id": 1, "id": k, "bbox": [1, 2, 10, 5], "category_id": 1, "ignore": flag}
+            for k, flag in enumerate(["0", 0, "1", True, "false", 1])]
+    (r,) = D.read_fastai_json(_fastai_json(tmp_path, annotations=anns), tmp_path / "train")
+    assert r.difficult.tolist() == [False, False, True, True, False, True]  # "0" is not difficult
+
+
+def test_voc_xml_difficult_words_bom_and_size(tmp_path):
+    _write_image(tmp_path / "JPEGImages" / "a.jpg", 20, 30, [])
+    objs = [("cow", 1, 1, 10, 10, d) for d in ("true", "false", "1", "0", "True")]
+    xml = tmp_path / "a.xml"
+    xml.write_text(_voc_xml("a", 20, 30, objs))
+    assert D.parse_voc_xml(xml, tmp_path / "JPEGImages").difficult.tolist() == [True, False, True, False, True]
+    xml.write_text(_voc_xml("a", 40, 30, objs[:1]))  # <size> says 30x40, the image is 30x20
+    with pytest.raises(ValueError, match=r"<size> says 30x40.*is 30x20") as e:
+        D.parse_voc_xml(xml, tmp_path / "JPEGImages")
+    assert str(xml) in str(e.value) and "a.jpg" in str(e.value)
+    root = make_voc(tmp_path / "bom")
+    split = root / "ImageSets" / "Main" / "train.txt"
+    split.write_bytes(b"\xef\xbb\xbf" + split.read_bytes())  # saved by an editor with a byte-order mark
+    assert [r.image_id for r in D.read_voc_split(root, "train")] == split.read_text(encoding="utf-8-sig").split()
