@@ -25,7 +25,7 @@ def widget_cells(nb) -> list[int]:
 
 def test_widget_display_data_carries_its_own_figure():
     from ssd_lesson import make_anchors
-    from ssd_lesson.dissect import example_activations, load_example
+    from ssd_lesson.lesson import example_activations, load_example
     from ssd_lesson.widgets import BoxWidget
 
     ex, anchors = load_example(), make_anchors()
@@ -55,7 +55,7 @@ def test_static_copy_turns_every_saved_widget_into_its_figure():
             saved = [b["data"] for m in state.values() if m["model_name"] == "ImageModel" for b in m["buffers"]]
             assert img in saved, f"{path.name} cell {i}: the figure is not one of the saved Image widgets'"
         assert nbformat.read(path, as_version=4) == nb  # the notebook itself is left alone
-    assert found == 2  # notebooks 03 and 05
+    assert found == 3  # notebooks 03 (BoxWidget), 05 (ThresholdWidget) and 08 (FollowBox)
 
 
 @pytest.mark.browser
