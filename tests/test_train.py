@@ -113,7 +113,8 @@ def test_distributed_two_cpu_processes(collage_dir, tmp_path):
     with socket.socket() as sock:  # a free port for the rendezvous (torchrun's port 0 hangs accelerate's init)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    # TMPDIR: torchrun keeps its rendezvous files there; under tmp_path nothing is left in /tmp
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "TMPDIR": str(tmp_path)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
            "-m", "ssd_lesson", "train", *SMALL, "--epochs", "1", "--data-dir", str(collage_dir), "--out", str(out)]
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
