@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .data import DATA_DIR, load_image
-from .voc import VOC_CLASSES, Record, parse_voc_xml, write_voc_xml
+from .voc import Record, parse_voc_xml, write_voc_xml
 
 __all__ = ["PHOTO_ANNOTATIONS", "BACKGROUNDS", "package_file", "photo_records", "Crop", "object_crops",
            "Collage", "paste_objects", "render_collage", "make_collage_dataset"]

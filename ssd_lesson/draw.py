@@ -28,6 +28,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
 from .labels import placer_for
+from .matching import PAD_LABEL
 from .voc import VOC_CLASSES
 
 __all__ = ["Scene", "as_scene", "GT_COLORS", "BOX_COLORS", "BG_COLOR", "default_margin", "fit_margin", "fit_margins", "show_image",
@@ -81,7 +82,7 @@ def as_scene(example: Any, class_names: Sequence[str] = VOC_CLASSES) -> Scene:
         image = example.image if image is None else image
         boxes, labels = example.boxes, example.labels
     boxes, labels = _boxes(boxes).reshape(-1, 4), _np(labels).reshape(-1).astype(int)
-    keep = labels >= 0  # drop padding rows
+    keep = labels != PAD_LABEL  # drop padding rows
     return Scene(_np(image), boxes[keep], labels[keep], tuple(class_names))
 
 
@@ -126,9 +127,10 @@ def show_image(ax: Axes, image: np.ndarray, margin: Any = 0.0) -> None:
 
 def draw_box(ax: Axes, box: Any, color: Any, label: Optional[str] = None, lw: float = 1.5, ls: str = "-",
              alpha: float = 1.0, fontsize: float = 8, gid: Optional[str] = None,
-             priority: float = 0.0) -> tuple[Rectangle, Optional[Text]]:
+             priority: float = 0.0, drop_label_if_crowded: bool = False) -> tuple[Rectangle, Optional[Text]]:
     """Outline one ``(y0, x0, y1, x1)`` box; ``label`` goes on a dark patch in its top-left corner, or
-    where :mod:`ssd_lesson.labels` finds room at draw time (higher ``priority`` placed first)."""
+    where :mod:`ssd_lesson.labels` finds room at draw time (higher ``priority`` placed first; with
+    ``drop_label_if_crowded``, left out where no room is free rather than drawn over another)."""
     y0, x0, y1, x1 = (float(v) for v in box)
     rect = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=lw, ls=ls, alpha=alpha, gid=gid)
     ax.add_patch(rect)
@@ -136,7 +138,7 @@ def draw_box(ax: Axes, box: Any, color: Any, label: Optional[str] = None, lw: fl
     if label is not None:
         text = ax.text(x0, y0, label, color="white", fontsize=fontsize, va="top", ha="left", alpha=alpha,
                        bbox={**_LABEL_BOX, "edgecolor": color}, clip_on=True, gid=gid)
-        placer_for(ax).add(text, box, color, priority=priority)
+        placer_for(ax).add(text, box, color, priority=priority, hide=drop_label_if_crowded)
     return rect, text
 
 

@@ -14,9 +14,11 @@ import contextlib
 import sys
 import warnings
 from pathlib import Path
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Sequence
 
 import torch
+
+from .cli import UserError, run_command
 
 __all__ = ["Evaluation", "record_targets", "evaluate_detections", "evaluate_main"]
 
@@ -80,21 +82,8 @@ def evaluate_detections(model, records: Sequence, *, score_threshold: float = 0.
 
 
 # ---------------------------------------------------------------- the command
-class _Refused(Exception):
-    """A wrong option or missing input: one line ``error: ...`` and exit status ``code``."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage block
-        raise _Refused(f"{message} (see python -m ssd_lesson evaluate --help)")
-
-
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m ssd_lesson evaluate",
+    p = argparse.ArgumentParser(prog="python -m ssd_lesson evaluate",
                 description="AP per class of a checkpoint: Pascal VOC2007 (11-point), VOC2010+ (all points) and "
                             "COCO-style AP@0.5 (torchmetrics), difficult objects ignored by all three.")
     p.add_argument("--checkpoint", default=None, help="default: the shipped data/checkpoints/ssd_collage.pth")
@@ -115,23 +104,23 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
     args = p.parse_args(list(argv))
     if args.n_images is not None and args.n_images < 5:
-        raise _Refused(f"--n-images must be at least 5 (a fifth of the set is its validation split), got {args.n_images}")
+        raise UserError(f"--n-images must be at least 5 (a fifth of the set is its validation split), got {args.n_images}")
     if not 0 <= args.iou_threshold < 1:
-        raise _Refused(f"--iou-threshold must be in [0, 1), got {args.iou_threshold}")
+        raise UserError(f"--iou-threshold must be in [0, 1), got {args.iou_threshold}")
     if not 0 <= args.score_threshold < 1:
-        raise _Refused(f"--score-threshold must be in [0, 1), got {args.score_threshold}")
+        raise UserError(f"--score-threshold must be in [0, 1), got {args.score_threshold}")
     if args.batch_size < 1:
-        raise _Refused(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.data == "voc" and (args.n_images is not None or args.seed is not None):
-        raise _Refused("--n-images and --seed are for --data collage")
+        raise UserError("--n-images and --seed are for --data collage")
     if args.csv is not None:
         csv = Path(args.csv)
         if csv.is_dir():
-            raise _Refused(f"--csv {csv} is a folder; give a file name")
+            raise UserError(f"--csv {csv} is a folder; give a file name")
         if not csv.parent.is_dir():
-            raise _Refused(f"--csv {csv}: the folder {csv.parent} does not exist")
+            raise UserError(f"--csv {csv}: the folder {csv.parent} does not exist")
         if csv.exists() and not args.force:
-            raise _Refused(f"{csv} exists; pass --force to overwrite it, or choose another --csv", code=1)
+            raise UserError(f"{csv} exists; pass --force to overwrite it, or choose another --csv", code=1)
     return args
 
 
@@ -142,18 +131,18 @@ def _load_model(args):
     try:
         path = find_checkpoint(args.checkpoint)
     except FileNotFoundError as e:
-        raise _Refused(str(e)) from None
+        raise UserError(str(e)) from None
     if path is None:
-        raise _Refused("no checkpoint in data/checkpoints; pass --checkpoint PATH (python -m ssd_lesson train makes one)")
+        raise UserError("no checkpoint in data/checkpoints; pass --checkpoint PATH (python -m ssd_lesson train makes one)")
     try:
         model = load_checkpoint(path)
     except Exception as e:  # not a checkpoint, truncated, ...: say so in one line
-        raise _Refused(f"{path}: cannot load the checkpoint ({type(e).__name__}: {e})") from None
+        raise UserError(f"{path}: cannot load the checkpoint ({type(e).__name__}: {e})") from None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
         model = model.to(torch.device(device))
     except (RuntimeError, AssertionError) as e:
-        raise _Refused(f"--device {args.device}: {e}") from None
+        raise UserError(f"--device {args.device}: {e}") from None
     return path, model
 
 
@@ -175,7 +164,7 @@ def _records(args, model) -> tuple[list, str]:
         where = find_voc(args.data_dir)
     if where is None:
         looked = args.data_dir or "$SSD_LESSON_VOC or fastai's data folder"
-        raise _Refused(f"Pascal VOC 2007 not found (looked in {looked}); set SSD_LESSON_VOC=/path/to/pascal_2007 or pass "
+        raise UserError(f"Pascal VOC 2007 not found (looked in {looked}); set SSD_LESSON_VOC=/path/to/pascal_2007 or pass "
                        "--data-dir, or evaluate offline with --data collage")
     for w in caught:  # anything else find_voc had to say
         print(f"warning: {str(w.message).splitlines()[0]}", file=sys.stderr)
@@ -183,7 +172,7 @@ def _records(args, model) -> tuple[list, str]:
     try:
         records = load_voc(where, split)
     except (FileNotFoundError, ValueError) as e:
-        raise _Refused(f"{where}: cannot read the {split} split ({e})") from None
+        raise UserError(f"{where}: cannot read the {split} split ({e})") from None
     return records, f"Pascal VOC 2007 {where}, split {split}"
 
 
@@ -200,15 +189,11 @@ def _format(table) -> str:
 
 def evaluate_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson evaluate ...``: 0 done; 2 wrong options or missing data; 1 an existing --csv."""
-    try:
-        args = _parse(argv)
-        path, model = _load_model(args)
-        records, what = _records(args, model)
-        if not records:
-            raise _Refused(f"{what}: no images to evaluate")
-    except _Refused as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.code
+    args = _parse(argv)  # a wrong option, a missing file or folder: cli.run_command prints UserError's one line
+    path, model = _load_model(args)
+    records, what = _records(args, model)
+    if not records:
+        raise UserError(f"{what}: no images to evaluate")
     print(f"checkpoint {path}; {what}: {len(records)} images", flush=True)
     with contextlib.redirect_stdout(sys.stderr):  # the progress bar, on a terminal; stdout keeps the table
         ev = evaluate_detections(model, records, score_threshold=args.score_threshold, batch_size=args.batch_size)
@@ -224,4 +209,4 @@ def evaluate_main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(evaluate_main(sys.argv[1:]))
+    sys.exit(run_command(evaluate_main, sys.argv[1:]))

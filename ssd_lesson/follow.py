@@ -8,7 +8,6 @@ number or by (grid, scale, row, col). Boxes are ``(y0, x0, y1, x1)`` fractions o
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
@@ -23,7 +22,7 @@ from .anchors import AnchorInfo, Anchors
 from .loss import SSDLossResult, loss_gradients, ssd_loss
 from .matching import FORCED_OVERLAP
 from .tables import box_class_losses
-from .widgets import MARGIN_COLOR, _Shown
+from .shown import MARGIN_COLOR, _Shown
 
 __all__ = ["Followed", "FollowBox", "follow_box", "follow_box_figure", "follow_box_text"]
 

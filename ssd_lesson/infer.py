@@ -13,7 +13,7 @@ swap axes at those calls only (torchvision here, torchmetrics in :mod:`ssd_lesso
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch

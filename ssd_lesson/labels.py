@@ -8,6 +8,9 @@ corners inside and outside the box, then along its top and left edges, then furt
 rings around the corner, joined to the corner by a thin leader line in the box's colour.
 Everything is measured in pixels of the renderer doing the drawing, so the placement holds
 at any dpi and after any change of layout (a suptitle added later, a text re-set by a widget).
+A label added with ``hide=True`` stays touching its box or is left out when no such spot is
+free (a figure with more boxes than room, such as the threshold widget at a low threshold); :meth:`LabelPlacer.shown` says
+which labels were drawn, so the caller can list the others.
 """
 from __future__ import annotations
 
@@ -30,20 +33,28 @@ class LabelPlacer(Artist):
     def __init__(self, ax: Axes):
         super().__init__()
         self.ax = ax
-        self.items: list[tuple[Text, tuple[float, float, float, float], Optional[Line2D], float]] = []
+        self.items: list[tuple[Text, tuple[float, float, float, float], Optional[Line2D], float, bool]] = []
+        self.hidden: set[int] = set()  # ids of the texts this placer left out at the last draw
         self.set_zorder(-1e9)  # drawn before every other artist of the axes
         ax.add_artist(self)
 
-    def add(self, text: Text, box: Any, color: Any = "black", leader: bool = True, priority: float = 0.0) -> Text:
-        """Manage ``text``, the label of ``box`` ``(y0, x0, y1, x1)`` in data coordinates; higher priority first."""
+    def add(self, text: Text, box: Any, color: Any = "black", leader: bool = True, priority: float = 0.0,
+            hide: bool = False) -> Text:
+        """Manage ``text``, the label of ``box`` ``(y0, x0, y1, x1)`` in data coordinates; higher priority
+        first; with ``hide``, only spots touching the box are tried, and the label is left out (not
+        overlapped, not moved away on a leader line) when none is free."""
         line = None
         if leader:
             line = Line2D([], [], color=color, lw=0.8, alpha=0.9, zorder=text.get_zorder() - 0.05, gid="leader")
             line.set_visible(False)
             self.ax.add_line(line)
         text.set(ha="left", va="top", transform=self.ax.transData)
-        self.items.append((text, tuple(float(v) for v in box), line, priority))
+        self.items.append((text, tuple(float(v) for v in box), line, priority, hide))
         return text
+
+    def shown(self) -> list[Text]:
+        """The managed labels drawn at the last draw (all but those left out for want of room)."""
+        return [t for t, *_ in self.items if t.get_visible() and id(t) not in self.hidden]
 
     def get_window_extent(self, renderer: Any = None):  # nothing of its own to draw
         from matplotlib.transforms import Bbox
@@ -61,8 +72,12 @@ class LabelPlacer(Artist):
         to_data = ax.transData.inverted()
         placed = [self._fixed_obstacles(renderer)]
         order = sorted(range(len(self.items)), key=lambda i: -self.items[i][3])
+        for text, *_ in self.items:  # left out last time, tried again (the layout may have changed)
+            if id(text) in self.hidden:
+                text.set_visible(True)
+        self.hidden.clear()
         for i in order:
-            text, (y0, x0, y1, x1), line, _ = self.items[i]
+            text, (y0, x0, y1, x1), line, _, hide = self.items[i]
             if line is not None:
                 line.set_visible(False)
             if not text.get_visible() or not text.get_text():
@@ -74,8 +89,8 @@ class LabelPlacer(Artist):
             pad = _patch_pad(text, renderer)
             w, h = ext.width + 2 * pad, ext.height + 2 * pad
             others = np.concatenate(placed)
-            cands, attached, k = None, None, None
-            for far in (False, True):  # the spots touching the box first; rings further out only if need be
+            cands, attached, k, found = None, None, None, False
+            for far in (False,) if hide else (False, True):  # touching the box first; then rings further out
                 c = _candidates(left, right, bottom, top, w, h, frame, far)
                 rects = np.column_stack([c[:, 0], c[:, 1] - h, c[:, 0] + w, c[:, 1]])  # x0, y0, x1, y1
                 inside = ((rects[:, 0] >= frame.x0 - 0.5) & (rects[:, 2] <= frame.x1 + 0.5)
@@ -83,11 +98,15 @@ class LabelPlacer(Artist):
                 overlap = _overlap_area(rects, others)
                 free = inside & (overlap == 0)
                 if free.any():
-                    cands, k, attached = c, int(np.argmax(free)), not far
+                    cands, k, attached, found = c, int(np.argmax(free)), not far, True
                     break
                 if not far:  # if nowhere is free: the near spot inside the axes with the least overlap
                     cands, attached = c, True
                     k = int(np.argmin(np.where(inside, overlap, np.inf))) if inside.any() else 0
+            if hide and not found:  # no room anywhere: leave it out rather than overlap
+                text.set_visible(False)
+                self.hidden.add(id(text))
+                continue
             rects = np.column_stack([cands[:, 0], cands[:, 1] - h, cands[:, 0] + w, cands[:, 1]])
             lx, ty = cands[k]
             text.set_position(to_data.transform((lx + pad, ty - pad)))
@@ -144,9 +163,9 @@ def _overlap_area(rects: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 def placer_for(ax: Axes) -> LabelPlacer:
-    """The axes' :class:`LabelPlacer`, made on first use."""
+    """The axes' :class:`LabelPlacer`, made on first use and again after ``ax.clear()`` (which drops it)."""
     placer = getattr(ax, "_ssd_label_placer", None)
-    if placer is None:
+    if placer is None or placer not in ax.artists:
         placer = LabelPlacer(ax)
         ax._ssd_label_placer = placer
     return placer

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .anchors import Anchors
 from .infer import _YX_TO_XY, Detections, decode
+from .matching import PAD_LABEL
 from .voc_eval import VOC07_RECALLS, VOCResult, average_precision, voc_ap
 
 __all__ = ["detection_map", "MeanAP", "map_metrics", "voc_ap", "VOCResult", "average_precision", "VOC07_RECALLS",
@@ -36,7 +37,7 @@ def _tm_pred(d: Detections) -> dict:
 
 def _tm_targets(gt_boxes: Tensor, gt_labels: Tensor) -> list[dict]:
     """Padded ``(B, G, 4)`` / ``(B, G)`` ground truth (label -1 = padding) to torchmetrics' per-image dicts."""
-    return [dict(boxes=b[lab >= 0][:, _YX_TO_XY].float().cpu(), labels=lab[lab >= 0].cpu())
+    return [dict(boxes=b[lab != PAD_LABEL][:, _YX_TO_XY].float().cpu(), labels=lab[lab != PAD_LABEL].cpu())
             for b, lab in zip(gt_boxes, gt_labels)]
 
 
@@ -96,7 +97,8 @@ class _MAPState:
             scale = torch.tensor([image_size[0], image_size[1]] * 2, dtype=torch.float64)
             for d, b, lab in zip(dets, gt_boxes, gt_labels):
                 self.voc_preds.append(dict(boxes=d.boxes.cpu().double() * scale, scores=d.scores.cpu(), labels=d.labels.cpu()))
-                self.voc_targets.append(dict(boxes=b[lab >= 0].cpu().double() * scale, labels=lab[lab >= 0].cpu()))
+                real = lab != PAD_LABEL
+                self.voc_targets.append(dict(boxes=b[real].cpu().double() * scale, labels=lab[real].cpu()))
         self.n, self.result = self.n + len(dets), None
 
     def _voc07(self) -> float:

@@ -1,9 +1,7 @@
 """Two ipywidgets for the notebooks: a box's four activations (notebook 3) and the IoU threshold (notebook 5).
 
 Each widget owns one matplotlib :class:`~matplotlib.figure.Figure` and redraws
-*that* figure on every change, showing it as a PNG in an ``ipywidgets.Image`` at
-the PNG's own pixel size (never stretched), so it works under ``%matplotlib inline``
-(no ipympl needed) and in tests without a browser. Controls and figure fit one
+*that* figure on every change, shown at its own pixel size (:mod:`ssd_lesson.shown`). Controls and figure fit one
 1440x900 screen, and every keyboard step of a control changes the figure.
 ``.set(...)`` moves the controls as a learner would; the attributes
 (``.pred_box``, ``.positive_count``, ...) hold exactly what is on display.
@@ -11,10 +9,8 @@ Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
 """
 from __future__ import annotations
 
-import base64
-import io
 import math
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Optional
 
 import ipywidgets as W
 import numpy as np
@@ -24,61 +20,16 @@ from matplotlib.patches import Rectangle
 
 from . import plots
 from .anchors import Anchors, activations_to_boxes
+from .labels import placer_for
 from .loss import SSDLossResult, ssd_loss
 from .matching import FORCED_OVERLAP, IOU_THRESHOLD
+from .shown import MARGIN_COLOR, _Shown
 
 __all__ = ["BoxWidget", "ThresholdWidget"]
 
 ACTIVATIONS = ("dy", "dx", "dh", "dw")
 TANH_LIMIT = 0.99  # the sliders move tanh(activation) in [-0.99, 0.99] (activation +-2.65)
 TANH_STEP = 0.03  # one keyboard step: 1.5 % of a cell (centre) or of the anchor's side (size); 0 is on the grid
-MARGIN_COLOR = "#5a5a5a"  # around the photo: white dashes and light boxes stay visible
-
-
-def _png(fig: Figure, dpi: int, fmt: str = "png") -> bytes:
-    """The figure as image bytes: PNG, or JPEG (quality 75: 5x smaller for figures full of photographs)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi, **({"pil_kwargs": {"quality": 75}} if fmt == "jpeg" else {}))
-    return buf.getvalue()
-
-
-class _Shown:
-    """Shared plumbing: the widget tree is ``self.widget``; displaying the object displays it."""
-
-    widget: W.Widget
-    figure: Figure
-    image: W.Image
-    dpi: int
-    freeze_layout = True  # the panels stay where the first frame put them (no jumping between frames)
-
-    def _render(self) -> None:
-        self.image.value = _png(self.figure, self.dpi, self.image.format)
-        if self.freeze_layout and self.figure.get_layout_engine() is not None:
-            self.figure.set_layout_engine("none")
-        w, h = self.pixel_size
-        self.image.layout.width, self.image.layout.height = f"{w}px", f"{h}px"  # its own size: no stretching
-
-    @property
-    def pixel_size(self) -> tuple[int, int]:
-        """``(width, height)`` of the image shown, in pixels (the figure's inches times ``dpi``)."""
-        w, h = self.figure.get_size_inches()
-        return int(round(w * self.dpi)), int(round(h * self.dpi))
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The widget view plus a static copy of its figure as it is now (``image/png`` or ``image/jpeg``).
-
-        JupyterLab shows the live widget; a page without a widget renderer (an HTML
-        export opened offline, GitHub's viewer) shows the widget's own figure instead.
-        """
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        if isinstance(bundle, tuple):  # (data, metadata)
-            data, metadata = bundle
-        else:
-            data, metadata = bundle, None
-        if data is not None and self.image.value:
-            data = dict(data)
-            data[f"image/{self.image.format}"] = base64.b64encode(self.image.value).decode("ascii")
-        return data if metadata is None else (data, metadata)
 
 
 def _tanh_inset(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
@@ -91,8 +42,9 @@ def _tanh_inset(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
         shown = float(np.clip(a, -span, span))
         ax.scatter([shown], [math.tanh(a)], s=28, color=plots.BOX_COLORS[3 + j], zorder=3,
                    marker=">" if a > span else "<" if a < -span else "o")
-        ax.annotate(k, (shown, math.tanh(a)), xytext=(4, -9 + 6 * j), textcoords="offset points", fontsize=7,
-                    color=plots.BOX_COLORS[3 + j])
+        y = math.tanh(a)  # the name goes where the label placer finds room beside the dot
+        placer_for(ax).add(ax.text(shown, y, k, fontsize=7, color=plots.BOX_COLORS[3 + j], clip_on=True),
+                           (y, shown, y, shown), plots.BOX_COLORS[3 + j])
     ax.set(xlim=(-span, span), ylim=(-1.1, 1.1), xticks=[-span, 0, span], yticks=[-1, 0, 1])
     ax.tick_params(labelsize=7, length=2)
     ax.set_xlabel("activation", fontsize=7, labelpad=1)
@@ -127,9 +79,11 @@ class BoxWidget(_Shown):
         self.limit = TANH_LIMIT  # the sliders' bound, in tanh units
         self.activation_limit = math.atanh(TANH_LIMIT)  # the same bound as an activation (2.65)
         options = [(self._describe(a), a) for a in range(len(anchors))]
-        self.box = W.Dropdown(options=options, value=index, description="box", layout=W.Layout(width="400px"))
+        self.box = W.Dropdown(options=options, value=index, description="box", layout=W.Layout(width="400px"),
+                              style={"description_width": "64px"})
         self.sliders = {k: W.FloatSlider(value=0.0, min=-TANH_LIMIT, max=TANH_LIMIT, step=step, description=f"tanh({k})",
-                                         continuous_update=False, readout_format=".2f", layout=W.Layout(width="400px"))
+                                         continuous_update=False, readout_format=".2f", layout=W.Layout(width="400px"),
+                                         style={"description_width": "64px"})
                         for k in ACTIVATIONS}
         self.readout = W.HTML(layout=W.Layout(width="400px"))
         self.image = W.Image(format=image_format)
@@ -300,8 +254,8 @@ class ThresholdWidget(_Shown):
         mid = self._loss(min(0.3, top))  # the view: the positives from 0.3 up, at most 0.2 of margin
         pos = mid.match.positive[0]
         self.margin = min(0.2, plots.fit_margin(mid.pred_boxes[0][pos].detach(), 0.02)) if pos.any() else 0.02
-        self.figure = Figure(figsize=(7.6, 4.3), layout="constrained")
-        grid = self.figure.add_gridspec(2, 2, width_ratios=[4.3, 3.3])
+        self.figure = Figure(figsize=(9.0, 5.0), layout="constrained")
+        grid = self.figure.add_gridspec(2, 2, width_ratios=[5.0, 3.6])
         self.ax = self.figure.add_subplot(grid[:, 0])
         self.count_ax, self.loss_ax = self.figure.add_subplot(grid[0, 1]), self.figure.add_subplot(grid[1, 1])
         self.reg_ax = self.loss_ax.twinx()
@@ -332,6 +286,11 @@ class ThresholdWidget(_Shown):
         """The box numbers drawn in the photo panel (the positives)."""
         return [int(p.get_gid()[4:]) for p in self.ax.patches if (p.get_gid() or "").startswith("box:")]
 
+    @property
+    def labelled(self) -> list[int]:
+        """The box numbers whose label the photo shows (as many as find room; the readout lists all)."""
+        return sorted(int(t.get_gid()[4:]) for t in placer_for(self.ax).shown() if (t.get_gid() or "").startswith("box:"))
+
     def set(self, threshold: float) -> "ThresholdWidget":
         """Move the slider (clamped to its range, rounded to its step by the slider)."""
         self.slider.value = float(threshold)
@@ -342,10 +301,25 @@ class ThresholdWidget(_Shown):
         self._draw_photo()
         self._draw_curves()
         forced = int((r.match.gt_overlap[0][self.positive] == FORCED_OVERLAP).sum())
-        self.readout.value = (f"<b>{self.positive_count}</b> of {len(self.anchors)} boxes positive; "
+        self._render()  # draws the photo, which decides which labels have room
+        shown, n = len(self.labelled), self.positive_count
+        labels = "every positive labelled" if shown == n else f"{shown} of {n} labelled in the photo (no room for more)"
+        self.readout.value = (f"<b>{n}</b> of {len(self.anchors)} boxes positive; "
                               f"classification {float(r.classification[0]):.4f}, "
-                              f"regression {float(r.regression[0]):.4f} ({forced} of the positives forced)")
-        self._render()
+                              f"regression {float(r.regression[0]):.4f} ({forced} of the positives forced)"
+                              f"<br><small>{labels}; positive boxes by object: {self._positives_text()}</small>")
+
+    def _positives_text(self, most: int = 60) -> str:
+        """``'0 person: 0, 5, 16; 1 person: ...'``, or a count when there are more than ``most``."""
+        if self.positive_count > most:
+            return f"{self.positive_count} boxes (listed from {most} down)"
+        gt_idx = self.result.match.gt_idx[0]
+        parts = []
+        for g in range(len(self.scene.boxes)):
+            boxes = torch.nonzero(self.positive & (gt_idx == g)).flatten().tolist()
+            if boxes:
+                parts.append(f"{self.scene.gt_label(g)}: {', '.join(map(str, boxes))}")
+        return "; ".join(parts)
 
     def _draw_photo(self) -> None:
         ax, scene, r = self.ax, self.scene, self.result
@@ -355,11 +329,13 @@ class ThresholdWidget(_Shown):
         for i, box in enumerate(scene.boxes):
             plots.draw_box(ax, box, plots.GT_COLORS[i % len(plots.GT_COLORS)], lw=1.3, ls="--", gid=f"gt:{i}")
         gt_idx, forced = r.match.gt_idx[0].tolist(), (r.match.gt_overlap[0] == FORCED_OVERLAP).tolist()
-        for a in torch.nonzero(self.positive).flatten().tolist():
+        overlap = r.match.gt_overlap[0].tolist()
+        for a in torch.nonzero(self.positive).flatten().tolist():  # labels by overlap: the best matches first
             g = gt_idx[a]
             star = "*" if forced[a] else ""
             plots.draw_box(ax, r.pred_boxes[0, a].tolist(), plots.GT_COLORS[g % len(plots.GT_COLORS)],
-                           f"{a}: {scene.class_names[int(scene.labels[g])]}{star}", lw=2.4, fontsize=7, gid=f"box:{a}")
+                           f"{a}: {scene.class_names[int(scene.labels[g])]}{star}", lw=2.4, fontsize=7, gid=f"box:{a}",
+                           priority=overlap[a], drop_label_if_crowded=True)
         ax.set_title(f"IoU > {self.threshold:.2f}: {self.positive_count} positive boxes (solid; * forced), "
                      "ground truth dashed", fontsize=8)
 

@@ -64,8 +64,10 @@ def test_every_refused_option_is_one_line_and_status_2(line, named, tmp_path):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    r = run_cli("evaluate --checkpoint {file} --debug", tmp_path)
-    assert r.returncode == 2 and r.stderr.startswith("error: ")  # evaluate's own refusals stay one line
+    r = run_cli("evaluate --checkpoint {file}", tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("evaluate --checkpoint {file} --debug", tmp_path)  # evaluate refuses through cli.UserError too
+    assert r.returncode != 0 and "Traceback" in r.stderr and "UserError" in r.stderr and "cannot load" in r.stderr
     r = run_cli("dissect --rows 0", tmp_path, SSD_LESSON_DEBUG="1")
     assert r.returncode != 0 and "Traceback" in r.stderr and "UserError" in r.stderr and "--rows" in r.stderr
 

@@ -72,7 +72,7 @@ def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp
     from ssd_lesson.data import VOC_CLASSES
     from ssd_lesson.lesson import find_checkpoint
     from ssd_lesson.evaluate import evaluate_detections
-    from ssd_lesson.metrics import coco_ap_per_class, voc_ap
+    from ssd_lesson.metrics import coco_ap_per_class
     from ssd_lesson.model import load_checkpoint
 
     root, valid = collage

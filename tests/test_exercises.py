@@ -7,11 +7,10 @@ import math
 import re
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
-from ssd_lesson import activations_to_boxes, box_iou, ssd_loss, tables
+from ssd_lesson import box_iou, ssd_loss, tables
 from ssd_lesson.exercises import EXERCISES, check, solve
 from ssd_lesson.lesson import start_lesson
 

@@ -5,6 +5,7 @@ Each figure is built on the example with the trained checkpoint's activations, w
 and arguments of the notebooks' code cells, and measured by :func:`ssd_lesson.labels.legibility`
 from matplotlib's renderer at ``savefig.dpi`` 90 (:func:`ssd_lesson.draw.notebook_style`): every
 text the renderer draws (box labels, tick labels, titles, legends, axis labels) and its pixel box.
+The three widgets' figures are measured in the states a learner reaches with their controls.
 Notebooks 09 and 10 train or evaluate models; their figures are drawn here on stand-ins with the
 same shapes (seeded random activations for the untrained stages, the checkpoint's detections on
 the example for notebook 10).
@@ -124,9 +125,29 @@ def _nb09_10(k):
     return out
 
 
+def _widgets(k):
+    """The widgets' figures, in the states a learner reaches: the first box, a saturated one, the 1x1
+    box; the threshold at 0 (every box but three positive), at the lesson's 0.4 and at the top."""
+    from ssd_lesson.follow import FollowBox
+    from ssd_lesson.widgets import BoxWidget, ThresholdWidget
+
+    def box(i):
+        return BoxWidget(k.example, k.anchors, k.box_actns, index=i).figure
+
+    def threshold(t):
+        return ThresholdWidget(k.example, k.anchors, k.class_logits, k.box_actns, threshold=t).figure
+
+    def follow(i):
+        return FollowBox(k.example, k.anchors, k.class_logits, k.box_actns, index=i).figure
+
+    return {**{f"03 BoxWidget box={i}": (lambda i=i: box(i)) for i in (11, 99, 188)},
+            **{f"05 ThresholdWidget threshold={t}": (lambda t=t: threshold(t)) for t in (0.0, 0.4, 0.95)},
+            **{f"08 FollowBox box={i}": (lambda i=i: follow(i)) for i in (99, 5, 188)}}
+
+
 def series(k) -> dict:
     """``{name: build}`` for every figure of notebooks 01-11, called as the notebooks call them."""
-    return {**_nb04_05(k), **_nb02(k), **_nb03(k), **_nb06_08(k), **_nb09_10(k)}
+    return {**_nb04_05(k), **_nb02(k), **_nb03(k), **_nb06_08(k), **_nb09_10(k), **_widgets(k)}
 
 
 NAMES = ["01 ground_truth_figure", "02 grid_panel_figure", "02 grid_figure grid=4", "02 grid_figure grid=2",
@@ -134,7 +155,10 @@ NAMES = ["01 ground_truth_figure", "02 grid_panel_figure", "02 grid_figure grid=
          "03 all_predictions_figure", "04 iou_heatmap", "05 iou_heatmap", "05 class_figure Fig. 5",
          "05 class_figure Fig. 6", "06 focal_curves_figure", "06 box_loss_figure", "07 regression_figure",
          "08 gradient_figure", "09 training_progress_figure", "09 all_predictions_figure",
-         "10 detection_panels_figure NMS", "10 detection_panels_figure grid", "11 match_modes_figure"]
+         "10 detection_panels_figure NMS", "10 detection_panels_figure grid", "11 match_modes_figure",
+         "03 BoxWidget box=11", "03 BoxWidget box=99", "03 BoxWidget box=188", "05 ThresholdWidget threshold=0.0",
+         "05 ThresholdWidget threshold=0.4", "05 ThresholdWidget threshold=0.95", "08 FollowBox box=99",
+         "08 FollowBox box=5", "08 FollowBox box=188"]
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,6 @@ def test_notebook_is_committed_executed_and_small(nbs, name):
     assert (NB_DIR / f"{name}.ipynb").stat().st_size < MAX_BYTES
     assert nb.metadata.kernelspec.name == "python3" and nb.metadata.kernelspec.display_name == "Python 3"
     code = [c for c in nb.cells if c.cell_type == "code"]
-    first = code[0].source.splitlines()
     assert opens_with_the_kit(nb), code[0].source
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert "What's next" in nb.cells[-1].source

@@ -1,7 +1,6 @@
 """`python -m ssd_lesson notebooks`: lists the series, executes copies (never the originals), exports HTML."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import nbformat
 import pytest

@@ -22,8 +22,8 @@ CORE = {"boxes", "anchors", "matching", "loss"}
 #: Where each heavy dependency may be imported. voc is the data layer's reader (fastai's untar_data).
 ALLOWED = {
     "fastai": {"data", "voc", "model", "train", "metrics", "evaluate"},
-    "matplotlib": {"draw", "labels", "figures", "follow", "loss_figures", "plots", "pr_plot", "widgets"},
-    "ipywidgets": {"follow", "widgets"},
+    "matplotlib": {"draw", "labels", "figures", "follow", "loss_figures", "plots", "pr_plot", "shown", "widgets"},
+    "ipywidgets": {"follow", "shown", "widgets"},
 }
 MAX_MODULE_LINES = 400
 MAX_CELL_LINES = 15
