@@ -21,7 +21,7 @@ from .matching import FORCED_OVERLAP
 
 __all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "all_anchors_figure",
            "all_predictions_figure", "grid_panel_figure", "predictions_by_grid_figure", "draw_class_panel",
-           "style_class_box", "class_figure", "iou_heatmap", "panel_margin"]
+           "style_class_box", "class_figure", "iou_heatmap", "panel_margin", "grid_colors"]
 
 GT_WIDTH = 0.72  # the repeated ground-truth column, as a fraction of a box panel's width
 TIGHT = 0.02  # white margin around the image when no box leaves it (fraction of the image side)
@@ -103,13 +103,14 @@ def grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, 
 
 
 # ---------------------------------------------------------------- the aside and Fig. 4
-def _grid_colors(anchors: Anchors) -> list:
+def grid_colors(anchors: Anchors) -> list:
+    """One colour per output grid (4x4, 2x2, 1x1), as in the aside and Fig. 4."""
     return [BOX_COLORS[(3, 0, 1, 4, 5)[i % 5]] for i in range(len(anchors.spec.grids))]
 
 
 def _draw_all(ax: Axes, scene: Scene, anchors: Anchors, boxes: np.ndarray, numbers: bool, margin: float) -> None:
     show_image(ax, scene.image, margin)
-    colors = _grid_colors(anchors)
+    colors = grid_colors(anchors)
     for a, box in enumerate(boxes):
         gi = int(anchors.grid_index[a])
         draw_box(ax, box, colors[gi], str(a) if numbers else None, lw=0.7 + 0.4 * gi, alpha=0.8, fontsize=5,

@@ -4,7 +4,8 @@
 and :func:`~ssd_lesson.loss.loss_gradients`; :func:`follow_box_text` and
 :func:`follow_box_figure` show one box of it (the static copy for a stored notebook
 or an HTML export), and :class:`FollowBox` is the widget that picks the box by its
-number or by (grid, scale, row, col). Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
+number, by (grid, scale, row, col), or by a click on its outline in the Fig. 4 view of all
+189 predicted boxes. Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from .anchors import AnchorInfo, Anchors
 from .loss import SSDLossResult, loss_gradients, ssd_loss
 from .matching import FORCED_OVERLAP
 from .tables import box_class_losses
-from .shown import MARGIN_COLOR, _Shown
+from .shown import MARGIN_COLOR, _png, _Shown
 
-__all__ = ["Followed", "FollowBox", "follow_box", "follow_box_figure", "follow_box_text"]
+__all__ = ["Followed", "FollowBox", "follow_box", "follow_box_figure", "follow_box_text", "nearest_outline"]
 
 
 @dataclass
@@ -188,6 +189,34 @@ def _draw(fig: Figure, f: Followed, scene: Any) -> None:
     bars.set_title(f"IoU row; gt_idx {f.gt_idx}\n{note}: {f.target_name}", fontsize=8)
 
 
+def nearest_outline(boxes: Any, y: float, x: float) -> int:
+    """The index of the box ``(N, 4)`` ``(y0, x0, y1, x1)`` whose outline passes nearest the point ``(y, x)``
+    (what a click on a drawn rectangle means); between outlines equally near, the smaller box."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    y0, x0 = np.minimum(b[:, 0], b[:, 2]), np.minimum(b[:, 1], b[:, 3])
+    y1, x1 = np.maximum(b[:, 0], b[:, 2]), np.maximum(b[:, 1], b[:, 3])
+    inside = (y0 <= y) & (y <= y1) & (x0 <= x) & (x <= x1)
+    to_edge = np.minimum.reduce([y - y0, y1 - y, x - x0, x1 - x])  # inside: the nearest of the four sides
+    dy, dx = np.maximum.reduce([y0 - y, y - y1, 0 * y0]), np.maximum.reduce([x0 - x, x - x1, 0 * x0])
+    distance = np.where(inside, to_edge, np.hypot(dy, dx))
+    return int(np.lexsort(((y1 - y0) * (x1 - x0), np.round(distance, 12)))[0])
+
+
+def _draw_pick_view(fig: Figure, anchors: Anchors, scene: Any, boxes: np.ndarray, chosen: int) -> Any:
+    """Fig. 4's view of all predicted boxes (thin, by grid), the followed one thick: the click target."""
+    fig.clear()
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.9))  # a fixed layout: a click's pixel maps to the same point every time
+    plots.show_image(ax, scene.image, min(0.25, plots.fit_margin(boxes, 0.02)))
+    ax.set_facecolor(MARGIN_COLOR)
+    colors = plots.grid_colors(anchors)
+    for a, box in enumerate(boxes):
+        plots.draw_box(ax, box, colors[int(anchors.grid_index[a])], lw=0.6, alpha=0.55, gid=f"pick:{a}")
+    plots.draw_box(ax, boxes[chosen], "white", lw=4.0)
+    plots.draw_box(ax, boxes[chosen], plots.BOX_COLORS[0], lw=2.2, gid=f"chosen:{chosen}")
+    ax.set_title(f"all {len(boxes)} predicted boxes (Fig. 4)\nclick an outline to follow that box", fontsize=8)
+    return ax
+
+
 def follow_box_figure(example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
                       index: int, size: tuple[float, float] = (6.6, 3.6), **loss_options: Any) -> Figure:
     """Box ``index`` on the photo (cell, anchor, prediction, matched ground truth, gradient) and its IoU row."""
@@ -203,6 +232,7 @@ class FollowBox(_Shown):
     """
 
     freeze_layout = False  # each box is a new figure: lay it out every time
+    pick_size = (3.6, 3.6)  # inches of the Fig. 4 view, shown at dpi pixels an inch
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
                  index: int = 99, dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", **loss_options: Any):
@@ -217,11 +247,37 @@ class FollowBox(_Shown):
         self.readout = W.HTML()
         self.image = W.Image(format=image_format)
         self.figure = Figure(figsize=(6.6, 3.6), layout="constrained")
-        self.widget = W.VBox([W.HBox([self.number, self.grid, self.scale, self.row, self.col]), self.image, self.readout])
+        self.pick_figure = Figure(figsize=self.pick_size, dpi=dpi)
+        w, h = self.pixel_size_of_pick()
+        self.pick_image = W.Image(format="png", layout=W.Layout(width=f"{w}px", height=f"{h}px"))
+        self.pick_boxes = self.data.result.pred_boxes[0].detach().numpy()
+        self.widget = W.VBox([W.HBox([self.number, self.grid, self.scale, self.row, self.col]),
+                              W.HBox([self.pick_image, self.image]), self.readout])
         self.number.observe(lambda _: self._update(), names="value")
         for d in (self.grid, self.scale, self.row, self.col):
             d.observe(lambda _: self._picked(), names="value")
+        self.clicks = _click_events(self.pick_image, self._clicked)
         self._update()
+
+    def pixel_size_of_pick(self) -> tuple[int, int]:
+        """``(width, height)`` of the Fig. 4 view shown, in pixels."""
+        return tuple(int(round(v * self.dpi)) for v in self.pick_size)
+
+    def box_at(self, px: float, py: float) -> int:
+        """The box under pixel ``(px, py)`` of the Fig. 4 view (from its top-left corner): nearest outline."""
+        h = self.pick_figure.get_figheight() * self.dpi
+        x, y = self._pick_ax.transData.inverted().transform((px, h - py))  # matplotlib counts pixels from the bottom
+        return nearest_outline(self.pick_boxes, y, x)
+
+    def click(self, px: float, py: float) -> "FollowBox":
+        """Click pixel ``(px, py)`` of the Fig. 4 view, as a learner would."""
+        self.set(self.box_at(px, py))
+        return self
+
+    def _clicked(self, event: dict) -> None:
+        w, h = (v * self.dpi for v in self.pick_size)  # the image may be shown scaled: back to its own pixels
+        sx, sy = w / max(event.get("boundingRectWidth") or w, 1), h / max(event.get("boundingRectHeight") or h, 1)
+        self.click(event["relativeX"] * sx, event["relativeY"] * sy)
 
     @property
     def index(self) -> int:
@@ -251,4 +307,17 @@ class FollowBox(_Shown):
             self._hold = False
         self.readout.value = f"<pre style='font-size: 11px; line-height: 1.3'>{_text(f, self.data.scene)}</pre>"
         _draw(self.figure, f, self.data.scene)
+        self._pick_ax = _draw_pick_view(self.pick_figure, self.anchors, self.data.scene, self.pick_boxes, self.index)
+        self.pick_image.value = _png(self.pick_figure, self.dpi)  # drawing it also fixes the axes' transform
         self._render()
+
+
+def _click_events(image: W.Image, handler: Any) -> Any:
+    """ipyevents' click watcher on ``image`` (None, and the number and dropdowns only, without ipyevents)."""
+    try:
+        from ipyevents import Event
+    except ImportError:
+        return None
+    events = Event(source=image, watched_events=["click"], prevent_default_action=True)
+    events.on_dom_event(handler)
+    return events

@@ -96,3 +96,13 @@ def test_notebooks_leave_nothing_in_tmp(path):
     source = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
     for word in ("tempfile", "/tmp", "mkdtemp", "gettempdir"):
         assert word not in source, f"{path.name} uses {word}: temporary work goes into ssd_lesson.lesson.cache_dir()"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_stored_notebooks_show_no_stderr(path):
+    """A learner opening the committed notebook sees no warnings or log lines of the machine that ran it
+    (a stale matplotlib font cache once stored 21 'findfont' lines under the threshold widget)."""
+    nb = json.loads(path.read_text())
+    err = [(i, "".join(o["text"])[:80]) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+           for o in c.get("outputs", []) if o["output_type"] == "stream" and o["name"] == "stderr"]
+    assert not err, f"stderr in stored outputs (cell, text): {err[:3]}"

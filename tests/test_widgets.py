@@ -195,3 +195,49 @@ def test_follow_box_dropdowns_pick_the_box_and_static_copy_matches(case):
     assert w.readout.value.split(">", 1)[1].startswith(follow_box_text(ex, anchors, cl, ba, 99))
     fig = follow_box_figure(ex, anchors, cl, ba, 99)
     assert [p.get_gid() for p in fig.axes[0].patches if p.get_gid() == "box:99"] == ["box:99"]
+
+
+def _outline_distance_by_sampling(box, y, x, n=4001):
+    """Distance from ``(y, x)`` to the rectangle's outline, from points every 1/4000 along its sides."""
+    y0, x0, y1, x1 = box
+    t = np.linspace(0, 1, n)
+    ys = np.concatenate([np.full(n, y0), np.full(n, y1), y0 + t * (y1 - y0), y0 + t * (y1 - y0)])
+    xs = np.concatenate([x0 + t * (x1 - x0), x0 + t * (x1 - x0), np.full(n, x0), np.full(n, x1)])
+    return float(np.hypot(ys - y, xs - x).min())
+
+
+def test_nearest_outline_agrees_with_sampled_outlines():
+    from ssd_lesson.follow import nearest_outline
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        c, s = torch.rand(12, 2, generator=g), torch.rand(12, 2, generator=g) * 0.5 + 0.05
+        boxes = torch.cat([c - s / 2, c + s / 2], 1).numpy()
+        y, x = (torch.rand(2, generator=g) * 1.4 - 0.2).tolist()
+        d = [_outline_distance_by_sampling(b, y, x) for b in boxes]
+        got = nearest_outline(boxes, y, x)
+        assert d[got] <= min(d) + 1e-3, (got, d)
+    nested = np.array([[0.0, 0.0, 1.0, 1.0], [0.4, 0.4, 0.6, 0.6]])
+    assert nearest_outline(nested, 0.5, 0.41) == 1 and nearest_outline(nested, 0.5, 0.02) == 0
+    assert nearest_outline(np.array([[0.2, 0.2, 0.6, 0.6], [0.2, 0.2, 0.6, 0.8]]), 0.2, 0.4) == 0  # a tie: the smaller
+
+
+def test_follow_box_click_picks_the_box_under_the_pointer(case):
+    ex, anchors, cl, ba = case
+    w = FollowBox(ex, anchors, cl, ba, index=99, dpi=40)
+    size = Image.open(io.BytesIO(bytes(w.pick_image.value))).size
+    assert (w.pick_image.layout.width, w.pick_image.layout.height) == (f"{size[0]}px", f"{size[1]}px")
+    h = w.pick_figure.get_figheight() * w.dpi
+    hits = 0
+    for a in (5, 150, 188):  # a click on the middle of the box's top edge, where the figure draws it
+        y0, x0, y1, x1 = w.pick_boxes[a]
+        px, py = w._pick_ax.transData.transform(((x0 + x1) / 2, y0))
+        w._clicked({"relativeX": 2 * px, "relativeY": 2 * (h - py),  # the image shown twice its size
+                    "boundingRectWidth": 2 * size[0], "boundingRectHeight": 2 * size[1]})
+        # the box followed has an outline through the click (box a's, or one drawn on top of it)
+        assert _outline_distance_by_sampling(w.pick_boxes[w.index], y0, (x0 + x1) / 2) < 1e-3
+        hits += w.index == a
+        assert f"box {w.index}: " in w.readout.value
+        assert [p.get_gid() for p in w._pick_ax.patches if (p.get_gid() or "").startswith("chosen:")] == [f"chosen:{w.index}"]
+    assert hits >= 2
+    assert w.clicks is not None and w.clicks.watched_events == ["click"] and w.clicks.source is w.pick_image

@@ -1,8 +1,10 @@
 """The widgets of notebooks 03 and 05 and FollowBox on one 1440x900 screen of JupyterLab:
-each fits the viewport, and one ArrowRight on each focused slider changes the figure."""
+each fits the viewport, one ArrowRight on each focused slider changes the figure, and FollowBox
+follows the box whose number is typed or whose outline is clicked, as the library computes it."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -57,8 +59,54 @@ def test_widget_fits_the_screen_and_every_arrow_step_shows(screen, out_dir, n, s
         (out_dir / f"screen_{n}_{d}_after.png").write_bytes(after.widget_png)
 
 
-def test_follow_box_fits_the_screen(screen, out_dir):
+@pytest.fixture(scope="module")
+def follow():
+    """FollowBox built here, in the test process, on the same example: the library's numbers and pixels."""
+    from ssd_lesson.follow import FollowBox
+    from ssd_lesson.lesson import start_lesson
+
+    ex, anchors, class_logits, box_actns, _, _ = start_lesson(verbose=False)
+    return FollowBox(ex, anchors, class_logits, box_actns, index=99)
+
+
+def _readout_after(screen, output, before: str, timeout_s: float = 30) -> str:
+    readout = output.locator(".widget-html pre").first
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and readout.inner_text() == before:
+        screen.page.wait_for_timeout(100)
+    screen.wait_idle()
+    screen.page.wait_for_timeout(300)
+    return readout.inner_text()
+
+
+def test_follow_box_fits_the_screen_and_follows_the_box_typed_or_clicked(screen, follow, out_dir):
     output = screen.widget_outputs().nth(2)
     output.scroll_into_view_if_needed()
     assert output.bounding_box()["height"] <= 900
     (out_dir / "screen_follow_box.png").write_bytes(output.screenshot())
+    readout = output.locator(".widget-html pre").first
+    text = readout.inner_text()
+    assert text.startswith("box 99: ") and text.strip() == follow.set(99).readout.value.split(">", 1)[1].split("</pre>")[0].strip()
+    # 1. type a number into the box field
+    field = output.locator(".widget-inline-hbox", has=screen.page.locator(".widget-label", has_text="box")).locator("input")
+    field.first.fill("150")
+    field.first.press("Enter")
+    text = _readout_after(screen, output, text)
+    want = follow.set(150).readout.value.split(">", 1)[1].split("</pre>")[0].strip()
+    assert text.strip() == want, f"the page follows {text[:40]!r}; the library's box 150 reads {want[:40]!r}"
+    # 2. click the outline of a box in the Fig. 4 view, where the figure draws its top edge
+    pick = output.locator("img").first
+    natural = pick.evaluate("i => [i.naturalWidth, i.naturalHeight, i.clientWidth, i.clientHeight]")
+    assert natural[:2] == natural[2:] == list(follow.pixel_size_of_pick()), natural
+    for a in (5, 188):
+        y0, x0, y1, x1 = follow.pick_boxes[a]
+        px, py = follow._pick_ax.transData.transform(((x0 + x1) / 2, y0))
+        py = follow.pick_figure.get_figheight() * follow.dpi - py
+        expected = follow.box_at(px, py)
+        before = readout.inner_text()
+        pick.click(position={"x": float(px), "y": float(py)})
+        text = _readout_after(screen, output, before)
+        assert text.startswith(f"box {expected}: "), f"clicked box {a}'s outline; the page follows {text[:30]!r}"
+        assert text.strip() == follow.set(expected).readout.value.split(">", 1)[1].split("</pre>")[0].strip()
+    (out_dir / "screen_follow_box_clicked.png").write_bytes(output.screenshot())
+    assert screen.page_errors == []
