@@ -32,6 +32,11 @@ TANH_LIMIT = 0.99  # the sliders move tanh(activation) in [-0.99, 0.99] (activat
 TANH_STEP = 0.03  # one keyboard step: 1.5 % of a cell (centre) or of the anchor's side (size); 0 is on the grid
 
 
+def _shift(cells: float, plus: str, minus: str) -> str:
+    """``'centre 0.480 cell up'``: a signed move of the centre, in cells, said with its direction."""
+    return f"centre {abs(cells):.3f} cell {plus if cells >= 0 else minus}" if round(cells, 3) else "centre on the anchor"
+
+
 def _tanh_inset(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
     """A small ``tanh`` curve with each named activation marked where it sits on it."""
     x = np.linspace(-span, span, 121)
@@ -168,7 +173,7 @@ class BoxWidget(_Shown):
         t = [math.tanh(v) for v in acts]
         rows = "".join(f"<tr><td>{k}</td><td>{v:+.2f}</td><td>{tv:+.3f}</td><td>{what}</td></tr>"
                        for k, v, tv, what in zip(ACTIVATIONS, acts, t,
-                                                 (f"centre {t[0] / 2:+.3f} cell down", f"centre {t[1] / 2:+.3f} cell right",
+                                                 (_shift(t[0] / 2, "down", "up"), _shift(t[1] / 2, "right", "left"),
                                                   f"height x {t[2] / 2 + 1:.3f}", f"width x {t[3] / 2 + 1:.3f}")))
         box = ", ".join(f"{v:.3f}" for v in self.pred_box.tolist())
         self.readout.value = (f"<table><tr><th></th><th>activation</th><th>tanh</th><th>effect</th></tr>{rows}</table>"

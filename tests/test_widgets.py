@@ -64,6 +64,10 @@ def test_box_widget_starts_from_the_model_and_clamps_at_its_bound(case):
     assert (want[2] - want[0]) == pytest.approx(h * (1 - limit / 2), abs=1e-6)
     assert w.figure is fig and w.image.value != first_png  # same figure, redrawn
     assert "predicted box (y0, x0, y1, x1)" in w.readout.value
+    assert "centre 0.495 cell right" in w.readout.value  # the readout says the direction the box moved
+    w.set(dx=-0.5, dy=0.0)
+    assert "centre 0.250 cell left" in w.readout.value and "centre on the anchor" in w.readout.value
+    assert (w.pred_box[1] + w.pred_box[3]).item() / 2 < cx  # and left it is
     w.set_activations(dy=0.5)
     assert w.activations[0].item() == pytest.approx(0.5) and w.sliders["dy"].value == pytest.approx(math.tanh(0.5))
 
