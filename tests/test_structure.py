@@ -106,3 +106,12 @@ def test_stored_notebooks_show_no_stderr(path):
     err = [(i, "".join(o["text"])[:80]) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
            for o in c.get("outputs", []) if o["output_type"] == "stream" and o["name"] == "stderr"]
     assert not err, f"stderr in stored outputs (cell, text): {err[:3]}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_stored_outputs_name_no_path_of_the_machine(path):
+    """Paths in stored outputs are relative (``data/checkpoints/...``), never where the maintainer's checkout was."""
+    text = json.dumps([c.get("outputs", []) for c in json.loads(path.read_text())["cells"]])
+    home = str(Path.home())
+    for where in {str(ROOT), "/tmp/", "/work/", "/home/"} | ({home + "/"} if len(home) > 1 else set()):
+        assert where not in text, f"{path.name} stores the machine's path {where!r}"
