@@ -142,7 +142,8 @@ def _widgets(k):
 
     return {**{f"03 BoxWidget box={i}": (lambda i=i: box(i)) for i in (11, 99, 188)},
             **{f"05 ThresholdWidget threshold={t}": (lambda t=t: threshold(t)) for t in (0.0, 0.4, 0.95)},
-            **{f"08 FollowBox box={i}": (lambda i=i: follow(i)) for i in (99, 5, 188)}}
+            **{f"08 FollowBox box={i}": (lambda i=i: follow(i)) for i in (99, 5, 188)},
+            "08 FollowBox Fig. 4 view": lambda: FollowBox(k.example, k.anchors, k.class_logits, k.box_actns).pick_figure}
 
 
 def series(k) -> dict:
@@ -158,7 +159,7 @@ NAMES = ["01 ground_truth_figure", "02 grid_panel_figure", "02 grid_figure grid=
          "10 detection_panels_figure NMS", "10 detection_panels_figure grid", "11 match_modes_figure",
          "03 BoxWidget box=11", "03 BoxWidget box=99", "03 BoxWidget box=188", "05 ThresholdWidget threshold=0.0",
          "05 ThresholdWidget threshold=0.4", "05 ThresholdWidget threshold=0.95", "08 FollowBox box=99",
-         "08 FollowBox box=5", "08 FollowBox box=188"]
+         "08 FollowBox box=5", "08 FollowBox box=188", "08 FollowBox Fig. 4 view"]
 
 
 @pytest.fixture(scope="module")
