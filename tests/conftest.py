@@ -1,5 +1,12 @@
 """Shared test set-up: headless matplotlib, and small datasets several test files read."""
+import getpass
+import tempfile
 from pathlib import Path
+
+# Where inductor keeps what it compiles unless told otherwise; importing torch._inductor makes it.
+# Looked at before anything imports torch, so the session knows whether it made the folder.
+INDUCTOR_DEFAULT = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
+INDUCTOR_DEFAULT_EXISTED = INDUCTOR_DEFAULT.exists()
 
 import matplotlib
 import pytest
@@ -9,6 +16,31 @@ matplotlib.use("Agg")
 from ssd_lesson import collage as C  # noqa: E402
 
 from .helpers import make_fastai, make_voc  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compile_caches_removed_at_the_end():
+    """torch.compile's on-disk caches (inductor, triton) go into a folder removed when the session ends,
+    not into /tmp/torchinductor_<user>, where they would stay (subprocesses inherit the variables).
+    Inductor puts its precompiled headers in that default folder whatever the variables say: if the
+    session made the folder, the session removes it."""
+    import os
+    import shutil
+
+    names = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+    saved = {k: os.environ.get(k) for k in names}
+    with tempfile.TemporaryDirectory(prefix="ssd-lesson-compile-") as d:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"], os.environ["TRITON_CACHE_DIR"] = f"{d}/inductor", f"{d}/triton"
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            if not INDUCTOR_DEFAULT_EXISTED:
+                shutil.rmtree(INDUCTOR_DEFAULT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
