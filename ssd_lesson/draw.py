@@ -138,7 +138,7 @@ def draw_box(ax: Axes, box: Any, color: Any, label: Optional[str] = None, lw: fl
     if label is not None:
         text = ax.text(x0, y0, label, color="white", fontsize=fontsize, va="top", ha="left", alpha=alpha,
                        bbox={**_LABEL_BOX, "edgecolor": color}, clip_on=True, gid=gid)
-        placer_for(ax).add(text, box, color, priority=priority, hide=drop_label_if_crowded)
+        placer_for(ax).add(text, box, color, priority=priority, drop_if_crowded=drop_label_if_crowded)
     return rect, text
 
 

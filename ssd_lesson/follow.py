@@ -23,7 +23,7 @@ from .anchors import AnchorInfo, Anchors
 from .loss import SSDLossResult, loss_gradients, ssd_loss
 from .matching import FORCED_OVERLAP
 from .tables import box_class_losses
-from .shown import MARGIN_COLOR, _png, _Shown
+from .shown import MARGIN_COLOR, _Shown, pixel_size, show
 
 __all__ = ["Followed", "FollowBox", "follow_box", "follow_box_figure", "follow_box_text", "nearest_outline"]
 
@@ -232,7 +232,6 @@ class FollowBox(_Shown):
     """
 
     freeze_layout = False  # each box is a new figure: lay it out every time
-    pick_size = (3.6, 3.6)  # inches of the Fig. 4 view, shown at dpi pixels an inch
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
                  index: int = 99, dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", **loss_options: Any):
@@ -247,9 +246,8 @@ class FollowBox(_Shown):
         self.readout = W.HTML()
         self.image = W.Image(format=image_format)
         self.figure = Figure(figsize=(6.6, 3.6), layout="constrained")
-        self.pick_figure = Figure(figsize=self.pick_size, dpi=dpi)
-        w, h = self.pixel_size_of_pick()
-        self.pick_image = W.Image(format="png", layout=W.Layout(width=f"{w}px", height=f"{h}px"))
+        self.pick_figure = Figure(figsize=(3.6, 3.6), dpi=dpi)  # the Fig. 4 view that takes the clicks
+        self.pick_image = W.Image(format="png")
         self.pick_boxes = self.data.result.pred_boxes[0].detach().numpy()
         self.widget = W.VBox([W.HBox([self.number, self.grid, self.scale, self.row, self.col]),
                               W.HBox([self.pick_image, self.image]), self.readout])
@@ -261,12 +259,16 @@ class FollowBox(_Shown):
 
     def pixel_size_of_pick(self) -> tuple[int, int]:
         """``(width, height)`` of the Fig. 4 view shown, in pixels."""
-        return tuple(int(round(v * self.dpi)) for v in self.pick_size)
+        return pixel_size(self.pick_figure, self.dpi)
+
+    def pixel_at(self, y: float, x: float) -> tuple[float, float]:
+        """Pixel ``(px, py)`` of the Fig. 4 view, from its top-left corner, where the point ``(y, x)`` is drawn."""
+        px, up = self._pick_ax.transData.transform((x, y))  # matplotlib counts pixels from the bottom
+        return float(px), self.pixel_size_of_pick()[1] - float(up)
 
     def box_at(self, px: float, py: float) -> int:
         """The box under pixel ``(px, py)`` of the Fig. 4 view (from its top-left corner): nearest outline."""
-        h = self.pick_figure.get_figheight() * self.dpi
-        x, y = self._pick_ax.transData.inverted().transform((px, h - py))  # matplotlib counts pixels from the bottom
+        x, y = self._pick_ax.transData.inverted().transform((px, self.pixel_size_of_pick()[1] - py))
         return nearest_outline(self.pick_boxes, y, x)
 
     def click(self, px: float, py: float) -> "FollowBox":
@@ -275,7 +277,7 @@ class FollowBox(_Shown):
         return self
 
     def _clicked(self, event: dict) -> None:
-        w, h = (v * self.dpi for v in self.pick_size)  # the image may be shown scaled: back to its own pixels
+        w, h = self.pixel_size_of_pick()  # the image may be shown scaled: back to its own pixels
         sx, sy = w / max(event.get("boundingRectWidth") or w, 1), h / max(event.get("boundingRectHeight") or h, 1)
         self.click(event["relativeX"] * sx, event["relativeY"] * sy)
 
@@ -308,7 +310,7 @@ class FollowBox(_Shown):
         self.readout.value = f"<pre style='font-size: 11px; line-height: 1.3'>{_text(f, self.data.scene)}</pre>"
         _draw(self.figure, f, self.data.scene)
         self._pick_ax = _draw_pick_view(self.pick_figure, self.anchors, self.data.scene, self.pick_boxes, self.index)
-        self.pick_image.value = _png(self.pick_figure, self.dpi)  # drawing it also fixes the axes' transform
+        show(self.pick_image, self.pick_figure, self.dpi)  # drawing it also fixes the axes' transform
         self._render()
 
 

@@ -8,9 +8,9 @@ corners inside and outside the box, then along its top and left edges, then furt
 rings around the corner, joined to the corner by a thin leader line in the box's colour.
 Everything is measured in pixels of the renderer doing the drawing, so the placement holds
 at any dpi and after any change of layout (a suptitle added later, a text re-set by a widget).
-A label added with ``hide=True`` stays touching its box or is left out when no such spot is
-free (a figure with more boxes than room, such as the threshold widget at a low threshold); :meth:`LabelPlacer.shown` says
-which labels were drawn, so the caller can list the others.
+A label added with ``drop_if_crowded=True`` stays touching its box or is left out when no
+such spot is free (a figure with more boxes than room, such as the threshold widget at a low
+threshold); :meth:`LabelPlacer.shown` says which labels were drawn, so the caller can list the others.
 """
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ class LabelPlacer(Artist):
         ax.add_artist(self)
 
     def add(self, text: Text, box: Any, color: Any = "black", leader: bool = True, priority: float = 0.0,
-            hide: bool = False) -> Text:
+            drop_if_crowded: bool = False) -> Text:
         """Manage ``text``, the label of ``box`` ``(y0, x0, y1, x1)`` in data coordinates; higher priority
-        first; with ``hide``, only spots touching the box are tried, and the label is left out (not
+        first; with ``drop_if_crowded``, only spots touching the box are tried, and the label is left out (not
         overlapped, not moved away on a leader line) when none is free."""
         line = None
         if leader:
@@ -49,12 +49,12 @@ class LabelPlacer(Artist):
             line.set_visible(False)
             self.ax.add_line(line)
         text.set(ha="left", va="top", transform=self.ax.transData)
-        self.items.append((text, tuple(float(v) for v in box), line, priority, hide))
+        self.items.append((text, tuple(float(v) for v in box), line, priority, drop_if_crowded))
         return text
 
     def shown(self) -> list[Text]:
         """The managed labels drawn at the last draw (all but those left out for want of room)."""
-        return [t for t, *_ in self.items if t.get_visible() and id(t) not in self.hidden]
+        return [t for t, *_ in self.items if t.get_visible()]
 
     def get_window_extent(self, renderer: Any = None):  # nothing of its own to draw
         from matplotlib.transforms import Bbox
@@ -77,7 +77,7 @@ class LabelPlacer(Artist):
                 text.set_visible(True)
         self.hidden.clear()
         for i in order:
-            text, (y0, x0, y1, x1), line, _, hide = self.items[i]
+            text, (y0, x0, y1, x1), line, _, drop = self.items[i]
             if line is not None:
                 line.set_visible(False)
             if not text.get_visible() or not text.get_text():
@@ -90,7 +90,7 @@ class LabelPlacer(Artist):
             w, h = ext.width + 2 * pad, ext.height + 2 * pad
             others = np.concatenate(placed)
             cands, attached, k, found = None, None, None, False
-            for far in (False,) if hide else (False, True):  # touching the box first; then rings further out
+            for far in (False,) if drop else (False, True):  # touching the box first; then rings further out
                 c = _candidates(left, right, bottom, top, w, h, frame, far)
                 rects = np.column_stack([c[:, 0], c[:, 1] - h, c[:, 0] + w, c[:, 1]])  # x0, y0, x1, y1
                 inside = ((rects[:, 0] >= frame.x0 - 0.5) & (rects[:, 2] <= frame.x1 + 0.5)
@@ -103,7 +103,7 @@ class LabelPlacer(Artist):
                 if not far:  # if nowhere is free: the near spot inside the axes with the least overlap
                     cands, attached = c, True
                     k = int(np.argmin(np.where(inside, overlap, np.inf))) if inside.any() else 0
-            if hide and not found:  # no room anywhere: leave it out rather than overlap
+            if drop and not found:  # no room anywhere: leave it out rather than overlap
                 text.set_visible(False)
                 self.hidden.add(id(text))
                 continue

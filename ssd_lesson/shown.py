@@ -23,6 +23,19 @@ def _png(fig: Figure, dpi: int, fmt: str = "png") -> bytes:
     return buf.getvalue()
 
 
+def pixel_size(fig: Figure, dpi: int) -> tuple[int, int]:
+    """``(width, height)`` in pixels of ``fig`` saved at ``dpi`` (its inches times ``dpi``)."""
+    w, h = fig.get_size_inches()
+    return int(round(w * dpi)), int(round(h * dpi))
+
+
+def show(image: W.Image, fig: Figure, dpi: int) -> None:
+    """Put ``fig`` into ``image`` (in the image's format) at its own pixel size: never stretched."""
+    image.value = _png(fig, dpi, image.format)
+    w, h = pixel_size(fig, dpi)
+    image.layout.width, image.layout.height = f"{w}px", f"{h}px"
+
+
 class _Shown:
     """Shared plumbing: the widget tree is ``self.widget``; displaying the object displays it."""
 
@@ -33,17 +46,14 @@ class _Shown:
     freeze_layout = True  # the panels stay where the first frame put them (no jumping between frames)
 
     def _render(self) -> None:
-        self.image.value = _png(self.figure, self.dpi, self.image.format)
+        show(self.image, self.figure, self.dpi)
         if self.freeze_layout and self.figure.get_layout_engine() is not None:
             self.figure.set_layout_engine("none")
-        w, h = self.pixel_size
-        self.image.layout.width, self.image.layout.height = f"{w}px", f"{h}px"  # its own size: no stretching
 
     @property
     def pixel_size(self) -> tuple[int, int]:
         """``(width, height)`` of the image shown, in pixels (the figure's inches times ``dpi``)."""
-        w, h = self.figure.get_size_inches()
-        return int(round(w * self.dpi)), int(round(h * self.dpi))
+        return pixel_size(self.figure, self.dpi)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The widget view plus a static copy of its figure as it is now (``image/png`` or ``image/jpeg``).

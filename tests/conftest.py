@@ -24,21 +24,14 @@ def _compile_caches_removed_at_the_end():
     not into /tmp/torchinductor_<user>, where they would stay (subprocesses inherit the variables).
     Inductor puts its precompiled headers in that default folder whatever the variables say: if the
     session made the folder, the session removes it."""
-    import os
     import shutil
 
-    names = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
-    saved = {k: os.environ.get(k) for k in names}
-    with tempfile.TemporaryDirectory(prefix="ssd-lesson-compile-") as d:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"], os.environ["TRITON_CACHE_DIR"] = f"{d}/inductor", f"{d}/triton"
+    with tempfile.TemporaryDirectory(prefix="ssd-lesson-compile-") as d, pytest.MonkeyPatch.context() as env:
+        env.setenv("TORCHINDUCTOR_CACHE_DIR", f"{d}/inductor")
+        env.setenv("TRITON_CACHE_DIR", f"{d}/triton")
         try:
             yield
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
             if not INDUCTOR_DEFAULT_EXISTED:
                 shutil.rmtree(INDUCTOR_DEFAULT, ignore_errors=True)
 

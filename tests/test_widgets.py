@@ -231,12 +231,12 @@ def test_follow_box_click_picks_the_box_under_the_pointer(case):
     w = FollowBox(ex, anchors, cl, ba, index=99, dpi=40)
     size = Image.open(io.BytesIO(bytes(w.pick_image.value))).size
     assert (w.pick_image.layout.width, w.pick_image.layout.height) == (f"{size[0]}px", f"{size[1]}px")
-    h = w.pick_figure.get_figheight() * w.dpi
     hits = 0
     for a in (5, 150, 188):  # a click on the middle of the box's top edge, where the figure draws it
         y0, x0, y1, x1 = w.pick_boxes[a]
-        px, py = w._pick_ax.transData.transform(((x0 + x1) / 2, y0))
-        w._clicked({"relativeX": 2 * px, "relativeY": 2 * (h - py),  # the image shown twice its size
+        px, py = w.pixel_at(y0, (x0 + x1) / 2)
+        assert 0 <= px <= size[0] and 0 <= py <= size[1]
+        w._clicked({"relativeX": 2 * px, "relativeY": 2 * py,  # the image shown twice its size
                     "boundingRectWidth": 2 * size[0], "boundingRectHeight": 2 * size[1]})
         # the box followed has an outline through the click (box a's, or one drawn on top of it)
         assert _outline_distance_by_sampling(w.pick_boxes[w.index], y0, (x0 + x1) / 2) < 1e-3

@@ -52,15 +52,9 @@ def browser(workdir):
         browser_missing("the `playwright` package is missing (pip install -e '.[test]')")
     # Playwright's driver keeps its profile and artifacts in TMPDIR: ours, removed with workdir.
     (workdir / "tmp").mkdir()
-    saved = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(workdir / "tmp")
-    try:
+    with pytest.MonkeyPatch.context() as env:  # for the driver's start only
+        env.setenv("TMPDIR", str(workdir / "tmp"))
         pw = sync_playwright().start()
-    finally:
-        if saved is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = saved
     try:
         b = pw.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
         try:

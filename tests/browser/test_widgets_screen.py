@@ -69,6 +69,11 @@ def follow():
     return FollowBox(ex, anchors, class_logits, box_actns, index=99)
 
 
+def _library_readout(follow, index: int) -> str:
+    """The readout FollowBox gives box ``index`` in the test process (the text inside its ``<pre>``)."""
+    return follow.set(index).readout.value.split(">", 1)[1].removesuffix("</pre>").strip()
+
+
 def _readout_after(screen, output, before: str, timeout_s: float = 30) -> str:
     readout = output.locator(".widget-html pre").first
     deadline = time.monotonic() + timeout_s
@@ -86,13 +91,13 @@ def test_follow_box_fits_the_screen_and_follows_the_box_typed_or_clicked(screen,
     (out_dir / "screen_follow_box.png").write_bytes(output.screenshot())
     readout = output.locator(".widget-html pre").first
     text = readout.inner_text()
-    assert text.startswith("box 99: ") and text.strip() == follow.set(99).readout.value.split(">", 1)[1].split("</pre>")[0].strip()
+    assert text.startswith("box 99: ") and text.strip() == _library_readout(follow, 99)
     # 1. type a number into the box field
     field = output.locator(".widget-inline-hbox", has=screen.page.locator(".widget-label", has_text="box")).locator("input")
     field.first.fill("150")
     field.first.press("Enter")
     text = _readout_after(screen, output, text)
-    want = follow.set(150).readout.value.split(">", 1)[1].split("</pre>")[0].strip()
+    want = _library_readout(follow, 150)
     assert text.strip() == want, f"the page follows {text[:40]!r}; the library's box 150 reads {want[:40]!r}"
     # 2. click the outline of a box in the Fig. 4 view, where the figure draws its top edge
     pick = output.locator("img").first
@@ -100,13 +105,12 @@ def test_follow_box_fits_the_screen_and_follows_the_box_typed_or_clicked(screen,
     assert natural[:2] == natural[2:] == list(follow.pixel_size_of_pick()), natural
     for a in (5, 188):
         y0, x0, y1, x1 = follow.pick_boxes[a]
-        px, py = follow._pick_ax.transData.transform(((x0 + x1) / 2, y0))
-        py = follow.pick_figure.get_figheight() * follow.dpi - py
+        px, py = follow.pixel_at(y0, (x0 + x1) / 2)
         expected = follow.box_at(px, py)
         before = readout.inner_text()
         pick.click(position={"x": float(px), "y": float(py)})
         text = _readout_after(screen, output, before)
         assert text.startswith(f"box {expected}: "), f"clicked box {a}'s outline; the page follows {text[:30]!r}"
-        assert text.strip() == follow.set(expected).readout.value.split(">", 1)[1].split("</pre>")[0].strip()
+        assert text.strip() == _library_readout(follow, expected)
     (out_dir / "screen_follow_box_clicked.png").write_bytes(output.screenshot())
     assert screen.page_errors == []
