@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:  # benchmarks.lesson_loop sits beside this file, i
     sys.path.insert(0, str(ROOT))
 
 from ssd_lesson import AnchorSpec, Anchors, make_anchors, ssd_loss  # noqa: E402
-from ssd_lesson.loss import SSDLossResult  # noqa: E402
+from ssd_lesson.core.loss import SSDLossResult  # noqa: E402
 from benchmarks.lesson_loop import lesson_ssd_loss  # noqa: E402
 
 METHODS = ("eager", "compiled", "lesson", "torchvision")
@@ -413,18 +413,18 @@ class _MinimalSSD(nn.Module):
 
 
 def build_model(log: Callable[[str], None]) -> tuple[nn.Module, str]:
-    """``ssd_lesson.model.create_ssd_model("resnet34", pretrained=False)`` if it works, else :class:`_MinimalSSD`."""
+    """``ssd_lesson.model.net.create_ssd_model("resnet34", pretrained=False)`` if it works, else :class:`_MinimalSSD`."""
     try:
-        from ssd_lesson.model import create_ssd_model
+        from ssd_lesson.model.net import create_ssd_model
 
         model = create_ssd_model(body="resnet34", pretrained=False)
         with torch.no_grad():
             c, b = model.eval()(torch.zeros(2, 3, 224, 224))
         if tuple(c.shape) != (2, 189, N_CLASSES + 1) or tuple(b.shape) != (2, 189, 4):
             raise ValueError(f"unexpected output shapes {tuple(c.shape)}, {tuple(b.shape)}")
-        return model.train(), "ssd_lesson.model.create_ssd_model('resnet34', pretrained=False)"
+        return model.train(), "ssd_lesson.model.net.create_ssd_model('resnet34', pretrained=False)"
     except Exception as e:  # noqa: BLE001 - any failure means: use the minimal model
-        log(f"  (ssd_lesson.model unavailable: {type(e).__name__}: {e}; using the benchmark's minimal model)")
+        log(f"  (ssd_lesson.model.net unavailable: {type(e).__name__}: {e}; using the benchmark's minimal model)")
         return _MinimalSSD().train(), "benchmarks.bench_loss._MinimalSSD (torchvision resnet34 body, weights=None)"
 
 

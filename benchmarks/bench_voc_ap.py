@@ -1,4 +1,4 @@
-"""Time ``ssd_lesson.metrics.voc_ap`` against torchmetrics' ``MeanAveragePrecision`` on a VOC2007-test-sized set.
+"""Time ``ssd_lesson.model.metrics.voc_ap`` against torchmetrics' ``MeanAveragePrecision`` on a VOC2007-test-sized set.
 
 Synthetic and seeded: 4,952 images of 500 x 375 pixels, 1 to 5 objects each (about 14,000 in
 all, a sixth of them difficult), 20 classes, and 200 detections per image: jittered copies of the
@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)  # fastai's, at import
 
-from ssd_lesson.metrics import _new_map_metric, _tm_inputs, voc_ap  # noqa: E402
+from ssd_lesson.model.metrics import _new_map_metric, _tm_inputs, voc_ap  # noqa: E402
 
 
 def synthetic_voc(n_images: int = 4952, dets_per_image: int = 200, seed: int = 0):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from ssd_lesson.draw import plot_photo_annotations
+from ssd_lesson.drawing.draw import plot_photo_annotations
 
 if __name__ == "__main__":
     out = plot_photo_annotations(sys.argv[1] if len(sys.argv) > 1 else "out/photo_annotations.png")

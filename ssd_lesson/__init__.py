@@ -2,14 +2,14 @@
 
 The core (boxes, anchors, matching, loss) needs only torch and is re-exported here.
 Data, model, training, plots and widgets live in their own modules
-(``ssd_lesson.data``, ``ssd_lesson.model``, ...), which import fastai or matplotlib;
-``ssd_lesson.lesson`` is the starting kit the notebooks open with.
+(``ssd_lesson.data.images``, ``ssd_lesson.model.net``, ...), which import fastai or matplotlib;
+``ssd_lesson.course.lesson`` is the starting kit the notebooks open with.
 """
-from .anchors import AnchorInfo, Anchors, AnchorSpec, activations_to_boxes, make_anchors
-from .boxes import box_area, box_iou, centers_to_corners, corners_to_centers
-from .loss import (LossOptions, SSDLossResult, classification_loss, loss_gradients, regression_loss, ssd_loss,
+from .core.anchors import AnchorInfo, Anchors, AnchorSpec, activations_to_boxes, make_anchors
+from .core.boxes import box_area, box_iou, centers_to_corners, corners_to_centers
+from .core.loss import (LossOptions, SSDLossResult, classification_loss, loss_gradients, regression_loss, ssd_loss,
                    validate_inputs)
-from .matching import FORCED_OVERLAP, IOU_THRESHOLD, PAD_LABEL, Match, match_boxes
+from .core.matching import FORCED_OVERLAP, IOU_THRESHOLD, PAD_LABEL, Match, match_boxes
 
 __version__ = "0.1.0"
 

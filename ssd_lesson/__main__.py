@@ -1,7 +1,7 @@
 """Command line: ``python -m ssd_lesson {dissect,train,evaluate,bench,notebooks}``.
 
 Each subcommand imports its module only when chosen, so ``dissect`` does not pay
-for fastai and ``--help`` is instant. Bad input is refused as :mod:`ssd_lesson.cli` says:
+for fastai and ``--help`` is instant. Bad input is refused as :mod:`ssd_lesson.commands.cli` says:
 one line ``error: ...`` naming the option or file, exit status 2; ``--debug`` (or
 ``SSD_LESSON_DEBUG=1``) shows the traceback.
 """
@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 
 from pathlib import Path
 
-from .cli import UserError, fraction, nonnegative_int, out_folder, positive_int, run_command
-from .matching import IOU_THRESHOLD
+from .commands.cli import UserError, fraction, nonnegative_int, out_folder, positive_int, run_command
+from .core.matching import IOU_THRESHOLD
 
 
 def _dissect(argv: Sequence[str]) -> int:
@@ -29,7 +29,7 @@ def _dissect(argv: Sequence[str]) -> int:
                    help="boxes whose overlap is not above it become background (default: the lesson's %(default)s)")
     p.add_argument("--match-on", choices=("predictions", "anchors"), default="predictions")
     args = p.parse_args(argv)
-    from .dissect import run_dissect
+    from .commands.dissect import run_dissect
 
     run_dissect(out_dir=args.out, n_rows=args.rows, seed=args.seed, iou_threshold=args.iou_threshold,
                 match_on=args.match_on)
@@ -37,25 +37,25 @@ def _dissect(argv: Sequence[str]) -> int:
 
 
 def _train(argv: Sequence[str]) -> int:
-    from .train import train_main
+    from .model.train import train_main
 
     return int(train_main(list(argv)) or 0)
 
 
 def _evaluate(argv: Sequence[str]) -> int:
-    from .evaluate import evaluate_main
+    from .model.evaluate import evaluate_main
 
     return int(evaluate_main(list(argv)) or 0)
 
 
 def _bench(argv: Sequence[str]) -> int:
-    from .bench import main as bench_main
+    from .commands.bench import main as bench_main
 
     return int(bench_main(list(argv)) or 0)
 
 
 def _notebooks(argv: Sequence[str]) -> int:
-    from .notebooks import NOTEBOOK_DIR, notebooks_main
+    from .commands.notebooks import NOTEBOOK_DIR, notebooks_main
 
     # The options that can be wrong before any notebook runs, checked first (notebooks.py parses the rest).
     p = argparse.ArgumentParser(prog="python -m ssd_lesson notebooks", add_help=False)

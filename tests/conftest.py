@@ -13,7 +13,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from ssd_lesson import collage as C  # noqa: E402
+from ssd_lesson.data import collage as C  # noqa: E402
 
 from .helpers import make_fastai, make_voc  # noqa: E402
 

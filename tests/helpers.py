@@ -14,8 +14,8 @@ from PIL import Image
 from matplotlib.patches import Rectangle
 
 from ssd_lesson import PAD_LABEL, make_anchors, ssd_loss
-from ssd_lesson.lesson import example_activations, synthetic_example
-from ssd_lesson.voc import VOC_CLASSES
+from ssd_lesson.course.lesson import example_activations, synthetic_example
+from ssd_lesson.data.voc import VOC_CLASSES
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available"))]
 
@@ -53,7 +53,7 @@ def opens_with_the_kit(nb: nbformat.NotebookNode) -> bool:
     """The notebook's first code cell is its setup: two lines of code that call the starting kit."""
     code = [c for c in nb.cells if c.cell_type == "code"]
     lines = [ln for ln in code[0].source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    kit = [ln for ln in lines if "ssd_lesson.lesson import" in ln or "start_lesson(" in ln or "setup_notebook(" in ln]
+    kit = [ln for ln in lines if "ssd_lesson.course.lesson import" in ln or "start_lesson(" in ln or "setup_notebook(" in ln]
     return len(kit) == 2 and any("start_lesson(" in ln or "setup_notebook(" in ln for ln in kit)
 
 
@@ -76,7 +76,7 @@ def synthetic_case() -> SimpleNamespace:
     """The synthetic example with seeded activations (no checkpoint) and its loss in both match modes.
 
     Fields: ``ex``, ``anchors``, ``cl``, ``ba`` (class and box activations), ``res`` and
-    ``by_anchors`` (:class:`~ssd_lesson.loss.SSDLossResult` matching on predictions / anchors).
+    ``by_anchors`` (:class:`~ssd_lesson.core.loss.SSDLossResult` matching on predictions / anchors).
     """
     ex = synthetic_example()
     anchors = make_anchors()

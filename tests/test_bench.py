@@ -16,7 +16,7 @@ from torch import nn
 from benchmarks import bench_loss as bench
 from benchmarks.lesson_loop import lesson_ssd_loss
 from ssd_lesson import AnchorSpec, make_anchors
-from ssd_lesson.bench import main as bench_main
+from ssd_lesson.commands.bench import main as bench_main
 
 from .reference import ref_ssd_loss
 from .helpers import random_batch

@@ -12,8 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ssd_lesson import IOU_THRESHOLD, ssd_loss, tables
-from ssd_lesson.lesson import start_lesson
+from ssd_lesson import IOU_THRESHOLD, ssd_loss
+from ssd_lesson.drawing import tables
+from ssd_lesson.course.lesson import start_lesson
 
 from .helpers import stdout, tagged
 
@@ -108,8 +109,8 @@ def test_10_map_drops_as_the_score_threshold_rises():
 
 
 def test_10_voc_table_is_the_library_table():
-    from ssd_lesson.evaluate import evaluate_detections
-    from ssd_lesson.lesson import held_out_records, lesson_model
+    from ssd_lesson.model.evaluate import evaluate_detections
+    from ssd_lesson.course.lesson import held_out_records, lesson_model
 
     model = lesson_model(verbose=False)
     table = evaluate_detections(model, held_out_records(model, verbose=False), progress=False).table()

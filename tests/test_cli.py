@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ssd_lesson import cli
+from ssd_lesson.commands import cli
 from ssd_lesson.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]

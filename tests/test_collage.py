@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssd_lesson import collage as C
-from ssd_lesson import data as D
-from ssd_lesson.draw import plot_photo_annotations
+from ssd_lesson.data import collage as C
+from ssd_lesson.data import images as D
+from ssd_lesson.drawing.draw import plot_photo_annotations
 
 
 # ---------------------------------------------------------------- photo annotations and collages

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lesson import data as D
+from ssd_lesson.data import images as D
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,8 +64,8 @@ def test_collate_pads_with_minus_one_at_the_end():
 
 
 def test_collated_batch_feeds_ssd_loss(voc_root):
-    from ssd_lesson.anchors import make_anchors
-    from ssd_lesson.loss import ssd_loss
+    from ssd_lesson.core.anchors import make_anchors
+    from ssd_lesson.core.loss import ssd_loss
 
     recs = {r.image_id: r for r in D.load_voc(voc_root, "trainval")}
     ds = D.DetectionDataset([recs["000005"], recs["000010"], recs["000007"]])
@@ -86,8 +86,8 @@ def test_collated_batch_feeds_ssd_loss(voc_root):
 def test_dataloaders_feed_a_fastai_learner(voc_root):
     import fastai.callback.progress  # noqa: F401  (Learner.no_bar)
     from fastai.learner import Learner
-    from ssd_lesson.anchors import make_anchors
-    from ssd_lesson.loss import ssd_loss
+    from ssd_lesson.core.anchors import make_anchors
+    from ssd_lesson.core.loss import ssd_loss
 
     recs = D.load_voc(voc_root, "train") + D.load_voc(voc_root, "val")
     make = lambda seed: D.make_dataloaders(recs[:3], recs[3:], bs=2, size=64, augment=True, seed=seed, device="cpu")  # noqa: E731

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssd_lesson import box_iou, ssd_loss, tables
-from ssd_lesson.exercises import EXERCISES, check, solve
-from ssd_lesson.lesson import start_lesson
+from ssd_lesson import box_iou, ssd_loss
+from ssd_lesson.drawing import tables
+from ssd_lesson.course.exercises import EXERCISES, check, solve
+from ssd_lesson.course.lesson import start_lesson
 
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 

@@ -5,8 +5,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ssd_lesson import plots
-from ssd_lesson.labels import legibility, placer_for
+from ssd_lesson.drawing import plots
+from ssd_lesson.drawing.placement import legibility, placer_for
 
 
 def _axes():

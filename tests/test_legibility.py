@@ -2,8 +2,8 @@
 none is under 8 px tall, no box label is cut by its panel, and no figure is wider than 1600 px.
 
 Each figure is built on the example with the trained checkpoint's activations, with the calls
-and arguments of the notebooks' code cells, and measured by :func:`ssd_lesson.labels.legibility`
-from matplotlib's renderer at ``savefig.dpi`` 90 (:func:`ssd_lesson.draw.notebook_style`): every
+and arguments of the notebooks' code cells, and measured by :func:`ssd_lesson.drawing.placement.legibility`
+from matplotlib's renderer at ``savefig.dpi`` 90 (:func:`ssd_lesson.drawing.draw.notebook_style`): every
 text the renderer draws (box labels, tick labels, titles, legends, axis labels) and its pixel box.
 The three widgets' figures are measured in the states a learner reaches with their controls.
 Notebooks 09 and 10 train or evaluate models; their figures are drawn here on stand-ins with the
@@ -15,8 +15,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssd_lesson import activations_to_boxes, loss_gradients, plots, ssd_loss, tables
-from ssd_lesson.labels import legibility
+from ssd_lesson import activations_to_boxes, loss_gradients, ssd_loss
+from ssd_lesson.drawing import plots, tables
+from ssd_lesson.drawing.placement import legibility
 
 DPI = 90  # savefig.dpi of the notebooks (draw.notebook_style)
 MAX_WIDTH = 1600
@@ -24,7 +25,7 @@ MAX_WIDTH = 1600
 
 @pytest.fixture(scope="module")
 def kit():
-    from ssd_lesson.lesson import start_lesson
+    from ssd_lesson.course.lesson import start_lesson
 
     return start_lesson(checkpoint=None, verbose=False)
 
@@ -90,9 +91,9 @@ def _nb06_08(k):
 
 
 def _nb09_10(k):
-    from ssd_lesson.infer import predict
-    from ssd_lesson.lesson import example_activations, find_checkpoint
-    from ssd_lesson.model import load_checkpoint
+    from ssd_lesson.model.infer import predict
+    from ssd_lesson.course.lesson import example_activations, find_checkpoint
+    from ssd_lesson.model.net import load_checkpoint
 
     seeded = example_activations(k.example, k.anchors, checkpoint=False, verbose=False)
     match = ssd_loss(k.class_logits, k.box_actns, k.gt_boxes, k.gt_labels, k.anchors, match_on="anchors").match
@@ -128,8 +129,8 @@ def _nb09_10(k):
 def _widgets(k):
     """The widgets' figures, in the states a learner reaches: the first box, a saturated one, the 1x1
     box; the threshold at 0 (every box but three positive), at the lesson's 0.4 and at the top."""
-    from ssd_lesson.follow import FollowBox
-    from ssd_lesson.widgets import BoxWidget, ThresholdWidget
+    from ssd_lesson.course.follow import FollowBox
+    from ssd_lesson.course.widgets import BoxWidget, ThresholdWidget
 
     def box(i):
         return BoxWidget(k.example, k.anchors, k.box_actns, index=i).figure

@@ -1,4 +1,4 @@
-"""The starting kit (``ssd_lesson.lesson``): what every notebook opens with, and where temporary work goes."""
+"""The starting kit (``ssd_lesson.course.lesson``): what every notebook opens with, and where temporary work goes."""
 from __future__ import annotations
 
 import os
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ssd_lesson import IOU_THRESHOLD, PAD_LABEL, LossOptions, make_anchors, ssd_loss
-from ssd_lesson import lesson as K
-from ssd_lesson.model import create_ssd_model, save_checkpoint
+from ssd_lesson.course import lesson as K
+from ssd_lesson.model.net import create_ssd_model, save_checkpoint
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_output_and_cache_folders_follow_the_environment_variable(out_dir):
 
 def test_output_folder_defaults_to_the_checkout():
     os.environ.pop(K.OUT_ENV_VAR, None)
-    assert K.output_dir() == Path(K.__file__).resolve().parents[1] / "ssd_lesson_out"
+    assert K.output_dir() == Path(K.__file__).resolve().parents[2] / "ssd_lesson_out"
 
 
 def test_lesson_records_make_the_collage_once_in_the_cache(out_dir, monkeypatch, capsys):
@@ -123,7 +123,7 @@ def test_lesson_model_prefers_the_shipped_checkpoint_then_the_short_model(out_di
 def test_checkpoint_summary_names_file_command_and_numbers(tmp_path):
     model = create_ssd_model(**K.SHORT_MODEL)
     path = save_checkpoint(model, tmp_path / "m.pth", extra={"command": "python -m ssd_lesson train", "metrics": {"mAP50": 0.5}})
-    from ssd_lesson.model import load_checkpoint
+    from ssd_lesson.model.net import load_checkpoint
 
     lines = K.checkpoint_summary(load_checkpoint(path), path).splitlines()
     assert lines == [f"trained checkpoint: {path} (tiny body)", "made with: python -m ssd_lesson train",

@@ -238,7 +238,7 @@ def test_half_precision_with_ssd300_anchors_is_finite():
 
 def test_focal_settings_are_validated_and_small_gamma_has_finite_gradients():
     from ssd_lesson import LossOptions
-    from ssd_lesson.loss import classification_loss
+    from ssd_lesson.core.loss import classification_loss
 
     with pytest.raises(ValueError, match="focal_gamma: must be a finite number >= 0, got -1"):
         LossOptions(classification="focal", focal_gamma=-1)
@@ -271,7 +271,7 @@ def test_uint8_labels_are_accepted():
 
 
 def test_loss_refuses_missing_anchors_pixel_boxes_and_bad_labels():
-    from ssd_lesson.loss import classification_loss
+    from ssd_lesson.core.loss import classification_loss
 
     anchors = make_anchors()
     cl, ba, gb, gl = _batch()

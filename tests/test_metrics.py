@@ -1,4 +1,4 @@
-"""Pascal VOC average precision (ssd_lesson.metrics.voc_ap) against a plain reference that reads
+"""Pascal VOC average precision (ssd_lesson.model.metrics.voc_ap) against a plain reference that reads
 like the devkit's voc_eval.py, hand-worked cases, input errors, the COCO-style numbers of
 torchmetrics where the two protocols must agree, ``difficult`` passed on as ``iscrowd``, the
 per-class table and the ``mAP_voc07`` training metric."""
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lesson.metrics import (VOC07_RECALLS, average_precision, coco_ap_per_class, map_metrics, per_class_table,
+from ssd_lesson.model.metrics import (VOC07_RECALLS, average_precision, coco_ap_per_class, map_metrics, per_class_table,
                                 voc_ap)
-from ssd_lesson.metrics import _tm_inputs
+from ssd_lesson.model.metrics import _tm_inputs
 
 
 # ---------------------------------------------------------------- the reference: voc_eval.py, one detection at a time
@@ -399,7 +399,7 @@ def test_per_class_table_holds_the_protocols_numbers():
 def test_voc07_training_metric_is_voc_ap_of_the_decoded_batch():
     """test_model's crafted outputs: a cat found exactly (AP 1) and a person false alarm in a class
     without objects (no AP); a dog nobody detects (AP 0): VOC07 mAP (1 + 0) / 2."""
-    from ssd_lesson.infer import decode
+    from ssd_lesson.model.infer import decode
     from tests.test_model import crafted_outputs
 
     anchors, class_logits, box_actns = crafted_outputs()
@@ -423,9 +423,9 @@ def test_voc07_training_metric_is_voc_ap_of_the_decoded_batch():
 
 
 def test_learner_on_voc_reports_voc07(tmp_path):
-    from ssd_lesson.data import make_dataloaders
-    from ssd_lesson.model import create_ssd_model
-    from ssd_lesson.train import collage_records, ssd_learner
+    from ssd_lesson.data.images import make_dataloaders
+    from ssd_lesson.model.net import create_ssd_model
+    from ssd_lesson.model.train import collage_records, ssd_learner
 
     train_recs, valid_recs, _ = collage_records(20, 0, tmp_path)
     dls = make_dataloaders(train_recs, valid_recs, bs=4, device="cpu")
@@ -443,7 +443,7 @@ def test_pr_curve_figure_draws_both_interpolations():
     the shaded envelope is 1 up to recall 1/3 and 2/3 up to 2/3 (area 5/9)."""
     from matplotlib.collections import LineCollection
 
-    from ssd_lesson.pr_plot import pr_curve_figure
+    from ssd_lesson.drawing.pr_plot import pr_curve_figure
 
     preds, targets = one_class([(0, G1, .9), (0, G2, .8), (0, G1, .7), (1, G3, .6), (1, NOWHERE, .5)],
                                [(0, G1, False), (0, G2, True), (1, G3, False), (1, G4, False)])

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from ssd_lesson import AnchorSpec, make_anchors
-from ssd_lesson.draw import show_detections
-from ssd_lesson.infer import Detections, decode, predict
-from ssd_lesson.metrics import detection_map, map_metrics
-from ssd_lesson.model import create_ssd_model, load_checkpoint, save_checkpoint
+from ssd_lesson.drawing.draw import show_detections
+from ssd_lesson.model.infer import Detections, decode, predict
+from ssd_lesson.model.metrics import detection_map, map_metrics
+from ssd_lesson.model.net import create_ssd_model, load_checkpoint, save_checkpoint
 
 
 def tiny(spec=AnchorSpec(), **kw):
@@ -207,7 +207,7 @@ def test_predict_resizes_and_returns_pixel_boxes():
     h, w = 448, 336
     torch.testing.assert_close(dets[1].boxes[0], torch.tensor([0.0375 * h, 0.0375 * w, 0.2125 * h, 0.2125 * w]))
     torch.testing.assert_close(dets[1].boxes[1], torch.tensor([0.175 * h, 0.0, 0.825 * h, w]))
-    # one uint8 (H, W, 3) numpy image, as ssd_lesson.data.load_image gives
+    # one uint8 (H, W, 3) numpy image, as ssd_lesson.data.images.load_image gives
     image = torch.zeros(100, 50, 3, dtype=torch.uint8).numpy()
     image.flags.writeable = False  # as np.asarray(PIL image) gives: no warning, no error
     with warnings.catch_warnings():
@@ -277,7 +277,7 @@ def test_show_detections_draws(model):
 
 # ---------------------------------------------------------------- bad input to predict, decode and checkpoints
 def test_prepare_images_reads_values_by_dtype():
-    from ssd_lesson.infer import prepare_images
+    from ssd_lesson.model.infer import prepare_images
 
     gen = torch.Generator().manual_seed(14)
     u8 = torch.randint(0, 256, (3, 30, 20), generator=gen, dtype=torch.uint8)
@@ -346,7 +346,7 @@ class _NotPlain:
 
 
 def test_shipped_checkpoint_loads_with_weights_only_and_list_specs_match():
-    from ssd_lesson.lesson import find_checkpoint
+    from ssd_lesson.course.lesson import find_checkpoint
 
     path = find_checkpoint()
     assert path is not None

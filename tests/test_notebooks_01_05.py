@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss, tables
-from ssd_lesson import plots
-from ssd_lesson.lesson import example_activations, load_example, setup_notebook
-from ssd_lesson.widgets import BoxWidget, ThresholdWidget
+from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
+from ssd_lesson.drawing import tables
+from ssd_lesson.drawing import plots
+from ssd_lesson.course.lesson import example_activations, load_example, setup_notebook
+from ssd_lesson.course.widgets import BoxWidget, ThresholdWidget
 
 from .helpers import opens_with_the_kit
 

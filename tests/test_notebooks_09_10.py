@@ -6,7 +6,7 @@ with the same checkpoint, example and held-out images: the losses on the lesson'
 example, the positives' IoU, the top scores, the detection counts before and after NMS,
 and the mAP. The short training in notebook 9 is not re-run (too slow for a unit test):
 its table is checked against fastai's own progress table in the same notebook. The two
-figures the notebooks added to ``ssd_lesson.plots`` are tested at the end.
+figures the notebooks added to ``ssd_lesson.drawing.plots`` are tested at the end.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ import torch
 from matplotlib.patches import Rectangle
 
 from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
-from ssd_lesson import plots
-from ssd_lesson.boxes import box_iou
-from ssd_lesson.lesson import CHECKPOINT_DIR, example_activations, load_example, synthetic_example
+from ssd_lesson.drawing import plots
+from ssd_lesson.core.boxes import box_iou
+from ssd_lesson.course.lesson import CHECKPOINT_DIR, example_activations, load_example, synthetic_example
 
 from .helpers import boxes_in, opens_with_the_kit, stdout, tagged
 
@@ -57,7 +57,7 @@ def used_checkpoint(nb: nbformat.NotebookNode, tag: str, prefix: str) -> Path | 
 
 
 def load(path: Path):
-    from ssd_lesson.model import load_checkpoint
+    from ssd_lesson.model.net import load_checkpoint
 
     assert path.is_file(), f"the notebook used {path}, which is gone: re-execute it"
     return load_checkpoint(path)
@@ -106,7 +106,7 @@ def example_losses(acts, example) -> list[float]:
 
 def test_09_losses_before_training_equal_the_library(example):
     from fastai.torch_core import set_seed
-    from ssd_lesson.model import create_ssd_model
+    from ssd_lesson.model.net import create_ssd_model
 
     out = stdout(tagged(read(NB9), "example-losses"))
     seeded = example_activations(example[0], example[1], checkpoint=False, verbose=False)[:2]
@@ -192,8 +192,8 @@ def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
 @pytest.fixture(scope="module")
 def inference(tmp_path_factory):
     """The model, held-out batch and outputs notebook 10 used, rebuilt from the library."""
-    from ssd_lesson.data import DetectionDataset, collate_detections
-    from ssd_lesson.train import collage_records
+    from ssd_lesson.data.images import DetectionDataset, collate_detections
+    from ssd_lesson.model.train import collage_records
 
     nb = read(NB10)
     path = used_checkpoint(nb, "load", "model: the trained checkpoint")
@@ -230,7 +230,7 @@ def test_10_outputs_and_top_scores_equal_the_library(inference):
 
 
 def test_10_nms_counts_equal_decode(inference):
-    from ssd_lesson.infer import decode
+    from ssd_lesson.model.infer import decode
 
     everything = dict(max_per_image=10**6)
     lines = stdout(tagged(inference["nb"], "nms-counts")).splitlines()[1:]
@@ -244,8 +244,8 @@ def test_10_nms_counts_equal_decode(inference):
 
 
 def test_10_map_equals_detection_map(inference):
-    from ssd_lesson.infer import decode
-    from ssd_lesson.metrics import detection_map
+    from ssd_lesson.model.infer import decode
+    from ssd_lesson.model.metrics import detection_map
 
     lines = stdout(tagged(inference["nb"], "map")).splitlines()
     assert len(lines) == 3
@@ -282,7 +282,7 @@ def test_training_progress_figure_draws_the_same_positives_in_every_panel():
 
 
 def test_detection_panels_figure_labels_each_detection():
-    from ssd_lesson.infer import Detections
+    from ssd_lesson.model.infer import Detections
 
     img = np.zeros((50, 80, 3), np.uint8)
     dets = [Detections(torch.tensor([[5.0, 10, 40, 70]]), torch.tensor([7]), torch.tensor([0.8])),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from ssd_lesson.notebooks import NOTEBOOK_DIR, execute_series, notebooks_main, series
+from ssd_lesson.commands.notebooks import NOTEBOOK_DIR, execute_series, notebooks_main, series
 
 
 def test_series_is_numbered_and_complete():
@@ -39,7 +39,7 @@ def test_unknown_filter_is_a_clear_error(tmp_path):
 
 def test_installed_without_the_checkout_is_a_clear_message(tmp_path, monkeypatch, capsys):
     # From a wheel there is no notebooks/ next to the package: say so, no traceback.
-    import ssd_lesson.notebooks as nb_module
+    import ssd_lesson.commands.notebooks as nb_module
 
     monkeypatch.setattr(nb_module, "NOTEBOOK_DIR", tmp_path / "notebooks")
     assert notebooks_main(["--execute"]) == 2

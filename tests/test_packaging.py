@@ -66,7 +66,7 @@ def test_wheel_carries_the_data(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("ssd_lesson-*.whl")
     site = tmp_path / "site"
     subprocess.run(pip + ["install", str(wheel), "--no-deps", "-q", "--target", str(site)], check=True, capture_output=True)
-    code = ("import ssd_lesson.data as d, ssd_lesson.lesson as s; "
+    code = ("import ssd_lesson.data.images as d, ssd_lesson.course.lesson as s; "
             "print(d.__file__); print(d.DATA_DIR); print(s.find_checkpoint()); "
             "print(len(d.parse_voc_xml(d.EXAMPLE_DIR / 'example.xml', d.EXAMPLE_DIR).class_names))")
     env = {**os.environ, "PYTHONPATH": str(site)}

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ssd_lesson import activations_to_boxes, loss_gradients, ssd_loss
-from ssd_lesson import plots
-from ssd_lesson.data import VOC_CLASSES
+from ssd_lesson.drawing import plots
+from ssd_lesson.data.images import VOC_CLASSES
 
 from .helpers import boxes_in, synthetic_case
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from ssd_lesson import AnchorSpec, LossOptions, make_anchors, ssd_loss
-from ssd_lesson.model import load_checkpoint
-from ssd_lesson.train import SSDLoss, train_main
+from ssd_lesson.model.net import load_checkpoint
+from ssd_lesson.model.train import SSDLoss, train_main
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--body", "tiny", "--n-hidden", "16", "--n-images", "20", "--bs", "4", "--epochs", "2"]
@@ -51,8 +51,8 @@ def test_cli_trains_saves_and_is_reproducible(collage_dir, tmp_path, capsys):
     ma = load_checkpoint(a)
     assert ma.checkpoint_extra["epoch"] == 2 and set(ma.checkpoint_extra["metrics"]) >= {"valid_loss", "clas_loss", "regr_loss", "mAP50", "mAP_coco"}
     # evaluate() without fastai gives the numbers the Learner recorded for the last epoch
-    from ssd_lesson.data import make_dataloaders
-    from ssd_lesson.train import collage_records, evaluate
+    from ssd_lesson.data.images import make_dataloaders
+    from ssd_lesson.model.train import collage_records, evaluate
 
     train_recs, valid_recs, _ = collage_records(20, 0, collage_dir)
     dls = make_dataloaders(train_recs, valid_recs, bs=4, device="cpu")
@@ -85,7 +85,7 @@ def test_cli_loss_options_reach_the_loss_and_the_checkpoint(collage_dir, tmp_pat
 
 
 def test_ctrl_c_keeps_last_finished_epoch(collage_dir, tmp_path, monkeypatch, capsys):
-    from ssd_lesson import train
+    from ssd_lesson.model import train
 
     def interrupt_in_second_epoch(self):
         if self.epoch == 1 and self.training:
@@ -99,7 +99,7 @@ def test_ctrl_c_keeps_last_finished_epoch(collage_dir, tmp_path, monkeypatch, ca
 
 
 def test_empty_valid_split_is_reported(tmp_path, monkeypatch, capsys):
-    from ssd_lesson import train
+    from ssd_lesson.model import train
 
     monkeypatch.setattr(train, "collage_records", lambda n, seed, root: (["a record"], [], Path(root)))
     assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "m.pth")]) == 2

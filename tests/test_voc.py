@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from ssd_lesson import data as D
+from ssd_lesson.data import images as D
 
 from .helpers import _voc_xml, _write_image, make_fastai, make_voc
 
@@ -171,7 +171,7 @@ def test_empty_split(tmp_path):
 def test_offline_is_quiet_and_asking_for_voc_gives_the_advice(no_voc_env, monkeypatch, tmp_path):
     import warnings
 
-    from ssd_lesson.lesson import voc_status
+    from ssd_lesson.course.lesson import voc_status
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # offline, nothing asked for: no warning at all

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from ssd_lesson import FORCED_OVERLAP, activations_to_boxes, loss_gradients, make_anchors, ssd_loss
-from ssd_lesson.follow import FollowBox, follow_box_figure, follow_box_text
-from ssd_lesson.lesson import example_activations, load_example
-from ssd_lesson.tables import box_class_losses
-from ssd_lesson.widgets import BoxWidget, ThresholdWidget
+from ssd_lesson.course.follow import FollowBox, follow_box_figure, follow_box_text
+from ssd_lesson.course.lesson import example_activations, load_example
+from ssd_lesson.drawing.tables import box_class_losses
+from ssd_lesson.course.widgets import BoxWidget, ThresholdWidget
 
 PNG = b"\x89PNG"
 SCREEN = (1440, 900)
@@ -211,7 +211,7 @@ def _outline_distance_by_sampling(box, y, x, n=4001):
 
 
 def test_nearest_outline_agrees_with_sampled_outlines():
-    from ssd_lesson.follow import nearest_outline
+    from ssd_lesson.course.follow import nearest_outline
 
     g = torch.Generator().manual_seed(0)
     for _ in range(40):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ssd_lesson.notebooks import series
+from ssd_lesson.commands.notebooks import series
 
 from .lab import FIX, REPO, LabServer, Notebook, find_chromium, fresh_copy
 

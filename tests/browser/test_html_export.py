@@ -13,7 +13,7 @@ import re
 import nbformat
 import pytest
 
-from ssd_lesson.notebooks import WIDGET_VIEW, export_series, series, static_widgets
+from ssd_lesson.commands.notebooks import WIDGET_VIEW, export_series, series, static_widgets
 
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml")
 
@@ -25,8 +25,8 @@ def widget_cells(nb) -> list[int]:
 
 def test_widget_display_data_carries_its_own_figure():
     from ssd_lesson import make_anchors
-    from ssd_lesson.lesson import example_activations, load_example
-    from ssd_lesson.widgets import BoxWidget
+    from ssd_lesson.course.lesson import example_activations, load_example
+    from ssd_lesson.course.widgets import BoxWidget
 
     ex, anchors = load_example(), make_anchors()
     _, box_actns, _ = example_activations(ex, anchors)
@@ -107,7 +107,7 @@ def test_exported_pages_show_every_figure_offline(browser, workdir, out_dir):
 
 
 def test_cli_exports_the_stored_notebooks_without_executing(tmp_path, capsys):
-    from ssd_lesson.notebooks import notebooks_main
+    from ssd_lesson.commands.notebooks import notebooks_main
 
     assert notebooks_main(["--html", str(tmp_path), "--only", "05_"]) == 0
     (page,) = tmp_path.glob("*.html")

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from ssd_lesson import activations_to_boxes, ssd_loss
-from ssd_lesson.notebooks import series
+from ssd_lesson.commands.notebooks import series
 
 from .lab import Slider, View, changed_fraction
 
@@ -29,7 +29,7 @@ WIDGET_VIEWS = {"03_predicted_boxes.ipynb": 1, "05_matching.ipynb": 1, "08_ssd_l
 @pytest.fixture(scope="module")
 def lesson():
     """The notebooks' example, anchors and activations, computed the way notebooks 03 and 05 do."""
-    from ssd_lesson.lesson import start_lesson
+    from ssd_lesson.course.lesson import start_lesson
 
     _, anchors, class_logits, box_actns, gt_boxes, gt_labels = start_lesson(verbose=False)
     return dict(anchors=anchors, class_logits=class_logits, box_actns=box_actns, gt_boxes=gt_boxes,

@@ -13,11 +13,11 @@ from .lab import Notebook, Slider, changed_fraction
 pytestmark = pytest.mark.browser
 
 CELLS = [
-    "from ssd_lesson.lesson import start_lesson\n"
+    "from ssd_lesson.course.lesson import start_lesson\n"
     "ex, anchors, class_logits, box_actns, gt_boxes, gt_labels = start_lesson(figure_format='jpeg')",
-    "from ssd_lesson.widgets import BoxWidget\nBoxWidget(ex, anchors, box_actns, index=99, image_format='jpeg')",
-    "from ssd_lesson.widgets import ThresholdWidget\nThresholdWidget(ex, anchors, class_logits, box_actns, image_format='jpeg')",
-    "from ssd_lesson.follow import FollowBox\nFollowBox(ex, anchors, class_logits, box_actns, index=99, image_format='jpeg')",
+    "from ssd_lesson.course.widgets import BoxWidget\nBoxWidget(ex, anchors, box_actns, index=99, image_format='jpeg')",
+    "from ssd_lesson.course.widgets import ThresholdWidget\nThresholdWidget(ex, anchors, class_logits, box_actns, image_format='jpeg')",
+    "from ssd_lesson.course.follow import FollowBox\nFollowBox(ex, anchors, class_logits, box_actns, index=99, image_format='jpeg')",
 ]
 
 
@@ -62,8 +62,8 @@ def test_widget_fits_the_screen_and_every_arrow_step_shows(screen, out_dir, n, s
 @pytest.fixture(scope="module")
 def follow():
     """FollowBox built here, in the test process, on the same example: the library's numbers and pixels."""
-    from ssd_lesson.follow import FollowBox
-    from ssd_lesson.lesson import start_lesson
+    from ssd_lesson.course.follow import FollowBox
+    from ssd_lesson.course.lesson import start_lesson
 
     ex, anchors, class_logits, box_actns, _, _ = start_lesson(verbose=False)
     return FollowBox(ex, anchors, class_logits, box_actns, index=99)

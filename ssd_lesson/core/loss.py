@@ -66,7 +66,7 @@ class SSDLossResult:
     classification, regression: ``(B,)`` per image.
     pred_boxes: ``(B, A, 4)`` decoded boxes ``(y0, x0, y1, x1)``, fractions.
     ious: ``(B, A, G)`` IoU used for matching (with predicted or anchor boxes).
-    match: :class:`~ssd_lesson.matching.Match` of ``(B, A)`` tensors.
+    match: :class:`~ssd_lesson.core.matching.Match` of ``(B, A)`` tensors.
     target_labels: ``(B, A)`` int64 class of each box, background (C) where not positive.
     target_boxes: ``(B, A, 4)`` the matched ground-truth box of each box.
     gt_labels: ``(B, G)`` int64, the ground-truth labels it was given (``PAD_LABEL`` on padding rows).
@@ -319,7 +319,7 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
         box_actns: ``(B, A, 4)`` box activations, decoded by :func:`activations_to_boxes`.
         gt_boxes: ``(B, G, 4)`` ground-truth ``(y0, x0, y1, x1)``, fractions of the image.
         gt_labels: ``(B, G)`` int64 class ids in ``[0, C)``; ``PAD_LABEL`` (-1) marks a padding row.
-        anchors: from :func:`~ssd_lesson.anchors.make_anchors`, on the same device.
+        anchors: from :func:`~ssd_lesson.core.anchors.make_anchors`, on the same device.
         match_on, iou_threshold, classification, focal_alpha, focal_gamma, regression_reduction:
             see :class:`LossOptions`; ``options``, when given, replaces all of them.
         validate: check the inputs first (costs a host sync); False for speed.

@@ -2,9 +2,9 @@
 
 The code lives in three modules, each a page or two:
 
-* :mod:`ssd_lesson.draw`: primitives (the image on the unit square, a box, a grid, labels);
-* :mod:`ssd_lesson.figures`: the article's figures (ground truth, Figs. 1-6, the aside, Table 1);
-* :mod:`ssd_lesson.loss_figures`: the figures beyond it (loss, gradients, training, detections).
+* :mod:`ssd_lesson.drawing.draw`: primitives (the image on the unit square, a box, a grid, labels);
+* :mod:`ssd_lesson.drawing.figures`: the article's figures (ground truth, Figs. 1-6, the aside, Table 1);
+* :mod:`ssd_lesson.drawing.loss_figures`: the figures beyond it (loss, gradients, training, detections).
 
 Boxes are ``(y0, x0, y1, x1)`` fractions of the image unless a docstring says pixels.
 """

@@ -2,9 +2,9 @@
 
 :func:`evaluate_detections` runs a model on the images of a list of ``Record`` s (read at
 their own size, as the annotations are) and returns the detections and the ground truth,
-``difficult`` flags included, as per-image dicts; :func:`ssd_lesson.metrics.per_class_table`
+``difficult`` flags included, as per-image dicts; :func:`ssd_lesson.model.metrics.per_class_table`
 turns them into the table the command prints: per class the boxes, VOC2007's 11-point AP,
-VOC2010's all-point AP (both by the devkit's rules, :func:`ssd_lesson.metrics.voc_ap`) and
+VOC2010's all-point AP (both by the devkit's rules, :func:`ssd_lesson.model.metrics.voc_ap`) and
 torchmetrics' COCO-style AP at IoU 0.5, with ``difficult`` as ``iscrowd``.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from .cli import UserError, run_command
+from ..commands.cli import UserError, run_command
 
 __all__ = ["Evaluation", "record_targets", "evaluate_detections", "evaluate_main"]
 
@@ -26,28 +26,28 @@ __all__ = ["Evaluation", "record_targets", "evaluate_detections", "evaluate_main
 class Evaluation(NamedTuple):
     """Detections and ground truth of the same images, one dict per image, boxes ``(y0, x0, y1, x1)``
     in pixels of the original image, half-open as ``Record.boxes`` (pass ``inclusive=False`` to
-    :func:`~ssd_lesson.metrics.voc_ap`, which :meth:`voc` and :meth:`table` do)."""
+    :func:`~ssd_lesson.model.metrics.voc_ap`, which :meth:`voc` and :meth:`table` do)."""
 
     preds: list[dict]
     targets: list[dict]
     class_names: tuple[str, ...]
 
     def voc(self, use_07_metric: bool = True, iou_threshold: float = 0.5):
-        """:func:`~ssd_lesson.metrics.voc_ap` of these detections (a ``VOCResult``)."""
+        """:func:`~ssd_lesson.model.metrics.voc_ap` of these detections (a ``VOCResult``)."""
         from .metrics import voc_ap
 
         return voc_ap(self.preds, self.targets, iou_threshold=iou_threshold, use_07_metric=use_07_metric,
                       num_classes=len(self.class_names), inclusive=False)
 
     def table(self, iou_threshold: float = 0.5):
-        """:func:`~ssd_lesson.metrics.per_class_table` of these detections (a ``pandas.DataFrame``)."""
+        """:func:`~ssd_lesson.model.metrics.per_class_table` of these detections (a ``pandas.DataFrame``)."""
         from .metrics import per_class_table
 
         return per_class_table(self.preds, self.targets, self.class_names, iou_threshold=iou_threshold)
 
 
 def record_targets(records: Sequence) -> list[dict]:
-    """Ground truth of ``records`` as :func:`~ssd_lesson.metrics.voc_ap` wants it (``difficult`` kept)."""
+    """Ground truth of ``records`` as :func:`~ssd_lesson.model.metrics.voc_ap` wants it (``difficult`` kept)."""
     return [dict(boxes=torch.as_tensor(r.boxes, dtype=torch.float64).reshape(-1, 4),
                  labels=torch.as_tensor(r.labels, dtype=torch.int64),
                  difficult=torch.as_tensor(r.difficult, dtype=torch.bool)) for r in records]
@@ -59,13 +59,13 @@ def evaluate_detections(model, records: Sequence, *, score_threshold: float = 0.
     """Run ``model`` on every record's image and gather its detections and the ground truth.
 
     A low ``score_threshold`` by default, as AP rewards low-scored hits ranked below the rest.
-    Images are read with :func:`ssd_lesson.data.load_image`, ``batch_size`` at a time, and
-    resized for the model by :func:`ssd_lesson.infer.predict`, which gives the boxes back in
+    Images are read with :func:`ssd_lesson.data.images.load_image`, ``batch_size`` at a time, and
+    resized for the model by :func:`ssd_lesson.model.infer.predict`, which gives the boxes back in
     pixels of each image. ``progress``: a fastprogress bar over the images.
     """
     from fastprogress.fastprogress import progress_bar
 
-    from .data import load_image
+    from ..data.images import load_image
     from .infer import predict
 
     if len(records) == 0:
@@ -125,8 +125,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _load_model(args):
-    from .lesson import find_checkpoint
-    from .model import load_checkpoint
+    from ..course.lesson import find_checkpoint
+    from .net import load_checkpoint
 
     try:
         path = find_checkpoint(args.checkpoint)
@@ -147,7 +147,7 @@ def _load_model(args):
 
 
 def _records(args, model) -> tuple[list, str]:
-    from .voc import find_voc, load_voc
+    from ..data.voc import find_voc, load_voc
 
     if args.data == "collage":
         from .train import collage_records

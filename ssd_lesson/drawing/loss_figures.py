@@ -1,6 +1,6 @@
 """Figures beyond the article's: the loss (notebooks 6-8, 11), training (9) and detections (10).
 
-Built from the primitives of :mod:`ssd_lesson.draw`; boxes are ``(y0, x0, y1, x1)``
+Built from the primitives of :mod:`ssd_lesson.drawing.draw`; boxes are ``(y0, x0, y1, x1)``
 fractions of the image unless a docstring says pixels.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .anchors import Anchors
-from .boxes import box_iou
+from ..core.anchors import Anchors
+from ..core.boxes import box_iou
 from .draw import (BOX_COLORS, GT_COLORS, Scene, _boxes, _figure, _np, _panels, as_scene, draw_box, draw_ground_truth,
                    fit_margin, fit_margins, show_detections, show_image)
-from .loss import classification_loss
+from ..core.loss import classification_loss
 
 __all__ = ["gradient_figure", "detections_figure", "regression_figure", "match_modes_figure", "focal_curves_figure",
            "box_loss_figure", "training_progress_figure", "detection_panels_figure"]
@@ -181,7 +181,7 @@ def focal_curves_figure(gammas: Sequence[float] = (1.0, 2.0), alpha: float = 0.2
     Left: the box's own class (target 1); right: any other class, or every class of a
     background box (target 0). Binary cross-entropy beside the focal loss
     ``alpha_t (1 - p_t) ** gamma * BCE`` for each gamma, all computed by
-    :func:`~ssd_lesson.loss.classification_loss` (one class, so C = 1).
+    :func:`~ssd_lesson.core.loss.classification_loss` (one class, so C = 1).
     """
     p = torch.linspace(0.005, 0.995, 199, dtype=torch.float64)
     x = torch.logit(p)
@@ -266,9 +266,9 @@ def detection_panels_figure(images: Sequence[Any], detections: Sequence[Any], cl
     """Notebook 10: a grid of images, each with its detections labelled ``'class score'``.
 
     ``images``: ``(H, W, 3)`` uint8 or normalised ``(3, H, W)`` tensors; ``detections``: one
-    ``(boxes, labels, scores)`` per image (an :class:`ssd_lesson.infer.Detections`), boxes in
-    pixels of that image, as :func:`ssd_lesson.infer.predict` returns. Drawn with
-    :func:`ssd_lesson.draw.show_detections`; ``scores=None`` draws ground truth.
+    ``(boxes, labels, scores)`` per image (an :class:`ssd_lesson.model.infer.Detections`), boxes in
+    pixels of that image, as :func:`ssd_lesson.model.infer.predict` returns. Drawn with
+    :func:`ssd_lesson.drawing.draw.show_detections`; ``scores=None`` draws ground truth.
     """
     n = len(images)
     if len(detections) != n:

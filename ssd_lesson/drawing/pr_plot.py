@@ -1,6 +1,6 @@
 """One class's precision-recall curve and what VOC's two APs make of it (matplotlib, no pyplot).
 
-:func:`pr_curve_figure` draws, from a :class:`~ssd_lesson.voc_eval.VOCResult`:
+:func:`pr_curve_figure` draws, from a :class:`~ssd_lesson.model.voc_eval.VOCResult`:
 
 * the curve itself: precision against recall down the score-sorted detections (grey);
 * the all-point AP of VOC2010 and later: the curve with its precision made non-increasing
@@ -16,7 +16,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .voc_eval import VOC07_RECALLS, VOCResult, average_precision
+from ..model.voc_eval import VOC07_RECALLS, VOCResult, average_precision
 
 __all__ = ["draw_pr_curve", "pr_curve_figure"]
 

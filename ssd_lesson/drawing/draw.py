@@ -27,9 +27,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
-from .labels import placer_for
-from .matching import PAD_LABEL
-from .voc import VOC_CLASSES
+from .placement import placer_for
+from ..core.matching import PAD_LABEL
+from ..data.voc import VOC_CLASSES
 
 __all__ = ["Scene", "as_scene", "GT_COLORS", "BOX_COLORS", "BG_COLOR", "default_margin", "fit_margin", "fit_margins", "show_image",
            "draw_box", "draw_grid", "draw_ground_truth", "show_detections", "plot_photo_annotations", "notebook_style"]
@@ -129,7 +129,7 @@ def draw_box(ax: Axes, box: Any, color: Any, label: Optional[str] = None, lw: fl
              alpha: float = 1.0, fontsize: float = 8, gid: Optional[str] = None,
              priority: float = 0.0, drop_label_if_crowded: bool = False) -> tuple[Rectangle, Optional[Text]]:
     """Outline one ``(y0, x0, y1, x1)`` box; ``label`` goes on a dark patch in its top-left corner, or
-    where :mod:`ssd_lesson.labels` finds room at draw time (higher ``priority`` placed first; with
+    where :mod:`ssd_lesson.drawing.placement` finds room at draw time (higher ``priority`` placed first; with
     ``drop_label_if_crowded``, left out where no room is free rather than drawn over another)."""
     y0, x0, y1, x1 = (float(v) for v in box)
     rect = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=lw, ls=ls, alpha=alpha, gid=gid)
@@ -180,10 +180,10 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
     """Draw ``image`` and its detections on ``ax``, each box labelled ``class score``.
 
     ``image``: ``(H, W, 3)`` uint8 or a normalised ``(3, H, W)`` tensor; ``boxes``: ``(N, 4)``
-    ``(y0, x0, y1, x1)`` pixels of that image (as :func:`ssd_lesson.infer.predict` returns);
+    ``(y0, x0, y1, x1)`` pixels of that image (as :func:`ssd_lesson.model.infer.predict` returns);
     ``scores=None`` draws ground truth (no score).
     """
-    from .data import denormalize
+    from ..data.images import denormalize
 
     if isinstance(image, torch.Tensor):
         image = denormalize(image) if image.is_floating_point() else image.permute(1, 2, 0).cpu().numpy()
@@ -205,8 +205,8 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
 
 def plot_photo_annotations(out_path: str | Path, records: Optional[Sequence[Any]] = None) -> Path:
     """Save the check plot of the offline photos: each with its numbered boxes ``i: class`` (difficult dashed)."""
-    from .collage import photo_records
-    from .data import load_image
+    from ..data.collage import photo_records
+    from ..data.images import load_image
 
     records = photo_records() if records is None else records
     cols = 3

@@ -13,9 +13,9 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from .anchors import activations_to_boxes
-from .infer import decode
-from .matching import FORCED_OVERLAP
+from ..core.anchors import activations_to_boxes
+from ..model.infer import decode
+from ..core.matching import FORCED_OVERLAP
 
 __all__ = ["EXERCISES", "Exercise", "check", "solve"]
 

@@ -12,12 +12,12 @@ from typing import Any, Literal, Optional
 import pandas as pd
 import torch
 
-from . import plots, tables
-from .anchors import Anchors, make_anchors
-from .data import Example
-from .lesson import example_activations, load_example
-from .loss import SSDLossResult, ssd_loss
-from .matching import FORCED_OVERLAP, IOU_THRESHOLD
+from ..drawing import plots, tables
+from ..core.anchors import Anchors, make_anchors
+from ..data.images import Example
+from ..course.lesson import example_activations, load_example
+from ..core.loss import SSDLossResult, ssd_loss
+from ..core.matching import FORCED_OVERLAP, IOU_THRESHOLD
 
 __all__ = ["figure_names", "make_figures", "run_dissect"]
 

@@ -1,6 +1,6 @@
 """A matplotlib figure shown inside an ipywidget, at its own pixel size, with a static copy for offline pages.
 
-The widgets (:mod:`ssd_lesson.widgets`, :mod:`ssd_lesson.follow`) each own one
+The widgets (:mod:`ssd_lesson.course.widgets`, :mod:`ssd_lesson.course.follow`) each own one
 :class:`~matplotlib.figure.Figure`, redraw it on every change and show it as image bytes in an
 ``ipywidgets.Image``: this works under ``%matplotlib inline`` (no ipympl) and in tests without a browser.
 """

@@ -1,7 +1,7 @@
 """Follow one predicted box through the whole article: anchor, activations, IoU, match, class, losses, gradient.
 
-:func:`follow_box` computes everything once with :func:`~ssd_lesson.loss.ssd_loss`
-and :func:`~ssd_lesson.loss.loss_gradients`; :func:`follow_box_text` and
+:func:`follow_box` computes everything once with :func:`~ssd_lesson.core.loss.ssd_loss`
+and :func:`~ssd_lesson.core.loss.loss_gradients`; :func:`follow_box_text` and
 :func:`follow_box_figure` show one box of it (the static copy for a stored notebook
 or an HTML export), and :class:`FollowBox` is the widget that picks the box by its
 number, by (grid, scale, row, col), or by a click on its outline in the Fig. 4 view of all
@@ -18,11 +18,11 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from . import plots
-from .anchors import AnchorInfo, Anchors
-from .loss import SSDLossResult, loss_gradients, ssd_loss
-from .matching import FORCED_OVERLAP
-from .tables import box_class_losses
+from ..drawing import plots
+from ..core.anchors import AnchorInfo, Anchors
+from ..core.loss import SSDLossResult, loss_gradients, ssd_loss
+from ..core.matching import FORCED_OVERLAP
+from ..drawing.tables import box_class_losses
 from .shown import MARGIN_COLOR, _Shown, pixel_size, show
 
 __all__ = ["Followed", "FollowBox", "follow_box", "follow_box_figure", "follow_box_text", "nearest_outline"]
@@ -95,7 +95,7 @@ class _Computed:
 
 def follow_box(example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor, index: int,
                **loss_options: Any) -> Followed:
-    """Box ``index``'s numbers (``loss_options``: as :func:`~ssd_lesson.loss.ssd_loss`)."""
+    """Box ``index``'s numbers (``loss_options``: as :func:`~ssd_lesson.core.loss.ssd_loss`)."""
     return _Computed(example, anchors, class_logits, box_actns, **loss_options).box(index)
 
 

@@ -3,7 +3,7 @@
 The head takes the body's last feature map (512 x 7 x 7 for resnet34 at 224 pixels),
 runs one stride-1 conv block, then stride-2 conv blocks down to 4x4, 2x2 and 1x1.
 On each grid an output conv gives ``k*(C+1)`` class logits and ``k*4`` box
-activations per cell, flattened in the anchor order of :func:`~ssd_lesson.anchors.make_anchors`
+activations per cell, flattened in the anchor order of :func:`~ssd_lesson.core.anchors.make_anchors`
 (cells row-major, then the ``k`` anchor boxes of the cell), so the model returns
 ``class_logits (B, 189, 21)`` and ``box_actns (B, 189, 4)`` for the default spec.
 Boxes decoded from them are ``(y0, x0, y1, x1)`` fractions of the image.
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .anchors import AnchorSpec
+from ..core.anchors import AnchorSpec
 
 __all__ = ["BODIES", "ConvBlock", "OutConv", "SSDHead", "SSDModel", "create_body", "create_ssd_model", "layer_shapes",
            "save_checkpoint", "load_checkpoint", "spec_to_dict", "spec_from_dict"]
@@ -119,7 +119,7 @@ class SSDModel(nn.Module):
                              "greyscale needs 3 channels (x.expand(-1, 3, -1, -1)), RGBA needs its alpha dropped")
         if tuple(images.shape[-2:]) != (self.size, self.size):
             raise ValueError(f"SSDModel expects {self.size}x{self.size} images, got {images.shape[-2]}x{images.shape[-1]}; "
-                             "resize them first (ssd_lesson.infer.predict does it for you)")
+                             "resize them first (ssd_lesson.model.infer.predict does it for you)")
         return self.head(self.body(images))
 
 
@@ -164,7 +164,7 @@ def create_ssd_model(body: str = "resnet34", pretrained: bool = True, spec: Anch
     ``pretrained``: ImageNet weights for the body when loadable (else a warning and random weights).
     """
     if class_names is None:
-        from .voc import VOC_CLASSES
+        from ..data.voc import VOC_CLASSES
 
         if n_classes != len(VOC_CLASSES):
             raise ValueError(f"n_classes={n_classes}: pass class_names (the default names are the {len(VOC_CLASSES)} VOC classes)")
@@ -248,7 +248,7 @@ def _read_checkpoint(path: Path, map_location: Any) -> dict:
         raise ValueError(f"{path}: not a checkpoint: torch.load cannot read it ({why.split('. ')[0][:120]}); "
                          "empty, truncated or another kind of file") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "ssd_lesson.checkpoint/1":
-        raise ValueError(f"{path}: not an ssd_lesson checkpoint (saved by ssd_lesson.model.save_checkpoint)")
+        raise ValueError(f"{path}: not an ssd_lesson checkpoint (saved by ssd_lesson.model.net.save_checkpoint)")
     for key in CHECKPOINT_KEYS:
         if key not in ckpt:
             raise ValueError(f"{path}: the checkpoint lacks the key {key!r} (it needs {', '.join(CHECKPOINT_KEYS)})")

@@ -5,11 +5,11 @@ decoded boxes, per-class sigmoid scores (background excluded, as in the BCE
 loss), a score threshold, non-maximum suppression per class
 (``torchvision.ops.batched_nms``) and a per-image cap. :func:`predict` runs a
 model on images and gives the boxes in pixels of those images. How good the
-detections are (mean average precision) is :mod:`ssd_lesson.metrics`.
+detections are (mean average precision) is :mod:`ssd_lesson.model.metrics`.
 
 Boxes are ``(y0, x0, y1, x1)``: fractions of the image in :func:`decode`, pixels
 in :func:`predict`. torchvision and torchmetrics want ``(x0, y0, x1, y1)``: we
-swap axes at those calls only (torchvision here, torchmetrics in :mod:`ssd_lesson.metrics`).
+swap axes at those calls only (torchvision here, torchmetrics in :mod:`ssd_lesson.model.metrics`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-from .anchors import Anchors, activations_to_boxes, make_anchors
+from ..core.anchors import Anchors, activations_to_boxes, make_anchors
 
 __all__ = ["Detections", "decode", "prepare_images", "predict"]
 
@@ -94,7 +94,7 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
     """Images for the model: ``(B, 3, size, size)`` normalised, and each input's ``(height, width)``.
 
     Accepts a tensor ``(3, H, W)`` / ``(B, 3, H, W)``, a numpy ``(H, W, 3)`` image (as
-    :func:`ssd_lesson.data.load_image` returns), or a list of those; other sizes are resized.
+    :func:`ssd_lesson.data.images.load_image` returns), or a list of those; other sizes are resized.
     The values are read by dtype: uint8 is 0-255, uint16 0-65535 (tensor or numpy). Floats:
     ``normalized=True`` means already ImageNet-normalised (what the DataLoaders give, values
     about -2.1..2.6), ``normalized=False`` RGB fractions 0..1; the default (None) is True for
@@ -102,7 +102,7 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
     float image would otherwise saturate), as are other dtypes (int64, bool, ...), an empty
     image and NaN or inf, each with a ``ValueError`` naming the problem.
     """
-    from .data import IMAGENET_MEAN, IMAGENET_STD
+    from ..data.images import IMAGENET_MEAN, IMAGENET_STD
 
     if isinstance(images, (list, tuple)):
         if not images:
@@ -150,7 +150,7 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
 def predict(model: torch.nn.Module, images: Any, anchors: Optional[Anchors] = None, *,
             score_threshold: float = 0.25, nms_iou: float = 0.5, max_per_image: int = 100,
             normalized: Optional[bool] = None) -> list[Detections]:
-    """Run ``model`` (an :class:`~ssd_lesson.model.SSDModel`) on ``images`` and decode its detections.
+    """Run ``model`` (an :class:`~ssd_lesson.model.net.SSDModel`) on ``images`` and decode its detections.
 
     ``images``: see :func:`prepare_images` (which dtypes mean what, and ``normalized``); any
     size (resized to the model's); an empty list gives an empty list. ``anchors`` default to

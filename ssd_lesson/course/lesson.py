@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .anchors import Anchors, make_anchors
-from .data import DATA_DIR, Example
-from .loss import SSDLossResult, ssd_loss
-from .voc import BACKGROUND, VOC_CLASSES
+from ..core.anchors import Anchors, make_anchors
+from ..data.images import DATA_DIR, Example
+from ..core.loss import SSDLossResult, ssd_loss
+from ..data.voc import BACKGROUND, VOC_CLASSES
 
 __all__ = ["CHECKPOINT_DIR", "OUT_ENV_VAR", "output_dir", "cache_dir", "Lesson", "start_lesson", "setup_notebook",
            "synthetic_example", "load_example", "example_activations", "find_checkpoint", "lesson_records",
@@ -81,8 +81,8 @@ def synthetic_example(size: int = 224, seed: int = 0) -> Example:
 
 
 def load_example(offline: bool = False, voc: Optional[str] = None) -> Example:
-    """:func:`ssd_lesson.data.lesson_example` (VOC, else the embedded photo collage), else :func:`synthetic_example`."""
-    from .data import lesson_example
+    """:func:`ssd_lesson.data.images.lesson_example` (VOC, else the embedded photo collage), else :func:`synthetic_example`."""
+    from ..data.images import lesson_example
 
     try:
         return lesson_example(voc=voc, offline=offline)
@@ -112,7 +112,7 @@ def example_activations(example: Example, anchors: Optional[Anchors] = None, see
     anchors = make_anchors() if anchors is None else anchors
     path = None if checkpoint is False else find_checkpoint(checkpoint)
     if path is not None:
-        from .model import load_checkpoint  # imports fastai: only when there is a model to load
+        from ..model.net import load_checkpoint  # imports fastai: only when there is a model to load
 
         model = load_checkpoint(path, spec=anchors.spec)
         with torch.no_grad():
@@ -153,7 +153,7 @@ class Lesson(NamedTuple):
     gt_labels: Tensor
 
     def loss(self, **options: Any) -> SSDLossResult:
-        """``ssd_loss`` of the example; ``options`` as :class:`~ssd_lesson.loss.LossOptions` (the lesson's by default)."""
+        """``ssd_loss`` of the example; ``options`` as :class:`~ssd_lesson.core.loss.LossOptions` (the lesson's by default)."""
         return ssd_loss(self.class_logits, self.box_actns, self.gt_boxes, self.gt_labels, self.anchors, **options)
 
 
@@ -193,8 +193,8 @@ def setup_notebook(seed: int = 0, quiet_voc: bool = True, figure_format: Optiona
     import random
     import warnings
 
-    from .draw import notebook_style
-    from .voc import VocNotFoundWarning
+    from ..drawing.draw import notebook_style
+    from ..data.voc import VocNotFoundWarning
 
     random.seed(seed)
     np.random.seed(seed)
@@ -210,7 +210,7 @@ def voc_status() -> str:
     """Where Pascal VOC 2007 was found, or (offline) the full advice on getting it (notebook 01)."""
     import warnings
 
-    from .voc import VocNotFoundWarning, find_voc
+    from ..data.voc import VocNotFoundWarning, find_voc
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VocNotFoundWarning)
@@ -225,7 +225,7 @@ def voc_status() -> str:
 def lesson_records(n_train: int = 160, n_valid: int = 40, seed: int = 0, verbose: bool = True) -> tuple[list, list]:
     """A short run's train and valid records: the first ``n_train`` / ``n_valid`` of VOC 2007's
     train / val when present, else the offline collage set (200 images, ``seed``) in the cache."""
-    from .voc import find_voc, load_voc
+    from ..data.voc import find_voc, load_voc
 
     voc = find_voc()
     if voc is not None:
@@ -241,7 +241,7 @@ def lesson_records(n_train: int = 160, n_valid: int = 40, seed: int = 0, verbose
 
 
 def _collage(seed: int) -> tuple[list, list]:
-    from .train import collage_records  # fastai
+    from ..model.train import collage_records  # fastai
 
     train, valid, _ = collage_records(COLLAGE_IMAGES, seed=seed, root=cache_dir(), verbose=False)
     return train, valid
@@ -253,7 +253,7 @@ def _short_model_path() -> Path:
 
 def save_short_model(model: Any) -> Path:
     """Save notebook 09's short-trained model where :func:`lesson_model` finds it."""
-    from .model import save_checkpoint
+    from ..model.net import save_checkpoint
 
     return save_checkpoint(model, _short_model_path())
 
@@ -270,7 +270,7 @@ def checkpoint_summary(model: Any, path: str | Path) -> str:
 def lesson_model(verbose: bool = True) -> Any:
     """The model notebook 10 evaluates: the shipped checkpoint, else notebook 09's short model,
     else an untrained one (and a line saying which)."""
-    from .model import create_ssd_model, load_checkpoint
+    from ..model.net import create_ssd_model, load_checkpoint
 
     path, short = find_checkpoint(), _short_model_path()
     if path is not None:
@@ -287,7 +287,7 @@ def lesson_model(verbose: bool = True) -> Any:
 def held_out_records(model: Any, n_valid: int = 40, verbose: bool = True) -> list:
     """Images ``model`` was not trained on: VOC 2007 val when present, else the collage set's
     validation split made with the seed the model was trained with (recorded in its checkpoint)."""
-    from .voc import find_voc, load_voc
+    from ..data.voc import find_voc, load_voc
 
     voc = find_voc()
     if voc is not None:

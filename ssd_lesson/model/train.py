@@ -1,6 +1,6 @@
 """Training the SSD the fastai way: a ``Learner``, ``lr_find``, ``fit_one_cycle``.
 
-The loss is the foundation's :func:`~ssd_lesson.loss.ssd_loss`, divided by the batch
+The loss is the foundation's :func:`~ssd_lesson.core.loss.ssd_loss`, divided by the batch
 size (fastai's reported losses are then per image and comparable across ``--bs``;
 Adam hardly cares about the scale). Its classification and regression parts, mAP@0.5
 and COCO mAP are recorded as metrics every epoch. ``python -m ssd_lesson train``
@@ -27,12 +27,12 @@ from fastai.learner import Learner, Metric
 from fastai.torch_core import num_distrib, set_seed
 from torch import Tensor
 
-from .anchors import Anchors, make_anchors
-from .cli import at_least, fraction, out_file, positive_float, positive_int
-from .loss import LossOptions, SSDLossResult, ssd_loss
-from .matching import IOU_THRESHOLD
+from ..core.anchors import Anchors, make_anchors
+from ..commands.cli import at_least, fraction, out_file, positive_float, positive_int
+from ..core.loss import LossOptions, SSDLossResult, ssd_loss
+from ..core.matching import IOU_THRESHOLD
 from .metrics import map_metrics
-from .model import BODIES, SSDModel, create_ssd_model, save_checkpoint
+from .net import BODIES, SSDModel, create_ssd_model, save_checkpoint
 
 __all__ = ["SSDLoss", "LossPart", "BatchLosses", "EpochCheckpoint", "ssd_learner", "evaluate", "collage_records",
            "train_main"]
@@ -43,7 +43,7 @@ class SSDLoss:
 
     ``preds`` is the model's ``(class_logits (B, A, C+1), box_actns (B, A, 4))``; ground
     truth is ``(y0, x0, y1, x1)`` fractions with ``PAD_LABEL`` padding. ``options`` are
-    :class:`~ssd_lesson.loss.LossOptions`. The last result is kept in ``.last`` for the
+    :class:`~ssd_lesson.core.loss.LossOptions`. The last result is kept in ``.last`` for the
     :class:`LossPart` metrics.
     """
 
@@ -120,10 +120,10 @@ def ssd_learner(dls, model: SSDModel, *, match_on: str = "anchors", iou_threshol
 
     ``match_on="anchors"`` is the lesson's code (the article matches on predicted boxes,
     which moves targets around while the boxes are still random); the other loss options
-    are :class:`~ssd_lesson.loss.LossOptions`'. ``metrics`` adds the loss parts, mAP@0.5
+    are :class:`~ssd_lesson.core.loss.LossOptions`'. ``metrics`` adds the loss parts, mAP@0.5
     and COCO mAP on the validation set; ``voc_metric`` also Pascal VOC2007's 11-point mAP
     (``mAP_voc07``; every object counts as non-difficult, as batches carry no ``difficult``
-    flags: see :class:`ssd_lesson.metrics.MeanAP`).
+    flags: see :class:`ssd_lesson.model.metrics.MeanAP`).
     """
     anchors = make_anchors(model.spec)
     options = LossOptions(match_on=match_on, iou_threshold=iou_threshold, classification=classification,
@@ -161,8 +161,8 @@ def evaluate(model: SSDModel, dl, loss_func: SSDLoss) -> dict[str, float]:
 def collage_records(n_images: int, seed: int, root: str | Path = "runs",
                     verbose: bool = True) -> tuple[list, list, Path]:
     """Train and valid records of the offline collage set ``(n_images, seed)``, made once under ``root``."""
-    from .collage import make_collage_dataset
-    from .data import load_voc
+    from ..data.collage import make_collage_dataset
+    from ..data.images import load_voc
 
     out = Path(root) / f"collage-n{n_images}-seed{seed}"
     done = out / "ImageSets" / "Main" / "trainval.txt"  # written last
@@ -232,7 +232,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def train_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson train ...``: returns the exit status (0 done, 1 or 2 refused, 130 on Ctrl-C)."""
-    from .data import VOC_CLASSES, find_voc, load_voc, make_dataloaders
+    from ..data.images import VOC_CLASSES, find_voc, load_voc, make_dataloaders
 
     args = _parse(argv)
     rank0 = rank_distrib() == 0
@@ -299,7 +299,7 @@ def train_main(argv: Sequence[str]) -> int:
           f"last {n} {last:.3f} ({first / max(last, 1e-12):.1f}x lower)")
     print("validation: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in zip(names, values)
                                      if k != "train_loss"))
-    print(f"checkpoint: {out} ({out.stat().st_size / 2**20:.1f} MB); load it with ssd_lesson.model.load_checkpoint")
+    print(f"checkpoint: {out} ({out.stat().st_size / 2**20:.1f} MB); load it with ssd_lesson.model.net.load_checkpoint")
     return 0
 
 

@@ -2,8 +2,8 @@
 
 Conventions (the core library and the loss rely on them):
 
-* A :class:`~ssd_lesson.voc.Record` holds boxes ``(y0, x0, y1, x1)`` in **pixels** of the
-  original image (see :mod:`ssd_lesson.voc`, which reads Pascal VOC).
+* A :class:`~ssd_lesson.data.voc.Record` holds boxes ``(y0, x0, y1, x1)`` in **pixels** of the
+  original image (see :mod:`ssd_lesson.data.voc`, which reads Pascal VOC).
 * Training batches hold boxes as **fractions** of the image (0..1), so resizing
   the image never changes them.
 * A batch is ``(images (B, 3, S, S) float32, gt_boxes (B, G, 4) float32,
@@ -27,7 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from .matching import PAD_LABEL
+from ..core.matching import PAD_LABEL
 from .voc import (BACKGROUND, ENV_VAR, VOC_CLASSES, Record, VocNotFoundWarning, find_voc, load_voc,
                   parse_voc_xml, read_fastai_json, read_fastai_split, read_voc_split, voc_layout, voc_missing_message,
                   write_voc_xml)
@@ -36,7 +36,7 @@ __all__ = [
     "DATA_DIR", "EXAMPLE_DIR", "IMAGENET_MEAN", "IMAGENET_STD", "LESSON_OBJECTS", "Example", "find_lesson_record",
     "lesson_example", "load_image", "to_fractions", "to_pixels", "resize_record", "hflip", "normalize", "denormalize",
     "DetectionDataset", "collate_detections", "make_dataloaders",
-    # re-exported from ssd_lesson.voc, where they live
+    # re-exported from ssd_lesson.data.voc, where they live
     "VOC_CLASSES", "BACKGROUND", "ENV_VAR", "VocNotFoundWarning", "Record", "parse_voc_xml", "write_voc_xml",
     "read_voc_split", "read_fastai_json", "read_fastai_split", "voc_layout", "load_voc", "find_voc",
     "voc_missing_message",
@@ -44,11 +44,11 @@ __all__ = [
 
 def _data_dir() -> Path:
     """The project's ``data/``: ``ssd_lesson/_data`` when installed from a wheel, else the checkout's."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "_data", here.parent / "data"):
+    package = Path(__file__).resolve().parents[1]
+    for folder in (package / "_data", package.parent / "data"):
         if (folder / "example" / "example.xml").is_file():
             return folder
-    return here.parent / "data"  # absent: whoever reads a file from it names the missing file
+    return package.parent / "data"  # absent: whoever reads a file from it names the missing file
 
 
 DATA_DIR = _data_dir()

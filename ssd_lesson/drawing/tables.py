@@ -1,6 +1,6 @@
 """The article's tables (1, 2 and 4) and a loss summary, as pandas DataFrames.
 
-Each is built from an :class:`~ssd_lesson.loss.SSDLossResult` and image ``b`` of its
+Each is built from an :class:`~ssd_lesson.core.loss.SSDLossResult` and image ``b`` of its
 batch, so a table always shows what the library computed. Boxes are
 ``(y0, x0, y1, x1)`` as fractions of the image.
 """
@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .voc import VOC_CLASSES
-from .loss import SSDLossResult, classification_loss, regression_loss
-from .matching import FORCED_OVERLAP, PAD_LABEL
+from ..data.voc import VOC_CLASSES
+from ..core.loss import SSDLossResult, classification_loss, regression_loss
+from ..core.matching import FORCED_OVERLAP, PAD_LABEL
 
 __all__ = ["gt_columns", "iou_table", "match_table", "style_match_table", "box_classes", "regression_table",
            "regression_totals", "loss_table", "compare_matches", "one_hot_table", "box_class_losses"]
@@ -165,7 +165,7 @@ def box_class_losses(class_logits: torch.Tensor, result: SSDLossResult, b: int =
                      gammas: Sequence[float] = (1.0, 2.0), alpha: float = 0.25) -> pd.DataFrame:
     """Each box's share of the classification loss: BCE and focal (one column per gamma).
 
-    Every column is :func:`~ssd_lesson.loss.classification_loss` run on one box at a
+    Every column is :func:`~ssd_lesson.core.loss.classification_loss` run on one box at a
     time (so already divided by C); a column's sum is that loss for the image.
     Index: box number; also ``target`` (class id, C for background) and ``positive``.
     """

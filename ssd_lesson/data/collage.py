@@ -9,7 +9,7 @@ is the path inside the installed package). From those:
 * :func:`render_collage`: one 224x224 image of 1-4 crops pasted on a real
   background photo that holds no VOC object; boxes are exact by construction;
 * :func:`make_collage_dataset`: a VOC-layout detection set of such images, with
-  train and val splits, read back by :func:`ssd_lesson.data.load_voc`.
+  train and val splits, read back by :func:`ssd_lesson.data.images.load_voc`.
 
 Boxes are ``(y0, x0, y1, x1)`` in pixels (integers here) unless stated otherwise.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import DATA_DIR, load_image
+from .images import DATA_DIR, load_image
 from .voc import Record, parse_voc_xml, write_voc_xml
 
 __all__ = ["PHOTO_ANNOTATIONS", "BACKGROUNDS", "package_file", "photo_records", "Crop", "object_crops",

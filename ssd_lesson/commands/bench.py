@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-BENCH_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_loss.py"
+BENCH_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_loss.py"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,6 +1,6 @@
 """The article's figures: ground truth, Figs. 1-3 (one grid each), the aside, Fig. 4, Figs. 5-6, Table 1 as a heatmap.
 
-Built from the primitives of :mod:`ssd_lesson.draw`; boxes are ``(y0, x0, y1, x1)``
+Built from the primitives of :mod:`ssd_lesson.drawing.draw`; boxes are ``(y0, x0, y1, x1)``
 fractions of the image. Figs. 5 and 6 colour each predicted box by the ground truth
 it answers to.
 """
@@ -14,10 +14,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
-from .anchors import Anchors
+from ..core.anchors import Anchors
 from .draw import (_LABEL_BOX, BG_COLOR, BOX_COLORS, GT_COLORS, Scene, _boxes, _figure, _np, as_scene, default_margin,
                    draw_box, draw_grid, draw_ground_truth, fit_margin, fit_margins, show_image)
-from .matching import FORCED_OVERLAP
+from ..core.matching import FORCED_OVERLAP
 
 __all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "all_anchors_figure",
            "all_predictions_figure", "grid_panel_figure", "predictions_by_grid_figure", "draw_class_panel",
@@ -258,7 +258,7 @@ def class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, b
 def iou_heatmap(ious: Any, example: Any, anchors: Anchors, match: Any = None, b: int = 0) -> Figure:
     """All IoUs, ``(A, G)`` (or ``(B, A, G)`` with image ``b``), as a ground truth x box heatmap.
 
-    With ``match`` (a :class:`~ssd_lesson.matching.Match`), each box's chosen ground
+    With ``match`` (a :class:`~ssd_lesson.core.matching.Match`), each box's chosen ground
     truth is marked with a dot, and the forced matches (overlap 1.99) with a star.
     """
     scene = as_scene(example)

@@ -290,7 +290,7 @@ def voc_missing_message(looked_in: Sequence[str] = (), reason: str = "") -> str:
     return (f"Pascal VOC 2007 was not found{': ' + reason if reason else ''}."
             + (f"\nLooked in:{where}" if where else "")
             + "\nTo use it, either:"
-            "\n  - run ssd_lesson.data.find_voc(download=True) (fastai's untar_data(URLs.PASCAL_2007),"
+            "\n  - run ssd_lesson.data.images.find_voc(download=True) (fastai's untar_data(URLs.PASCAL_2007),"
             " into fastai's data folder ~/.fastai/data/pascal_2007 or $FASTAI_HOME/data), or"
             "\n  - download https://s3.amazonaws.com/fast-ai-imagelocal/pascal_2007.tgz (fastai layout) or"
             " VOCtrainval_06-Nov-2007.tar + VOCtest_06-Nov-2007.tar (official VOCdevkit/VOC2007 layout),"

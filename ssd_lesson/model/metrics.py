@@ -3,7 +3,7 @@
 * COCO-style (``torchmetrics``' ``MeanAveragePrecision``, pycocotools backend):
   :func:`detection_map` and the fastai metrics of :func:`map_metrics` (``mAP50``: AP at IoU
   0.5 interpolated at COCO's 101 recall points; ``mAP_coco``: averaged over IoU 0.5:0.95).
-* Pascal VOC's protocol (:mod:`ssd_lesson.voc_eval`, re-exported here): :func:`voc_ap`,
+* Pascal VOC's protocol (:mod:`ssd_lesson.model.voc_eval`, re-exported here): :func:`voc_ap`,
   the devkit's rules with VOC2007's 11-point or VOC2010's all-point AP, and ``difficult``
   objects that count neither way; ``map_metrics(..., voc07=True)`` adds a ``mAP_voc07``
   column to training.
@@ -22,9 +22,9 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .anchors import Anchors
+from ..core.anchors import Anchors
 from .infer import _YX_TO_XY, Detections, decode
-from .matching import PAD_LABEL
+from ..core.matching import PAD_LABEL
 from .voc_eval import VOC07_RECALLS, VOCResult, average_precision, voc_ap
 
 __all__ = ["detection_map", "MeanAP", "map_metrics", "voc_ap", "VOCResult", "average_precision", "VOC07_RECALLS",
@@ -225,7 +225,7 @@ def per_class_table(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mappin
     :func:`coco_ap_per_class`). NaN where a class has no non-difficult box; the mean row
     averages the other classes (and sums the box counts). Inputs as :func:`voc_ap`; boxes are
     the project's half-open ones by default (``inclusive=False``), as
-    :func:`ssd_lesson.evaluate.evaluate_detections` gives them.
+    :func:`ssd_lesson.model.evaluate.evaluate_detections` gives them.
     """
     import pandas as pd
 

@@ -1,7 +1,7 @@
 """Two ipywidgets for the notebooks: a box's four activations (notebook 3) and the IoU threshold (notebook 5).
 
 Each widget owns one matplotlib :class:`~matplotlib.figure.Figure` and redraws
-*that* figure on every change, shown at its own pixel size (:mod:`ssd_lesson.shown`). Controls and figure fit one
+*that* figure on every change, shown at its own pixel size (:mod:`ssd_lesson.course.shown`). Controls and figure fit one
 1440x900 screen, and every keyboard step of a control changes the figure.
 ``.set(...)`` moves the controls as a learner would; the attributes
 (``.pred_box``, ``.positive_count``, ...) hold exactly what is on display.
@@ -18,11 +18,11 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from . import plots
-from .anchors import Anchors, activations_to_boxes
-from .labels import placer_for
-from .loss import SSDLossResult, ssd_loss
-from .matching import FORCED_OVERLAP, IOU_THRESHOLD
+from ..drawing import plots
+from ..core.anchors import Anchors, activations_to_boxes
+from ..drawing.placement import placer_for
+from ..core.loss import SSDLossResult, ssd_loss
+from ..core.matching import FORCED_OVERLAP, IOU_THRESHOLD
 from .shown import MARGIN_COLOR, _Shown
 
 __all__ = ["BoxWidget", "ThresholdWidget"]
@@ -69,7 +69,7 @@ class BoxWidget(_Shown):
     (0.5x and 1.5x the anchor's height and width), on a grey margin.
 
     Args:
-        example: a ``data.Example`` or :class:`~ssd_lesson.plots.Scene`.
+        example: a ``data.Example`` or :class:`~ssd_lesson.drawing.plots.Scene`.
         anchors: from ``make_anchors()``.
         box_actns: ``(A, 4)`` or ``(1, A, 4)`` starting activations (e.g. the model's); zeros if None.
         index: the box shown first.
@@ -229,10 +229,10 @@ class ThresholdWidget(_Shown):
     One photo panel draws the ground truth (dashed) and only the boxes that are
     positive at the threshold (solid, in their ground truth's colour, ``'box: class'``,
     ``*`` where forced). Beside it, the positive count and the two losses against the
-    threshold, every value from :func:`~ssd_lesson.loss.ssd_loss`, the current threshold marked.
+    threshold, every value from :func:`~ssd_lesson.core.loss.ssd_loss`, the current threshold marked.
 
     Args:
-        example: a ``data.Example`` or :class:`~ssd_lesson.plots.Scene` (its boxes are the ground truth).
+        example: a ``data.Example`` or :class:`~ssd_lesson.drawing.plots.Scene` (its boxes are the ground truth).
         anchors: from ``make_anchors()``.
         class_logits: ``(1, A, C+1)``; box_actns: ``(1, A, 4)``.
         threshold: the starting value (the lesson's ``IOU_THRESHOLD``, 0.4).

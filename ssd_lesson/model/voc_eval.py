@@ -25,7 +25,7 @@ Only the AP of each class's curve is a loop over classes; none is over detection
 
 Boxes are ``(y0, x0, y1, x1)`` in pixels. VOC's XML gives inclusive pixels (``xmin=1 ..
 xmax=W`` is the whole width): pass those with ``inclusive=True`` (the devkit's ``+1``). The
-project's boxes (``Record.boxes``, :func:`ssd_lesson.infer.predict`) are half-open, ``y0 =
+project's boxes (``Record.boxes``, :func:`ssd_lesson.model.infer.predict`) are half-open, ``y0 =
 ymin - 1, y1 = ymax``, already ``y1 - y0`` pixels tall: pass those with ``inclusive=False``,
 which gives the devkit's IoUs on the XML's coordinates.
 """

@@ -1,0 +1,2 @@
+"""The core: boxes, anchors, matching and the loss. Imports torch only.
+"""
