@@ -9,13 +9,14 @@ what the notebook shows. Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 
 from ..core.anchors import activations_to_boxes
 from ..model.infer import decode
 from ..core.matching import FORCED_OVERLAP
+from .your_turn import CODE_EXERCISES, check_code
 
 __all__ = ["EXERCISES", "Exercise", "check", "solve"]
 
@@ -126,25 +127,59 @@ def solve(name: str, **context: Any) -> Any:
     return EXERCISES[name].solve(**context)
 
 
+def _as_number(answer: Any) -> Optional[float]:
+    """``answer`` as one float, or None: a tensor or array of several numbers (or none), text, a number too big."""
+    if hasattr(answer, "numel") or hasattr(answer, "size") and hasattr(answer, "reshape"):  # a tensor or an array
+        n = answer.numel() if callable(getattr(answer, "numel", None)) else int(answer.size)
+        if n != 1:
+            return None
+        answer = answer.reshape(-1)[0].item()
+    if isinstance(answer, str):
+        return None
+    try:
+        value = float(answer)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _what(answer: Any) -> str:
+    """Why ``answer`` is not one number, for the hint."""
+    if hasattr(answer, "shape") and hasattr(answer, "reshape"):
+        return f"a tensor of shape {tuple(answer.shape)}"
+    return f"{type(answer).__name__}"
+
+
 def _same(answer: Any, right: Any, tolerance: float) -> bool:
     if isinstance(right, str):
-        return str(answer).strip().lower() == right
-    if isinstance(answer, torch.Tensor):
-        answer = answer.item()
-    try:
-        return abs(float(answer) - float(right)) <= tolerance + 1e-12
-    except (TypeError, ValueError):
-        return False
+        return str(answer).strip().strip("'\"").lower() == right
+    value = _as_number(answer)
+    return value is not None and abs(value - float(right)) <= tolerance + 1e-12
 
 
 def check(name: str, answer: Any, **context: Any) -> bool:
-    """Print whether ``answer`` to exercise ``name`` is right (never the answer itself); return it."""
+    """Print whether ``answer`` to exercise ``name`` is right (never the answer itself); return it.
+
+    For a code exercise (``"05.match"``, ...) ``answer`` is the learner's function, run on the checker's
+    own cases (:func:`~ssd_lesson.course.your_turn.check_code`); ``context`` is not used.
+    """
+    if name in CODE_EXERCISES:
+        return check_code(name, answer)
     ex = EXERCISES[name] if name in EXERCISES else None
     if ex is None:
-        raise KeyError(f"no exercise {name!r}; there are {sorted(EXERCISES)}")
+        raise KeyError(f"no exercise {name!r}; there are {sorted(EXERCISES) + sorted(CODE_EXERCISES)}")
     if answer is None:
         print(f"{name}: not answered yet. Hint: {ex.hint}.")
         return False
-    ok = _same(answer, solve(name, **context), ex.tolerance)
-    print(f"{name}: right: {ex.why}." if ok else f"{name}: not quite. Hint: {ex.hint}.")
+    right = solve(name, **context)
+    if callable(answer) and not isinstance(right, str):
+        print(f"{name}: not quite: this exercise asks for a number, not a function. Hint: {ex.hint}.")
+        return False
+    ok = _same(answer, right, ex.tolerance)
+    if ok:
+        print(f"{name}: right: {ex.why}.")
+    elif not isinstance(right, str) and _as_number(answer) is None:
+        print(f"{name}: not quite: one number is asked for, yours is {_what(answer)}. Hint: {ex.hint}.")
+    else:
+        print(f"{name}: not quite. Hint: {ex.hint}.")
     return ok
