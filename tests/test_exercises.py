@@ -105,3 +105,23 @@ def test_notebook_exercises_are_known_and_unanswered():
             assert out.startswith(f"{name}: not answered yet. Hint: "), (path.name, out)
             asked.append(name)
     assert sorted(asked) == sorted(EXERCISES)
+
+
+@pytest.mark.parametrize("odd", [torch.tensor([1.0, 2.0, 3.0]), torch.tensor([]), torch.zeros(2, 2), 10 ** 400, -10 ** 400,
+                                 "four", "", [4], {"a": 1}, float("nan"), float("inf"), print])
+def test_an_odd_answer_is_not_quite_with_a_hint_never_a_traceback(odd, contexts, capsys):
+    """A tensor of several numbers, an empty tensor, a huge integer, text: 'not quite' and a hint, for every exercise."""
+    for name in sorted(EXERCISES):
+        assert check(name, odd, **contexts[name]) is False
+        out = capsys.readouterr().out
+        assert out.startswith(f"{name}: not quite") and "Hint: " in out and out.count("\n") == 1, out
+
+
+def test_a_one_number_tensor_or_array_is_read_as_its_number(contexts, capsys):
+    import numpy as np
+    right = solve("07.n_positive", **contexts["07.n_positive"])
+    for answer in (torch.tensor(right), torch.tensor([[right]]), np.array([right]), np.int64(right)):
+        assert check("07.n_positive", answer, **contexts["07.n_positive"]) is True
+    capsys.readouterr()
+    check("07.n_positive", torch.tensor([1.0, 2.0]), **contexts["07.n_positive"])
+    assert "one number is asked for, yours is a tensor of shape (2,)" in capsys.readouterr().out

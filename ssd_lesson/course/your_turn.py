@@ -91,7 +91,7 @@ def run_cases(name: str, fn: Callable[..., Any]) -> tuple[str, Optional[Case], A
 
     Returns ``(verdict, case, detail)``: ``("right", None, None)``; ``("stub", None, None)``;
     ``("raised", case, exception)``; ``("unreadable", case, value)`` (not the expected number of tensors);
-    ``("slip", None, slip_name)`` (every differing case agrees with that slip); or ``("differs", case, value)``.
+    ``("slip", case, slip_name)`` (every differing case agrees with that slip); or ``("differs", case, value)``.
     """
     ex = CODE_EXERCISES[name]
     cases = ex.cases()
@@ -113,8 +113,9 @@ def run_cases(name: str, fn: Callable[..., Any]) -> tuple[str, Optional[Case], A
             first_wrong = (case, value, yours)
     if first_wrong is None:
         return "right", None, None
+    # A slip explains the answer when every case the learner got wrong is what that slip gives.
     for slip_name, slip in ex.slips.items():
-        if all(_agree(yours, _reference(ex, case, slip.wrong)) for case, yours, _ in results):
+        if all(_agree(yours, ref) or _agree(yours, _reference(ex, case, slip.wrong)) for case, yours, ref in results):
             return "slip", first_wrong[0], slip_name
     return "differs", first_wrong[0], first_wrong[1]
 

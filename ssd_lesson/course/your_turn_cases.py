@@ -38,7 +38,7 @@ class Case(NamedTuple):
     def describe(self) -> str:
         def one(n: str, a: Any) -> str:
             if isinstance(a, Tensor):
-                vals = " ".join(str([round(v, 4) for v in a.tolist()] if a.is_floating_point() else a.tolist()).split())
+                vals = " ".join(str((a.double() * 1e4).round().div(1e4).tolist() if a.is_floating_point() else a.tolist()).split())
                 return f"{n} = {vals}" if a.numel() <= 24 else f"{n} of shape {tuple(a.shape)}"
             return f"{n} = {a!r}"
         return ", ".join(one(n, a) for n, a in zip(self.names, self.args))
@@ -249,7 +249,7 @@ def _match_cases() -> list[Case]:
     random = torch.rand(8, 3, generator=g) * 0.7
     random[[2, 5]] = 0
     same = torch.tensor([[0.1, 0.0], [0.6, 0.5], [0.3, 0.05], [0.0, 0.2]])  # both objects' best box is box 1
-    edge = torch.tensor([[0.4, 0.1], [0.2, 0.7], [0.35, 0.0], [0.0, 0.0]])  # box 0's overlap is exactly 0.4
+    edge = torch.tensor([[0.4, 0.1], [0.2, 0.7], [0.45, 0.0], [0.0, 0.0]])  # box 0's overlap is exactly 0.4
     weak = torch.tensor([[0.05, 0.0, 0.0], [0.1, 0.3, 0.0], [0.0, 0.2, 0.0], [0.0, 0.25, 0.0]])  # object 2 meets nothing
     return [Case("random overlaps, boxes 2 and 5 overlapping nothing", names, (random,)),
             Case("two objects want the same box", names, (same,),
