@@ -213,3 +213,26 @@ def test_an_iou_of_exactly_0_4_is_a_case_and_two_objects_share_a_box():
     same = cases["two objects want the same box"]
     assert same.argmax(dim=0).tolist() == [1, 1]
     assert cases["an image without objects"].shape[1] == 0
+
+
+def test_each_notebook_02_to_08_and_11_has_its_your_turn_cell():
+    """The cell is the library's stub and check call (so the solutions key can replace it); its stored output
+    (after the series is executed) says 'not answered yet'; a markdown cell above says what to write."""
+    import json
+    from pathlib import Path
+
+    from ssd_lesson.course.solutions import cell_source
+    found = {}
+    for path in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        for i, c in enumerate(cells):
+            if c["cell_type"] == "code" and "your-turn" in c["metadata"].get("tags", []):
+                src = "".join(c["source"])
+                (name,) = re.findall(r'^check\("([^"]+)"', src, flags=re.M)
+                assert src == cell_source(name), (path.name, name)
+                above = "".join(cells[i - 1]["source"])
+                assert cells[i - 1]["cell_type"] == "markdown" and f"`{FUNCTION_NAMES[name]}(" in above
+                out = "".join("".join(o.get("text", "")) for o in c["outputs"])
+                assert out.startswith(f"{name}: not answered yet."), (path.name, out)
+                found[name] = path.name[:2]
+    assert found == {name: name[:2] for name in CODE_EXERCISES}

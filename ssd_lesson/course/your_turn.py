@@ -140,7 +140,7 @@ def check_code(name: str, fn: Any) -> bool:
     """Print whether the learner's function ``fn`` does exercise ``name``'s step; return True if right."""
     ex = CODE_EXERCISES[name]
     if fn is None or (callable(fn) and _is_stub(fn, ex.cases()[0])):
-        print(f"{name}: not answered yet. Write {ex.signature} in the cell above, then run it. Hint: {ex.hint}.")
+        print(f"{name}: not answered yet. Write {ex.signature} in this cell, returning {ex.returns}, then run it.")
         return False
     if not callable(fn):
         print(f"{name}: not quite: pass your function itself (check({name!r}, my_function)), not "
