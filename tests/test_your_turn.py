@@ -236,3 +236,30 @@ def test_each_notebook_02_to_08_and_11_has_its_your_turn_cell():
                 assert out.startswith(f"{name}: not answered yet."), (path.name, out)
                 found[name] = path.name[:2]
     assert found == {name: name[:2] for name in CODE_EXERCISES}
+
+
+def test_the_solutions_key_fills_every_your_turn_cell_and_each_filled_cell_says_right(tmp_path, capsys):
+    """write_solutions (what `notebooks --solutions` executes) fills the 8 cells; each filled cell, run as code, is right."""
+    import nbformat
+
+    from ssd_lesson.commands.notebooks import write_solutions
+    from ssd_lesson.course.solutions import cell_source
+    written = write_solutions(tmp_path)
+    assert [p.name for p in written] == sorted(p.name for p in written) and len(written) >= 11
+    filled = {}
+    for path in written:
+        for c in nbformat.read(path, 4).cells:
+            for name in CODE_EXERCISES:
+                if c.cell_type == "code" and c.source == cell_source(name, solved=True):
+                    filled[name] = c.outputs
+                assert c.source != cell_source(name)  # no stub left
+    assert set(filled) == set(CODE_EXERCISES) and not any(filled.values())
+    for name in CODE_EXERCISES:
+        exec(cell_source(name, solved=True), {})
+        assert capsys.readouterr().out.startswith(f"{name}: Right, on all ")
+
+
+def test_solutions_cannot_be_inplace(capsys):
+    from ssd_lesson.commands.notebooks import notebooks_main
+    assert notebooks_main(["--solutions", "--inplace"]) == 2
+    assert "--solutions writes a copy to --out" in capsys.readouterr().err

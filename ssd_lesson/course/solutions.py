@@ -7,7 +7,9 @@ Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
 """
 from __future__ import annotations
 
-__all__ = ["STUBS", "SOLUTIONS", "FUNCTION_NAMES", "cell_source"]
+from typing import Any
+
+__all__ = ["STUBS", "SOLUTIONS", "FUNCTION_NAMES", "cell_source", "fill_solutions"]
 
 #: The learner's function of each code exercise.
 FUNCTION_NAMES = {
@@ -138,3 +140,20 @@ def cell_source(name: str, solved: bool = False) -> str:
     """The code of exercise ``name``'s "your turn" cell: the stub (or the solution) and the check."""
     fn = (SOLUTIONS if solved else STUBS)[name]
     return f'import torch\nfrom ssd_lesson.course.exercises import check\n\n\n{fn}\n\n\ncheck("{name}", {FUNCTION_NAMES[name]})'
+
+
+def fill_solutions(nb: Any) -> list[str]:
+    """Replace, in the nbformat notebook ``nb``, every "your turn" cell's stub by its solution; return their names.
+
+    A "your turn" cell is a code cell whose source is :func:`cell_source` of an exercise (as committed); its
+    outputs are cleared. A cell the learner already changed is left alone.
+    """
+    filled = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for name in STUBS:
+            if cell.source == cell_source(name):
+                cell.source, cell.outputs, cell.execution_count = cell_source(name, solved=True), [], None
+                filled.append(name)
+    return filled
