@@ -78,10 +78,10 @@ EXERCISES: dict[str, Exercise] = {
     "04.iou": Exercise(
         "intersection = overlap height x overlap width (0 if either is negative); union = area A + area B - intersection",
         "IoU = intersection / union", lambda result, box, gt: float(result.ious[0, box, gt]), 5e-4),
-    "04.zero_rows": Exercise(
-        "a box overlaps nothing when its whole row of IoU values is 0",
-        "those boxes take ground truth 0 by default in notebook 05",
-        lambda result: int((result.ious[0] == 0).all(dim=1).sum())),
+    "04.mean_column": Exercise(
+        "one column of the (189, 4) IoU matrix per ground-truth box: average that column over all 189 boxes",
+        "most boxes overlap any one object little or not at all", lambda result, gt: float(result.ious[0, :, gt].mean()),
+        5e-4),
     "05.positives_at_0.45": Exercise(
         "a box is positive when its gt_overlap is above the threshold; forced matches (1.99) always are",
         "raising the threshold can only remove positives",
@@ -124,10 +124,10 @@ EXERCISES: dict[str, Exercise] = {
     "10.iou_for_match": Exercise(
         "VOC counts a detection as a hit when its IoU with a ground-truth box of its class is above this",
         "the Pascal criterion: the overlap is more than half the union", lambda: 0.5, 1e-9),
-    "11.both": Exercise(
-        "the boxes positive under both matchings: the intersection of the two lists",
-        "the two matchings agree on few boxes",
-        lambda by_predictions, by_anchors: len(set(_positives(by_predictions)) & set(_positives(by_anchors)))),
+    "11.anchor_iou": Exercise(
+        "the anchor box's corners are anchors.corners[i]; IoU as in notebook 04, with ground-truth box gt",
+        "matching on anchors uses these overlaps, which no activation can change",
+        lambda by_anchors, box, gt: float(by_anchors.ious[0, box, gt]), 5e-4),
     "11.lower": Exercise(
         "compare the two columns of the loss table's first row; then ask how the checkpoint was trained",
         "the checkpoint was trained matching on anchors: its logits fit those targets",
