@@ -254,6 +254,8 @@ def test_the_solutions_key_fills_every_your_turn_cell_and_each_filled_cell_says_
                     filled[name] = c.outputs
                 assert c.source != cell_source(name)  # no stub left
     assert set(filled) == set(CODE_EXERCISES) and not any(filled.values())
+    keyed = [c.source for p in written for c in nbformat.read(p, 4).cells if "# the key" in c.source]
+    assert len(keyed) >= 22 and not any("answer = None" in src for src in keyed)
     for name in CODE_EXERCISES:
         exec(cell_source(name, solved=True), {})
         assert capsys.readouterr().out.startswith(f"{name}: Right, on all ")

@@ -7,6 +7,7 @@ Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = ["STUBS", "SOLUTIONS", "FUNCTION_NAMES", "cell_source", "fill_solutions"]
@@ -143,7 +144,8 @@ def cell_source(name: str, solved: bool = False) -> str:
 
 
 def fill_solutions(nb: Any) -> list[str]:
-    """Replace, in the nbformat notebook ``nb``, every "your turn" cell's stub by its solution; return their names.
+    """Replace, in the nbformat notebook ``nb``, every "your turn" cell's stub by its solution, and every value
+    exercise's ``answer = None`` by the library's answer (:func:`~ssd_lesson.course.exercises.solve`); return the names.
 
     A "your turn" cell is a code cell whose source is :func:`cell_source` of an exercise (as committed); its
     outputs are cleared. A cell the learner already changed is left alone.
@@ -152,6 +154,13 @@ def fill_solutions(nb: Any) -> list[str]:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
+        asked = re.search(r'^answer = None  # your answer.*\ncheck\("([^"]+)", answer(.*)\)$', cell.source, flags=re.M)
+        if asked:  # a value exercise: the library's answer, from the same context the check receives
+            name, context = asked.groups()
+            cell.source = cell.source.replace(asked.group(0), f'from ssd_lesson.course.exercises import solve\n'
+                                              f'answer = solve("{name}"{context})  # the key\ncheck("{name}", answer{context})')
+            cell.outputs, cell.execution_count = [], None
+            filled.append(name)
         for name in STUBS:
             if cell.source == cell_source(name):
                 cell.source, cell.outputs, cell.execution_count = cell_source(name, solved=True), [], None
