@@ -44,7 +44,7 @@ def _as_tensors(out: Any, n: int) -> Optional[tuple[Tensor, ...]]:
         try:
             t = p.detach() if isinstance(p, Tensor) else torch.as_tensor(p)
             tensors.append(t.to(torch.float64))
-        except (TypeError, ValueError, RuntimeError, OverflowError):
+        except Exception:  # noqa: BLE001 - whatever the learner returned, it is not a tensor: say so, never raise
             return None
     return tuple(tensors)
 
