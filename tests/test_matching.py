@@ -117,3 +117,19 @@ def test_match_boxes_refuses_bad_input():
     m = match_boxes(ious, valid, 0.4)  # the same input, well formed
     assert m.gt_idx.tolist() == [[0, 1, 0, 0, 1]]
     assert m.gt_overlap[0].tolist() == pytest.approx([FORCED_OVERLAP, FORCED_OVERLAP, 0.3, 0.0, 0.5])
+
+
+def test_match_one_image_the_readable_loop_agrees_with_the_batched_match_boxes():
+    from ssd_lesson.core.matching import match_one_image
+    g = torch.Generator().manual_seed(0)
+    for trial in range(200):
+        A, G = int(torch.randint(1, 12, (1,), generator=g)), int(torch.randint(0, 5, (1,), generator=g))
+        ious = (torch.rand(A, G, generator=g) * 0.8).round(decimals=1)  # rounding makes ties and exact 0.4s
+        ious[torch.rand(A, generator=g) < 0.3] = 0  # boxes that overlap nothing
+        thr = [0.4, 0.5, 0.0][trial % 3]
+        one = match_one_image(ious.clone(), thr)
+        batched = match_boxes(ious[None], torch.ones(1, G, dtype=torch.bool), thr)
+        for mine, theirs in zip(one, batched):
+            assert torch.equal(mine, theirs[0]), (ious, one, batched)
+    with pytest.raises(ValueError, match=r"ious: expected an \(A, G\)"):
+        match_one_image(torch.zeros(2, 3, 4))

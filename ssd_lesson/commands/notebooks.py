@@ -136,6 +136,27 @@ def export_series(html_dir: Path, only: Optional[str] = None, folder: Optional[P
     return [export_html(nbformat.read(p, as_version=4), Path(html_dir) / p.with_suffix(".html").name) for p in paths]
 
 
+def write_solutions(out_dir: Path, only: Optional[str] = None, folder: Optional[Path] = None) -> list[Path]:
+    """The instructors' key: copies of the series in ``out_dir`` with every "your turn" cell filled in
+    with its solution (:func:`ssd_lesson.course.solutions.fill_solutions`), not yet executed; return them."""
+    import nbformat
+
+    from ..course.solutions import fill_solutions
+
+    paths = [p for p in series(folder) if only is None or only in p.name]
+    if not paths:
+        raise FileNotFoundError(f"no notebook in {folder or NOTEBOOK_DIR} matches {only!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        fill_solutions(nb)
+        nbformat.write(nb, out_dir / path.name)
+        written.append(out_dir / path.name)
+    return written
+
+
 def notebooks_main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m ssd_lesson notebooks", description=__doc__)
     p.add_argument("--execute", action="store_true", help="execute the series in order")
@@ -144,6 +165,8 @@ def notebooks_main(argv: Sequence[str]) -> int:
     p.add_argument("--html", type=Path, default=None,
                    help="export each notebook as HTML here (executed with --execute, else as stored)")
     p.add_argument("--only", default=None, help="run only notebooks whose name contains this")
+    p.add_argument("--solutions", action="store_true",
+                   help="the instructors' key: write the series to --out with every 'your turn' cell solved, executed")
     args = p.parse_args(argv)
     try:
         paths = series()
@@ -152,6 +175,12 @@ def notebooks_main(argv: Sequence[str]) -> int:
               "checkout (notebooks/), not in the installed package: clone the repository and run this there",
               file=sys.stderr)
         return 2
+    if args.solutions:
+        if args.inplace:
+            print("ssd_lesson notebooks: --solutions writes a copy to --out; it cannot be --inplace", file=sys.stderr)
+            return 2
+        write_solutions(args.out, args.only)
+        args.execute, paths = True, series(args.out)  # run the solved copies where they are
     if not args.execute and args.html is not None:
         pages = export_series(args.html, args.only)
         for page in pages:
@@ -162,7 +191,7 @@ def notebooks_main(argv: Sequence[str]) -> int:
             print(path.name)
         print("\nadd --execute to run them (copies go to --out; --inplace for maintainers), --html DIR to export them")
         return 0
-    times = execute_series(args.out, args.html, args.inplace, args.only)
+    times = execute_series(args.out, args.html, args.inplace, args.only, folder=args.out if args.solutions else None)
     for name, sec in times.items():
         print(f"{name:<40} {sec:6.1f} s")
     print(f"{'total':<40} {sum(times.values()):6.1f} s")

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["Match", "match_boxes", "FORCED_OVERLAP", "IOU_THRESHOLD", "PAD_LABEL"]
+__all__ = ["Match", "match_boxes", "match_one_image", "FORCED_OVERLAP", "IOU_THRESHOLD", "PAD_LABEL"]
 
 #: The overlap written on a box that a ground-truth box claims (the article's "nudged to 2").
 FORCED_OVERLAP = 1.99
@@ -116,3 +116,26 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRES
     gt_idx = torch.where(forced, claimed, gt_idx)
     gt_overlap = torch.where(forced, torch.full_like(gt_overlap, FORCED_OVERLAP), gt_overlap)
     return Match(gt_idx, gt_overlap, gt_overlap > iou_threshold)
+
+
+def match_one_image(ious: Tensor, iou_threshold: float = IOU_THRESHOLD) -> Match:
+    """:func:`match_boxes` for one image, written as the lesson's loop: the algorithm to read.
+
+    Args:
+        ious: ``(A, G)`` IoU of each of A boxes with each of the image's G ground-truth boxes (no padding).
+        iou_threshold: boxes whose overlap is not above it become background.
+
+    Returns:
+        :class:`Match` of ``(A,)`` tensors, equal to ``match_boxes(ious[None], ...)[0]``.
+    """
+    if not isinstance(ious, Tensor) or ious.dim() != 2 or not ious.is_floating_point():
+        raise ValueError(f"ious: expected an (A, G) floating-point tensor, got {getattr(ious, 'shape', type(ious).__name__)}")
+    A, G = ious.shape
+    if G == 0:  # no objects: every box is background
+        return Match(torch.zeros(A, dtype=torch.long), ious.new_zeros(A), torch.zeros(A, dtype=torch.bool))
+    gt_overlap, gt_idx = ious.max(dim=1)  # 1. each box takes the object it overlaps most
+    for j in range(G):  # 2. each object claims the box it overlaps most (a later claim wins)
+        box = ious[:, j].argmax()
+        gt_idx[box] = j
+        gt_overlap[box] = FORCED_OVERLAP
+    return Match(gt_idx, gt_overlap, gt_overlap > iou_threshold)  # 3. weak matches become background

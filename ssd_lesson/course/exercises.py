@@ -9,13 +9,14 @@ what the notebook shows. Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 
 from ..core.anchors import activations_to_boxes
 from ..model.infer import decode
 from ..core.matching import FORCED_OVERLAP
+from .your_turn import CODE_EXERCISES, check_code
 
 __all__ = ["EXERCISES", "Exercise", "check", "solve"]
 
@@ -37,68 +38,84 @@ def _positives(result: Any) -> list[int]:
     return result.match.positive[0].nonzero().flatten().tolist()
 
 
+def _anchor_at(anchors: Any, grid: int, row: int, col: int, zoom: float, ratio: tuple[float, float]) -> int:
+    """The model-output index of the anchor box at (grid, row, col, zoom, ratio)."""
+    return next(i for i in range(len(anchors)) if anchors.info(i)[1:4] == (grid, row, col)
+                and anchors.info(i).zoom == zoom and anchors.info(i).ratio == ratio)
+
+
+def _mae(result: Any, row: int = 0) -> float:
+    """The MAE of Table 4's row ``row`` (the ``row``-th positive box)."""
+    a = _positives(result)[row]
+    return float((result.pred_boxes[0, a] - result.target_boxes[0, a]).abs().mean())
+
+
 EXERCISES: dict[str, Exercise] = {
-    "01.objects": Exercise(
-        "count the rows of y: one per ground-truth box", "y has one row per annotated object",
-        lambda ex: len(ex.classes)),
-    "01.pixels": Exercise(
-        "multiply box 0's x1 fraction by the width of the model's input (224)",
-        "fractions times the image size give pixels", lambda ex: float(ex.boxes[0, 3]) * 224, 0.05),
-    "02.count_2x2": Exercise(
-        "cells of the grid times the anchor boxes per cell", "2 x 2 cells x 9 anchor boxes",
-        lambda anchors: int((anchors.grid_index == 1).sum())),
-    "02.first_1x1": Exercise(
-        "the 4x4 grid's outputs come first, then the 2x2 grid's; count them",
-        "16 x 9 + 4 x 9 outputs come before it", lambda anchors: int(anchors.offsets[2])),
+    "01.area": Exercise(
+        "height x width of box 0, from its fractions: the area of fractions is a fraction of the image's area",
+        "(y1 - y0) x (x1 - x0)", lambda ex: float((ex.boxes[0, 2] - ex.boxes[0, 0]) * (ex.boxes[0, 3] - ex.boxes[0, 1])),
+        5e-4),
+    "01.centre_x": Exercise(
+        "the centre is halfway between x0 and x1; a fraction times 224 gives pixels of the model's input",
+        "(x0 + x1) / 2 x 224", lambda ex: float(ex.boxes[1, 1] + ex.boxes[1, 3]) / 2 * 224, 0.05),
+    "02.index": Exercise(
+        "the 4x4 grid comes first; cells row by row, 9 boxes each: (row x 4 + column) x 9, then zoom index x 3 "
+        "+ ratio index", "anchors.info(i) reads the index back",
+        lambda anchors: _anchor_at(anchors, 4, 2, 3, 1.0, (1.0, 0.5))),
+    "02.first_1x1_with_8x8": Exercise(
+        "an 8x8 grid in front adds 8 x 8 x 9 outputs before the 4x4 grid's 16 x 9 and the 2x2 grid's 4 x 9",
+        "every grid before it shifts it by cells x boxes per cell",
+        lambda anchors: 8 * 8 * anchors.spec.k(0) + int(anchors.offsets[2])),
     "03.decode_y0": Exercise(
         "tanh each activation; the centre moves tanh(dy)/2 cells, the height becomes (1 + tanh(dh)/2) x the anchor's; "
         "y0 = centre - height / 2",
         "that is activations_to_boxes for one box",
         lambda box_actns, anchors, index: float(activations_to_boxes(box_actns, anchors)[0, index, 0]), 5e-4),
-    "03.max_height": Exercise(
-        "tanh never reaches 1: the height is at most (1 + 1/2) times the anchor box's",
-        "the largest factor is 1.5", lambda anchors, index: 1.5 * float(anchors.centers_hw[index, 2]), 5e-4),
+    "03.max_width": Exercise(
+        "tanh never reaches 1: the width is at most (1 + 1/2) times the anchor box's; find that box's grid, zoom and "
+        "ratio with anchors.info", "the largest factor is 1.5",
+        lambda anchors, index: 1.5 * float(anchors.centers_hw[index, 3]), 5e-4),
     "04.iou": Exercise(
         "intersection = overlap height x overlap width (0 if either is negative); union = area A + area B - intersection",
         "IoU = intersection / union", lambda result, box, gt: float(result.ious[0, box, gt]), 5e-4),
-    "04.zero_rows": Exercise(
-        "a box overlaps nothing when its whole row of Table 1 is 0",
-        "those boxes take ground truth 0 by default in notebook 05",
-        lambda result: int((result.ious[0] == 0).all(dim=1).sum())),
-    "05.positives_at_0.5": Exercise(
+    "04.mean_column": Exercise(
+        "one column of the (189, 4) IoU matrix per ground-truth box: average that column over all 189 boxes",
+        "most boxes overlap any one object little or not at all", lambda result, gt: float(result.ious[0, :, gt].mean()),
+        5e-4),
+    "05.positives_at_0.45": Exercise(
         "a box is positive when its gt_overlap is above the threshold; forced matches (1.99) always are",
         "raising the threshold can only remove positives",
         lambda result, threshold: int(((result.match.gt_overlap[0] > threshold)).sum())),
-    "05.forced": Exercise(
-        "look for gt_overlap == 1.99 in Table 2 (all 189 rows, not just the first 30)",
-        "one forced match per ground-truth box, unless two claim the same box",
-        lambda result: int((result.match.gt_overlap[0] == FORCED_OVERLAP).sum())),
+    "05.background_overlap": Exercise(
+        "the background boxes are those whose gt_overlap is not above 0.4: average their gt_overlap",
+        "most background boxes touch an object a little",
+        lambda result: float(result.match.gt_overlap[0][~result.match.positive[0]].mean()), 5e-4),
     "06.bce_zero": Exercise(
         "BCE of a logit x against target 0 is -log(1 - sigmoid(x)) = log(1 + exp(x))",
         "a confident 'no' costs little", lambda x: _softplus(x), 5e-4),
-    "06.background_share": Exercise(
-        "sum the BCE column of the background boxes' rows",
-        "the shares add up to the classification loss", lambda shares: float(shares.loc[~shares.positive, "BCE"].sum()),
-        5e-4),
-    "07.n_positive": Exercise(
-        "Table 4 has one row per positive box", "only positives have a box to be compared with",
-        lambda result: len(_positives(result))),
-    "07.mae": Exercise(
-        "mean of |pbbox - gtbbox| over the four coordinates of the first row of Table 4",
-        "the per-box MAE", lambda result: float((result.pred_boxes[0, _positives(result)[0]]
-                                                 - result.target_boxes[0, _positives(result)[0]]).abs().mean()), 5e-4),
-    "08.grad_size": Exercise(
-        "the mean regression loss divides by 4 x (number of positives)",
-        "d loss / d corner = +-1 / (4 n)", lambda result: 1 / (4 * len(_positives(result))), 5e-5),
-    "08.pushed_up": Exercise(
-        "a logit is pushed up where its gradient is negative: only a positive box's own class",
-        "one per positive box", lambda result: len(_positives(result))),
-    "09.batches": Exercise(
-        "the last partial batch is dropped: floor(images / batch size)", "fastai's drop_last for training",
-        lambda n_images, bs: n_images // bs),
-    "09.lr": Exercise(
-        "one cycle: the learning rate rises to the peak you pass, then falls", "fit_one_cycle(epochs, peak lr)",
-        lambda peak: float(peak), 1e-12),
+    "06.box_share": Exercise(
+        "that box's 20 BCE terms (its own class against 1, the others against 0), summed, divided by C = 20",
+        "the shares add up to the classification loss", lambda shares, box: float(shares.loc[box, "BCE"]), 5e-4),
+    "07.one_more": Exercise(
+        "the mean divides the same sum of errors by 4 x (n + 1) instead of 4 x n",
+        "a perfect extra positive dilutes the mean", lambda result: float(result.regression[0]) * len(_positives(result))
+        / (len(_positives(result)) + 1), 5e-4),
+    "07.mae_pixels": Exercise(
+        "the MAE of Table 4's first row is a fraction of the image side; times 224 gives pixels of the model's input",
+        "fractions times the image size give pixels", lambda result: _mae(result) * 224, 0.05),
+    "08.grad_doubled": Exercise(
+        "the mean regression loss divides by 4 x (number of positives); twice the positives halves each share",
+        "d loss / d corner = +-1 / (4 n)", lambda result: 1 / (8 * len(_positives(result))), 5e-5),
+    "08.pushed_down": Exercise(
+        "BCE's gradient on a logit is sigmoid(x) - target: positive (pushed down) for every target 0; the background "
+        "column gets none", "every class column of every box but the positives' own classes",
+        lambda result, class_logits: result.match.positive.shape[1] * (class_logits.shape[-1] - 1) - len(_positives(result))),
+    "09.images_seen": Exercise(
+        "each epoch is floor(images / batch size) full batches (the last partial one is dropped)",
+        "fastai's drop_last for training", lambda n_images, bs, epochs: epochs * (n_images // bs) * bs),
+    "09.first_lr": Exercise(
+        "one cycle starts at the peak divided by fit_one_cycle's div (25 by default), then rises to the peak",
+        "learn.recorder.lrs holds every batch's learning rate", lambda learn: float(learn.recorder.lrs[0]), 2e-6),
     "10.after_nms": Exercise(
         "decode with score_threshold=0.5 (NMS at 0.5 is the default) and count image 0's detections",
         "a higher threshold keeps fewer pairs, and NMS removes the duplicates among them",
@@ -107,15 +124,15 @@ EXERCISES: dict[str, Exercise] = {
     "10.iou_for_match": Exercise(
         "VOC counts a detection as a hit when its IoU with a ground-truth box of its class is above this",
         "the Pascal criterion: the overlap is more than half the union", lambda: 0.5, 1e-9),
-    "11.both": Exercise(
-        "the boxes positive under both matchings: the intersection of the two lists",
-        "the two matchings agree on few boxes",
-        lambda by_predictions, by_anchors: len(set(_positives(by_predictions)) & set(_positives(by_anchors)))),
+    "11.anchor_iou": Exercise(
+        "the anchor box's corners are anchors.corners[i]; IoU as in notebook 04, with ground-truth box gt",
+        "matching on anchors uses these overlaps, which no activation can change",
+        lambda by_anchors, box, gt: float(by_anchors.ious[0, box, gt]), 5e-4),
     "11.lower": Exercise(
-        "compare the two columns of the loss table's first row",
+        "compare the two columns of the loss table's first row; then ask how the checkpoint was trained",
         "the checkpoint was trained matching on anchors: its logits fit those targets",
-        lambda by_predictions, by_anchors: "anchors" if float(by_anchors.classification[0]) < float(by_predictions.classification[0])
-        else "predictions"),
+        lambda by_predictions, by_anchors: ("anchors", "b") if float(by_anchors.classification[0])
+        < float(by_predictions.classification[0]) else ("predictions", "c")),
 }
 
 
@@ -126,25 +143,65 @@ def solve(name: str, **context: Any) -> Any:
     return EXERCISES[name].solve(**context)
 
 
-def _same(answer: Any, right: Any, tolerance: float) -> bool:
-    if isinstance(right, str):
-        return str(answer).strip().lower() == right
-    if isinstance(answer, torch.Tensor):
-        answer = answer.item()
+def _as_number(answer: Any) -> Optional[float]:
+    """``answer`` as one float, or None: a tensor or array of several numbers (or none), text, a number too big."""
+    if hasattr(answer, "numel") or hasattr(answer, "size") and hasattr(answer, "reshape"):  # a tensor or an array
+        n = answer.numel() if callable(getattr(answer, "numel", None)) else int(answer.size)
+        if n != 1:
+            return None
+        answer = answer.reshape(-1)[0].item()
+    if isinstance(answer, str):
+        return None
     try:
-        return abs(float(answer) - float(right)) <= tolerance + 1e-12
-    except (TypeError, ValueError):
-        return False
+        value = float(answer)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _what(answer: Any) -> str:
+    """Why ``answer`` is not one number, for the hint."""
+    if hasattr(answer, "shape") and hasattr(answer, "reshape"):
+        return f"a tensor of shape {tuple(answer.shape)}"
+    return f"{type(answer).__name__}"
+
+
+def _same(answer: Any, right: Any, tolerance: float) -> bool:
+    if isinstance(right, tuple):  # a two-part question: every part must be right
+        return isinstance(answer, (tuple, list)) and len(answer) == len(right) and all(
+            _same(a, r, tolerance) for a, r in zip(answer, right))
+    if isinstance(right, str):
+        return str(answer).strip().strip("'\"").lower() == right
+    value = _as_number(answer)
+    return value is not None and abs(value - float(right)) <= tolerance + 1e-12
 
 
 def check(name: str, answer: Any, **context: Any) -> bool:
-    """Print whether ``answer`` to exercise ``name`` is right (never the answer itself); return it."""
+    """Print whether ``answer`` to exercise ``name`` is right (never the answer itself); return it.
+
+    For a code exercise (``"05.match"``, ...) ``answer`` is the learner's function, run on the checker's
+    own cases (:func:`~ssd_lesson.course.your_turn.check_code`); ``context`` is not used.
+    """
+    if name in CODE_EXERCISES:
+        return check_code(name, answer)
     ex = EXERCISES[name] if name in EXERCISES else None
     if ex is None:
-        raise KeyError(f"no exercise {name!r}; there are {sorted(EXERCISES)}")
+        raise KeyError(f"no exercise {name!r}; there are {sorted(EXERCISES) + sorted(CODE_EXERCISES)}")
     if answer is None:
         print(f"{name}: not answered yet. Hint: {ex.hint}.")
         return False
-    ok = _same(answer, solve(name, **context), ex.tolerance)
-    print(f"{name}: right: {ex.why}." if ok else f"{name}: not quite. Hint: {ex.hint}.")
+    right = solve(name, **context)
+    if callable(answer) and not isinstance(right, (str, tuple)):
+        print(f"{name}: not quite: this exercise asks for a number, not a function. Hint: {ex.hint}.")
+        return False
+    ok = _same(answer, right, ex.tolerance)
+    if ok:
+        print(f"{name}: right: {ex.why}.")
+    elif isinstance(right, tuple) and not (isinstance(answer, (tuple, list)) and len(answer) == len(right)):
+        print(f"{name}: not quite: {len(right)} answers are asked for, as a pair ({', '.join('...' for _ in right)}). "
+              f"Hint: {ex.hint}.")
+    elif not isinstance(right, (str, tuple)) and _as_number(answer) is None:
+        print(f"{name}: not quite: one number is asked for, yours is {_what(answer)}. Hint: {ex.hint}.")
+    else:
+        print(f"{name}: not quite. Hint: {ex.hint}.")
     return ok

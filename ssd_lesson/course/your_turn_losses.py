@@ -1,0 +1,186 @@
+"""The code exercises of notebooks 06, 07, 08 and 11: the loss's parts, one image at a time.
+
+Like :mod:`.your_turn_cases`: seeded cases plus edge cases, the library's answer, and the slips.
+Boxes are ``(y0, x0, y1, x1)`` fractions of the image; class ids are ``0..C-1`` with ``C`` background.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..core.boxes import box_iou
+from ..core.loss import classification_loss, regression_loss, ssd_loss
+from ..core.matching import IOU_THRESHOLD, match_boxes
+from .your_turn_cases import _ANCHORS, Case, CodeExercise, Slip, _gen, _random_boxes
+
+__all__ = ["BCE", "L1", "GRAD", "ANCHOR_TARGETS"]
+
+
+# ---- 06: one-hot BCE without the background column, divided by C ------------------------------------------------
+
+def _bce_variant(logits: Tensor, target: Tensor, keep_background: bool = False, divide: str = "C",
+                 reduction: str = "sum") -> Tensor:
+    C = logits.shape[1] - 1
+    one_hot = F.one_hot(target, C + 1).to(logits.dtype)
+    cols = C + 1 if keep_background else C
+    bce = F.binary_cross_entropy_with_logits(logits[:, :cols], one_hot[:, :cols], reduction=reduction)
+    return bce / {"C": C, "C+1": C + 1, "1": 1}[divide]
+
+
+def _bce_cases() -> list[Case]:
+    g = _gen(6)
+    names = ("logits", "target")
+
+    def random(A: int, C: int, background: float) -> tuple[Tensor, Tensor]:
+        logits = torch.randn(A, C + 1, generator=g) * 2
+        target = torch.randint(0, C, (A,), generator=g)
+        target[torch.rand(A, generator=g) < background] = C
+        return logits, target
+    return [Case("5 boxes, 3 classes plus background", names, random(5, 3, 0.5)),
+            Case("an image whose boxes are all background", names, (torch.randn(4, 5, generator=g), torch.full((4,), 4)),
+                 "a background box has no 1 in its one-hot row once the background column is cut off"),
+            Case("every box an object", names, random(3, 2, 0.0)),
+            Case("the lesson's 20 classes", names, random(12, 20, 0.7))]
+
+
+BCE = CodeExercise(
+    "my_bce(logits, target)", "one number (a 0-dimensional tensor or a float)", ("the loss",),
+    _bce_cases, lambda logits, target: classification_loss(logits[None], target[None])[0],
+    {"background": Slip("You kept the background column: cut it off (one_hot[:, :C] and logits[:, :C]), so a background "
+                        "box is scored as 'no' to every class", lambda *a: _bce_variant(*a, keep_background=True)),
+     "no_C": Slip("Not divided by C: the lesson's BCE_Loss divides the sum by the number of classes",
+                  lambda *a: _bce_variant(*a, divide="1")),
+     "C+1": Slip("Divided by C + 1: divide by the number of classes C, without background",
+                 lambda *a: _bce_variant(*a, divide="C+1")),
+     "mean": Slip("Looks like a mean: the lesson sums the binary cross-entropy over boxes and classes, then divides by C",
+                  lambda *a: _bce_variant(*a, reduction="mean", divide="1"))},
+    "one_hot = F.one_hot(target, C + 1)[:, :C]; binary_cross_entropy_with_logits(logits[:, :C], one_hot, "
+    "reduction='sum') / C",
+    "classification_loss does this for a batch, without building the one-hot matrix")
+
+
+# ---- 07: L1 of the positives, both reductions -------------------------------------------------------------------
+
+def _l1_right(pred: Tensor, target: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:
+    return tuple(regression_loss(pred[None], target[None], positive[None], r)[0] for r in ("mean", "sum"))  # type: ignore
+
+
+def _l1_variant(pred: Tensor, target: Tensor, positive: Tensor, mask: bool = True, square: bool = False,
+                per_box: bool = True, swap: bool = False) -> tuple[Tensor, Tensor]:
+    err = (pred - target) ** 2 if square else (pred - target).abs()
+    rows = err[positive] if mask else err
+    n = max(rows.shape[0], 1)
+    mean, total = rows.sum() / (4 * n), rows.sum() / (4 if per_box else 1)
+    return (total, mean) if swap else (mean, total)
+
+
+def _l1_cases(empty_hint: str = "with no positives both losses are 0 (divide by max(n, 1))") -> list[Case]:
+    g = _gen(7)
+    names = ("pred", "target", "positive")
+
+    def random(A: int, p: float) -> tuple[Tensor, Tensor, Tensor]:
+        return _random_boxes(A, g), _random_boxes(A, g), torch.rand(A, generator=g) < p
+    one = random(5, 0.0)
+    one[2][3] = True
+    return [Case("6 boxes, some positive", names, random(6, 0.5)), Case("one positive box", names, one),
+            Case("every box positive", names, random(3, 2.0)),
+            Case("an image without positives", names, random(4, -1.0), empty_hint)]
+
+
+L1 = CodeExercise(
+    "my_l1(pred, target, positive)", "two numbers: (the lesson's mean, the article's sum)", ("mean", "sum"),
+    _l1_cases, _l1_right,
+    {"swap": Slip("Your two numbers are the other way round: return (mean, sum)", lambda *a: _l1_variant(*a, swap=True)),
+     "all": Slip("You scored every box: only the positives (pred[positive]) have a box to be compared with",
+                 lambda *a: _l1_variant(*a, mask=False)),
+     "no_4": Slip("Your sum adds absolute errors; the article sums each positive's MAE, the mean of its 4 errors",
+                  lambda *a: _l1_variant(*a, per_box=False)),
+     "square": Slip("Looks like squared errors: L1 is the absolute difference, (pred - target).abs()",
+                    lambda *a: _l1_variant(*a, square=True))},
+    "err = (pred - target).abs()[positive], (n, 4); mean = err.sum() / (4 n), sum = err.sum() / 4",
+    "regression_loss does this for a batch; the sum is n times the mean")
+
+
+# ---- 08: one gradient by hand ------------------------------------------------------------------------------------
+
+def _grad_right(pred: Tensor, target: Tensor, positive: Tensor) -> Tensor:
+    pred = pred.clone().requires_grad_(True)
+    regression_loss(pred[None], target[None], positive[None], "mean")[0].backward()
+    return pred.grad
+
+
+def _grad_variant(pred: Tensor, target: Tensor, positive: Tensor, sign: float = 1.0, per: str = "4n",
+                  mask: bool = True) -> Tensor:
+    n = max(int(positive.sum()), 1)
+    g = sign * torch.sign(pred - target) / {"4n": 4 * n, "4": 4, "n": n}[per]
+    return g * positive[:, None] if mask else g
+
+
+GRAD = CodeExercise(
+    "my_grad(pred, target, positive)", "one (A, 4) tensor, d loss / d pred", ("the gradient",),
+    lambda: _l1_cases("with no positives the loss is 0 and so is its gradient (divide by max(n, 1))"), _grad_right,
+    {"sign": Slip("Your gradient points the wrong way: d|p - g|/dp is sign(p - g), +1 where the prediction is too large",
+                  lambda *a: _grad_variant(*a, sign=-1.0)),
+     "sum": Slip("That is the gradient of the article's sum (1/4 per corner): the lesson's mean divides by 4 n",
+                 lambda *a: _grad_variant(*a, per="4")),
+     "no_4": Slip("Divided by n only: the mean runs over the 4 corners of n positives, so each gets 1 / (4 n)",
+                  lambda *a: _grad_variant(*a, per="n")),
+     "all": Slip("Boxes that are not positive are not in the loss: their gradient is 0",
+                 lambda *a: _grad_variant(*a, mask=False))},
+    "d mean|p - g| / dp = sign(p - g) / (4 n) on the positives' corners, 0 elsewhere",
+    "autograd finds the same numbers: .backward() on the loss")
+
+
+# ---- 11: the targets of matching against anchors -----------------------------------------------------------------
+
+BACKGROUND_ID = 20
+
+
+def _targets_right(anchor_boxes: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> Tensor:
+    A = anchor_boxes.shape[0]
+    zeros = torch.zeros(1, A, BACKGROUND_ID + 1, dtype=torch.float64)
+    res = ssd_loss(zeros, torch.zeros(1, A, 4, dtype=torch.float64), gt_boxes[None].double(), gt_labels[None], _ANCHORS,
+                   match_on="anchors")
+    return res.target_labels[0]
+
+
+def _targets_variant(anchor_boxes: Tensor, gt_boxes: Tensor, gt_labels: Tensor, background: int | None = BACKGROUND_ID,
+                     forced: bool = True, threshold: float = IOU_THRESHOLD) -> Tensor:
+    if gt_boxes.shape[0] == 0:
+        return torch.full((anchor_boxes.shape[0],), BACKGROUND_ID if background is None else background)
+    ious = box_iou(anchor_boxes.double(), gt_boxes.double())
+    m = match_boxes(ious[None], torch.ones(1, gt_boxes.shape[0], dtype=torch.bool), threshold)
+    gt_idx, positive = m.gt_idx[0], m.positive[0]
+    if not forced:
+        best, gt_idx = ious.max(dim=1)
+        positive = best > threshold
+    labels = gt_labels[gt_idx]
+    return labels if background is None else torch.where(positive, labels, background)
+
+
+def _targets_cases() -> list[Case]:
+    g = _gen(11)
+    names = ("anchor_boxes", "gt_boxes", "gt_labels")
+    corners = _ANCHORS.corners.clone()
+    return [Case("three random objects", names, (corners, _random_boxes(3, g), torch.randint(0, 20, (3,), generator=g))),
+            Case("a small object at the image's edge and a large one", names,
+                 (corners, torch.tensor([[0.0, 0.9, 0.08, 1.0], [0.1, 0.1, 0.95, 0.9]], dtype=torch.float64),
+                  torch.tensor([14, 11]))),
+            Case("an image without objects", names, (corners, torch.zeros(0, 4, dtype=torch.float64),
+                                                     torch.zeros(0, dtype=torch.int64)),
+                 "with no objects every anchor box is background (20)")]
+
+
+ANCHOR_TARGETS = CodeExercise(
+    "my_anchor_targets(anchor_boxes, gt_boxes, gt_labels)", "one (A,) integer tensor of class ids",
+    ("target classes",), _targets_cases, _targets_right,
+    {"background": Slip("Every box kept its object's class: boxes whose overlap is not above 0.4 (and not claimed) "
+                        "become background, class 20", lambda *a: _targets_variant(*a, background=None)),
+     "background_0": Slip("Your background is 0, which is a class (aeroplane): background is the last id, 20",
+                          lambda *a: _targets_variant(*a, background=0)),
+     "no_forced": Slip("The forced matches are missing: each object claims the anchor box it overlaps most, "
+                       "which is then positive whatever its IoU", lambda *a: _targets_variant(*a, forced=False)),
+     "threshold": Slip("Your threshold is 0.5: the lesson's is 0.4", lambda *a: _targets_variant(*a, threshold=0.5))},
+    "ious = box_iou(anchor_boxes, gt_boxes) (A, G), then notebook 05's matching, then gt_labels[gt_idx] where positive, "
+    "20 elsewhere", "ssd_loss(..., match_on='anchors') builds the same targets")
