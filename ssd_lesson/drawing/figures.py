@@ -19,7 +19,7 @@ from .draw import (_LABEL_BOX, BG_COLOR, BOX_COLORS, GT_COLORS, Scene, _boxes, _
                    draw_box, draw_grid, draw_ground_truth, fit_margin, fit_margins, show_image)
 from ..core.matching import FORCED_OVERLAP
 
-__all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "all_anchors_figure",
+__all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "grid_row_figure", "all_anchors_figure",
            "all_predictions_figure", "grid_panel_figure", "predictions_by_grid_figure", "draw_class_panel",
            "style_class_box", "class_figure", "iou_heatmap", "panel_margin", "grid_colors"]
 
@@ -80,6 +80,21 @@ def draw_grid_row(axes: Sequence[Axes], example: Any, anchors: Anchors, pred_box
     axes[0].set_xlabel("ground truth", fontsize=9)
     draw_grid_panel(axes[1], scene, anchors, anchors.corners, grid, scale, margin)
     draw_grid_panel(axes[2], scene, anchors, pred_boxes, grid, scale, margin)
+
+
+def grid_row_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, scale: int = 0,
+                    panel: float = 3.6) -> Figure:
+    """One row of Fig. 1-3 on its own (notebook 3): ground truth | anchor boxes | predicted boxes.
+
+    Laid out like a row of :func:`grid_figure`: the two box panels are the same size and share one
+    margin, just wide enough on each side for their boxes (:func:`panel_margin`), so the image
+    is as large in them as the boxes allow and a box can be followed from one to the other.
+    """
+    fig, axes = _columns(1, 3, panel, extra=0.5)  # room for the titles
+    draw_grid_row(axes[0], example, anchors, pred_boxes, grid, scale, panel_margin(anchors, pred_boxes, grid, scale))
+    for ax, title in zip(axes[0], ("ground truth", "anchor boxes", "predicted boxes")):
+        ax.set_title(title, fontsize=11)
+    return fig
 
 
 def grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, margin: Optional[float] = None,
@@ -265,7 +280,7 @@ def iou_heatmap(ious: Any, example: Any, anchors: Anchors, match: Any = None, b:
     m = _np(ious).astype(float)
     m = m[b] if m.ndim == 3 else m
     m = m[:, : len(scene.labels)]
-    fig = Figure(figsize=(15, 2.2 + 0.35 * m.shape[1]), layout="constrained")
+    fig = Figure(figsize=(11, 2.2 + 0.35 * m.shape[1]), layout="constrained")  # 990 px: shown at its own size
     ax = fig.subplots()
     im = ax.imshow(m.T, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks(range(m.shape[1]), [scene.gt_label(i) for i in range(m.shape[1])])
