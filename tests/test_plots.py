@@ -187,3 +187,23 @@ def test_regression_figure_panels_per_object_at_most_six_boxes_each(case):
     assert seen == {g: [a for a in pos if int(gt_idx[a]) == g] for g in objects}  # every positive once, in order
     with pytest.raises(ValueError, match="per_panel"):
         plots.regression_figure(ex, res, per_panel=0)
+
+
+def test_tall_figures_split_into_parts_that_draw_every_row_once(case):
+    ex, anchors, _, _, res = case
+    pred = res.pred_boxes[0].detach()
+    for g in (4, 2):
+        parts = plots.grid_figures(ex, anchors, pred, grid=g)
+        assert len(parts) == 3 and all(len(f.axes) == 9 for f in parts)  # three rows of three panels each
+        drawn = [gid for f in parts for ax in f.axes[2::3] for gid in boxes_in(ax)]  # the predicted-box column
+        want = sorted(int(a) for s in range(9) for a in anchors.select(g, s))
+        assert sorted(int(gid[4:]) for gid in drawn) == want  # every box of the grid, once
+    fives = plots.class_figures(ex, anchors, pred, res.match.gt_idx[0], title="Fig. 5")
+    assert [f._suptitle.get_text() for f in fives] == [f"Fig. 5 (rows {a}-{a + 2} of 9)" for a in (1, 4, 7)]
+    whole = plots.class_figure(ex, anchors, pred, res.match.gt_idx[0])
+    texts_of = lambda figs: sorted(t.get_text() for f in figs for ax in f.axes for t in ax.texts)
+    assert texts_of(fives) == texts_of([whole])  # the parts together label every box as the whole figure does
+    with pytest.raises(ValueError, match="scales"):
+        plots.grid_figure(ex, anchors, pred, grid=4, scales=[9])
+    with pytest.raises(ValueError, match="per_figure"):
+        plots.grid_figures(ex, anchors, pred, grid=4, per_figure=0)
