@@ -23,7 +23,7 @@ from ssd_lesson.drawing import plots, tables
 from ssd_lesson.drawing.placement import legibility
 
 DPI = 90  # savefig.dpi of the notebooks (draw.notebook_style)
-DISPLAY_WIDTH = 1000  # px: JupyterLab scales a wider image down to its output area, about 900-1000 px wide
+DISPLAY_WIDTH = 900  # px: JupyterLab scales a wider image down to its output area, about 900-1000 px wide
 # a number as a tick label writes it: 0.5, −0.2, 225, $\\mathdefault{10^{-5}}$
 TICK = re.compile(r"[$]?(\\+mathdefault\{)?[-\u2212+]?\d[\d.]*(\^\{[-\u2212]?\d+\})?\}?[$]?")
 MAX_WIDTH = 1600

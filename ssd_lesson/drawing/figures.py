@@ -253,7 +253,7 @@ def style_class_box(rect: Rectangle, text: Text, n: int, scene: Scene, gt: int, 
 
 
 def _class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, background: Any = None,
-                  grids: Optional[Sequence[int]] = None, panel: float = 3.2, title: Optional[str] = None,
+                  grids: Optional[Sequence[int]] = None, panel: float = 2.9, title: Optional[str] = None,
                   scales: Optional[Sequence[int]] = None) -> tuple[Figure, dict[int, tuple[int, Rectangle, Text]]]:
     scene, boxes = as_scene(example), _boxes(pred_boxes)
     grids = list(anchors.spec.grids if grids is None else grids)
@@ -279,7 +279,7 @@ def _class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, 
 
 
 def class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, background: Any = None,
-                 grids: Optional[Sequence[int]] = None, panel: float = 3.2, title: Optional[str] = None,
+                 grids: Optional[Sequence[int]] = None, panel: float = 2.9, title: Optional[str] = None,
                  scales: Optional[Sequence[int]] = None) -> Figure:
     """Fig. 5 (``background=None``) or Fig. 6 (``background=~match.positive``).
 

@@ -263,7 +263,7 @@ def box_loss_figure(anchors: Anchors, losses: dict[str, Any], positive: Any, hei
 
 # ---------------------------------------------------------------- notebooks 9 and 10: training and inference
 def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, positive: Any,
-                             panel: float = 4.2) -> Figure:
+                             panel: float = 3.6) -> Figure:
     """Notebook 9: the same predicted boxes at several stages of training, one panel per stage.
 
     ``stages``: ``{title: (A, 4) predicted boxes}``; ``gt_idx`` / ``positive``: ``(A,)`` the
