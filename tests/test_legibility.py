@@ -1,5 +1,7 @@
-"""Every figure of the series can be read where the notebooks store it: no two drawn texts overlap,
-none is under 8 px tall, no box label is cut by its panel, and no figure is wider than 1600 px.
+"""Every figure of the series can be read where the notebooks show it: no two drawn texts overlap,
+no two tick labels touch, none is under 8 px tall at the width JupyterLab shows the figure (its
+stored width, scaled down to :data:`DISPLAY_WIDTH` when wider), no box label is cut by its panel,
+and no figure is wider than 1600 px.
 
 Each figure is built on the example with the trained checkpoint's activations, with the calls
 and arguments of the notebooks' code cells, and measured by :func:`ssd_lesson.drawing.placement.legibility`
@@ -12,14 +14,18 @@ the example for notebook 10).
 """
 from __future__ import annotations
 
+import re
+
 import pytest
-import torch
 
 from ssd_lesson import activations_to_boxes, loss_gradients, ssd_loss
 from ssd_lesson.drawing import plots, tables
 from ssd_lesson.drawing.placement import legibility
 
 DPI = 90  # savefig.dpi of the notebooks (draw.notebook_style)
+DISPLAY_WIDTH = 900  # px: JupyterLab scales a wider image down to its output area, about 900-1000 px wide
+# a number as a tick label writes it: 0.5, −0.2, 225, $\\mathdefault{10^{-5}}$
+TICK = re.compile(r"[$]?(\\+mathdefault\{)?[-\u2212+]?\d[\d.]*(\^\{[-\u2212]?\d+\})?\}?[$]?")
 MAX_WIDTH = 1600
 
 
@@ -39,18 +45,9 @@ def _nb02(k):
 
 
 def _nb03(k):
-    from matplotlib.figure import Figure
-
     pred = activations_to_boxes(k.box_actns, k.anchors)[0]
 
-    def row():
-        panel = k.anchors.select(4, 0)
-        margin = plots.fit_margin(torch.cat([pred[panel], k.anchors.corners[panel]]), plots.default_margin(4))
-        fig = Figure(figsize=(11, 4.2), layout="constrained")
-        plots.draw_grid_row(fig.subplots(1, 3), k.example, k.anchors, pred, grid=4, scale=0, margin=margin)
-        return fig
-
-    return {"03 draw_grid_row": row,
+    return {"03 grid_row_figure": lambda: plots.grid_row_figure(k.example, k.anchors, pred, grid=4, scale=0),
             "03 predictions_by_grid_figure": lambda: plots.predictions_by_grid_figure(k.example, k.anchors, pred),
             "03 all_predictions_figure": lambda: plots.all_predictions_figure(k.example, k.anchors, pred)}
 
@@ -153,7 +150,7 @@ def series(k) -> dict:
 
 
 NAMES = ["01 ground_truth_figure", "02 grid_panel_figure", "02 grid_figure grid=4", "02 grid_figure grid=2",
-         "02 grid_figure grid=1", "02 all_anchors_figure", "03 draw_grid_row", "03 predictions_by_grid_figure",
+         "02 grid_figure grid=1", "02 all_anchors_figure", "03 grid_row_figure", "03 predictions_by_grid_figure",
          "03 all_predictions_figure", "04 iou_heatmap", "05 iou_heatmap", "05 class_figure Fig. 5",
          "05 class_figure Fig. 6", "06 focal_curves_figure", "06 box_loss_figure", "07 regression_figure",
          "08 gradient_figure", "09 training_progress_figure", "09 all_predictions_figure",
@@ -180,5 +177,10 @@ def test_figure_is_legible(builders, name):
     assert report["texts"] > 0
     assert not report["overlaps"], f"{len(report['overlaps'])} overlapping pairs, e.g. {report['overlaps'][:5]}"
     assert not report["small"], f"texts under 8 px: {report['small'][:5]}"
+    scale = min(1.0, DISPLAY_WIDTH / report["size"][0])
+    assert report["min_height"] * scale >= 8, \
+        f"{report['size'][0]} px wide, shown {DISPLAY_WIDTH} px wide: smallest text {report['min_height'] * scale:.1f} px"
+    ticks = [(a, b) for a, b in report["touching"] if TICK.fullmatch(a.strip("'")) and TICK.fullmatch(b.strip("'"))]
+    assert not ticks, f"tick labels touching: {ticks[:5]}"
     assert not report["cut"], f"labels cut by their panel: {report['cut'][:5]}"
     assert report["size"][0] <= MAX_WIDTH, f"{report['size'][0]} px wide"

@@ -182,10 +182,25 @@ def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
     gt = match.gt_idx[0, pos]
     pred = activations_to_boxes(trained[1], anchors)[0]
     want = box_iou(pred[pos], boxes[0])[range(len(pos)), gt]
-    lines = stdout(tagged(read(NB9), "ious")).splitlines()
+    out = stdout(tagged(read(NB9), "ious"))
+    table, summary = out.split("\n\n", 1)
+    lines = table.splitlines()
     assert lines[0].split() == ["untrained", "model", "trained", "checkpoint"]
     assert [ln.split(")")[0] + ")" for ln in lines[1:]] == [f"box {int(a)} ({ex.classes[int(g)]})" for a, g in zip(pos, gt)]
     np.testing.assert_allclose([floats(ln)[-1] for ln in lines[1:]], want.numpy(), atol=1e-3)
+    # the lines under the table: which boxes got closer to their object (from the printed 3-decimal columns,
+    # so a box whose change rounds to within 0.001 of 0 may fall either way)
+    names = [ln.split(")")[0] + ")" for ln in lines[1:]]
+    d = {n: floats(ln)[-1] - floats(ln)[-2] for n, ln in zip(names, lines[1:])}
+    sure_closer = {n for n, v in d.items() if v > 1e-3}
+    sure_further = {n for n, v in d.items() if v < -1e-3}
+    closer, further = summary.strip("\n").splitlines()
+    n_closer = int(re.match(r"closer to their object after training: (\d+) of (\d+) boxes$", closer)[1])
+    assert len(sure_closer) <= n_closer <= len(d) - len(sure_further)
+    listed = {} if further == "further from it: none" else dict(
+        re.match(r"(box \d+ \(\w+\)) \(([+-]\d\.\d{3})\)$", item).groups() for item in further[17:].split(", "))
+    assert sure_further <= set(listed) and not (set(listed) & sure_closer) and len(listed) == len(d) - n_closer
+    assert all(abs(float(v) - d[n]) <= 1.5e-3 for n, v in listed.items())
 
 
 # ---------------------------------------------------------------- notebook 10

@@ -164,20 +164,46 @@ def test_detections_figure(case):
     assert texts(fig.axes[1]) == ["cow 0.90", "person 0.50"]
 
 
-def test_regression_figure_one_panel_per_object(case):
+def test_regression_figure_panels_per_object_at_most_six_boxes_each(case):
     ex, _, _, _, res = case
     pos = res.match.positive[0].nonzero().flatten().tolist()
     gt_idx = res.match.gt_idx[0]
     objects = sorted({int(gt_idx[a]) for a in pos})
     used = [ax for ax in plots.regression_figure(ex, res).axes if ax.axison]
-    assert len(used) == len(objects)
-    for ax, g in zip(used, objects):
-        mine = [a for a in pos if int(gt_idx[a]) == g]
+    seen = {g: [] for g in objects}
+    for ax in used:
+        g = int(ax.get_title().split(":")[0])
         drawn = boxes_in(ax, "pred:")
-        assert sorted(drawn) == sorted(f"pred:{a}" for a in mine)
-        for a in mine:
-            np.testing.assert_allclose(drawn[f"pred:{a}"], res.pred_boxes[0, a].detach().numpy(), atol=1e-6)
+        assert 1 <= len(drawn) <= 6
+        for name, box in drawn.items():
+            a = int(name[5:])
+            assert int(gt_idx[a]) == g
+            np.testing.assert_allclose(box, res.pred_boxes[0, a].detach().numpy(), atol=1e-6)
             mae = float((res.pred_boxes[0, a] - res.target_boxes[0, a]).abs().mean())
             assert f"{a}: {mae:.4f}" in ax.get_xlabel()
+            seen[g].append(a)
         np.testing.assert_allclose(boxes_in(ax, "gt:")[f"gt:{g}"], ex.boxes[g], atol=1e-6)
-        assert ax.get_title().startswith(f"{g}: ") and len([ln for ln in ax.lines if ln.get_gid() != "leader"]) == 4 * len(mine)
+        assert len([ln for ln in ax.lines if ln.get_gid() != "leader"]) == 4 * len(drawn)  # four corner lines each
+    assert seen == {g: [a for a in pos if int(gt_idx[a]) == g] for g in objects}  # every positive once, in order
+    with pytest.raises(ValueError, match="per_panel"):
+        plots.regression_figure(ex, res, per_panel=0)
+
+
+def test_tall_figures_split_into_parts_that_draw_every_row_once(case):
+    ex, anchors, _, _, res = case
+    pred = res.pred_boxes[0].detach()
+    for g in (4, 2):
+        parts = plots.grid_figures(ex, anchors, pred, grid=g)
+        assert len(parts) == 3 and all(len(f.axes) == 9 for f in parts)  # three rows of three panels each
+        drawn = [gid for f in parts for ax in f.axes[2::3] for gid in boxes_in(ax)]  # the predicted-box column
+        want = sorted(int(a) for s in range(9) for a in anchors.select(g, s))
+        assert sorted(int(gid[4:]) for gid in drawn) == want  # every box of the grid, once
+    fives = plots.class_figures(ex, anchors, pred, res.match.gt_idx[0], title="Fig. 5")
+    assert [f._suptitle.get_text() for f in fives] == [f"Fig. 5 (rows {a}-{a + 2} of 9)" for a in (1, 4, 7)]
+    whole = plots.class_figure(ex, anchors, pred, res.match.gt_idx[0])
+    texts_of = lambda figs: sorted(t.get_text() for f in figs for ax in f.axes for t in ax.texts)
+    assert texts_of(fives) == texts_of([whole])  # the parts together label every box as the whole figure does
+    with pytest.raises(ValueError, match="scales"):
+        plots.grid_figure(ex, anchors, pred, grid=4, scales=[9])
+    with pytest.raises(ValueError, match="per_figure"):
+        plots.grid_figures(ex, anchors, pred, grid=4, per_figure=0)

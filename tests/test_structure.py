@@ -22,7 +22,8 @@ CORE = {"boxes", "anchors", "matching", "loss"}
 #: Where each heavy dependency may be imported. voc is the data layer's reader (fastai's untar_data).
 ALLOWED = {
     "fastai": {"images", "voc", "net", "train", "metrics", "evaluate"},
-    "matplotlib": {"draw", "placement", "figures", "follow", "loss_figures", "plots", "pr_plot", "shown", "widgets"},
+    "matplotlib": {"draw", "placement", "figures", "follow", "formulas", "loss_figures", "plots", "pr_plot", "shown",
+                   "widgets"},
     "ipywidgets": {"follow", "shown", "widgets"},
 }
 MAX_MODULE_LINES = 400

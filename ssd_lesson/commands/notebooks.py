@@ -5,13 +5,14 @@ notebooks are never overwritten; ``--inplace`` (for maintainers) refreshes the
 committed notebooks themselves. ``--html DIR`` writes pages that work offline:
 each widget shows its own figure as a static image (the widget embeds it in its
 display data; for notebooks saved without it, it comes from the saved widget
-state), and no script is loaded from a CDN except MathJax, which only typesets
-the formulas and leaves their TeX readable without network.
+state), its formulas are typeset at export time (:mod:`ssd_lesson.drawing.formulas`), and
+no script is loaded from a CDN: the pages need no network at all.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
 import time
 from pathlib import Path
@@ -112,14 +113,22 @@ def static_widgets(nb) -> tuple["nbformat.NotebookNode", list[str]]:
 
 
 def export_html(nb, dest: Path) -> Path:
-    """Write ``nb`` as an HTML page that shows every figure offline (see :func:`static_widgets`)."""
+    """Write ``nb`` as an HTML page that shows every figure and formula offline (see :func:`static_widgets`
+    and :func:`ssd_lesson.drawing.formulas.typeset_markdown`)."""
     from nbconvert import HTMLExporter
 
+    from ..drawing.formulas import typeset_markdown
+
     static, _ = static_widgets(nb)
+    for cell in static.cells:
+        if cell.cell_type == "markdown":
+            cell.source = typeset_markdown(cell.source)
     exporter = HTMLExporter()
     body, _ = exporter.from_notebook_node(static)
     # require.js serves widget and JavaScript outputs; a static page has none, and offline its CDN tag only fails.
     body = body.replace(f'<script src="{exporter.require_js_url}"></script>', "")
+    # The formulas are pictures now: MathJax, from a CDN, has nothing left to typeset.
+    body = re.sub(r"<!-- Load mathjax -->[\s\S]*?<!-- End of mathjax configuration -->", "", body, count=1)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(body, encoding="utf-8")

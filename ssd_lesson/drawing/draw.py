@@ -189,7 +189,7 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
         image = denormalize(image) if image.is_floating_point() else image.permute(1, 2, 0).cpu().numpy()
     ax.imshow(image)
     ax.set_axis_off()
-    colours = [f"C{i % 10}" for i in range(len(class_names))]
+    colours = [BOX_COLORS[i % len(BOX_COLORS)] for i in range(len(class_names))]  # bright: no grey on grey brick
     outline = [patheffects.withStroke(linewidth=3, foreground="black")]
     for i, ((y0, x0, y1, x1), lab) in enumerate(zip(_np(boxes).tolist(), _np(labels).tolist())):
         if scores is not None and float(scores[i]) < min_score:

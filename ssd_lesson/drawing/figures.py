@@ -19,9 +19,10 @@ from .draw import (_LABEL_BOX, BG_COLOR, BOX_COLORS, GT_COLORS, Scene, _boxes, _
                    draw_box, draw_grid, draw_ground_truth, fit_margin, fit_margins, show_image)
 from ..core.matching import FORCED_OVERLAP
 
-__all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "all_anchors_figure",
-           "all_predictions_figure", "grid_panel_figure", "predictions_by_grid_figure", "draw_class_panel",
-           "style_class_box", "class_figure", "iou_heatmap", "panel_margin", "grid_colors"]
+__all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "grid_figures", "grid_row_figure",
+           "all_anchors_figure", "all_predictions_figure", "grid_panel_figure", "predictions_by_grid_figure",
+           "draw_class_panel", "style_class_box", "class_figure", "class_figures", "iou_heatmap", "panel_margin",
+           "grid_colors"]
 
 GT_WIDTH = 0.72  # the repeated ground-truth column, as a fraction of a box panel's width
 TIGHT = 0.02  # white margin around the image when no box leaves it (fraction of the image side)
@@ -82,24 +83,59 @@ def draw_grid_row(axes: Sequence[Axes], example: Any, anchors: Anchors, pred_box
     draw_grid_panel(axes[2], scene, anchors, pred_boxes, grid, scale, margin)
 
 
+def grid_row_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, scale: int = 0,
+                    panel: float = 3.6) -> Figure:
+    """One row of Fig. 1-3 on its own (notebook 3): ground truth | anchor boxes | predicted boxes.
+
+    Laid out like a row of :func:`grid_figure`: the two box panels are the same size and share one
+    margin, just wide enough on each side for their boxes (:func:`panel_margin`), so the image
+    is as large in them as the boxes allow and a box can be followed from one to the other.
+    """
+    fig, axes = _columns(1, 3, panel, extra=0.5)  # room for the titles
+    draw_grid_row(axes[0], example, anchors, pred_boxes, grid, scale, panel_margin(anchors, pred_boxes, grid, scale))
+    for ax, title in zip(axes[0], ("ground truth", "anchor boxes", "predicted boxes")):
+        ax.set_title(title, fontsize=11)
+    return fig
+
+
+def _rows(anchors: Anchors, grids: Sequence[int], scales: Optional[Sequence[int]]) -> list[int]:
+    """The (zoom, ratio) rows to draw: ``scales`` (checked), or every row of the grids."""
+    k = max(anchors.spec.k(anchors.spec.grids.index(g)) for g in grids)
+    rows = list(range(k)) if scales is None else [int(s) for s in scales]
+    if not rows or any(not 0 <= s < k for s in rows):
+        raise ValueError(f"scales must be a non-empty list of row numbers 0..{k - 1}, got {scales!r}")
+    return rows
+
+
 def grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, margin: Optional[float] = None,
-                panel: float = 3.6) -> Figure:
+                panel: float = 3.6, scales: Optional[Sequence[int]] = None) -> Figure:
     """Fig. 1 (grid 4), 2 (grid 2) or 3 (grid 1): a row per (zoom, ratio), three columns.
 
     ``pred_boxes``: ``(A, 4)`` or ``(1, A, 4)``. The two box panels of a row share one margin,
     just wide enough for that row's anchor and predicted boxes (:func:`panel_margin`), so the
     image fills as much of each panel as its boxes allow; ``margin`` fixes one for every row.
+    ``scales`` draws only those rows (default: all nine); :func:`grid_figures` splits the figure.
     """
     scene = as_scene(example)
-    gi = anchors.spec.grids.index(grid)
-    k = anchors.spec.k(gi)
-    fig, axes = _columns(k, 3, panel)
-    for s in range(k):
+    rows = _rows(anchors, [grid], scales)
+    fig, axes = _columns(len(rows), 3, panel)
+    for r, s in enumerate(rows):
         m = panel_margin(anchors, pred_boxes, grid, s) if margin is None else margin
-        draw_grid_row(axes[s], scene, anchors, pred_boxes, grid, s, m)
+        draw_grid_row(axes[r], scene, anchors, pred_boxes, grid, s, m)
     for ax, title in zip(axes[0], ("ground truth", f"{grid}x{grid} grid: anchor boxes", "predicted boxes")):
         ax.set_title(title, fontsize=11)
     return fig
+
+
+def grid_figures(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, per_figure: int = 3,
+                 **kwargs: Any) -> list[Figure]:
+    """:func:`grid_figure` in parts of ``per_figure`` rows (one part per zoom by default), so that no
+    single image is taller than a screen or two; ``kwargs`` go to :func:`grid_figure`."""
+    if per_figure < 1:
+        raise ValueError(f"per_figure must be at least 1, got {per_figure}")
+    rows = _rows(anchors, [grid], None)
+    return [grid_figure(example, anchors, pred_boxes, grid, scales=rows[i:i + per_figure], **kwargs)
+            for i in range(0, len(rows), per_figure)]
 
 
 # ---------------------------------------------------------------- the aside and Fig. 4
@@ -217,25 +253,25 @@ def style_class_box(rect: Rectangle, text: Text, n: int, scene: Scene, gt: int, 
 
 
 def _class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, background: Any = None,
-                  grids: Optional[Sequence[int]] = None, panel: float = 3.2,
-                  title: Optional[str] = None) -> tuple[Figure, dict[int, tuple[int, Rectangle, Text]]]:
+                  grids: Optional[Sequence[int]] = None, panel: float = 2.9, title: Optional[str] = None,
+                  scales: Optional[Sequence[int]] = None) -> tuple[Figure, dict[int, tuple[int, Rectangle, Text]]]:
     scene, boxes = as_scene(example), _boxes(pred_boxes)
     grids = list(anchors.spec.grids if grids is None else grids)
-    k = max(anchors.spec.k(anchors.spec.grids.index(g)) for g in grids)
-    fig, axes = _columns(k, 1 + len(grids), panel, extra=0.4 if title else 0.0)
+    rows = _rows(anchors, grids, scales)
+    fig, axes = _columns(len(rows), 1 + len(grids), panel, extra=0.4 if title else 0.0)
     artists: dict[int, tuple[int, Rectangle, Text]] = {}
     for col, g in enumerate(grids, start=1):
         gi = anchors.spec.grids.index(g)
         axes[0, col].set_title(f"{g}x{g} grid: predicted boxes", fontsize=11)
-        for s in range(k):
+        for r, s in enumerate(rows):
             if s >= anchors.spec.k(gi):
-                axes[s, col].set_axis_off()
+                axes[r, col].set_axis_off()
                 continue
             margin = panel_margin(anchors, boxes, g, s, with_anchors=False)
-            artists.update(draw_class_panel(axes[s, col], scene, anchors, boxes, gt_idx, g, s, background, margin))
-    for s in range(k):
-        draw_ground_truth(axes[s, 0], scene, fontsize=8)
-        axes[s, 0].set_xlabel("ground truth", fontsize=9)
+            artists.update(draw_class_panel(axes[r, col], scene, anchors, boxes, gt_idx, g, s, background, margin))
+    for r in range(len(rows)):
+        draw_ground_truth(axes[r, 0], scene, fontsize=8)
+        axes[r, 0].set_xlabel("ground truth", fontsize=9)
     axes[0, 0].set_title("ground truth", fontsize=11)
     if title:
         fig.suptitle(title, fontsize=13)
@@ -243,15 +279,29 @@ def _class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, 
 
 
 def class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, background: Any = None,
-                 grids: Optional[Sequence[int]] = None, panel: float = 3.2, title: Optional[str] = None) -> Figure:
+                 grids: Optional[Sequence[int]] = None, panel: float = 2.9, title: Optional[str] = None,
+                 scales: Optional[Sequence[int]] = None) -> Figure:
     """Fig. 5 (``background=None``) or Fig. 6 (``background=~match.positive``).
 
-    Rows are the (zoom, ratio) pairs, columns ground truth then one per grid (the
-    article's "first plot of the second column" is the 4x4 grid at zoom 0.7, ratio
+    Rows are the (zoom, ratio) pairs (``scales``: only those rows), columns ground truth then one
+    per grid (the article's "first plot of the second column" is the 4x4 grid at zoom 0.7, ratio
     (1, 1)); every predicted box is labelled ``'n: class'`` with ``n`` numbered per
     panel as in Figs. 1-3. ``gt_idx``, ``background``: ``(A,)`` or ``(1, A)``.
     """
-    return _class_figure(example, anchors, pred_boxes, gt_idx, background, grids, panel, title)[0]
+    return _class_figure(example, anchors, pred_boxes, gt_idx, background, grids, panel, title, scales)[0]
+
+
+def class_figures(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, background: Any = None,
+                  title: str = "", per_figure: int = 3, **kwargs: Any) -> list[Figure]:
+    """:func:`class_figure` in parts of ``per_figure`` rows (one part per zoom by default), each titled
+    ``title`` with the rows it shows; ``kwargs`` go to :func:`class_figure`."""
+    if per_figure < 1:
+        raise ValueError(f"per_figure must be at least 1, got {per_figure}")
+    rows = _rows(anchors, list(kwargs.get("grids") or anchors.spec.grids), None)
+    parts = [rows[i:i + per_figure] for i in range(0, len(rows), per_figure)]
+    return [class_figure(example, anchors, pred_boxes, gt_idx, background, scales=part, **kwargs,
+                         title=f"{title} (rows {part[0] + 1}-{part[-1] + 1} of {len(rows)})".strip())
+            for part in parts]
 
 
 # ---------------------------------------------------------------- IoU, gradients, detections
@@ -265,7 +315,7 @@ def iou_heatmap(ious: Any, example: Any, anchors: Anchors, match: Any = None, b:
     m = _np(ious).astype(float)
     m = m[b] if m.ndim == 3 else m
     m = m[:, : len(scene.labels)]
-    fig = Figure(figsize=(15, 2.2 + 0.35 * m.shape[1]), layout="constrained")
+    fig = Figure(figsize=(11, 2.2 + 0.35 * m.shape[1]), layout="constrained")  # 990 px: shown at its own size
     ax = fig.subplots()
     im = ax.imshow(m.T, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks(range(m.shape[1]), [scene.gt_label(i) for i in range(m.shape[1])])

@@ -9,7 +9,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+from matplotlib import patheffects
 from matplotlib.axes import Axes
+from matplotlib.colors import SymLogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -23,16 +25,23 @@ from ..core.loss import classification_loss
 __all__ = ["gradient_figure", "detections_figure", "regression_figure", "match_modes_figure", "focal_curves_figure",
            "box_loss_figure", "training_progress_figure", "detection_panels_figure"]
 
+LOG_RANGE = 1e-5  # the gradient figure's colour scale is logarithmic down to this fraction of its largest value
+_HALO = [patheffects.withStroke(linewidth=4, foreground="white")]
+_HALO_THIN = [patheffects.withStroke(linewidth=2.6, foreground="white")]
+
+
 def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, logit_grad: Any, b: int = 0,
-                    arrow: float = 0.07) -> Figure:
+                    arrow: float = 0.12) -> Figure:
     """Notebook 8: where the loss pulls each positive box, and which class logits it pushes.
 
     Left, one panel per ground-truth object (dashed): each positive predicted box that
     answers to it (solid, its colour, numbered by box index) with an arrow at two corners
     along minus the gradient, the way one step of gradient descent moves it (longest arrow
     ``arrow``, the same scale in every panel). Right:
-    ``d loss / d logit`` per box (rows) and class (columns); red (positive) means the
-    step pushes that logit down. The background column stays 0: BCE drops it.
+    ``d loss / d logit`` per box (rows) and class (columns) on a symmetric log colour scale
+    (linear only below :data:`LOG_RANGE` times the largest gradient), so the many
+    small gradients show beside the few large ones; red (positive) means the step pushes that
+    logit down. The background column stays 0: BCE drops it.
     """
     scene = as_scene(example)
     pos = _np(result.match.positive[b]).astype(bool)
@@ -41,7 +50,7 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
     gb, gl = _np(box_grad).astype(float), _np(logit_grad).astype(float)
     objects = sorted({int(gt_idx[a]) for a in np.flatnonzero(pos)}) or [0]
     rows = -(-len(objects) // 2)
-    fig = Figure(figsize=(15, max(7.5, 3.6 * rows)), layout="constrained")
+    fig = Figure(figsize=(11, max(6.2, 3.0 * rows)), layout="constrained")
     gs = fig.add_gridspec(rows, 3, width_ratios=(0.55, 0.55, 1))
     img_axes = [fig.add_subplot(gs[i // 2, i % 2]) for i in range(len(objects))]
     hx = fig.add_subplot(gs[:, 2])
@@ -56,14 +65,16 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
         for a in mine:
             draw_box(ax, pred[a], c, str(a), lw=1.2, fontsize=8, gid=f"box:{a}")
             for yi, xi in ((0, 1), (2, 3)):  # top-left and bottom-right corners
-                ax.annotate("", xy=(pred[a, xi] - scale * gb[a, xi], pred[a, yi] - scale * gb[a, yi]),
-                            xytext=(pred[a, xi], pred[a, yi]),
-                            arrowprops=dict(arrowstyle="-|>", color=c, lw=1.3, mutation_scale=9))
+                ann = ax.annotate("", xy=(pred[a, xi] - scale * gb[a, xi], pred[a, yi] - scale * gb[a, yi]),
+                                  xytext=(pred[a, xi], pred[a, yi]),
+                                  arrowprops=dict(arrowstyle="-|>", color=c, lw=2.0, mutation_scale=14))
+                ann.arrow_patch.set_path_effects(_HALO)  # a white rim: visible on the photo and on the box lines
         ax.set_title(f"{scene.gt_label(g)}: {len(mine)} positive{'s' if len(mine) != 1 else ''}", fontsize=10)
     fig.suptitle(f"{int(pos.sum())} positive boxes (solid) pulled toward their ground truth (dashed), one panel per "
                  "object; right: the gradient on each class logit", fontsize=11)
     v = max(np.abs(gl).max(), 1e-12)
-    im = hx.imshow(gl, aspect="auto", cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
+    norm = SymLogNorm(linthresh=v * LOG_RANGE, linscale=0.3, vmin=-v, vmax=v, base=10)
+    im = hx.imshow(gl, aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest")
     names = list(scene.class_names) + ["background"]
     hx.set_xticks(range(gl.shape[1]), names[: gl.shape[1]], rotation=90, fontsize=8)
     hx.set_yticks(anchors.offsets, [f"{g}x{g}: {o}" for g, o in zip(anchors.spec.grids, anchors.offsets)], fontsize=8)
@@ -73,8 +84,12 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
                clip_on=False)
     hx.set_xlim(-0.5, gl.shape[1] - 0.5)  # the markers sit just outside, right of their rows, clear of the ticks
     hx.set_ylabel("predicted box (positives marked < on the right)")
-    hx.set_title("d loss / d logit (red: pushed down, blue: pushed up)", fontsize=11)
-    fig.colorbar(im, ax=hx, fraction=0.04, pad=0.07)
+    hx.set_title("d loss / d logit\n(red: pushed down, blue: pushed up)", fontsize=11)
+    top = int(np.floor(np.log10(v)))
+    decades = [10.0 ** e for e in range(top - 4, top + 1, 2)]  # every other decade down the log range, and 0
+    cb = fig.colorbar(im, ax=hx, fraction=0.05, pad=0.08, ticks=[-d for d in decades[::-1]] + [0.0] + decades)
+    cb.ax.tick_params(labelsize=8)
+    cb.set_label("d loss / d logit (symmetric log scale)", fontsize=9)
     return fig
 
 
@@ -97,36 +112,55 @@ def detections_figure(example: Any, boxes: Any, labels: Any, scores: Any, size: 
 
 
 # ---------------------------------------------------------------- notebooks 6, 7 and 11
-def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 4, panel: float = 4.0) -> Figure:
-    """Table 4 drawn (notebook 7): one panel per ground-truth object, with the positive boxes it claims.
+def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 4, panel: float = 3.0,
+                      per_panel: int = 4) -> Figure:
+    """Table 4 drawn (notebook 7): the positive boxes of each ground-truth object, at most ``per_panel``
+    to a panel (an object with more gets several panels, split as evenly as it allows).
 
-    Each panel shows the object's ground-truth box (dashed, the title names it) and each
-    positive predicted box that answers to it (solid, numbered with its box index), all in
-    the object's colour, with a thin line joining each pair of corners the L1 loss compares;
-    the x-axis label gives each box's MAE over its four coordinates.
+    Each panel shows the object's ground-truth box as a wide, pale band (the title names it)
+    and each of its positive predicted boxes as a thin solid line numbered with its box index,
+    all in the object's colour, with a dotted line joining each pair of corners the L1 loss
+    compares; the x-axis label gives each box's MAE over its four coordinates.
     """
+    if per_panel < 1:
+        raise ValueError(f"per_panel must be at least 1, got {per_panel}")
     scene = as_scene(example)
     pos = np.flatnonzero(_np(result.match.positive[b]))
     pred, gtb = _np(result.pred_boxes[b]).astype(float), _np(result.target_boxes[b]).astype(float)
     gt_idx = _np(result.match.gt_idx[b])
-    objects = sorted({int(gt_idx[a]) for a in pos})
-    fig, axes = _panels(max(len(objects), 1), ncols, panel)
+    groups = []  # (object, its positives in this panel, part k of n)
+    for g in sorted({int(gt_idx[a]) for a in pos}):
+        mine = [int(a) for a in pos if int(gt_idx[a]) == g]
+        parts = np.array_split(np.array(mine), -(-len(mine) // per_panel))
+        groups += [(g, [int(a) for a in part], k + 1, len(parts), len(mine)) for k, part in enumerate(parts)]
+    n_panels = max(len(groups), 1)
+    ncols = max(1, min(n_panels, ncols))
+    nrows = -(-n_panels // ncols)
+    fig = Figure(figsize=(ncols * panel, nrows * (panel + 0.6) + 0.3), layout="constrained")  # room for captions
+    axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_axis_off()
     if not len(pos):
         axes[0].text(0.5, 0.5, "no positive box", ha="center", va="center")
         return fig
     margin = fit_margins(np.concatenate([pred[pos], gtb[pos]]), 0.03)
-    for ax, g in zip(axes, objects):
+    for ax, (g, mine, k, n, total) in zip(axes, groups):
         c = GT_COLORS[g % len(GT_COLORS)]
-        mine = [int(a) for a in pos if int(gt_idx[a]) == g]
         show_image(ax, scene.image, margin)
-        draw_box(ax, scene.boxes[g], c, None, lw=2, ls="--", gid=f"gt:{g}")  # named in the title
+        draw_box(ax, scene.boxes[g], c, None, lw=8, alpha=0.5, gid=f"gt:{g}")  # named in the title
         for a in mine:
-            draw_box(ax, pred[a], c, str(a), lw=1.8, fontsize=8.5, gid=f"pred:{a}")
+            draw_box(ax, pred[a], c, str(a), lw=1.6, fontsize=9, gid=f"pred:{a}")
             for yi, xi in ((0, 1), (0, 3), (2, 1), (2, 3)):  # the four corners
-                ax.plot([pred[a, xi], gtb[a, xi]], [pred[a, yi], gtb[a, yi]], color=c, lw=0.8, alpha=0.9)
-        ax.set_title(f"{scene.gt_label(g)}: {len(mine)} positive box{'es' if len(mine) > 1 else ''}", fontsize=10)
+                ax.plot([pred[a, xi], gtb[a, xi]], [pred[a, yi], gtb[a, yi]], color=c, lw=1.4, ls=(0, (1, 1)),
+                        path_effects=_HALO_THIN)
+        part = f" ({k} of {n})" if n > 1 else ""
+        ax.set_title(f"{scene.gt_label(g)}: {total} positive{'s' if total > 1 else ''}{part}", fontsize=10)
         maes = [f"{a}: {np.abs(pred[a] - gtb[a]).mean():.4f}" for a in mine]
-        ax.set_xlabel("MAE of box " + "\n".join(", ".join(maes[i:i + 3]) for i in range(0, len(maes), 3)), fontsize=9)
+        ax.set_xlabel("MAE of box " + "\n".join(", ".join(maes[i:i + 2]) for i in range(0, len(maes), 2)), fontsize=9)
+    fig.legend(handles=[Line2D([], [], color="grey", lw=8, alpha=0.5, label="ground-truth box (wide, pale)"),
+                        Line2D([], [], color="grey", lw=1.6, label="positive predicted box (numbered)"),
+                        Line2D([], [], color="grey", lw=1.4, ls=(0, (1, 1)), label="corners the L1 loss compares")],
+               loc="outside lower center", ncol=3, fontsize=9, frameon=False)
     return fig
 
 
@@ -142,14 +176,14 @@ def _draw_positives(ax: Axes, scene: Scene, boxes: np.ndarray, result: Any, b: i
 
 
 def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_anchors: Any, b: int = 0,
-                       panel: float = 5.0) -> Figure:
+                       panel: float = 3.7) -> Figure:
     """Notebook 11: the positives when ground truth is matched to predicted boxes or to anchor boxes.
 
     Left: positives of ``by_predictions`` (``ssd_loss(match_on="predictions")``), drawn as the
     predicted boxes the IoU was taken on. Middle: positives of ``by_anchors``
     (``match_on="anchors"``), drawn as their anchor boxes. Right: the same positives'
     predicted boxes, which the regression loss moves. Each box is numbered with its box
-    index and coloured by the ground truth it answers to (dotted, in the background).
+    index and coloured by the ground truth it answers to (a wide, pale band behind them).
     """
     scene = as_scene(example)
     pp, pa = _boxes(by_predictions.pred_boxes[b]), _boxes(by_anchors.pred_boxes[b])
@@ -161,12 +195,11 @@ def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_a
     fig.set_layout_engine("compressed")
     n_p, n_a = int(by_predictions.match.positive[b].sum()), int(by_anchors.match.positive[b].sum())
     _draw_positives(axes[0, 0], scene, pp, by_predictions, b, margin)
-    axes[0, 0].set_title(f'match_on="predictions": {n_p} positives\n(the predicted boxes, as the article)', fontsize=10)
+    axes[0, 0].set_title(f'match_on="predictions": {n_p} positives\n(predicted boxes, as the article)', fontsize=10)
     _draw_positives(axes[0, 1], scene, corners, by_anchors, b, margin)
-    axes[0, 1].set_title(f'match_on="anchors": {n_a} positives\n(the anchor boxes, as the lesson code)', fontsize=10)
+    axes[0, 1].set_title(f'match_on="anchors": {n_a} positives\n(anchor boxes, as the lesson code)', fontsize=10)
     _draw_positives(axes[0, 2], scene, pa, by_anchors, b, margin, ls=(0, (4, 2)))
-    axes[0, 2].set_title(f'match_on="anchors": the same {n_a} boxes\' predictions\n(what the regression loss moves)',
-                         fontsize=10)
+    axes[0, 2].set_title(f"the same {n_a} boxes, as predicted\n(what the regression loss moves)", fontsize=10)
     fig.legend(handles=[Line2D([], [], color="grey", lw=6, alpha=0.35, label="ground-truth box (wide, pale)"),
                         Line2D([], [], color="grey", lw=1.6, label="positive: predicted box (left), anchor box (middle)"),
                         Line2D([], [], color="grey", lw=1.6, ls=(0, (4, 2)), label="positive: its predicted box (right)")],
@@ -230,7 +263,7 @@ def box_loss_figure(anchors: Anchors, losses: dict[str, Any], positive: Any, hei
 
 # ---------------------------------------------------------------- notebooks 9 and 10: training and inference
 def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, positive: Any,
-                             panel: float = 4.2) -> Figure:
+                             panel: float = 3.6) -> Figure:
     """Notebook 9: the same predicted boxes at several stages of training, one panel per stage.
 
     ``stages``: ``{title: (A, 4) predicted boxes}``; ``gt_idx`` / ``positive``: ``(A,)`` the

@@ -175,8 +175,10 @@ def placer_for(ax: Axes) -> LabelPlacer:
 def legibility(fig: Any, dpi: float = 90, tol: float = 1.0) -> dict[str, Any]:
     """Draw ``fig`` at ``dpi`` and measure every text the renderer actually drew (box labels, ticks,
     titles, legends, axis labels): ``{"texts": n, "min_height": px, "small": [...], "overlaps": [(a, b), ...],
-    "cut": [...]}``. A pair overlaps when their pixel boxes share more than ``tol`` px both ways; a text
-    is cut when its clip box does not hold it whole; heights are the text's thickness across its line.
+    "cut": [...], "touching": [...], "size": (w, h)}``. A pair overlaps when their pixel boxes share more
+    than ``tol`` px both ways, and touches when they come within ``tol`` px of each other both ways (what
+    tick labels must not do); a text is cut when its clip box does not hold it whole; heights are the
+    text's thickness across its line.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -206,6 +208,7 @@ def legibility(fig: Any, dpi: float = 90, tol: float = 1.0) -> dict[str, Any]:
         ox = np.minimum(ext[:, None, 2], ext[None, :, 2]) - np.maximum(ext[:, None, 0], ext[None, :, 0])
         oy = np.minimum(ext[:, None, 3], ext[None, :, 3]) - np.maximum(ext[:, None, 1], ext[None, :, 1])
         i, j = np.nonzero(np.triu((ox > tol) & (oy > tol), 1))
+        ti, tj = np.nonzero(np.triu((ox > -tol) & (oy > -tol), 1))
         cut = []
         for t, e, nm in zip(texts, ext, name):
             box = t.get_clip_box() if t.get_clip_on() else None
@@ -215,6 +218,7 @@ def legibility(fig: Any, dpi: float = 90, tol: float = 1.0) -> dict[str, Any]:
         return {"texts": len(texts), "min_height": float(thick.min()) if len(thick) else float("nan"),
                 "small": [(name[k], round(float(thick[k]), 1)) for k in np.flatnonzero(thick < 8)],
                 "overlaps": [(name[a], name[b]) for a, b in zip(i, j)], "cut": cut,
+                "touching": [(name[a], name[b]) for a, b in zip(ti, tj)],
                 "size": (round(fig.get_figwidth() * dpi), round(fig.get_figheight() * dpi))}
     finally:
         fig.set_dpi(old_dpi)

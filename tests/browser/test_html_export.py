@@ -1,8 +1,9 @@
-"""The HTML export as instructors hand it out: every page shows every figure, widgets included, offline.
+"""The HTML export as instructors hand it out: every page shows every figure and formula, widgets included, offline.
 
 The export of the committed (already executed) notebooks is opened in Chromium with
 every request that is not a file:// one aborted; the widget cells must show their
-figure and no page may raise a JavaScript error. Two quick tests without a browser
+figure, every formula must show as a picture (no ``$`` or TeX command left as text), and
+no page may raise a JavaScript error or ask the network for anything. Two quick tests without a browser
 check where the widget's static figure comes from.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import nbformat
 import pytest
 
+from ssd_lesson.drawing.formulas import formulas_in
 from ssd_lesson.commands.notebooks import WIDGET_VIEW, export_series, series, static_widgets
 
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml")
@@ -93,16 +95,25 @@ def test_exported_pages_show_every_figure_offline(browser, workdir, out_dir):
                 assert img.count() == 1, f"{page_path.name}: widget cell {i} shows {img.count()} images"
                 assert img.evaluate("i => i.complete && i.naturalWidth > 100 && i.naturalHeight > 100")
                 cell.screenshot(path=str(out_dir / f"html_{nb_path.stem}_widget_cell.png"))
-            page.wait_for_timeout(200)  # let late scripts (MathJax's loader) fail, if they are to
+            formulas = sum(len(formulas_in(c.source)) for c in nb.cells if c.cell_type == "markdown")
+            shown = page.evaluate("""() => Array.from(document.querySelectorAll('.jp-MarkdownOutput img.formula'))
+                                       .filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length""")
+            assert shown == formulas, f"{page_path.name}: {shown} formulas drawn of {formulas}"
+            prose = page.evaluate("() => Array.from(document.querySelectorAll('.jp-MarkdownOutput'), e => e.innerText)")
+            tex = [t for t in prose if "$" in t or re.search(r"\\(frac|sum|alpha|gamma|sigma|mathcal|text|pm)\b", t)]
+            assert tex == [], f"{page_path.name} shows TeX as text: {[t[:120] for t in tex]}"
+            page.wait_for_timeout(200)  # let late scripts fail, if they are to
             assert errors == [], f"{page_path.name} raises offline: {errors}"
+            if formulas:
+                page.locator("img.formula").first.evaluate("i => i.scrollIntoView()")
+                page.screenshot(path=str(out_dir / f"html_{nb_path.stem}_formula.png"))
             page.close()
             report.append((page_path.name, len(images)))
     finally:
         context.close()
-    # Nothing the page needs comes from the network; MathJax, which only typesets the formulas, is the one
-    # script still linked (offline the TeX stays readable as text), and no widget renderer or require.js.
-    assert all("mathjax" in u.lower() for u in blocked), f"pages asked the network for {sorted(set(blocked))}"
-    assert not any("require" in u or "widgets" in u for u in blocked)
+    # Nothing the page needs comes from the network: no MathJax (the formulas are typeset at export time),
+    # no widget renderer, no require.js.
+    assert blocked == [], f"pages asked the network for {sorted(set(blocked))}"
     print("images per exported page:", report)
 
 
@@ -114,6 +125,7 @@ def test_cli_exports_the_stored_notebooks_without_executing(tmp_path, capsys):
     assert page.name == "05_matching.html" and str(page) in capsys.readouterr().out
     html = page.read_text(encoding="utf-8")
     assert "require.min.js" not in html and "html-manager" not in html and WIDGET_VIEW not in html
+    assert "mathjax" not in html.lower()  # the formulas are pictures: no typesetter to fetch
     nb = nbformat.read(series()[4], as_version=4)
     (i,) = widget_cells(nb)
     cell = html.split(f'id="cell-id={nb.cells[i].id}"', 1)[1].split('class="jp-Cell ', 1)[0]
