@@ -23,7 +23,7 @@ def cli(*args, env=None, cwd=None):
 
 @pytest.fixture(scope="module")
 def collage(tmp_path_factory):
-    from ssd_lesson.model.train import collage_records
+    from ssd_lesson.data.collage import collage_records
 
     root = tmp_path_factory.mktemp("collage")
     _, valid, _ = collage_records(20, 0, root)
@@ -73,7 +73,7 @@ def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp
     from ssd_lesson.course.lesson import find_checkpoint
     from ssd_lesson.model.evaluate import evaluate_detections
     from ssd_lesson.model.metrics import coco_ap_per_class
-    from ssd_lesson.model.net import load_checkpoint
+    from ssd_lesson.model.checkpoint import load_checkpoint
 
     root, valid = collage
     out = tmp_path / "table.csv"
@@ -125,7 +125,7 @@ def test_voc_layout_with_a_difficult_object(collage, tmp_path):
     from ssd_lesson.data.images import load_voc
     from ssd_lesson.course.lesson import find_checkpoint
     from ssd_lesson.model.evaluate import evaluate_detections
-    from ssd_lesson.model.net import load_checkpoint
+    from ssd_lesson.model.checkpoint import load_checkpoint
 
     root, _ = collage
     voc = tmp_path / "VOC2007"

@@ -57,7 +57,7 @@ def used_checkpoint(nb: nbformat.NotebookNode, tag: str, prefix: str) -> Path | 
 
 
 def load(path: Path):
-    from ssd_lesson.model.net import load_checkpoint
+    from ssd_lesson.model.checkpoint import load_checkpoint
 
     assert path.is_file(), f"the notebook used {path}, which is gone: re-execute it"
     return load_checkpoint(path)
@@ -165,7 +165,7 @@ def checkpoint_09():
 def test_09_checkpoint_loss_on_the_example_equals_the_library(example, checkpoint_09):
     model = load(checkpoint_09)
     out = stdout(tagged(read(NB9), "checkpoint"))
-    assert line_starting(out, "made with:") == "made with: " + model.checkpoint_extra["command"]
+    assert line_starting(out, "made with:") == "made with: " + model.record.command
     with torch.no_grad():
         trained = model.eval()(example[2])
     printed = [floats(line_starting(out, k))[0] for k in ("classification", "regression", "total")]
@@ -193,7 +193,7 @@ def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
 def inference(tmp_path_factory):
     """The model, held-out batch and outputs notebook 10 used, rebuilt from the library."""
     from ssd_lesson.data.images import DetectionDataset, collate_detections
-    from ssd_lesson.model.train import collage_records
+    from ssd_lesson.data.collage import collage_records
 
     nb = read(NB10)
     path = used_checkpoint(nb, "load", "model: the trained checkpoint")
