@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ssd_lesson import FORCED_OVERLAP, make_anchors, ssd_loss
+from ssd_lesson import FORCED_OVERLAP, LossOptions, make_anchors, ssd_loss
 from ssd_lesson.drawing import tables
 from ssd_lesson.commands.dissect import figure_names, run_dissect
 from ssd_lesson.course.lesson import example_activations, load_example, synthetic_example
@@ -163,6 +163,5 @@ def test_run_dissect_prints_the_article_and_writes_only_its_figures(tmp_path, ca
 
 def test_run_dissect_signature_fits_the_cli():
     params = inspect.signature(run_dissect).parameters
-    assert [p for p in ("out_dir", "n_rows", "seed", "iou_threshold", "match_on") if p in params] == \
-        ["out_dir", "n_rows", "seed", "iou_threshold", "match_on"]
-    assert params["n_rows"].default == 30 and params["iou_threshold"].default == 0.4
+    assert [p for p in ("out_dir", "n_rows", "seed", "options") if p in params] == ["out_dir", "n_rows", "seed", "options"]
+    assert params["n_rows"].default == 30 and params["options"].default == LossOptions()

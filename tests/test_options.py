@@ -154,3 +154,41 @@ def test_decode_and_predict_take_decode_options(batch):
 
     with pytest.raises(TypeError, match=r"predict: got both options=DecodeOptions\(.*\) and score_threshold=0.5"):
         predict(torch.nn.Identity(), torch.zeros(3, 8, 8, dtype=torch.uint8), options=DecodeOptions(), score_threshold=0.5)
+
+
+# ---------------------------------------------------------------- the command line
+@pytest.mark.parametrize("argv, named", [
+    (["train", "--focal-alpha", "1.5"], "error: argument --focal-alpha: must be in [0, 1], got 1.5"),
+    (["train", "--focal-gamma", "-1"], "error: argument --focal-gamma: must be at least 0, got -1"),
+    (["dissect", "--loss", "ce"], "error: argument --loss: invalid choice: 'ce'"),
+    (["dissect", "--regression", "max"], "error: argument --regression: invalid choice: 'max'"),
+])
+def test_the_command_line_refuses_bad_loss_options(argv, named, capsys, monkeypatch):
+    from ssd_lesson.__main__ import main
+
+    monkeypatch.delenv("SSD_LESSON_DEBUG", raising=False)
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(named)
+
+
+@pytest.mark.parametrize("command, defaults", [("dissect", LossOptions()), ("train", LossOptions.lesson_code())])
+def test_the_command_line_passes_one_loss_options_object(command, defaults, monkeypatch):
+    """dissect and train declare the loss options once (cli.add_loss_options) over their preset's defaults."""
+    import argparse
+
+    from ssd_lesson.commands.cli import add_loss_options, loss_options_from
+
+    p = argparse.ArgumentParser()
+    add_loss_options(p, defaults)
+    assert loss_options_from(p.parse_args([])) == defaults
+    got = loss_options_from(p.parse_args(["--match-on", "anchors", "--loss", "focal", "--focal-alpha", "0.5",
+                                          "--focal-gamma", "2", "--regression", "sum", "--iou-threshold", "0.5"]))
+    assert got == LossOptions("anchors", 0.5, "focal", 0.5, 2.0, "sum")
+    seen = {}
+    if command == "dissect":
+        from ssd_lesson.__main__ import main
+        from ssd_lesson.commands import dissect
+
+        monkeypatch.setattr(dissect, "run_dissect", lambda **kw: seen.update(kw))
+        assert main(["dissect", "--loss", "focal", "--focal-gamma", "2", "--out", "ignored"]) == 0
+        assert seen["options"] == LossOptions(classification="focal", focal_gamma=2.0)
