@@ -21,7 +21,7 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
-from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
+from ssd_lesson import LossOptions, activations_to_boxes, make_anchors, ssd_loss
 from ssd_lesson.drawing import plots
 from ssd_lesson.core.boxes import box_iou
 from ssd_lesson.course.lesson import CHECKPOINT_DIR, example_activations, load_example, synthetic_example
@@ -98,9 +98,10 @@ def example():
     return ex, anchors, x, boxes, labels
 
 
-def example_losses(acts, example) -> list[float]:
+def example_losses(acts, example, options: LossOptions = LossOptions.lesson_code()) -> list[float]:
+    """The example's losses as notebook 9 prints them: by default with its Learner's options."""
     _, anchors, _, boxes, labels = example
-    r = ssd_loss(*acts, boxes, labels, anchors, match_on="anchors")
+    r = ssd_loss(*acts, boxes, labels, anchors, options=options)
     return [r.classification.item(), r.regression.item(), r.total.item()]
 
 
@@ -169,7 +170,8 @@ def test_09_checkpoint_loss_on_the_example_equals_the_library(example, checkpoin
     with torch.no_grad():
         trained = model.eval()(example[2])
     printed = [floats(line_starting(out, k))[0] for k in ("classification", "regression", "total")]
-    np.testing.assert_allclose(printed, example_losses(trained, example), atol=1e-4)
+    np.testing.assert_allclose(printed, example_losses(trained, example, model.record.loss_options), atol=1e-4)
+    assert line_starting(out, "its loss:") == "its loss: " + model.record.loss_options.describe()  # shown with it
 
 
 def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
@@ -177,7 +179,7 @@ def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
     model = load(checkpoint_09)
     with torch.no_grad():
         trained = model.eval()(x)
-    match = ssd_loss(*trained, boxes, labels, anchors, match_on="anchors").match
+    match = ssd_loss(*trained, boxes, labels, anchors, options=model.record.loss_options).match  # as it trained
     pos = match.positive[0].nonzero().flatten()
     gt = match.gt_idx[0, pos]
     pred = activations_to_boxes(trained[1], anchors)[0]
