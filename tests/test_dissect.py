@@ -113,7 +113,7 @@ def test_example_activations_fall_back_to_seeded_random(capsys):
 
 
 def test_example_activations_use_a_checkpoint(tmp_path, monkeypatch, capsys):
-    import ssd_lesson.model.net
+    import ssd_lesson.model.checkpoint
 
     class Fake(torch.nn.Module):  # stands in for a trained SSD (loading a real one imports fastai: slow)
         body_name = "fake"
@@ -125,7 +125,7 @@ def test_example_activations_use_a_checkpoint(tmp_path, monkeypatch, capsys):
     path = tmp_path / "trained.pth"
     path.write_bytes(b"weights")
     seen = {}
-    monkeypatch.setattr(ssd_lesson.model.net, "load_checkpoint", lambda p, spec: seen.setdefault("args", (p, spec)) and Fake())
+    monkeypatch.setattr(ssd_lesson.model.checkpoint, "load_checkpoint", lambda p, spec: seen.setdefault("args", (p, spec)) and Fake())
     cl, ba, source = example_activations(synthetic_example(), checkpoint=path)
     assert seen["args"] == (path, make_anchors().spec)
     assert torch.equal(ba, torch.full((1, 189, 4), 0.5)) and str(path) in source and source in capsys.readouterr().out

@@ -154,3 +154,17 @@ def test_voc_layout_with_a_difficult_object(collage, tmp_path):
         for key in ("ap_voc07", "ap_all_point", "ap_coco50"):
             assert (row[key] == "" and math.isnan(w[key])) or float(row[key]) == pytest.approx(w[key], abs=1e-9)
     assert float(rows[-1]["ap_voc07"]) == pytest.approx(ev.voc().map, abs=1e-12)
+
+
+def test_anchors_are_made_once_not_per_batch(collage, monkeypatch):
+    """evaluate_detections makes the anchors once and hands them to predict, batch after batch."""
+    from ssd_lesson.model import evaluate, infer
+    from ssd_lesson.model.checkpoint import find_checkpoint, load_checkpoint
+
+    made = []
+    for module in (evaluate, infer):
+        real = module.make_anchors
+        monkeypatch.setattr(module, "make_anchors", lambda spec, real=real: made.append(spec) or real(spec))
+    model = load_checkpoint(find_checkpoint())
+    ev = evaluate.evaluate_detections(model, collage[1], batch_size=1, progress=False)  # 4 batches of one image
+    assert len(ev.preds) == 4 and made == [model.spec]
