@@ -7,8 +7,8 @@ Data, model, training, plots and widgets live in their own modules
 """
 from .core.anchors import AnchorInfo, Anchors, AnchorSpec, activations_to_boxes, make_anchors
 from .core.boxes import box_area, box_iou, centers_to_corners, corners_to_centers
-from .core.loss import (LossOptions, SSDLossResult, classification_loss, loss_gradients, regression_loss, ssd_loss,
-                   validate_inputs)
+from .core.loss import SSDLossResult, classification_loss, loss_gradients, regression_loss, ssd_loss, validate_inputs
+from .core.options import DecodeOptions, LossOptions
 from .core.matching import FORCED_OVERLAP, IOU_THRESHOLD, PAD_LABEL, Match, match_boxes, match_one_image
 
 __version__ = "0.1.0"
@@ -16,6 +16,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AnchorInfo", "Anchors", "AnchorSpec", "activations_to_boxes", "make_anchors",
     "box_area", "box_iou", "centers_to_corners", "corners_to_centers",
-    "LossOptions", "SSDLossResult", "classification_loss", "loss_gradients", "regression_loss", "ssd_loss",
+    "DecodeOptions", "LossOptions", "SSDLossResult", "classification_loss", "loss_gradients", "regression_loss", "ssd_loss",
     "validate_inputs", "FORCED_OVERLAP", "IOU_THRESHOLD", "PAD_LABEL", "Match", "match_boxes", "match_one_image",
 ]

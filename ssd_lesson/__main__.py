@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 
 from pathlib import Path
 
-from .commands.cli import UserError, fraction, nonnegative_int, out_folder, positive_int, run_command
-from .core.matching import IOU_THRESHOLD
+from .commands.cli import (UserError, add_loss_options, loss_options_from, nonnegative_int, out_folder, positive_int,
+                           run_command)
 
 
 def _dissect(argv: Sequence[str]) -> int:
@@ -25,25 +25,24 @@ def _dissect(argv: Sequence[str]) -> int:
                    help="folder for the figures (created; other files in it are left alone)")
     p.add_argument("--rows", type=positive_int, default=30, help="predicted boxes shown in Tables 1 and 2")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for the fallback random activations")
-    p.add_argument("--iou-threshold", type=fraction, default=IOU_THRESHOLD,
-                   help="boxes whose overlap is not above it become background (default: the lesson's %(default)s)")
-    p.add_argument("--match-on", choices=("predictions", "anchors"), default="predictions")
+    from .core.options import LossOptions
+
+    add_loss_options(p, LossOptions())
     args = p.parse_args(argv)
     from .commands.dissect import run_dissect
 
-    run_dissect(out_dir=args.out, n_rows=args.rows, seed=args.seed, iou_threshold=args.iou_threshold,
-                match_on=args.match_on)
+    run_dissect(out_dir=args.out, n_rows=args.rows, seed=args.seed, options=loss_options_from(args))
     return 0
 
 
 def _train(argv: Sequence[str]) -> int:
-    from .model.train import train_main
+    from .commands.train import train_main
 
     return int(train_main(list(argv)) or 0)
 
 
 def _evaluate(argv: Sequence[str]) -> int:
-    from .model.evaluate import evaluate_main
+    from .commands.evaluate import evaluate_main
 
     return int(evaluate_main(list(argv)) or 0)
 

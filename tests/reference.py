@@ -1,7 +1,10 @@
-"""An independent, plain implementation of the lesson's SSD loss, one image at a time.
+"""Independent, plain pieces for checking the batched library, one image at a time.
 
-Written the way the lesson wrote it (loops, ``nonzero``, one-hot targets), sharing
-no code with ``ssd_lesson``, so the batched library can be checked against it.
+Anchors by nested loops, IoU by a double loop over boxes, matching by a loop with an explicit
+first-maximum, BCE (and focal) with an explicit one-hot: sharing no code with ``ssd_lesson``.
+The per-image loss loop itself is the lesson's, kept once in ``benchmarks/lesson_loop.py``;
+:func:`ref_ssd_loss` runs that loop with these pieces (:data:`REFERENCE`), and the benchmark's
+tests check the lesson's own pieces against them.
 """
 from __future__ import annotations
 
@@ -9,6 +12,12 @@ import itertools
 
 import torch
 import torch.nn.functional as F
+
+from benchmarks.lesson_loop import Pieces, actn_to_bb, lesson_map_to_ground_truth, lesson_ssd_loss
+
+#: The lesson's own formulas, written once in benchmarks/lesson_loop.py.
+ref_actn_to_bb = actn_to_bb
+ref_map_to_ground_truth = lesson_map_to_ground_truth
 
 
 def ref_anchors(grids=(4, 2, 1), zooms=(0.7, 1.0, 1.3), ratios=((1.0, 1.0), (1.0, 0.5), (0.5, 1.0))):
@@ -24,10 +33,6 @@ def ref_anchors(grids=(4, 2, 1), zooms=(0.7, 1.0, 1.3), ratios=((1.0, 1.0), (1.0
     return torch.tensor(rows, dtype=torch.float64), torch.tensor(sizes, dtype=torch.float64)
 
 
-def hw2corners(ctr, hw):
-    return torch.cat([ctr - hw / 2, ctr + hw / 2], dim=1)
-
-
 def ref_iou(a, b):
     """``(N, 4) x (M, 4) -> (N, M)`` by a double loop."""
     out = torch.zeros(len(a), len(b), dtype=torch.float64)
@@ -40,25 +45,6 @@ def ref_iou(a, b):
         union = max(0.0, ay1 - ay0) * max(0.0, ax1 - ax0) + max(0.0, by1 - by0) * max(0.0, bx1 - bx0) - inter
         out[i, j] = inter / union if union > 0 else 0.0
     return out
-
-
-def ref_actn_to_bb(actn, centers_hw, grid_sizes):
-    t = torch.tanh(actn)
-    ctr = t[:, :2] / 2 * grid_sizes + centers_hw[:, :2]
-    hw = (t[:, 2:] / 2 + 1) * centers_hw[:, 2:]
-    return hw2corners(ctr, hw)
-
-
-def ref_map_to_ground_truth(overlaps):
-    """The lesson's function: ``overlaps`` is ``(G, A)``; returns ``gt_overlap, gt_idx``."""
-    prior_overlap, prior_idx = overlaps.max(1)
-    gt_overlap, gt_idx = overlaps.max(0)
-    gt_overlap = gt_overlap.clone()
-    gt_idx = gt_idx.clone()
-    gt_overlap[prior_idx] = 1.99
-    for i, o in enumerate(prior_idx):
-        gt_idx[o] = i
-    return gt_overlap, gt_idx
 
 
 def first_argmax(v):
@@ -86,8 +72,8 @@ def ref_match(overlaps_ag):
 
 
 def ref_bce(logits, targ, n_classes, focal=False, alpha=0.25, gamma=1.0):
-    """The lesson's ``BCE_Loss`` / ``FocalLoss`` with an explicit one-hot."""
-    t = torch.eye(n_classes + 1, dtype=logits.dtype)[targ][:, :-1]
+    """The lesson's ``BCE_Loss`` / ``FocalLoss`` with an explicit one-hot (``F.one_hot``, not ``eye``)."""
+    t = F.one_hot(targ, n_classes + 1)[:, :-1].to(logits.dtype)
     x = logits[:, :-1]
     w = None
     if focal:
@@ -99,46 +85,13 @@ def ref_bce(logits, targ, n_classes, focal=False, alpha=0.25, gamma=1.0):
     return (bce if w is None else w * bce).sum() / n_classes
 
 
-def ref_ssd_1_loss(b_c, b_bb, bbox, clas, centers_hw, grid_sizes, match_on="predictions", threshold=0.4,
-                   focal=False, gamma=1.0, reduction="mean"):
-    """One image. ``bbox``/``clas`` still padded; padding rows (label -1) are dropped first."""
-    keep = torch.nonzero(clas >= 0)[:, 0]
-    bbox, clas = bbox[keep], clas[keep]
-    n_classes = b_c.shape[1] - 1
-    a_ic = ref_actn_to_bb(b_bb, centers_hw, grid_sizes)
-    A = b_bb.shape[0]
-    if len(keep) == 0:
-        gt_clas = torch.full((A,), n_classes, dtype=torch.long)
-        pos = torch.zeros(A, dtype=torch.bool)
-        loc = b_bb.sum() * 0
-        gt_idx = torch.zeros(A, dtype=torch.long)
-        gt_overlap = torch.zeros(A, dtype=torch.float64)
-    else:
-        boxes = a_ic.detach() if match_on == "predictions" else hw2corners(centers_hw[:, :2], centers_hw[:, 2:])
-        overlaps = ref_iou(boxes, bbox)  # (A, G)
-        gt_overlap, gt_idx = ref_match(overlaps)
-        gt_clas = clas[gt_idx].clone()
-        pos = gt_overlap > threshold
-        pos_idx = torch.nonzero(pos)[:, 0]
-        gt_clas[~pos] = n_classes
-        gt_bbox = bbox[gt_idx]
-        if len(pos_idx) == 0:
-            loc = b_bb.sum() * 0
-        elif reduction == "mean":
-            loc = (a_ic[pos_idx] - gt_bbox[pos_idx]).abs().mean()
-        else:
-            loc = (a_ic[pos_idx] - gt_bbox[pos_idx]).abs().mean(1).sum()
-        gt_idx = keep[gt_idx]  # back to padded row numbers
-    clas_loss = ref_bce(b_c, gt_clas, n_classes, focal=focal, gamma=gamma)
-    return loc, clas_loss, gt_idx, gt_overlap, pos, gt_clas
+#: The lesson's loop run with these plain pieces (its IoU and matching take the lesson's (G, A) layout).
+REFERENCE = Pieces(iou=lambda gt, boxes: ref_iou(boxes, gt).T, match=lambda overlaps: ref_match(overlaps.T),
+                   clas_loss=ref_bce)
 
 
 def ref_ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, centers_hw, grid_sizes, **kw):
-    """The lesson's batch loss: a Python loop over images, summing both parts."""
-    total = 0.0
-    parts = []
-    for b_c, b_bb, bbox, clas in zip(class_logits, box_actns, gt_boxes, gt_labels):
-        loc, cl, gt_idx, gt_overlap, pos, gt_clas = ref_ssd_1_loss(b_c, b_bb, bbox, clas, centers_hw, grid_sizes, **kw)
-        total = total + loc + cl
-        parts.append((loc, cl, gt_idx, gt_overlap, pos, gt_clas))
-    return total, parts
+    """The lesson's batch loss with the plain pieces: ``(total, parts)``, one
+    ``(loc, clas, gt_idx, gt_overlap, pos, gt_clas)`` per image (``gt_idx`` in padded rows)."""
+    return lesson_ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, centers_hw, grid_sizes, pieces=REFERENCE,
+                           with_parts=True, **kw)

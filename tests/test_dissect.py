@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ssd_lesson import FORCED_OVERLAP, make_anchors, ssd_loss
+from ssd_lesson import FORCED_OVERLAP, LossOptions, make_anchors, ssd_loss
 from ssd_lesson.drawing import tables
 from ssd_lesson.commands.dissect import figure_names, run_dissect
 from ssd_lesson.course.lesson import example_activations, load_example, synthetic_example
@@ -113,7 +113,7 @@ def test_example_activations_fall_back_to_seeded_random(capsys):
 
 
 def test_example_activations_use_a_checkpoint(tmp_path, monkeypatch, capsys):
-    import ssd_lesson.model.net
+    import ssd_lesson.model.checkpoint
 
     class Fake(torch.nn.Module):  # stands in for a trained SSD (loading a real one imports fastai: slow)
         body_name = "fake"
@@ -125,7 +125,7 @@ def test_example_activations_use_a_checkpoint(tmp_path, monkeypatch, capsys):
     path = tmp_path / "trained.pth"
     path.write_bytes(b"weights")
     seen = {}
-    monkeypatch.setattr(ssd_lesson.model.net, "load_checkpoint", lambda p, spec: seen.setdefault("args", (p, spec)) and Fake())
+    monkeypatch.setattr(ssd_lesson.model.checkpoint, "load_checkpoint", lambda p, spec: seen.setdefault("args", (p, spec)) and Fake())
     cl, ba, source = example_activations(synthetic_example(), checkpoint=path)
     assert seen["args"] == (path, make_anchors().spec)
     assert torch.equal(ba, torch.full((1, 189, 4), 0.5)) and str(path) in source and source in capsys.readouterr().out
@@ -163,6 +163,5 @@ def test_run_dissect_prints_the_article_and_writes_only_its_figures(tmp_path, ca
 
 def test_run_dissect_signature_fits_the_cli():
     params = inspect.signature(run_dissect).parameters
-    assert [p for p in ("out_dir", "n_rows", "seed", "iou_threshold", "match_on") if p in params] == \
-        ["out_dir", "n_rows", "seed", "iou_threshold", "match_on"]
-    assert params["n_rows"].default == 30 and params["iou_threshold"].default == 0.4
+    assert [p for p in ("out_dir", "n_rows", "seed", "options") if p in params] == ["out_dir", "n_rows", "seed", "options"]
+    assert params["n_rows"].default == 30 and params["options"].default == LossOptions()

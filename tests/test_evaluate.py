@@ -23,7 +23,7 @@ def cli(*args, env=None, cwd=None):
 
 @pytest.fixture(scope="module")
 def collage(tmp_path_factory):
-    from ssd_lesson.model.train import collage_records
+    from ssd_lesson.data.collage import collage_records
 
     root = tmp_path_factory.mktemp("collage")
     _, valid, _ = collage_records(20, 0, root)
@@ -32,13 +32,17 @@ def collage(tmp_path_factory):
 
 @pytest.mark.parametrize("args, message", [
     (["--data", "nope"], "error: argument --data: invalid choice: 'nope'"),
-    (["--n-images", "many"], "error: argument --n-images: invalid int value: 'many'"),
+    (["--n-images", "many"], "error: argument --n-images: expected an integer, got 'many'"),
     (["--bogus"], "error: unrecognized arguments: --bogus"),
-    (["--n-images", "2"], "error: --n-images must be at least 5"),
-    (["--iou-threshold", "1.5"], "error: --iou-threshold must be in [0, 1), got 1.5"),
-    (["--data", "voc", "--seed", "3"], "error: --n-images and --seed are for --data collage"),
+    (["--n-images", "2"], "error: argument --n-images: must be at least 5, got 2"),
+    (["--seed", "-1"], "error: argument --seed: must be at least 0, got -1"),
+    (["--iou-threshold", "1.5"], "error: argument --iou-threshold: must be in [0, 1), got 1.5"),
+    (["--score-threshold", "nan"], "error: argument --score-threshold: must be a finite number, got 'nan'"),
+    (["--batch-size", "0"], "error: argument --batch-size: must be at least 1, got 0"),
+    (["--data", "voc", "--seed", "3"], "error: argument --n-images/--seed: only for --data collage"),
     (["--checkpoint", "no/such.pth"], "error: no/such.pth: no such checkpoint"),
-    (["--csv", "no/such/folder/t.csv"], "error: --csv no/such/folder/t.csv: the folder no/such/folder does not exist"),
+    (["--csv", "no/such/folder/t.csv"], "error: argument --csv: the folder no/such/folder does not exist"),
+    (["--csv", "tests"], "error: argument --csv: tests is a folder; give a file name"),
 ])
 def test_wrong_options_one_error_line_exit_2(args, message):
     r = cli(*args)
@@ -70,10 +74,9 @@ def test_not_a_checkpoint_and_existing_csv(tmp_path):
 
 def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp_path):
     from ssd_lesson.data.images import VOC_CLASSES
-    from ssd_lesson.course.lesson import find_checkpoint
+    from ssd_lesson.model.checkpoint import find_checkpoint, load_checkpoint
     from ssd_lesson.model.evaluate import evaluate_detections
     from ssd_lesson.model.metrics import coco_ap_per_class
-    from ssd_lesson.model.net import load_checkpoint
 
     root, valid = collage
     out = tmp_path / "table.csv"
@@ -82,8 +85,11 @@ def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "100.00% [4/4" in r.stderr  # the progress bar, over the 4 images
     assert r.stdout.splitlines()[0].startswith(f"checkpoint {find_checkpoint()}; collage set ")  # the shipped one
-
-    ev = evaluate_detections(load_checkpoint(find_checkpoint()), valid, progress=False)
+    model = load_checkpoint(find_checkpoint())
+    ev = evaluate_detections(model, valid, progress=False)  # with the decode options its record holds
+    assert r.stdout.splitlines()[1] == "trained with the loss: " + model.record.loss_options.describe()
+    n_det = sum(len(p["labels"]) for p in ev.preds)
+    assert r.stdout.splitlines()[2].startswith(f"{n_det} detections (score > 0.05, NMS at IoU 0.5, at most 100 per image)")
     v07, vall = ev.voc(), ev.voc(use_07_metric=False)
     coco, coco_mean = coco_ap_per_class(ev.preds, ev.targets)
     assert sum(len(p["labels"]) for p in ev.preds) > 0 and 0 < v07.map < 1
@@ -123,9 +129,8 @@ def test_voc_layout_with_a_difficult_object(collage, tmp_path):
     import shutil
 
     from ssd_lesson.data.images import load_voc
-    from ssd_lesson.course.lesson import find_checkpoint
+    from ssd_lesson.model.checkpoint import find_checkpoint, load_checkpoint
     from ssd_lesson.model.evaluate import evaluate_detections
-    from ssd_lesson.model.net import load_checkpoint
 
     root, _ = collage
     voc = tmp_path / "VOC2007"
@@ -149,3 +154,17 @@ def test_voc_layout_with_a_difficult_object(collage, tmp_path):
         for key in ("ap_voc07", "ap_all_point", "ap_coco50"):
             assert (row[key] == "" and math.isnan(w[key])) or float(row[key]) == pytest.approx(w[key], abs=1e-9)
     assert float(rows[-1]["ap_voc07"]) == pytest.approx(ev.voc().map, abs=1e-12)
+
+
+def test_anchors_are_made_once_not_per_batch(collage, monkeypatch):
+    """evaluate_detections makes the anchors once and hands them to predict, batch after batch."""
+    from ssd_lesson.model import evaluate, infer
+    from ssd_lesson.model.checkpoint import find_checkpoint, load_checkpoint
+
+    made = []
+    for module in (evaluate, infer):
+        real = module.make_anchors
+        monkeypatch.setattr(module, "make_anchors", lambda spec, real=real: made.append(spec) or real(spec))
+    model = load_checkpoint(find_checkpoint())
+    ev = evaluate.evaluate_detections(model, collage[1], batch_size=1, progress=False)  # 4 batches of one image
+    assert len(ev.preds) == 4 and made == [model.spec]

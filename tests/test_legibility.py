@@ -90,7 +90,7 @@ def _nb06_08(k):
 def _nb09_10(k):
     from ssd_lesson.model.infer import predict
     from ssd_lesson.course.lesson import example_activations, find_checkpoint
-    from ssd_lesson.model.net import load_checkpoint
+    from ssd_lesson.model.checkpoint import load_checkpoint
 
     seeded = example_activations(k.example, k.anchors, checkpoint=False, verbose=False)
     match = ssd_loss(k.class_logits, k.box_actns, k.gt_boxes, k.gt_labels, k.anchors, match_on="anchors").match

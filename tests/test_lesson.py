@@ -10,7 +10,9 @@ import torch
 
 from ssd_lesson import IOU_THRESHOLD, PAD_LABEL, LossOptions, make_anchors, ssd_loss
 from ssd_lesson.course import lesson as K
-from ssd_lesson.model.net import create_ssd_model, save_checkpoint
+from ssd_lesson.model import checkpoint
+from ssd_lesson.model.checkpoint import CheckpointRecord, TrainingData, save_checkpoint
+from ssd_lesson.model.net import create_ssd_model
 
 
 @pytest.fixture
@@ -98,10 +100,10 @@ def test_held_out_records_use_the_seed_the_model_was_trained_with(out_dir, monke
     monkeypatch.setattr(K, "COLLAGE_IMAGES", 10)
     monkeypatch.setenv("SSD_LESSON_VOC", str(out_dir / "no_voc_here"))
     model = create_ssd_model(**K.SHORT_MODEL)
-    model.checkpoint_extra = {"seed": 3}
+    model.record = CheckpointRecord(data=TrainingData("collage", "runs/collage-n1000-seed3", 1000, 3), seed=3)
     valid = K.held_out_records(model, verbose=False)
     assert valid and all("collage-n10-seed3" in str(r.image_path) for r in valid)
-    model.checkpoint_extra = {}  # an older checkpoint records no seed: the default, 0
+    model.record = CheckpointRecord()  # a checkpoint that records no data: the default seed, 0
     assert all("collage-n10-seed0" in str(r.image_path) for r in K.held_out_records(model, verbose=False))
 
 
@@ -109,7 +111,7 @@ def test_lesson_model_prefers_the_shipped_checkpoint_then_the_short_model(out_di
     model = K.lesson_model()
     assert capsys.readouterr().out.strip() == "model: the trained checkpoint data/checkpoints/ssd_collage.pth"
     assert model.body_name == "tiny"
-    monkeypatch.setattr(K, "CHECKPOINT_DIR", out_dir / "no_checkpoints")
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_DIR", out_dir / "no_checkpoints")
     K.lesson_model()
     assert "an untrained model" in capsys.readouterr().out
     short = create_ssd_model(**K.SHORT_MODEL)
@@ -122,12 +124,13 @@ def test_lesson_model_prefers_the_shipped_checkpoint_then_the_short_model(out_di
 
 def test_checkpoint_summary_names_file_command_and_numbers(tmp_path):
     model = create_ssd_model(**K.SHORT_MODEL)
-    path = save_checkpoint(model, tmp_path / "m.pth", extra={"command": "python -m ssd_lesson train", "metrics": {"mAP50": 0.5}})
-    from ssd_lesson.model.net import load_checkpoint
-
-    lines = K.checkpoint_summary(load_checkpoint(path), path).splitlines()
+    record = CheckpointRecord(command="python -m ssd_lesson train", loss_options=LossOptions.lesson_code(),
+                              metrics={"mAP50": 0.5})
+    path = save_checkpoint(model, tmp_path / "m.pth", record=record)
+    lines = K.checkpoint_summary(checkpoint.load_checkpoint(path)).splitlines()  # the record knows its path
     assert lines == [f"trained checkpoint: {path} (tiny body)", "made with: python -m ssd_lesson train",
-                     "its validation numbers: mAP50 0.5000"]
+                     "its loss: match on anchors, IoU > 0.4, BCE, L1 averaged", "its validation numbers: mAP50 0.5000"]
+    assert K.checkpoint_summary(model) == "a tiny model not loaded from a checkpoint (nothing recorded)"
 
 
 def test_voc_status_offline_is_the_full_advice(monkeypatch, tmp_path):

@@ -425,7 +425,8 @@ def test_voc07_training_metric_is_voc_ap_of_the_decoded_batch():
 def test_learner_on_voc_reports_voc07(tmp_path):
     from ssd_lesson.data.images import make_dataloaders
     from ssd_lesson.model.net import create_ssd_model
-    from ssd_lesson.model.train import collage_records, ssd_learner
+    from ssd_lesson.data.collage import collage_records
+    from ssd_lesson.model.train import ssd_learner
 
     train_recs, valid_recs, _ = collage_records(20, 0, tmp_path)
     dls = make_dataloaders(train_recs, valid_recs, bs=4, device="cpu")

@@ -12,7 +12,9 @@ from ssd_lesson import AnchorSpec, make_anchors
 from ssd_lesson.drawing.draw import show_detections
 from ssd_lesson.model.infer import Detections, decode, predict
 from ssd_lesson.model.metrics import detection_map, map_metrics
-from ssd_lesson.model.net import create_ssd_model, load_checkpoint, save_checkpoint
+from ssd_lesson import DecodeOptions, LossOptions
+from ssd_lesson.model.checkpoint import CheckpointRecord, TrainingData, load_checkpoint, save_checkpoint
+from ssd_lesson.model.net import create_ssd_model
 
 
 def tiny(spec=AnchorSpec(), **kw):
@@ -127,10 +129,15 @@ def test_checkpoint_round_trip_gives_identical_outputs(model, tmp_path):
             if isinstance(mod, nn.BatchNorm2d):
                 mod.running_mean.uniform_(-0.1, 0.1), mod.running_var.uniform_(0.5, 1.5)
     x = torch.randn(2, 3, 224, 224)
-    path = save_checkpoint(model, tmp_path / "m.pth", extra={"epoch": 3})
+    record = CheckpointRecord(command="python -m ssd_lesson train --epochs 3", loss_options=LossOptions.article(),
+                              decode_options=DecodeOptions(score_threshold=0.1),
+                              data=TrainingData("collage", "runs/collage-n20-seed4", 20, 4, 16, 4), seed=4, epoch=3,
+                              metrics={"mAP50": 0.25})
+    path = save_checkpoint(model, tmp_path / "m.pth", record=record)
     loaded = load_checkpoint(path)
     assert loaded.spec == model.spec and loaded.class_names == model.class_names and loaded.body_name == "tiny"
-    assert loaded.checkpoint_extra == {"epoch": 3}
+    assert loaded.record == record.replace(path=path)  # every field back, typed; and where it was read from
+    assert model.record is None and load_checkpoint(save_checkpoint(loaded, tmp_path / "again.pth")).record.epoch == 3
     with torch.no_grad():
         for a, b in zip(model(x), loaded(x)):
             assert torch.equal(a, b)
@@ -346,7 +353,7 @@ class _NotPlain:
 
 
 def test_shipped_checkpoint_loads_with_weights_only_and_list_specs_match():
-    from ssd_lesson.course.lesson import find_checkpoint
+    from ssd_lesson.model.checkpoint import find_checkpoint
 
     path = find_checkpoint()
     assert path is not None

@@ -21,7 +21,7 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
-from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
+from ssd_lesson import LossOptions, activations_to_boxes, make_anchors, ssd_loss
 from ssd_lesson.drawing import plots
 from ssd_lesson.core.boxes import box_iou
 from ssd_lesson.course.lesson import CHECKPOINT_DIR, example_activations, load_example, synthetic_example
@@ -57,7 +57,7 @@ def used_checkpoint(nb: nbformat.NotebookNode, tag: str, prefix: str) -> Path | 
 
 
 def load(path: Path):
-    from ssd_lesson.model.net import load_checkpoint
+    from ssd_lesson.model.checkpoint import load_checkpoint
 
     assert path.is_file(), f"the notebook used {path}, which is gone: re-execute it"
     return load_checkpoint(path)
@@ -98,9 +98,10 @@ def example():
     return ex, anchors, x, boxes, labels
 
 
-def example_losses(acts, example) -> list[float]:
+def example_losses(acts, example, options: LossOptions = LossOptions.lesson_code()) -> list[float]:
+    """The example's losses as notebook 9 prints them: by default with its Learner's options."""
     _, anchors, _, boxes, labels = example
-    r = ssd_loss(*acts, boxes, labels, anchors, match_on="anchors")
+    r = ssd_loss(*acts, boxes, labels, anchors, options=options)
     return [r.classification.item(), r.regression.item(), r.total.item()]
 
 
@@ -165,11 +166,12 @@ def checkpoint_09():
 def test_09_checkpoint_loss_on_the_example_equals_the_library(example, checkpoint_09):
     model = load(checkpoint_09)
     out = stdout(tagged(read(NB9), "checkpoint"))
-    assert line_starting(out, "made with:") == "made with: " + model.checkpoint_extra["command"]
+    assert line_starting(out, "made with:") == "made with: " + model.record.command
     with torch.no_grad():
         trained = model.eval()(example[2])
     printed = [floats(line_starting(out, k))[0] for k in ("classification", "regression", "total")]
-    np.testing.assert_allclose(printed, example_losses(trained, example), atol=1e-4)
+    np.testing.assert_allclose(printed, example_losses(trained, example, model.record.loss_options), atol=1e-4)
+    assert line_starting(out, "its loss:") == "its loss: " + model.record.loss_options.describe()  # shown with it
 
 
 def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
@@ -177,7 +179,7 @@ def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
     model = load(checkpoint_09)
     with torch.no_grad():
         trained = model.eval()(x)
-    match = ssd_loss(*trained, boxes, labels, anchors, match_on="anchors").match
+    match = ssd_loss(*trained, boxes, labels, anchors, options=model.record.loss_options).match  # as it trained
     pos = match.positive[0].nonzero().flatten()
     gt = match.gt_idx[0, pos]
     pred = activations_to_boxes(trained[1], anchors)[0]
@@ -208,7 +210,7 @@ def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
 def inference(tmp_path_factory):
     """The model, held-out batch and outputs notebook 10 used, rebuilt from the library."""
     from ssd_lesson.data.images import DetectionDataset, collate_detections
-    from ssd_lesson.model.train import collage_records
+    from ssd_lesson.data.collage import collage_records
 
     nb = read(NB10)
     path = used_checkpoint(nb, "load", "model: the trained checkpoint")

@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from ssd_lesson import AnchorSpec, LossOptions, make_anchors, ssd_loss
-from ssd_lesson.model.net import load_checkpoint
-from ssd_lesson.model.train import SSDLoss, train_main
+from ssd_lesson.model.checkpoint import load_checkpoint
+from ssd_lesson.commands.train import train_main
+from ssd_lesson.model.checkpoint import TrainingData
+from ssd_lesson.model.train import SSDLoss
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--body", "tiny", "--n-hidden", "16", "--n-images", "20", "--bs", "4", "--epochs", "2"]
@@ -49,15 +51,16 @@ def test_cli_trains_saves_and_is_reproducible(collage_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "16 train / 4 valid images" in out and "mAP50" in out and "checkpoint:" in out
     ma = load_checkpoint(a)
-    assert ma.checkpoint_extra["epoch"] == 2 and set(ma.checkpoint_extra["metrics"]) >= {"valid_loss", "clas_loss", "regr_loss", "mAP50", "mAP_coco"}
+    assert ma.record.epoch == 2 and set(ma.record.metrics) >= {"valid_loss", "clas_loss", "regr_loss", "mAP50", "mAP_coco"}
     # evaluate() without fastai gives the numbers the Learner recorded for the last epoch
     from ssd_lesson.data.images import make_dataloaders
-    from ssd_lesson.model.train import collage_records, evaluate
+    from ssd_lesson.data.collage import collage_records
+    from ssd_lesson.model.train import evaluate
 
     train_recs, valid_recs, _ = collage_records(20, 0, collage_dir)
     dls = make_dataloaders(train_recs, valid_recs, bs=4, device="cpu")
-    loss = SSDLoss(make_anchors(ma.spec), LossOptions(**ma.checkpoint_extra["loss_options"]))  # as it trained
-    got, recorded = evaluate(ma, dls.valid, loss), ma.checkpoint_extra["metrics"]
+    loss = SSDLoss(make_anchors(ma.spec), ma.record.loss_options)  # as it trained
+    got, recorded = evaluate(ma, dls.valid, loss, ma.record.decode_options), ma.record.metrics
     for k in ("valid_loss", "clas_loss", "regr_loss", "mAP50", "mAP_coco"):
         assert got[k] == pytest.approx(recorded[k], rel=1e-4, abs=1e-6), k
     assert run(collage_dir, b) == 0  # same seed, same data: the same weights
@@ -72,16 +75,20 @@ def test_cli_refuses_to_overwrite_without_force(collage_dir, tmp_path, capsys):
     assert run(collage_dir, out) == 1
     assert "exists; pass --force" in capsys.readouterr().err and out.read_bytes() == b"precious"
     assert run(collage_dir, out, "--force", "--epochs", "1") == 0
-    assert load_checkpoint(out).checkpoint_extra["epoch"] == 1
+    assert load_checkpoint(out).record.epoch == 1
 
 
 def test_cli_loss_options_reach_the_loss_and_the_checkpoint(collage_dir, tmp_path):
     out = tmp_path / "m.pth"
-    assert run(collage_dir, out, "--epochs", "1", "--iou-threshold", "0.5", "--match-on", "predictions") == 0
-    extra = load_checkpoint(out).checkpoint_extra
-    assert extra["loss_options"] == LossOptions(match_on="predictions", iou_threshold=0.5).as_kwargs()
-    assert extra["loss_options"]["regression_reduction"] == "mean"  # one default: the lesson's, as in ssd_learner
-    assert extra["seed"] == 0 and extra["n_images"] == 20
+    argv = [*SMALL, "--data-dir", str(collage_dir), "--out", str(out), "--epochs", "1", "--iou-threshold", "0.5",
+            "--match-on", "predictions", "--loss", "focal", "--focal-alpha", "0.5", "--focal-gamma", "2"]
+    assert train_main(argv) == 0
+    record = load_checkpoint(out).record
+    assert record.loss_options == LossOptions(match_on="predictions", iou_threshold=0.5, classification="focal",
+                                              focal_alpha=0.5, focal_gamma=2.0)  # the rest: lesson_code()'s
+    assert record.loss_options.regression_reduction == LossOptions.lesson_code().regression_reduction == "mean"
+    assert record.command == "python -m ssd_lesson train " + " ".join(argv) and record.seed == 0
+    assert record.data == TrainingData("collage", str(collage_dir / "collage-n20-seed0"), 20, 0, 16, 4)
 
 
 def test_ctrl_c_keeps_last_finished_epoch(collage_dir, tmp_path, monkeypatch, capsys):
@@ -94,14 +101,14 @@ def test_ctrl_c_keeps_last_finished_epoch(collage_dir, tmp_path, monkeypatch, ca
     out = tmp_path / "m.pth"
     assert run(collage_dir, out) == 130
     assert "interrupted: the checkpoint of the last finished epoch (1) is" in capsys.readouterr().err
-    assert load_checkpoint(out).checkpoint_extra["epoch"] == 1
+    assert load_checkpoint(out).record.epoch == 1
     assert not out.with_name(out.name + ".tmp").exists()
 
 
 def test_empty_valid_split_is_reported(tmp_path, monkeypatch, capsys):
-    from ssd_lesson.model import train
+    from ssd_lesson.data import collage
 
-    monkeypatch.setattr(train, "collage_records", lambda n, seed, root: (["a record"], [], Path(root)))
+    monkeypatch.setattr(collage, "collage_records", lambda n, seed, root: (["a record"], [], Path(root)))
     assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "m.pth")]) == 2
     assert "the valid split is empty" in capsys.readouterr().err
 
@@ -127,4 +134,4 @@ def test_distributed_two_cpu_processes(collage_dir, tmp_path):
         pytest.fail("2-process run hung:\n" + stdout[-3000:] + stderr[-3000:])
     assert p.returncode == 0, stdout[-3000:] + stderr[-3000:]
     assert stdout.count("trained 1 epochs") == 1 and stdout.count("validation: valid_loss") == 1  # only rank 0 reports
-    assert load_checkpoint(out).checkpoint_extra["epoch"] == 1
+    assert load_checkpoint(out).record.epoch == 1

@@ -16,10 +16,14 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+if TYPE_CHECKING:
+    from ..core.options import LossOptions
 
 __all__ = ["UserError", "DEBUG_ENV", "debug_enabled", "run_command", "positive_int", "nonnegative_int", "at_least",
-           "fraction", "finite_float", "positive_float", "out_folder", "out_file"]
+           "fraction", "unit_interval", "finite_float", "positive_float", "nonnegative_float", "out_folder", "out_file",
+           "add_loss_options", "loss_options_from"]
 
 DEBUG_ENV = "SSD_LESSON_DEBUG"
 #: What the library raises for bad input; its messages name the argument or the file.
@@ -133,6 +137,22 @@ def fraction(text: str) -> float:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """A number in [0, 1] (a weight such as the focal alpha)."""
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value:g}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number of at least 0 (the focal gamma)."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
+    return value
+
+
 def _existing_non_folder(path: Path) -> Path | None:
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
@@ -158,3 +178,34 @@ def out_file(text: str) -> Path:
     if blocker is not None:
         raise argparse.ArgumentTypeError(f"{text}: {blocker} is a file, not a folder")
     return path
+
+
+# ---------------------------------------------------------------- the loss options, shared by dissect and train
+def add_loss_options(parser: argparse.ArgumentParser, defaults: "LossOptions") -> None:
+    """The options of a :class:`~ssd_lesson.core.options.LossOptions`, with ``defaults``' values as defaults;
+    :func:`loss_options_from` reads them back as one object."""
+    from ..core.options import CLASSIFICATIONS, MATCH_ON, REDUCTIONS
+
+    g = parser.add_argument_group("loss options (ssd_lesson.LossOptions)")
+    g.add_argument("--match-on", choices=MATCH_ON, default=defaults.match_on,
+                   help="match ground truth to the predicted boxes (the article) or the anchor boxes (the lesson's "
+                   "code); default %(default)s")
+    g.add_argument("--iou-threshold", type=fraction, default=defaults.iou_threshold,
+                   help="boxes whose best overlap is not above it become background (default %(default)s)")
+    g.add_argument("--loss", choices=CLASSIFICATIONS, default=defaults.classification,
+                   help="classification loss: the lesson's BCE or its focal loss (default %(default)s)")
+    g.add_argument("--focal-alpha", type=unit_interval, default=defaults.focal_alpha,
+                   help="focal loss: the weight of the object term, in [0, 1] (default %(default)s)")
+    g.add_argument("--focal-gamma", type=nonnegative_float, default=defaults.focal_gamma,
+                   help="focal loss: the exponent of (1 - p_t) (default %(default)s)")
+    g.add_argument("--regression", choices=REDUCTIONS, default=defaults.regression_reduction,
+                   help="box loss: mean over the positives' coordinates (the lesson's code) or the sum of each "
+                   "positive's MAE (the article's wording; trains a body from scratch better); default %(default)s")
+
+
+def loss_options_from(args: argparse.Namespace) -> "LossOptions":
+    """The :class:`~ssd_lesson.core.options.LossOptions` of options added by :func:`add_loss_options`."""
+    from ..core.options import LossOptions
+
+    return LossOptions(match_on=args.match_on, iou_threshold=args.iou_threshold, classification=args.loss,
+                       focal_alpha=args.focal_alpha, focal_gamma=args.focal_gamma, regression_reduction=args.regression)

@@ -17,7 +17,8 @@ from ..core.anchors import Anchors, make_anchors
 from ..data.images import Example
 from ..course.lesson import example_activations, load_example
 from ..core.loss import SSDLossResult, ssd_loss
-from ..core.matching import FORCED_OVERLAP, IOU_THRESHOLD
+from ..core.matching import FORCED_OVERLAP
+from ..core.options import LossOptions
 
 __all__ = ["figure_names", "make_figures", "run_dissect"]
 
@@ -55,8 +56,7 @@ def _show(title: str, body: Any) -> None:
 
 
 def run_dissect(out_dir: str | Path = "ssd_lesson_out", n_rows: int = 30, seed: int = 0,
-                iou_threshold: float = IOU_THRESHOLD,
-                match_on: Literal["predictions", "anchors"] = "predictions", offline: bool = False,
+                options: LossOptions = LossOptions(), offline: bool = False,
                 example: Optional[Example] = None, checkpoint: str | Path | None | Literal[False] = None,
                 dpi: int = 100) -> dict[str, Any]:
     """Walk the article on the default example: print its numbers and tables, save its figures in ``out_dir``.
@@ -64,7 +64,8 @@ def run_dissect(out_dir: str | Path = "ssd_lesson_out", n_rows: int = 30, seed: 
     ``out_dir`` is created if needed; only the files named by :func:`figure_names` are
     written (overwritten), nothing else there is touched. ``example`` defaults to
     :func:`load_example`, the activations to :func:`example_activations` (``checkpoint``
-    as there). Returns the result, the tables and the paths written.
+    as there). The loss is scored with ``options`` (the notebooks' ``LossOptions()`` by default).
+    Returns the result, the tables and the paths written.
     """
     example = load_example(offline) if example is None else example
     print(example.source)
@@ -75,12 +76,11 @@ def run_dissect(out_dir: str | Path = "ssd_lesson_out", n_rows: int = 30, seed: 
     print(f"\nInput {size}x{size}; output grids " + ", ".join(f"{g}x{g}" for g in anchors.spec.grids)
           + f"; {anchors.spec.k()} anchor boxes per grid cell; {len(anchors)} anchor boxes in all")
     print("Ground truth: " + ", ".join(plots.as_scene(example).gt_label(i) for i in range(gt_labels.shape[1])))
-    result = ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, anchors, match_on=match_on,
-                      iou_threshold=iou_threshold)
+    result = ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, anchors, options=options)
     out = {"result": result, "anchors": anchors, "example": example,
            "table1": tables.iou_table(result, n_rows), "table2": tables.match_table(result, n_rows),
            "table4": tables.regression_table(result), "losses": tables.loss_table(result)}
-    print(f"IoU with ground truth computed against the {'predicted' if match_on == 'predictions' else 'anchor'} boxes: "
+    print(f"IoU with ground truth computed against the {'predicted' if options.match_on == 'predictions' else 'anchor'} boxes: "
           f"{len(anchors)} x {gt_labels.shape[1]} = {len(anchors) * gt_labels.shape[1]} values")
     _show(f"Table 1: IoU of the first {n_rows} predicted boxes with each ground-truth box", out["table1"])
     _show(f"Table 2: gt_idx and gt_overlap of the first {n_rows} predicted boxes",
@@ -88,7 +88,7 @@ def run_dissect(out_dir: str | Path = "ssd_lesson_out", n_rows: int = 30, seed: 
     forced = torch.nonzero(result.match.gt_overlap[0] == FORCED_OVERLAP).flatten().tolist()
     print(f"forced matches (overlap {FORCED_OVERLAP}) at boxes {forced}")
     n_pos = int(result.match.positive[0].sum())
-    print(f"\nPositives (overlap > {iou_threshold}): {n_pos} of {len(anchors)}; the rest are background")
+    print(f"\nPositives (overlap > {options.iou_threshold:g}): {n_pos} of {len(anchors)}; the rest are background")
     _show(f"Table 4: the {n_pos} positive boxes, ground truth (gtbbox) and prediction (pbbox)", out["table4"])
     _show("Losses", out["losses"])
 

@@ -6,57 +6,19 @@ cross-entropy on the classes and L1 on the positives' corners.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Literal, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from .anchors import Anchors, activations_to_box_planes
 from .boxes import iou_of_corners
-from .matching import FORCED_OVERLAP, IOU_THRESHOLD, PAD_LABEL, Match, match_boxes
+from .matching import PAD_LABEL, Match, match_boxes
+from .options import Classification, LossOptions, MatchOn, Reduction, check_focal
 
 __all__ = ["LossOptions", "SSDLossResult", "ssd_loss", "classification_loss", "regression_loss", "validate_inputs",
            "loss_gradients"]
-
-MatchOn = Literal["predictions", "anchors"]
-
-
-@dataclass(frozen=True)
-class LossOptions:
-    """How :func:`ssd_loss` scores a batch; the defaults are the lesson's (matching as the article does).
-
-    match_on: ``"predictions"`` matches ground truth to the predicted boxes (the article);
-        ``"anchors"`` to the fixed anchor boxes (the lesson's code).
-    iou_threshold: matches not above it become background.
-    classification: ``"bce"`` (the lesson's ``BCE_Loss``) or ``"focal"``.
-    focal_alpha, focal_gamma: the focal weight ``alpha_t * (1 - p_t) ** gamma``.
-    regression_reduction: ``"mean"`` over positives' coordinates (the lesson's code) or
-        ``"sum"`` of per-box MAE (the article's wording).
-    """
-
-    match_on: MatchOn = "predictions"
-    iou_threshold: float = IOU_THRESHOLD
-    classification: Literal["bce", "focal"] = "bce"
-    focal_alpha: float = 0.25
-    focal_gamma: float = 1.0
-    regression_reduction: Literal["mean", "sum"] = "mean"
-
-    def __post_init__(self) -> None:
-        if self.match_on not in ("predictions", "anchors"):
-            raise ValueError(f"match_on must be 'predictions' or 'anchors', got {self.match_on!r}")
-        if self.classification not in ("bce", "focal"):
-            raise ValueError(f"classification must be 'bce' or 'focal', got {self.classification!r}")
-        if self.regression_reduction not in ("mean", "sum"):
-            raise ValueError(f"regression_reduction must be 'mean' or 'sum', got {self.regression_reduction!r}")
-        if not 0 <= self.iou_threshold < FORCED_OVERLAP:
-            raise ValueError(f"iou_threshold must be in [0, {FORCED_OVERLAP}), got {self.iou_threshold}")
-        _check_focal(self.focal_alpha, self.focal_gamma)
-
-    def as_kwargs(self) -> dict:
-        """The options as keyword arguments of :func:`ssd_loss`."""
-        return asdict(self)
-
 
 @dataclass
 class SSDLossResult:
@@ -165,13 +127,6 @@ def _bce_grad_compiled(class_logits: Tensor, target_labels: Tensor, scale: Tenso
     return g.scatter_add_(-1, target_col, -is_object * scale[:, None, None])
 
 
-def _check_focal(alpha: float, gamma: float) -> None:
-    if not 0 <= alpha <= 1:  # NaN fails too
-        raise ValueError(f"focal_alpha: must be in [0, 1] (the weight of the object term), got {alpha}")
-    if not 0 <= gamma < float("inf"):
-        raise ValueError(f"focal_gamma: must be a finite number >= 0, got {gamma}")
-
-
 def _focal_terms(x: Tensor, target_is_one: bool, alpha: float, gamma: float) -> Tensor:
     """Per-element focal-weighted BCE-with-logits for targets all 0 or all 1."""
     # softplus(-x) = -log(sigmoid(x)), softplus(x) = -log(1 - sigmoid(x)), both stable.
@@ -183,7 +138,8 @@ def _focal_terms(x: Tensor, target_is_one: bool, alpha: float, gamma: float) -> 
 
 
 def classification_loss(class_logits: Tensor, target_labels: Tensor, *, focal: bool = False,
-                        alpha: float = 0.25, gamma: float = 1.0, validate: bool = True) -> Tensor:
+                        alpha: float = LossOptions.focal_alpha, gamma: float = LossOptions.focal_gamma,
+                        validate: bool = True) -> Tensor:
     """The lesson's ``BCE_Loss`` (or ``FocalLoss``), per image.
 
     One-hot targets over C+1 columns, background column dropped from targets and
@@ -201,7 +157,7 @@ def classification_loss(class_logits: Tensor, target_labels: Tensor, *, focal: b
         ``(B,)`` loss per image.
     """
     if focal:
-        _check_focal(alpha, gamma)
+        check_focal(alpha, gamma)
     if class_logits.dim() != 3 or target_labels.shape != class_logits.shape[:2]:
         raise ValueError(f"target_labels: expected shape {tuple(class_logits.shape[:2])} for class_logits "
                          f"{tuple(class_logits.shape)} (B, A, C+1), got {tuple(target_labels.shape)}")
@@ -224,7 +180,7 @@ def classification_loss(class_logits: Tensor, target_labels: Tensor, *, focal: b
 
 
 def regression_loss(pred_boxes: Tensor, target_boxes: Tensor, positive: Tensor,
-                    reduction: Literal["mean", "sum"] = "mean") -> Tensor:
+                    reduction: Reduction = LossOptions.regression_reduction) -> Tensor:
     """L1 between positives' predicted and matched ground-truth corners, per image.
 
     ``"mean"`` (the lesson's code): mean absolute error over the positives'
@@ -308,10 +264,10 @@ def validate_inputs(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, g
 
 
 def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_labels: Tensor, anchors: Anchors, *,
-             match_on: MatchOn = "predictions", iou_threshold: float = IOU_THRESHOLD,
-             classification: Literal["bce", "focal"] = "bce", focal_alpha: float = 0.25, focal_gamma: float = 1.0,
-             regression_reduction: Literal["mean", "sum"] = "mean", validate: bool = True,
-             options: Optional[LossOptions] = None) -> SSDLossResult:
+             options: Optional[LossOptions] = None, match_on: Optional[MatchOn] = None,
+             iou_threshold: Optional[float] = None, classification: Optional[Classification] = None,
+             focal_alpha: Optional[float] = None, focal_gamma: Optional[float] = None,
+             regression_reduction: Optional[Reduction] = None, validate: bool = True) -> SSDLossResult:
     """The SSD loss of a batch, with every intermediate the notebooks show.
 
     Args:
@@ -320,15 +276,18 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
         gt_boxes: ``(B, G, 4)`` ground-truth ``(y0, x0, y1, x1)``, fractions of the image.
         gt_labels: ``(B, G)`` int64 class ids in ``[0, C)``; ``PAD_LABEL`` (-1) marks a padding row.
         anchors: from :func:`~ssd_lesson.core.anchors.make_anchors`, on the same device.
+        options: a :class:`~ssd_lesson.core.options.LossOptions` (default: ``LossOptions()``).
         match_on, iou_threshold, classification, focal_alpha, focal_gamma, regression_reduction:
-            see :class:`LossOptions`; ``options``, when given, replaces all of them.
+            the same options one by one, over ``LossOptions()``'s defaults; giving them with
+            ``options`` is a ``TypeError`` naming both.
         validate: check the inputs first (costs a host sync); False for speed.
 
     Half-precision activations (float16, bfloat16) are scored in float32, and the loss is float32:
     a float16 sum over SSD300's 8732 anchors overflows to inf. Their gradients come back in their dtype.
     """
-    if options is None:
-        options = LossOptions(match_on, iou_threshold, classification, focal_alpha, focal_gamma, regression_reduction)
+    options = LossOptions.resolve(options, "ssd_loss", match_on=match_on, iou_threshold=iou_threshold,
+                                  classification=classification, focal_alpha=focal_alpha, focal_gamma=focal_gamma,
+                                  regression_reduction=regression_reduction)
     if not isinstance(anchors, Anchors):
         _fail("anchors", f"expected the Anchors of the model's outputs (make_anchors(spec)), got {type(anchors).__name__}")
     if validate:

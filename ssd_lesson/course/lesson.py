@@ -26,13 +26,14 @@ from torch import Tensor
 from ..core.anchors import Anchors, make_anchors
 from ..data.images import DATA_DIR, Example
 from ..core.loss import SSDLossResult, ssd_loss
+from ..core.options import LossOptions
+from ..model.checkpoint import CHECKPOINT_DIR, find_checkpoint
 from ..data.voc import BACKGROUND, VOC_CLASSES
 
 __all__ = ["CHECKPOINT_DIR", "OUT_ENV_VAR", "output_dir", "cache_dir", "Lesson", "start_lesson", "setup_notebook",
            "synthetic_example", "load_example", "example_activations", "find_checkpoint", "lesson_records",
            "lesson_model", "held_out_records", "save_short_model", "checkpoint_summary", "voc_status", "SHORT_MODEL"]
 
-CHECKPOINT_DIR = DATA_DIR / "checkpoints"
 OUT_ENV_VAR = "SSD_LESSON_OUT"
 #: The small model notebooks 09 and 10 train and use when no trained checkpoint ships.
 SHORT_MODEL = dict(body="tiny", pretrained=False, n_hidden=128)
@@ -90,16 +91,6 @@ def load_example(offline: bool = False, voc: Optional[str] = None) -> Example:
         return synthetic_example()
 
 
-def find_checkpoint(checkpoint: str | Path | None = None) -> Optional[Path]:
-    """``checkpoint`` if given (it must exist), else the first ``data/checkpoints/*.pth`` by name, else None."""
-    if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"{checkpoint}: no such checkpoint")
-        return Path(checkpoint)
-    found = sorted(CHECKPOINT_DIR.glob("*.pth"))
-    return found[0] if found else None
-
-
 def example_activations(example: Example, anchors: Optional[Anchors] = None, seed: int = 0, scale: float = 1.0,
                         checkpoint: str | Path | None | Literal[False] = None,
                         verbose: bool = True) -> tuple[Tensor, Tensor, str]:
@@ -112,7 +103,7 @@ def example_activations(example: Example, anchors: Optional[Anchors] = None, see
     anchors = make_anchors() if anchors is None else anchors
     path = None if checkpoint is False else find_checkpoint(checkpoint)
     if path is not None:
-        from ..model.net import load_checkpoint  # imports fastai: only when there is a model to load
+        from ..model.checkpoint import load_checkpoint  # imports fastai: only when there is a model to load
 
         model = load_checkpoint(path, spec=anchors.spec)
         with torch.no_grad():
@@ -241,7 +232,7 @@ def lesson_records(n_train: int = 160, n_valid: int = 40, seed: int = 0, verbose
 
 
 def _collage(seed: int) -> tuple[list, list]:
-    from ..model.train import collage_records  # fastai
+    from ..data.collage import collage_records
 
     train, valid, _ = collage_records(COLLAGE_IMAGES, seed=seed, root=cache_dir(), verbose=False)
     return train, valid
@@ -251,26 +242,30 @@ def _short_model_path() -> Path:
     return cache_dir() / "ssd_short.pth"
 
 
-def save_short_model(model: Any) -> Path:
-    """Save notebook 09's short-trained model where :func:`lesson_model` finds it."""
-    from ..model.net import save_checkpoint
+def save_short_model(model: Any, options: Optional[LossOptions] = None) -> Path:
+    """Save notebook 09's short-trained model where :func:`lesson_model` finds it, with the loss
+    ``options`` it was trained with (``learn.loss_func.options``) in its record."""
+    from ..model.checkpoint import CheckpointRecord, save_checkpoint
 
-    return save_checkpoint(model, _short_model_path())
+    return save_checkpoint(model, _short_model_path(), record=CheckpointRecord(
+        command="notebook 09's short training", loss_options=options))
 
 
-def checkpoint_summary(model: Any, path: str | Path) -> str:
-    """Three lines on a loaded checkpoint: its file and body, the command that made it, its validation numbers."""
-    info = getattr(model, "checkpoint_extra", {})
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in info.get("metrics", {}).items())
-    return (f"trained checkpoint: {_shown_path(Path(path))} ({model.body_name} body)\n"
-            f"made with: {info.get('command', '(command not recorded)')}\n"
-            f"its validation numbers: {metrics}")
+def checkpoint_summary(model: Any) -> str:
+    """A few lines on a loaded checkpoint (``model.record``): its file and body, the command that made it,
+    the loss it trained with, its validation numbers."""
+    record = model.record
+    if record is None:
+        return f"a {model.body_name} model not loaded from a checkpoint (nothing recorded)"
+    where = _shown_path(record.path) if record.path is not None else "(not saved)"
+    return f"trained checkpoint: {where} ({model.body_name} body)\n" + record.summary()
 
 
 def lesson_model(verbose: bool = True) -> Any:
     """The model notebook 10 evaluates: the shipped checkpoint, else notebook 09's short model,
     else an untrained one (and a line saying which)."""
-    from ..model.net import create_ssd_model, load_checkpoint
+    from ..model.checkpoint import load_checkpoint
+    from ..model.net import create_ssd_model
 
     path, short = find_checkpoint(), _short_model_path()
     if path is not None:
@@ -294,7 +289,8 @@ def held_out_records(model: Any, n_valid: int = 40, verbose: bool = True) -> lis
         valid = load_voc(voc, "val")[:n_valid]
         line = f"held-out images: the first {len(valid)} of Pascal VOC 2007 val ({voc})"
     else:
-        seed = int(getattr(model, "checkpoint_extra", {}).get("seed", 0))
+        data = model.record.data if model.record is not None else None
+        seed = data.seed if data is not None and data.seed is not None else 0  # not recorded: the default
         valid = _collage(seed)[1]
         line = f"VOC not found: held-out images are {len(valid)} validation images of the offline collage set (seed {seed})"
     if verbose:

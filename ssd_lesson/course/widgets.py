@@ -22,7 +22,8 @@ from ..drawing import plots
 from ..core.anchors import Anchors, activations_to_boxes
 from ..drawing.placement import placer_for
 from ..core.loss import SSDLossResult, ssd_loss
-from ..core.matching import FORCED_OVERLAP, IOU_THRESHOLD
+from ..core.matching import FORCED_OVERLAP
+from ..core.options import LossOptions
 from .shown import MARGIN_COLOR, _Shown
 
 __all__ = ["BoxWidget", "ThresholdWidget"]
@@ -235,14 +236,16 @@ class ThresholdWidget(_Shown):
         example: a ``data.Example`` or :class:`~ssd_lesson.drawing.plots.Scene` (its boxes are the ground truth).
         anchors: from ``make_anchors()``.
         class_logits: ``(1, A, C+1)``; box_actns: ``(1, A, 4)``.
-        threshold: the starting value (the lesson's ``IOU_THRESHOLD``, 0.4).
+        threshold: the starting value (default ``options.iou_threshold``, the lesson's 0.4).
+        options: the other loss options (:class:`~ssd_lesson.core.options.LossOptions`; the slider sets the threshold).
         image_format: ``"png"`` or ``"jpeg"`` (smaller, for figures full of photographs).
     """
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
-                 threshold: float = IOU_THRESHOLD, match_on: Literal["predictions", "anchors"] = "predictions",
-                 dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = 0.05, top: float = 0.95):
-        self.scene, self.anchors, self.dpi, self.match_on = plots.as_scene(example), anchors, dpi, match_on
+                 threshold: Optional[float] = None, options: LossOptions = LossOptions(), dpi: int = 90,
+                 image_format: Literal["png", "jpeg"] = "png", step: float = 0.05, top: float = 0.95):
+        self.scene, self.anchors, self.dpi, self.options = plots.as_scene(example), anchors, dpi, options
+        threshold = options.iou_threshold if threshold is None else threshold
         self.class_logits, self.box_actns = class_logits.detach(), box_actns.detach()
         self.gt_boxes = torch.as_tensor(np.asarray(self.scene.boxes), dtype=self.box_actns.dtype).unsqueeze(0)
         self.gt_labels = torch.as_tensor(np.asarray(self.scene.labels), dtype=torch.int64).unsqueeze(0)
@@ -270,7 +273,7 @@ class ThresholdWidget(_Shown):
 
     def _loss(self, threshold: float) -> SSDLossResult:
         return ssd_loss(self.class_logits, self.box_actns, self.gt_boxes, self.gt_labels, self.anchors,
-                        match_on=self.match_on, iou_threshold=threshold)
+                        options=self.options.replace(iou_threshold=threshold))
 
     threshold = property(lambda self: float(self.slider.value))
 

@@ -9,14 +9,18 @@ is the path inside the installed package). From those:
 * :func:`render_collage`: one 224x224 image of 1-4 crops pasted on a real
   background photo that holds no VOC object; boxes are exact by construction;
 * :func:`make_collage_dataset`: a VOC-layout detection set of such images, with
-  train and val splits, read back by :func:`ssd_lesson.data.images.load_voc`.
+  train and val splits, read back by :func:`ssd_lesson.data.images.load_voc`;
+* :func:`collage_records`: the train and valid records of the set ``(n_images, seed)``,
+  made once under a folder (what ``train``, ``evaluate`` and notebooks 09-10 use).
 
 Boxes are ``(y0, x0, y1, x1)`` in pixels (integers here) unless stated otherwise.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,10 +30,10 @@ import numpy as np
 from PIL import Image
 
 from .images import DATA_DIR, load_image
-from .voc import Record, parse_voc_xml, write_voc_xml
+from .voc import Record, load_voc, parse_voc_xml, write_voc_xml
 
 __all__ = ["PHOTO_ANNOTATIONS", "BACKGROUNDS", "package_file", "photo_records", "Crop", "object_crops",
-           "Collage", "paste_objects", "render_collage", "make_collage_dataset"]
+           "Collage", "paste_objects", "render_collage", "make_collage_dataset", "collage_records"]
 
 PHOTO_ANNOTATIONS = DATA_DIR / "annotations"
 # Real photographs with no VOC object in them (checked by eye): backgrounds for the collages.
@@ -206,3 +210,30 @@ def make_collage_dataset(n_images: int, seed: int, out_dir: str | Path, overwrit
     for split, names in (*ids.items(), ("trainval", sorted(ids["train"] + ids["val"]))):
         (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
     return out
+
+
+def _rank() -> int:
+    """This process's rank in a distributed run (``RANK``, as fastai's ``rank_distrib`` reads it), else 0."""
+    return int(os.environ.get("RANK", 0))
+
+
+def collage_records(n_images: int, seed: int, root: str | Path = "runs",
+                    verbose: bool = True) -> tuple[list[Record], list[Record], Path]:
+    """Train and valid records of the offline collage set ``(n_images, seed)``, made once under ``root``
+    (in ``root/collage-n{n_images}-seed{seed}``); also its folder. In a distributed run rank 0
+    makes it and the other ranks wait for it (up to 10 minutes)."""
+    out = Path(root) / f"collage-n{n_images}-seed{seed}"
+    done = out / "ImageSets" / "Main" / "trainval.txt"  # written last
+    ready = lambda: done.is_file() and len(done.read_text().split()) == n_images  # noqa: E731
+    if not ready():
+        if _rank() == 0:
+            if verbose:
+                print(f"making the collage set: {n_images} images in {out}", flush=True)
+            make_collage_dataset(n_images, seed, out, overwrite=True)
+        else:  # other ranks wait for rank 0 (no process group yet: fastai's distrib_ctx makes it later)
+            t0 = time.time()
+            while not ready():
+                if time.time() - t0 > 600:
+                    raise TimeoutError(f"rank {_rank()}: gave up waiting for rank 0 to make {out}")
+                time.sleep(0.5)
+    return load_voc(out, "train"), load_voc(out, "val"), out

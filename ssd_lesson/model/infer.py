@@ -22,6 +22,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from ..core.anchors import Anchors, activations_to_boxes, make_anchors
+from ..core.options import DecodeOptions
 
 __all__ = ["Detections", "decode", "prepare_images", "predict"]
 
@@ -40,30 +41,23 @@ class Detections(NamedTuple):
     scores: Tensor
 
 
-def _check_options(score_threshold: float, nms_iou: float, max_per_image: int) -> None:
-    if isinstance(score_threshold, bool) or not 0 <= score_threshold < 1:  # NaN fails too
-        raise ValueError(f"score_threshold: must be in [0, 1) (a sigmoid score), got {score_threshold!r}")
-    if isinstance(nms_iou, bool) or not 0 <= nms_iou <= 1:
-        raise ValueError(f"nms_iou: must be in [0, 1], got {nms_iou!r}")
-    if isinstance(max_per_image, bool) or not isinstance(max_per_image, (int, np.integer)) or max_per_image < 1:
-        raise ValueError(f"max_per_image: must be an integer >= 1, got {max_per_image!r}")
-
-
-def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, score_threshold: float = 0.25,
-           nms_iou: float = 0.5, max_per_image: int = 100) -> list[Detections]:
+def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, options: Optional[DecodeOptions] = None,
+           score_threshold: Optional[float] = None, nms_iou: Optional[float] = None,
+           max_per_image: Optional[int] = None) -> list[Detections]:
     """Detections of each image from the model's outputs.
 
     Args:
         class_logits: ``(B, A, C+1)``, background last; box_actns: ``(B, A, 4)``.
         anchors: the anchors the outputs are laid out for.
-        score_threshold: keep (box, class) pairs whose sigmoid score is above it, in ``[0, 1)``.
-        nms_iou: within one class, drop a box overlapping a better one by more than this, in ``[0, 1]``.
-        max_per_image: keep at most this many (an integer >= 1), best first.
+        options: a :class:`~ssd_lesson.core.options.DecodeOptions` (default ``DecodeOptions()``: score
+            above 0.05, NMS at IoU 0.5, 100 per image); or ``score_threshold``, ``nms_iou``,
+            ``max_per_image`` one by one over those defaults (with ``options`` too: a ``TypeError``).
 
     Returns:
         B :class:`Detections` with boxes as ``(y0, x0, y1, x1)`` fractions, clipped to the image.
     """
-    _check_options(score_threshold, nms_iou, max_per_image)
+    options = DecodeOptions.resolve(options, "decode", score_threshold=score_threshold, nms_iou=nms_iou,
+                                    max_per_image=max_per_image)
     for name, t, last in (("class_logits", class_logits, "C+1"), ("box_actns", box_actns, "4")):
         if not isinstance(t, Tensor) or t.dim() != 3 or not t.is_floating_point():
             raise ValueError(f"{name}: expected a floating-point (B, A, {last}) tensor, got "
@@ -77,9 +71,9 @@ def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, score_t
     scores = class_logits[..., :-1].float().sigmoid()  # (B, A, C): one independent score per class
     out = []
     for b in range(boxes.shape[0]):
-        anchor_i, cls = torch.nonzero(scores[b] > score_threshold, as_tuple=True)
+        anchor_i, cls = torch.nonzero(scores[b] > options.score_threshold, as_tuple=True)
         s, bx = scores[b, anchor_i, cls], boxes[b, anchor_i]
-        keep = batched_nms(bx[:, _YX_TO_XY], s, cls, nms_iou)[:max_per_image]  # sorted by score
+        keep = batched_nms(bx[:, _YX_TO_XY], s, cls, options.nms_iou)[:options.max_per_image]  # sorted by score
         out.append(Detections(bx[keep], cls[keep], s[keep]))
     return out
 
@@ -148,16 +142,19 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: Any, anchors: Optional[Anchors] = None, *,
-            score_threshold: float = 0.25, nms_iou: float = 0.5, max_per_image: int = 100,
+            options: Optional[DecodeOptions] = None, score_threshold: Optional[float] = None,
+            nms_iou: Optional[float] = None, max_per_image: Optional[int] = None,
             normalized: Optional[bool] = None) -> list[Detections]:
     """Run ``model`` (an :class:`~ssd_lesson.model.net.SSDModel`) on ``images`` and decode its detections.
 
     ``images``: see :func:`prepare_images` (which dtypes mean what, and ``normalized``); any
     size (resized to the model's); an empty list gives an empty list. ``anchors`` default to
-    the model's spec. Returns one :class:`Detections` per image with boxes
+    the model's spec (made once per call: pass them when calling batch after batch). ``options``
+    or the keywords: as :func:`decode`. Returns one :class:`Detections` per image with boxes
     ``(y0, x0, y1, x1)`` in pixels of that input image.
     """
-    _check_options(score_threshold, nms_iou, max_per_image)
+    options = DecodeOptions.resolve(options, "predict", score_threshold=score_threshold, nms_iou=nms_iou,
+                                    max_per_image=max_per_image)
     if isinstance(images, (list, tuple)) and len(images) == 0:
         return []
     anchors = make_anchors(model.spec) if anchors is None else anchors
@@ -169,6 +166,5 @@ def predict(model: torch.nn.Module, images: Any, anchors: Optional[Anchors] = No
         class_logits, box_actns = model(x.to(device))
     finally:
         model.train(was_training)
-    dets = decode(class_logits, box_actns, anchors, score_threshold=score_threshold, nms_iou=nms_iou,
-                  max_per_image=max_per_image)
+    dets = decode(class_logits, box_actns, anchors, options=options)
     return [Detections(d.boxes * d.boxes.new_tensor([h, w, h, w]), d.labels, d.scores) for d, (h, w) in zip(dets, hw)]

@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 
 from ..core.anchors import Anchors
-from .infer import _YX_TO_XY, Detections, decode
 from ..core.matching import PAD_LABEL
+from ..core.options import DecodeOptions
+from .infer import _YX_TO_XY, Detections, decode
 from .voc_eval import VOC07_RECALLS, VOCResult, average_precision, voc_ap
 
 __all__ = ["detection_map", "MeanAP", "map_metrics", "voc_ap", "VOCResult", "average_precision", "VOC07_RECALLS",
@@ -77,8 +78,8 @@ class _MAPState:
     ``voc07=True`` also keeps the decoded detections for the VOC07 column (:func:`voc_ap`).
     """
 
-    def __init__(self, anchors: Anchors, sync: bool = True, voc07: bool = False, **decode_kwargs):
-        self.anchors, self.decode_kwargs, self.sync, self.voc07 = anchors, decode_kwargs, sync, voc07
+    def __init__(self, anchors: Anchors, sync: bool = True, voc07: bool = False, options: DecodeOptions = DecodeOptions()):
+        self.anchors, self.options, self.sync, self.voc07 = anchors, options, sync, voc07
         self.metric, self.n, self.result = _new_map_metric(sync), 0, None
         self.voc_preds: list[dict] = []
         self.voc_targets: list[dict] = []
@@ -90,7 +91,7 @@ class _MAPState:
 
     def update(self, preds: tuple[Tensor, Tensor], gt_boxes: Tensor, gt_labels: Tensor,
                image_size: tuple[int, int] = (224, 224)) -> None:
-        dets = decode(*(p.detach() for p in preds), self.anchors, **self.decode_kwargs)
+        dets = decode(*(p.detach() for p in preds), self.anchors, options=self.options)
         self.num_classes = preds[0].shape[-1] - 1
         self.metric.update([_tm_pred(d) for d in dets], _tm_targets(gt_boxes, gt_labels))
         if self.voc07:  # fractions -> pixels of the model's input (batches know no other size)
@@ -160,13 +161,10 @@ class MeanAP(_FastaiMetric):
         return {"map_50": "mAP50", "map": "mAP_coco", "voc07": "mAP_voc07"}[self.key]
 
 
-def map_metrics(anchors: Anchors, score_threshold: float = 0.05, nms_iou: float = 0.5,
-                max_per_image: int = 100, voc07: bool = False) -> list[MeanAP]:
-    """``[mAP50, mAP_coco]`` fastai metrics, and ``mAP_voc07`` after them with ``voc07=True``
-    (see :class:`MeanAP` for what it does without ``difficult`` flags). A low score threshold,
-    as mAP rewards ranked low-score boxes."""
-    state = _MAPState(anchors, voc07=voc07, score_threshold=score_threshold, nms_iou=nms_iou,
-                      max_per_image=max_per_image)
+def map_metrics(anchors: Anchors, options: DecodeOptions = DecodeOptions(), voc07: bool = False) -> list[MeanAP]:
+    """``[mAP50, mAP_coco]`` fastai metrics of the detections decoded with ``options``, and ``mAP_voc07``
+    after them with ``voc07=True`` (see :class:`MeanAP` for what it does without ``difficult`` flags)."""
+    state = _MAPState(anchors, voc07=voc07, options=options)
     return [MeanAP(state, "map_50", owner=True), MeanAP(state, "map", owner=False)] + (
         [MeanAP(state, "voc07", owner=False)] if voc07 else [])
 

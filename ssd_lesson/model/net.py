@@ -8,16 +8,14 @@ activations per cell, flattened in the anchor order of :func:`~ssd_lesson.core.a
 ``class_logits (B, 189, 21)`` and ``box_actns (B, 189, 4)`` for the default spec.
 Boxes decoded from them are ``(y0, x0, y1, x1)`` fractions of the image.
 
-Checkpoints (:func:`save_checkpoint`, :func:`load_checkpoint`) hold the weights with
-the anchor spec, class names and body, so one call rebuilds the model.
+Checkpoints (:mod:`ssd_lesson.model.checkpoint`) hold the weights with the anchor spec,
+class names and body, so one call rebuilds the model, and a record of how it was trained.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import warnings
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +23,10 @@ from torch import Tensor, nn
 
 from ..core.anchors import AnchorSpec
 
-__all__ = ["BODIES", "ConvBlock", "OutConv", "SSDHead", "SSDModel", "create_body", "create_ssd_model", "layer_shapes",
-           "save_checkpoint", "load_checkpoint", "spec_to_dict", "spec_from_dict"]
+if TYPE_CHECKING:
+    from .checkpoint import CheckpointRecord
+
+__all__ = ["BODIES", "ConvBlock", "OutConv", "SSDHead", "SSDModel", "create_body", "create_ssd_model", "layer_shapes"]
 
 #: Bodies ``create_ssd_model`` knows: torchvision ResNets (ImageNet weights when loadable), and
 #: ``tiny``, eight fastai ``ConvLayer``s (conv, batch norm, ReLU; 1.2M weights, stride 32) with no
@@ -104,7 +104,8 @@ class SSDHead(nn.Module):
 class SSDModel(nn.Module):
     """Body + :class:`SSDHead`. Input ``(B, 3, size, size)`` normalised images; output
     ``(class_logits (B, A, C+1), box_actns (B, A, 4))``. Carries what a checkpoint needs:
-    ``spec``, ``class_names``, ``body_name``, ``size`` and ``head_kwargs``."""
+    ``spec``, ``class_names``, ``body_name``, ``size`` and ``head_kwargs``; ``record`` is the
+    :class:`~ssd_lesson.model.checkpoint.CheckpointRecord` of the checkpoint it was loaded from (else None)."""
 
     def __init__(self, body: nn.Module, head: SSDHead, spec: AnchorSpec, class_names: Sequence[str],
                  body_name: str, size: int, head_kwargs: dict[str, Any]):
@@ -112,6 +113,7 @@ class SSDModel(nn.Module):
         self.body, self.head = body, head
         self.spec, self.class_names, self.body_name = spec, tuple(class_names), body_name
         self.size, self.head_kwargs = size, dict(head_kwargs)
+        self.record: Optional["CheckpointRecord"] = None
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         if images.dim() != 4 or images.shape[1] != 3:
@@ -199,90 +201,3 @@ def layer_shapes(model: SSDModel, images: Tensor) -> dict[str, Any]:
             h.remove()
     return dict(input=tuple(images.shape), features=tuple(feats.shape), grids=seen,
                 class_logits=tuple(class_logits.shape), box_actns=tuple(box_actns.shape))
-
-
-# ---------------------------------------------------------------- checkpoints
-def spec_to_dict(spec: AnchorSpec) -> dict:
-    """An :class:`AnchorSpec` as plain lists (for saving)."""
-    return dataclasses.asdict(spec)
-
-
-def spec_from_dict(d: dict) -> AnchorSpec:
-    """Inverse of :func:`spec_to_dict`."""
-    tup = lambda x: tuple(tup(v) for v in x) if isinstance(x, (list, tuple)) else x  # noqa: E731
-    return AnchorSpec(**{k: (None if v is None else tup(v)) for k, v in d.items()})
-
-
-def save_checkpoint(model: SSDModel, path: str | Path, *, half: bool = False, extra: Optional[dict] = None) -> Path:
-    """Save weights, anchor spec, class names, body and size; written atomically (a crash
-    mid-save leaves the previous file intact). ``half`` stores float weights as float16."""
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
-    ckpt = dict(format="ssd_lesson.checkpoint/1", state_dict=sd, spec=spec_to_dict(model.spec),
-                class_names=list(model.class_names), body=model.body_name, size=model.size,
-                head_kwargs=model.head_kwargs, extra=extra or {})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-CHECKPOINT_KEYS = ("state_dict", "spec", "class_names", "body", "size", "head_kwargs")
-
-
-def _read_checkpoint(path: Path, map_location: Any) -> dict:
-    """The checkpoint's dict, read with ``weights_only=True``: tensors and plain values only, so a file
-    from elsewhere cannot run code. Anything else is a ``ValueError`` naming the file."""
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # empty, truncated, random bytes, or pickled objects beyond plain values
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-        unsupported = [ln for ln in lines if "Unsupported global" in ln]
-        if unsupported:
-            raise ValueError(f"{path}: refused: it holds Python objects beyond tensors and plain values, which loading "
-                             f"could run as code ({unsupported[0]}); ssd_lesson checkpoints hold none") from None
-        why = next((ln for ln in lines if "invalid load key" in ln or "failed finding central directory" in ln
-                    or "EOF" in ln), type(e).__name__)
-        raise ValueError(f"{path}: not a checkpoint: torch.load cannot read it ({why.split('. ')[0][:120]}); "
-                         "empty, truncated or another kind of file") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "ssd_lesson.checkpoint/1":
-        raise ValueError(f"{path}: not an ssd_lesson checkpoint (saved by ssd_lesson.model.net.save_checkpoint)")
-    for key in CHECKPOINT_KEYS:
-        if key not in ckpt:
-            raise ValueError(f"{path}: the checkpoint lacks the key {key!r} (it needs {', '.join(CHECKPOINT_KEYS)})")
-    return ckpt
-
-
-def load_checkpoint(path: str | Path, *, spec: Optional[AnchorSpec] = None,
-                    class_names: Optional[Sequence[str]] = None, map_location: Any = "cpu") -> SSDModel:
-    """Rebuild the model saved by :func:`save_checkpoint` (in eval mode, float32).
-
-    ``spec`` / ``class_names``, when given, must equal the checkpoint's: a model's
-    outputs only mean something for the anchors and classes it was trained on. The file is
-    read with ``torch.load(weights_only=True)``; one that is not a checkpoint (empty,
-    truncated, anything else) or lacks a key is a ``ValueError`` naming the file and the key.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    ckpt = _read_checkpoint(path, map_location)
-    try:
-        saved_spec = spec_from_dict(ckpt["spec"])
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: the checkpoint's 'spec' is not an anchor spec ({e})") from None
-    if spec is not None and spec != saved_spec:
-        raise ValueError(f"{path}: checkpoint was trained for anchor spec {saved_spec}, not the requested {spec}")
-    if class_names is not None and tuple(class_names) != tuple(ckpt["class_names"]):
-        raise ValueError(f"{path}: checkpoint has class list {tuple(ckpt['class_names'])}, not the requested {tuple(class_names)}")
-    names = ckpt["class_names"]
-    model = create_ssd_model(ckpt["body"], pretrained=False, spec=saved_spec, n_classes=len(names),
-                             class_names=names, size=ckpt["size"], **ckpt["head_kwargs"])
-    try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
-    except (RuntimeError, AttributeError) as e:
-        raise ValueError(f"{path}: the checkpoint's 'state_dict' does not fit its {ckpt['body']} model "
-                         f"({str(e).strip().splitlines()[0]})") from None
-    model.checkpoint_extra = ckpt.get("extra", {})
-    return model.eval()

@@ -1,0 +1,150 @@
+"""``python -m ssd_lesson evaluate``: a checkpoint's AP per class, Pascal VOC's way and COCO's.
+
+The command line of :mod:`ssd_lesson.model.evaluate`. The checkpoint's
+:class:`~ssd_lesson.model.checkpoint.CheckpointRecord` says which collage set it was trained
+on (its validation split is the default data), how its mAP was decoded, and what loss it
+trained with (printed); options given on the command line win.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import warnings
+from typing import Sequence
+
+from .cli import UserError, at_least, fraction, nonnegative_int, out_file, positive_int, run_command
+
+__all__ = ["evaluate_main"]
+
+#: The collage set evaluated when neither the options nor the checkpoint's record say which.
+DEFAULT_COLLAGE = dict(n_images=1000, seed=0)
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ssd_lesson evaluate",
+                description="AP per class of a checkpoint: Pascal VOC2007 (11-point), VOC2010+ (all points) and "
+                            "COCO-style AP@0.5 (torchmetrics), difficult objects ignored by all three.")
+    p.add_argument("--checkpoint", default=None, help="default: the shipped data/checkpoints/ssd_collage.pth")
+    p.add_argument("--data", choices=("collage", "voc"), default="collage",
+                   help="collage: the offline set the checkpoint was trained on; voc: Pascal VOC 2007")
+    p.add_argument("--split", choices=("train", "val", "trainval", "test"), default=None,
+                   help="default: val for collage (the checkpoint's validation images), test for voc")
+    p.add_argument("--data-dir", default=None, help="voc: the dataset folder (default: $SSD_LESSON_VOC or fastai's); "
+                   "collage: where the set is made (default runs/)")
+    p.add_argument("--n-images", type=at_least(5), default=None,
+                   help="collage: images in the set, at least 5 (default: the checkpoint's, else 1000)")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help="collage: its seed (default: the checkpoint's, else 0)")
+    p.add_argument("--iou-threshold", type=fraction, default=0.5, help="IoU a detection needs to count as a hit")
+    p.add_argument("--score-threshold", type=fraction, default=None,
+                   help="keep detections scored above it (default: what the checkpoint's mAP was measured with)")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--csv", type=out_file, default=None, help="also write the table to this CSV file")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
+    args = p.parse_args(list(argv))
+    if args.data == "voc" and (args.n_images is not None or args.seed is not None):
+        p.error("argument --n-images/--seed: only for --data collage")
+    if args.csv is not None and not args.csv.parent.is_dir():
+        p.error(f"argument --csv: the folder {args.csv.parent} does not exist")
+    if args.csv is not None and args.csv.exists() and not args.force:
+        raise UserError(f"{args.csv} exists; pass --force to overwrite it, or choose another --csv", code=1)
+    return args
+
+
+def _load_model(args):
+    import torch
+
+    from ..model.checkpoint import find_checkpoint, load_checkpoint
+
+    try:
+        path = find_checkpoint(args.checkpoint)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    if path is None:
+        raise UserError("no checkpoint in data/checkpoints; pass --checkpoint PATH (python -m ssd_lesson train makes one)")
+    try:
+        model = load_checkpoint(path)
+    except Exception as e:  # not a checkpoint, truncated, ...: say so in one line
+        raise UserError(f"{path}: cannot load the checkpoint ({type(e).__name__}: {e})") from None
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        model = model.to(torch.device(device))
+    except (RuntimeError, AssertionError) as e:
+        raise UserError(f"--device {args.device}: {e}") from None
+    return path, model
+
+
+def _records(args, record) -> tuple[list, str]:
+    from ..data.collage import collage_records
+    from ..data.voc import find_voc, load_voc
+
+    if args.data == "collage":
+        trained = record.data if record.data is not None and record.data.kind == "collage" else None
+        n = args.n_images or (trained.n_images if trained else None) or DEFAULT_COLLAGE["n_images"]
+        seed = next(s for s in (args.seed, trained.seed if trained else None, DEFAULT_COLLAGE["seed"]) if s is not None)
+        split = args.split or "val"
+        _, valid, folder = collage_records(n, seed, args.data_dir or "runs")
+        records = valid if split == "val" else load_voc(folder, split)
+        return records, f"collage set {folder} ({n} images, seed {seed}), split {split}"
+    with warnings.catch_warnings(record=True) as caught:  # find_voc's warning is many lines: one is enough here
+        warnings.simplefilter("always")
+        where = find_voc(args.data_dir)
+    if where is None:
+        looked = args.data_dir or "$SSD_LESSON_VOC or fastai's data folder"
+        raise UserError(f"Pascal VOC 2007 not found (looked in {looked}); set SSD_LESSON_VOC=/path/to/pascal_2007 or pass "
+                        "--data-dir, or evaluate offline with --data collage")
+    for w in caught:  # anything else find_voc had to say
+        print(f"warning: {str(w.message).splitlines()[0]}", file=sys.stderr)
+    split = args.split or "test"
+    try:
+        records = load_voc(where, split)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"{where}: cannot read the {split} split ({e})") from None
+    return records, f"Pascal VOC 2007 {where}, split {split}"
+
+
+def _format(table) -> str:
+    cols = ["class", "gt_boxes", "difficult", "ap_voc07", "ap_all_point", "ap_coco50"]
+    heads = ["class", "GT boxes", "difficult", "AP VOC07", "AP all-point", "COCO AP@0.5"]
+    rows = [[str(r["class"]), str(int(r["gt_boxes"])), str(int(r["difficult"]))]
+            + ["-" if r[c] != r[c] else f"{r[c]:.4f}" for c in cols[3:]] for _, r in table.iterrows()]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    out = [line(heads), "  ".join("-" * w for w in widths)] + [line(r) for r in rows[:-1]]
+    return "\n".join(out + ["  ".join("-" * w for w in widths), line(rows[-1])])
+
+
+def evaluate_main(argv: Sequence[str]) -> int:
+    """``python -m ssd_lesson evaluate ...``: 0 done; 2 wrong options or missing data; 1 an existing --csv."""
+    from ..model.checkpoint import CheckpointRecord
+    from ..model.evaluate import evaluate_detections
+
+    args = _parse(argv)  # a wrong option, a missing file or folder: run_command prints UserError's one line
+    path, model = _load_model(args)
+    record = model.record or CheckpointRecord(path=path)
+    records, what = _records(args, record)
+    if not records:
+        raise UserError(f"{what}: no images to evaluate")
+    options = record.decode_options
+    if args.score_threshold is not None:
+        options = options.replace(score_threshold=args.score_threshold)
+    print(f"checkpoint {path}; {what}: {len(records)} images", flush=True)
+    if record.loss_options is not None:
+        print(f"trained with the loss: {record.loss_options.describe()}")
+    with contextlib.redirect_stdout(sys.stderr):  # the progress bar, on a terminal; stdout keeps the table
+        ev = evaluate_detections(model, records, options, batch_size=args.batch_size)
+    table = ev.table(iou_threshold=args.iou_threshold)
+    n_det = sum(len(p["labels"]) for p in ev.preds)
+    print(f"{n_det} detections (score > {options.score_threshold:g}, NMS at IoU {options.nms_iou:g}, at most "
+          f"{options.max_per_image} per image); IoU > {args.iou_threshold:g} (VOC) / >= (COCO); "
+          "difficult objects count neither way; '-' = no non-difficult box of that class")
+    print(_format(table))
+    if args.csv is not None:
+        table.to_csv(args.csv, index=False)
+        print(f"table written to {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(evaluate_main, sys.argv[1:]))

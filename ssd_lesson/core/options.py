@@ -1,0 +1,157 @@
+"""The options of the loss and of decoding, each default written once, here.
+
+:class:`LossOptions` says how :func:`~ssd_lesson.core.loss.ssd_loss` scores a batch,
+:class:`DecodeOptions` how :func:`~ssd_lesson.model.infer.decode` turns activations into
+detections. Both are frozen and validated when made, so a wrong value is refused where it
+is written, and both travel as one object from the command line, the notebooks, the widgets
+and training down to the core. A function that also takes the options as loose keywords
+(``ssd_loss(..., match_on="anchors")``) resolves them with :meth:`LossOptions.resolve`:
+keywords or an options object, never both (a ``TypeError`` naming both).
+
+Presets name what the course compares: :meth:`LossOptions.article` (match on the predicted
+boxes, sum the boxes' L1) and :meth:`LossOptions.lesson_code` (match on the anchor boxes,
+average the L1, what ``train`` trains with by default). The plain ``LossOptions()`` is what
+notebooks 04-08 and ``dissect`` show: the article's matching with the lesson code's mean.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Optional, TypeVar
+
+from .matching import FORCED_OVERLAP, IOU_THRESHOLD
+
+__all__ = ["MatchOn", "Classification", "Reduction", "LossOptions", "DecodeOptions", "MATCH_ON", "CLASSIFICATIONS",
+           "REDUCTIONS"]
+
+MatchOn = Literal["predictions", "anchors"]
+Classification = Literal["bce", "focal"]
+Reduction = Literal["mean", "sum"]
+#: The values each choice may take (the command line's ``choices``), in the order shown.
+MATCH_ON: tuple[str, ...] = ("predictions", "anchors")
+CLASSIFICATIONS: tuple[str, ...] = ("bce", "focal")
+REDUCTIONS: tuple[str, ...] = ("mean", "sum")
+
+_O = TypeVar("_O", bound="_Options")
+
+
+class _Options:
+    """What both option records share: a copy with changes, a plain dict and back, and :meth:`resolve`."""
+
+    def replace(self: _O, **changes: Any) -> _O:
+        """A copy with ``changes`` (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (for a checkpoint, which holds no Python objects)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[_O], d: Mapping[str, Any]) -> _O:
+        """Inverse of :meth:`to_dict`; an unknown key is a ``ValueError`` naming it, a missing one takes the default."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown option(s) {', '.join(map(repr, unknown))}; "
+                             f"known: {', '.join(sorted(names))}")
+        return cls(**dict(d))
+
+    @classmethod
+    def resolve(cls: type[_O], options: Optional[_O], caller: str, **keywords: Any) -> _O:
+        """The options ``caller`` runs with: ``options``, or the keywords given (not None) over the defaults.
+
+        Both at once is a ``TypeError`` naming both: the keywords would otherwise be ignored without a word.
+        """
+        given = {k: v for k, v in keywords.items() if v is not None}
+        if options is None:
+            return cls(**given)
+        if not isinstance(options, cls):
+            raise TypeError(f"{caller}: options must be a {cls.__name__}, got {type(options).__name__}")
+        if given:
+            shown = ", ".join(f"{k}={v!r}" for k, v in given.items())
+            raise TypeError(f"{caller}: got both options={options!r} and {shown}; pass one of them "
+                            f"(options.replace({shown}) changes a copy)")
+        return options
+
+
+@dataclass(frozen=True)
+class LossOptions(_Options):
+    """How :func:`~ssd_lesson.core.loss.ssd_loss` scores a batch.
+
+    match_on: ``"predictions"`` matches ground truth to the predicted boxes (the article);
+        ``"anchors"`` to the fixed anchor boxes (the lesson's code).
+    iou_threshold: matches not above it become background, in ``[0, FORCED_OVERLAP)``.
+    classification: ``"bce"`` (the lesson's ``BCE_Loss``) or ``"focal"`` (its ``FocalLoss``).
+    focal_alpha, focal_gamma: the focal weight ``alpha_t * (1 - p_t) ** gamma``.
+    regression_reduction: ``"mean"`` over the positives' coordinates (the lesson's code) or
+        ``"sum"`` of the positives' per-box MAE (the article's wording).
+    """
+
+    match_on: MatchOn = "predictions"
+    iou_threshold: float = IOU_THRESHOLD
+    classification: Classification = "bce"
+    focal_alpha: float = 0.25
+    focal_gamma: float = 1.0
+    regression_reduction: Reduction = "mean"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("match_on", MATCH_ON), ("classification", CLASSIFICATIONS),
+                              ("regression_reduction", REDUCTIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        if isinstance(self.iou_threshold, bool) or not 0 <= self.iou_threshold < FORCED_OVERLAP:  # NaN fails too
+            raise ValueError(f"iou_threshold must be in [0, {FORCED_OVERLAP}), got {self.iou_threshold!r}")
+        check_focal(self.focal_alpha, self.focal_gamma)
+
+    @classmethod
+    def article(cls) -> "LossOptions":
+        """The article's loss: IoU with the predicted boxes, each positive's MAE summed over positives."""
+        return cls(match_on="predictions", regression_reduction="sum")
+
+    @classmethod
+    def lesson_code(cls) -> "LossOptions":
+        """The lesson's code: IoU with the anchor boxes, L1 averaged over the positives' coordinates
+        (what ``train`` and :func:`~ssd_lesson.model.train.ssd_learner` train with unless told otherwise)."""
+        return cls(match_on="anchors", regression_reduction="mean")
+
+    def describe(self) -> str:
+        """One line for a reader: ``match on anchors, IoU > 0.4, BCE, L1 summed``."""
+        clas = "BCE" if self.classification == "bce" else f"focal (alpha {self.focal_alpha:g}, gamma {self.focal_gamma:g})"
+        return (f"match on {self.match_on}, IoU > {self.iou_threshold:g}, {clas}, "
+                f"L1 {'averaged' if self.regression_reduction == 'mean' else 'summed'}")
+
+
+def check_focal(alpha: float, gamma: float) -> None:
+    """Refuse a focal weight outside ``0 <= alpha <= 1``, ``0 <= gamma < inf`` (NaN too), naming it."""
+    if not 0 <= alpha <= 1:  # NaN fails too
+        raise ValueError(f"focal_alpha: must be in [0, 1] (the weight of the object term), got {alpha}")
+    if not 0 <= gamma < float("inf"):
+        raise ValueError(f"focal_gamma: must be a finite number >= 0, got {gamma}")
+
+
+@dataclass(frozen=True)
+class DecodeOptions(_Options):
+    """How :func:`~ssd_lesson.model.infer.decode` turns activations into detections.
+
+    score_threshold: keep (box, class) pairs whose sigmoid score is above it, in ``[0, 1)``. Low by
+        default: average precision rewards low-scored hits ranked below the rest (raise it for a picture).
+    nms_iou: within one class, drop a box overlapping a better one by more than this, in ``[0, 1]``.
+    max_per_image: keep at most this many detections per image (an integer >= 1), best first.
+    """
+
+    score_threshold: float = 0.05
+    nms_iou: float = 0.5
+    max_per_image: int = 100
+
+    def __post_init__(self) -> None:
+        if isinstance(self.score_threshold, bool) or not 0 <= self.score_threshold < 1:  # NaN fails too
+            raise ValueError(f"score_threshold: must be in [0, 1) (a sigmoid score), got {self.score_threshold!r}")
+        if isinstance(self.nms_iou, bool) or not 0 <= self.nms_iou <= 1:
+            raise ValueError(f"nms_iou: must be in [0, 1], got {self.nms_iou!r}")
+        if isinstance(self.max_per_image, bool) or not _is_integer(self.max_per_image) or self.max_per_image < 1:
+            raise ValueError(f"max_per_image: must be an integer >= 1, got {self.max_per_image!r}")
+
+
+def _is_integer(x: Any) -> bool:
+    """An ``int`` or a numpy integer (without importing numpy: the core needs torch only)."""
+    return isinstance(x, int) or (type(x).__module__ == "numpy" and hasattr(x, "__index__"))

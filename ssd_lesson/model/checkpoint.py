@@ -1,0 +1,241 @@
+"""Checkpoints: the model's weights, what rebuilds it, and a typed record of how it was made.
+
+:func:`save_checkpoint` writes the weights with the anchor spec, class names, body and size,
+and a :class:`CheckpointRecord`: the exact command, the loss options it trained with, the
+decode options its mAP was measured with, its data, seed, epoch and validation metrics.
+:func:`load_checkpoint` rebuilds the model and hangs the record on it as ``model.record``
+(with the path it was read from), so evaluation and the notebooks use the loss it was trained
+with. Files are read with ``torch.load(weights_only=True)``: plain values only, never code.
+:func:`find_checkpoint` finds the shipped one in ``data/checkpoints/``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Sequence
+
+import torch
+
+from ..core.anchors import AnchorSpec
+from ..core.options import DecodeOptions, LossOptions
+from ..data.images import DATA_DIR
+from .net import SSDModel, create_ssd_model
+
+__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "TrainingData", "CheckpointRecord",
+           "LEGACY_LOSS_OPTIONS", "find_checkpoint", "save_checkpoint", "load_checkpoint", "spec_to_dict",
+           "spec_from_dict"]
+
+CHECKPOINT_DIR = DATA_DIR / "checkpoints"
+CHECKPOINT_FORMAT = "ssd_lesson.checkpoint/1"
+CHECKPOINT_KEYS = ("state_dict", "spec", "class_names", "body", "size", "head_kwargs")
+#: What ``train`` trained with before checkpoints recorded their loss options (its defaults then:
+#: match on the anchor boxes, the L1 summed), unless the recorded command said otherwise.
+LEGACY_LOSS_OPTIONS = LossOptions.lesson_code().replace(regression_reduction="sum")
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The images a checkpoint was trained on.
+
+    kind: ``"collage"`` (the offline set, remade from ``n_images`` and ``seed``) or ``"voc"``;
+    folder: where they were; n_train, n_valid: images in each split.
+    """
+
+    kind: Literal["collage", "voc"]
+    folder: str
+    n_images: Optional[int] = None
+    seed: Optional[int] = None
+    n_train: Optional[int] = None
+    n_valid: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """How a checkpoint was made; every field may be unknown (None) for a model saved outside ``train``.
+
+    command: the exact command line; loss_options: the :class:`LossOptions` it trained with;
+    decode_options: the :class:`DecodeOptions` its mAP metrics were decoded with; data: its
+    :class:`TrainingData`; seed: training's seed; epoch: epochs finished; metrics: the last
+    epoch's validation numbers by name; path: the file it was read from (not saved).
+    """
+
+    command: Optional[str] = None
+    loss_options: Optional[LossOptions] = None
+    decode_options: DecodeOptions = DecodeOptions()
+    data: Optional[TrainingData] = None
+    seed: Optional[int] = None
+    epoch: Optional[int] = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    path: Optional[Path] = None
+
+    def replace(self, **changes: Any) -> "CheckpointRecord":
+        """A copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for the file (``path`` is where it is, not what it holds)."""
+        return dict(command=self.command, loss_options=None if self.loss_options is None else self.loss_options.to_dict(),
+                    decode_options=self.decode_options.to_dict(),
+                    data=None if self.data is None else dataclasses.asdict(self.data), seed=self.seed,
+                    epoch=self.epoch, metrics={k: float(v) for k, v in self.metrics.items()})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: Optional[Path] = None) -> "CheckpointRecord":
+        """Inverse of :meth:`to_dict`; also reads the older ``extra`` dict (``data`` a folder name,
+        ``n_images``, ``n_train``, ``n_valid`` beside it, loss options maybe missing: see :func:`_legacy`)."""
+        if not isinstance(d.get("data"), (dict, type(None))) or "decode_options" not in d:
+            return _legacy(d, path)
+        return cls(command=d.get("command"),
+                   loss_options=None if d.get("loss_options") is None else LossOptions.from_dict(d["loss_options"]),
+                   decode_options=DecodeOptions.from_dict(d["decode_options"]),
+                   data=None if d.get("data") is None else TrainingData(**d["data"]), seed=d.get("seed"),
+                   epoch=d.get("epoch"), metrics=dict(d.get("metrics") or {}), path=path)
+
+    def summary(self) -> str:
+        """Lines for a reader: the command, the loss, the validation numbers (the unknown ones left out)."""
+        lines = [f"made with: {self.command or '(command not recorded)'}"]
+        if self.loss_options is not None:
+            lines.append(f"its loss: {self.loss_options.describe()}")
+        if self.metrics:
+            lines.append("its validation numbers: " + ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items()))
+        return "\n".join(lines)
+
+
+def _flag(tokens: Sequence[str], name: str) -> Optional[str]:
+    """The value after ``name`` in a command line (``--name value`` or ``--name=value``), else None."""
+    for i, t in enumerate(tokens):
+        if t == name and i + 1 < len(tokens):
+            return tokens[i + 1]
+        if t.startswith(name + "="):
+            return t.split("=", 1)[1]
+    return None
+
+
+def _legacy(d: Mapping[str, Any], path: Optional[Path]) -> CheckpointRecord:
+    """A record from the ``extra`` dict of checkpoints saved before :class:`CheckpointRecord` (the shipped one's)."""
+    command = d.get("command")
+    tokens = (command or "").split()
+    if d.get("loss_options") is not None:
+        loss = LossOptions.from_dict(d["loss_options"])
+    elif command:  # what the command chose over the then defaults
+        chosen = dict(match_on=_flag(tokens, "--match-on"), regression_reduction=_flag(tokens, "--regression"),
+                      classification=_flag(tokens, "--loss"),
+                      iou_threshold=None if _flag(tokens, "--iou-threshold") is None else float(_flag(tokens, "--iou-threshold")))
+        loss = LEGACY_LOSS_OPTIONS.replace(**{k: v for k, v in chosen.items() if v is not None})
+    else:
+        loss = None
+    data = None
+    if d.get("data") is not None:
+        folder = str(d["data"])
+        m = re.search(r"collage-n(\d+)-seed(\d+)", folder)
+        kind = _flag(tokens, "--data") or ("collage" if m else "voc")
+        n_images = d.get("n_images") or (int(m.group(1)) if m else None)
+        seed = d.get("seed") if d.get("seed") is not None else (int(m.group(2)) if m else None)
+        data = TrainingData(kind, folder, n_images, seed if kind == "collage" else None, d.get("n_train"), d.get("n_valid"))
+    seed = d.get("seed") if d.get("seed") is not None else (data.seed if data is not None else None)
+    return CheckpointRecord(command=command, loss_options=loss, data=data, seed=seed, epoch=d.get("epoch"),
+                            metrics=dict(d.get("metrics") or {}), path=path)
+
+
+def find_checkpoint(checkpoint: str | Path | None = None) -> Optional[Path]:
+    """``checkpoint`` if given (it must exist), else the first ``data/checkpoints/*.pth`` by name, else None."""
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"{checkpoint}: no such checkpoint")
+        return Path(checkpoint)
+    found = sorted(CHECKPOINT_DIR.glob("*.pth"))
+    return found[0] if found else None
+
+
+def spec_to_dict(spec: AnchorSpec) -> dict:
+    """An :class:`AnchorSpec` as plain lists (for saving)."""
+    return dataclasses.asdict(spec)
+
+
+def spec_from_dict(d: dict) -> AnchorSpec:
+    """Inverse of :func:`spec_to_dict`."""
+    tup = lambda x: tuple(tup(v) for v in x) if isinstance(x, (list, tuple)) else x  # noqa: E731
+    return AnchorSpec(**{k: (None if v is None else tup(v)) for k, v in d.items()})
+
+
+def save_checkpoint(model: SSDModel, path: str | Path, *, half: bool = False,
+                    record: Optional[CheckpointRecord] = None) -> Path:
+    """Save weights, anchor spec, class names, body, size and ``record`` (default: the model's own
+    ``record``, else an empty one); written atomically (a crash mid-save leaves the previous file
+    intact). ``half`` stores float weights as float16."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    record = record if record is not None else (getattr(model, "record", None) or CheckpointRecord())
+    sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
+    ckpt = dict(format=CHECKPOINT_FORMAT, state_dict=sd, spec=spec_to_dict(model.spec),
+                class_names=list(model.class_names), body=model.body_name, size=model.size,
+                head_kwargs=model.head_kwargs, record=record.to_dict())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _read_checkpoint(path: Path, map_location: Any) -> dict:
+    """The checkpoint's dict, read with ``weights_only=True``: tensors and plain values only, so a file
+    from elsewhere cannot run code. Anything else is a ``ValueError`` naming the file."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # empty, truncated, random bytes, or pickled objects beyond plain values
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        unsupported = [ln for ln in lines if "Unsupported global" in ln]
+        if unsupported:
+            raise ValueError(f"{path}: refused: it holds Python objects beyond tensors and plain values, which loading "
+                             f"could run as code ({unsupported[0]}); ssd_lesson checkpoints hold none") from None
+        why = next((ln for ln in lines if "invalid load key" in ln or "failed finding central directory" in ln
+                    or "EOF" in ln), type(e).__name__)
+        raise ValueError(f"{path}: not a checkpoint: torch.load cannot read it ({why.split('. ')[0][:120]}); "
+                         "empty, truncated or another kind of file") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an ssd_lesson checkpoint (saved by ssd_lesson.model.checkpoint.save_checkpoint)")
+    for key in CHECKPOINT_KEYS:
+        if key not in ckpt:
+            raise ValueError(f"{path}: the checkpoint lacks the key {key!r} (it needs {', '.join(CHECKPOINT_KEYS)})")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, *, spec: Optional[AnchorSpec] = None,
+                    class_names: Optional[Sequence[str]] = None, map_location: Any = "cpu") -> SSDModel:
+    """Rebuild the model saved by :func:`save_checkpoint` (in eval mode, float32), its
+    :class:`CheckpointRecord` in ``model.record`` (``record.path`` is ``path``).
+
+    ``spec`` / ``class_names``, when given, must equal the checkpoint's: a model's
+    outputs only mean something for the anchors and classes it was trained on. The file is
+    read with ``torch.load(weights_only=True)``; one that is not a checkpoint (empty,
+    truncated, anything else) or lacks a key is a ``ValueError`` naming the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    ckpt = _read_checkpoint(path, map_location)
+    try:
+        saved_spec = spec_from_dict(ckpt["spec"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: the checkpoint's 'spec' is not an anchor spec ({e})") from None
+    if spec is not None and spec != saved_spec:
+        raise ValueError(f"{path}: checkpoint was trained for anchor spec {saved_spec}, not the requested {spec}")
+    if class_names is not None and tuple(class_names) != tuple(ckpt["class_names"]):
+        raise ValueError(f"{path}: checkpoint has class list {tuple(ckpt['class_names'])}, not the requested {tuple(class_names)}")
+    try:
+        record = CheckpointRecord.from_dict(ckpt.get("record", ckpt.get("extra")) or {}, path)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: the checkpoint's record is malformed ({e})") from None
+    names = ckpt["class_names"]
+    model = create_ssd_model(ckpt["body"], pretrained=False, spec=saved_spec, n_classes=len(names),
+                             class_names=names, size=ckpt["size"], **ckpt["head_kwargs"])
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    except (RuntimeError, AttributeError) as e:
+        raise ValueError(f"{path}: the checkpoint's 'state_dict' does not fit its {ckpt['body']} model "
+                         f"({str(e).strip().splitlines()[0]})") from None
+    model.record = record
+    return model.eval()
