@@ -18,7 +18,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from ..commands.cli import UserError, run_command
+from ..commands.cli import UserError, check_writable, run_command
 
 __all__ = ["Evaluation", "record_targets", "evaluate_detections", "evaluate_main"]
 
@@ -121,6 +121,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
             raise UserError(f"--csv {csv}: the folder {csv.parent} does not exist")
         if csv.exists() and not args.force:
             raise UserError(f"{csv} exists; pass --force to overwrite it, or choose another --csv", code=1)
+        check_writable(csv, "--csv")
     return args
 
 
@@ -191,6 +192,10 @@ def evaluate_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson evaluate ...``: 0 done; 2 wrong options or missing data; 1 an existing --csv."""
     args = _parse(argv)  # a wrong option, a missing file or folder: cli.run_command prints UserError's one line
     path, model = _load_model(args)
+    from ..data.voc import VOC_CLASSES
+    from .net import check_classes
+
+    check_classes(model.class_names, VOC_CLASSES, path)  # before any work: outputs pair with classes by position
     records, what = _records(args, model)
     if not records:
         raise UserError(f"{what}: no images to evaluate")

@@ -28,7 +28,7 @@ from fastai.torch_core import num_distrib, set_seed
 from torch import Tensor
 
 from ..core.anchors import Anchors, make_anchors
-from ..commands.cli import at_least, fraction, out_file, positive_float, positive_int
+from ..commands.cli import at_least, check_writable, fraction, out_file, positive_float, positive_int
 from ..core.loss import LossOptions, SSDLossResult, ssd_loss
 from ..core.matching import IOU_THRESHOLD
 from .metrics import map_metrics
@@ -241,6 +241,7 @@ def train_main(argv: Sequence[str]) -> int:
     if out.exists() and not args.force:
         say(f"error: {out} exists; pass --force to overwrite it, or choose another --out", file=sys.stderr)
         return 1
+    check_writable(out, "--out")  # before the data and a whole epoch
     if args.data == "collage":
         train_recs, valid_recs, where = collage_records(args.n_images, args.seed, args.data_dir or "runs")
     else:
