@@ -21,7 +21,7 @@ def slow_checkpoint_write(path: str, ready: str) -> None:
         data = Path(f).read_bytes()
         Path(f).write_bytes(data[: len(data) // 2])  # half written, as at an interrupt mid-write
         Path(ready).touch()
-        time.sleep(30)
+        time.sleep(3)  # the signal comes now
         Path(f).write_bytes(data)
 
     class Small(torch.nn.Module):
@@ -45,6 +45,18 @@ def notebooks(series: str, *argv: str) -> int:
     return main(["notebooks", *argv])
 
 
+def collage(n_images: str, seed: str, out: str) -> None:
+    """Ask for the collage set at ``out`` (as ``train`` does), then read every image and annotation of it."""
+    from ssd_lesson.data.collage import make_collage_once
+    from ssd_lesson.data.images import load_image, load_voc
+
+    make_collage_once(int(n_images), int(seed), out)
+    records = load_voc(out, "trainval")
+    for r in records:
+        load_image(r.image_path)
+    print(f"read {len(records)} images", flush=True)
+
+
 if __name__ == "__main__":
     what, *args = sys.argv[1:]
-    sys.exit({"slow_checkpoint_write": slow_checkpoint_write, "notebooks": notebooks}[what](*args))
+    sys.exit({"slow_checkpoint_write": slow_checkpoint_write, "notebooks": notebooks, "collage": collage}[what](*args))

@@ -16,7 +16,9 @@ Boxes are ``(y0, x0, y1, x1)`` in pixels (integers here) unless stated otherwise
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,7 +31,7 @@ from .images import DATA_DIR, load_image
 from .voc import Record, parse_voc_xml, write_voc_xml
 
 __all__ = ["PHOTO_ANNOTATIONS", "BACKGROUNDS", "package_file", "photo_records", "Crop", "object_crops",
-           "Collage", "paste_objects", "render_collage", "make_collage_dataset"]
+           "Collage", "paste_objects", "render_collage", "make_collage_dataset", "collage_ready", "make_collage_once"]
 
 PHOTO_ANNOTATIONS = DATA_DIR / "annotations"
 # Real photographs with no VOC object in them (checked by eye): backgrounds for the collages.
@@ -205,4 +207,41 @@ def make_collage_dataset(n_images: int, seed: int, out_dir: str | Path, overwrit
         ids["val"].append(ids["train"].pop())
     for split, names in (*ids.items(), ("trainval", sorted(ids["train"] + ids["val"]))):
         (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+    return out
+
+
+def collage_ready(out_dir: str | Path, n_images: int) -> bool:
+    """Whether ``out_dir`` holds a complete collage set of ``n_images`` (its trainval split lists them all)."""
+    done = Path(out_dir) / "ImageSets" / "Main" / "trainval.txt"
+    return done.is_file() and len(done.read_text().split()) == n_images
+
+
+def make_collage_once(n_images: int, seed: int, out_dir: str | Path) -> Path:
+    """The collage set ``(n_images, seed)`` at ``out_dir``, made unless it is complete there already.
+
+    Safe when several processes ask for it at once (two ``train`` runs): each builds in a folder of
+    its own beside ``out_dir`` and renames it into place, which is atomic; the first rename wins and
+    the others drop their copy, so nobody reads a set that another process is deleting or writing.
+    An incomplete set left at ``out_dir`` by an older, interrupted build is replaced.
+    """
+    out = Path(out_dir)
+    if collage_ready(out, n_images):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(building, 0o777 & ~umask)  # mkdtemp's folder is private (0700); the set is not
+        make_collage_dataset(n_images, seed, building, overwrite=True)
+        try:
+            os.rename(building, out)  # fails when out is a non-empty folder
+        except OSError:
+            if not collage_ready(out, n_images):  # an incomplete old set: move it aside, ours in
+                stale = out.with_name(f".{out.name}.stale-{os.getpid()}")
+                os.rename(out, stale)
+                os.rename(building, out)
+                shutil.rmtree(stale, ignore_errors=True)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)  # still there when another process's set won
     return out

@@ -161,17 +161,16 @@ def evaluate(model: SSDModel, dl, loss_func: SSDLoss) -> dict[str, float]:
 def collage_records(n_images: int, seed: int, root: str | Path = "runs",
                     verbose: bool = True) -> tuple[list, list, Path]:
     """Train and valid records of the offline collage set ``(n_images, seed)``, made once under ``root``."""
-    from ..data.collage import make_collage_dataset
+    from ..data.collage import collage_ready, make_collage_once
     from ..data.images import load_voc
 
     out = Path(root) / f"collage-n{n_images}-seed{seed}"
-    done = out / "ImageSets" / "Main" / "trainval.txt"  # written last
-    ready = lambda: done.is_file() and len(done.read_text().split()) == n_images  # noqa: E731
+    ready = lambda: collage_ready(out, n_images)  # noqa: E731
     if not ready():
         if rank_distrib() == 0:
             if verbose:
                 print(f"making the collage set: {n_images} images in {out}", flush=True)
-            make_collage_dataset(n_images, seed, out, overwrite=True)
+            make_collage_once(n_images, seed, out)  # atomic: safe when another run makes it at the same time
         else:  # other ranks wait for rank 0 (no process group yet: fastai's distrib_ctx makes it later)
             t0 = time.time()
             while not ready():
