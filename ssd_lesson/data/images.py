@@ -24,11 +24,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from ..core.matching import PAD_LABEL
-from .voc import (BACKGROUND, ENV_VAR, VOC_CLASSES, Record, VocNotFoundWarning, find_voc, load_voc,
+from .voc import (BACKGROUND, ENV_VAR, VOC_CLASSES, Record, VocNotFoundWarning, find_voc, image_error, load_voc,
                   parse_voc_xml, read_fastai_json, read_fastai_split, read_voc_split, voc_layout, voc_missing_message,
                   write_voc_xml)
 
@@ -115,18 +115,20 @@ def lesson_example(voc: str | Path | None = None, offline: bool = False, size: i
 # ---------------------------------------------------------------- images and boxes
 def load_image(path: str | Path) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB (greyscale and RGBA converted; 16-bit greyscale scaled by 1/257, not
-    clipped to white). Errors name the file."""
+    clipped to white), upright: the EXIF orientation is applied, as viewers do. Errors (a decompression
+    bomb included) are one ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image not found")
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as stored:
+            im = ImageOps.exif_transpose(stored)  # upright, as viewers show it (see ssd_lesson.data.voc)
             if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale (PIL's 32-bit "I" holds it too)
                 grey = (np.asarray(im, dtype=np.float64).clip(0, 65535) / 257).round().astype(np.uint8)
                 return np.repeat(grey[..., None], 3, axis=-1)
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:  # OSError: truncated or corrupt data
-        raise ValueError(f"{path}: cannot read the image ({e})") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:  # OSError: truncated or corrupt
+        raise image_error(path, e) from None
 
 
 def to_fractions(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
