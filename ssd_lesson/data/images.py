@@ -15,6 +15,7 @@ fastai is imported only by the DataLoaders, so reading the example stays light.
 """
 from __future__ import annotations
 
+import os
 import random
 import warnings
 from collections import Counter
@@ -107,6 +108,12 @@ def lesson_example(voc: str | Path | None = None, offline: bool = False, size: i
         record = parse_voc_xml(EXAMPLE_DIR / "example.xml", EXAMPLE_DIR)
         source = ("Using the embedded offline example (data/example: a collage of real photographs shipped"
                   " with scikit-image and matplotlib); README.md, 'Data: Pascal VOC 2007', says how to get VOC")
+        asked = voc if voc is not None else os.environ.get(ENV_VAR) or None
+        if root is None and not offline and asked is not None:  # a path that was asked for: say it was not used
+            named = f"voc={str(voc)!r}" if voc is not None else f"${ENV_VAR}={asked!r}"
+            where = Path(asked).expanduser().absolute()
+            why = "does not exist" if not where.exists() else "holds no Pascal VOC 2007 in either layout"
+            source = f"{named}: Pascal VOC 2007 not found there ({where} {why}). " + source
     image = load_image(record.image_path)
     small, boxes, labels = resize_record(record, size, image=image)
     return Example(image, small, boxes, labels, record.class_names, source, record)
