@@ -35,7 +35,7 @@ from .voc import (BACKGROUND, ENV_VAR, VOC_CLASSES, Record, VocNotFoundWarning, 
 
 __all__ = [
     "DATA_DIR", "EXAMPLE_DIR", "IMAGENET_MEAN", "IMAGENET_STD", "LESSON_OBJECTS", "Example", "find_lesson_record",
-    "lesson_example", "load_image", "to_fractions", "to_pixels", "resize_record", "hflip", "normalize", "denormalize",
+    "lesson_example", "load_image", "image_array", "to_fractions", "to_pixels", "resize_record", "hflip", "normalize", "denormalize",
     "DetectionDataset", "collate_detections", "make_dataloaders",
     # re-exported from ssd_lesson.data.voc, where they live
     "VOC_CLASSES", "BACKGROUND", "ENV_VAR", "VocNotFoundWarning", "Record", "parse_voc_xml", "write_voc_xml",
@@ -129,13 +129,19 @@ def load_image(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"{path}: image not found")
     try:
         with Image.open(path) as stored:
-            im = ImageOps.exif_transpose(stored)  # upright, as viewers show it (see ssd_lesson.data.voc)
-            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale (PIL's 32-bit "I" holds it too)
-                grey = (np.asarray(im, dtype=np.float64).clip(0, 65535) / 257).round().astype(np.uint8)
-                return np.repeat(grey[..., None], 3, axis=-1)
-            return np.asarray(im.convert("RGB"))
+            return image_array(stored)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:  # OSError: truncated or corrupt
         raise image_error(path, e) from None
+
+
+def image_array(image: Image.Image) -> np.ndarray:
+    """A PIL image as :func:`load_image` reads a file: ``(H, W, 3)`` uint8 RGB, upright (EXIF orientation
+    applied), greyscale / RGBA / palette converted, 16-bit greyscale scaled by 1/257."""
+    im = ImageOps.exif_transpose(image)  # upright, as viewers show it (see ssd_lesson.data.voc)
+    if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale (PIL's 32-bit "I" holds it too)
+        grey = (np.asarray(im, dtype=np.float64).clip(0, 65535) / 257).round().astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(im.convert("RGB"))
 
 
 def to_fractions(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
