@@ -116,3 +116,19 @@ def test_an_incomplete_old_collage_set_is_replaced(tmp_path):
     mtime = (out / "ImageSets" / "Main" / "trainval.txt").stat().st_mtime_ns
     make_collage_once(6, 1, out)  # complete: left as it is
     assert (out / "ImageSets" / "Main" / "trainval.txt").stat().st_mtime_ns == mtime
+
+
+def test_held_signals_deliver_ctrl_c_when_the_outermost_block_ends():
+    """EpochCheckpoint holds Ctrl-C around the save and its bookkeeping; save_checkpoint holds it again inside."""
+    from ssd_lesson.data.files import held_signals
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with held_signals():
+            with held_signals():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                steps.append("written")
+            steps.append("epoch recorded")  # the inner block's end passed the signal to the outer one
+    assert steps == ["written", "epoch recorded"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as before

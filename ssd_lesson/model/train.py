@@ -28,6 +28,7 @@ from fastai.torch_core import num_distrib, set_seed
 from torch import Tensor
 
 from ..core.anchors import Anchors, make_anchors
+from ..data.files import held_signals
 from ..commands.cli import at_least, check_writable, fraction, out_file, positive_float, positive_int
 from ..core.loss import LossOptions, SSDLossResult, ssd_loss
 from ..core.matching import IOU_THRESHOLD
@@ -108,9 +109,10 @@ class EpochCheckpoint(Callback):
             return
         names = self.learn.recorder.metric_names[1:-1]  # drop "epoch" and "time"
         values = dict(zip(names, self.learn.final_record))
-        save_checkpoint(self.learn.model, self.path, half=self.half,
-                        extra={**self.extra, "epoch": self.epoch + 1, "metrics": values})
-        self.saved_epoch = self.epoch + 1
+        with held_signals():  # a Ctrl-C during the save comes after it, with saved_epoch telling the truth
+            save_checkpoint(self.learn.model, self.path, half=self.half,
+                            extra={**self.extra, "epoch": self.epoch + 1, "metrics": values})
+            self.saved_epoch = self.epoch + 1
 
 
 def ssd_learner(dls, model: SSDModel, *, match_on: str = "anchors", iou_threshold: float = IOU_THRESHOLD,
