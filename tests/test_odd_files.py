@@ -63,7 +63,8 @@ def test_phone_photo_record_boxes_and_pixels_agree(tmp_path, orientation):
     inside = small[fy0 + 4:fy1 - 4, fx0 + 4:fx1 - 4]
     assert inside[..., 0].min() > 180 and inside[..., 1].max() < 80  # the box holds the red block
     # the stored (sideways) size in the json is refused: the boxes would be on another image
-    with pytest.raises(ValueError, match=r"b\.json, image 0 \(phone\.jpg\): height and width say 120x60 .* is 60x120"):
+    with pytest.raises(ValueError, match=r"b\.json, image 0 \(phone\.jpg\): height and width say 120x60 .* is 60x120 "
+                                         r"upright \(its EXIF orientation turns the stored pixels a quarter turn"):
         read_fastai_json(_fastai_json(tmp_path / "b.json", "phone.jpg", 60, 120, [0, 0, 10, 10]), tmp_path)
     # the VOC XML reader checks <size> against the same upright size
     (tmp_path / "phone.xml").write_text("<annotation><filename>phone.jpg</filename><size><width>60</width>"

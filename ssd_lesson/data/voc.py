@@ -111,7 +111,8 @@ def parse_voc_xml(xml_path: str | Path, image_dir: str | Path) -> Record:
     except (TypeError, ValueError):  # no <size>: the image header's
         h, w = ih, iw
     if (h, w) != (ih, iw):
-        raise ValueError(f"{xml_path}: <size> says {w}x{h} (width x height) but its image {image_path} is {iw}x{ih}")
+        raise ValueError(f"{xml_path}: <size> says {w}x{h} (width x height) but its image {image_path} is {iw}x{ih}"
+                         + _turned_note(image_path))
     boxes, labels, difficult = [], [], []
     for i, obj in enumerate(root.iter("object")):
         where = f"{xml_path}, object {i}"
@@ -242,7 +243,7 @@ def read_fastai_json(json_path: str | Path, image_dir: str | Path) -> list[Recor
         iw, ih = _image_size(path)
         if (h, w) != (ih, iw):  # the boxes are pixels of the image the json describes: scaling them would be wrong
             raise ValueError(f"{json_path}, image {i} ({file_name}): height and width say {w}x{h} (width x height) "
-                             f"but the image {path} is {iw}x{ih}")
+                             f"but the image {path} is {iw}x{ih}" + _turned_note(path))
         boxes, labels, difficult = [], [], []
         for j, a in per_image[im["id"]]:
             where = f"{json_path}, annotation id {a.get('id')} of image {file_name}"
@@ -367,6 +368,14 @@ def image_error(path: Path, e: Exception) -> ValueError:
         return ValueError(f"{path}: refused: its header claims more pixels than an image can sensibly have "
                           f"(limit {2 * Image.MAX_IMAGE_PIXELS} pixels; a decompression bomb?): {e}")
     return ValueError(f"{path}: cannot read the image ({e})")
+
+
+def _turned_note(path: Path) -> str:
+    """Why an annotation's size may be the image's turned a quarter: its EXIF orientation (else nothing)."""
+    with Image.open(path) as im:
+        turned = im.getexif().get(_EXIF_ORIENTATION, 1) in QUARTER_TURNS
+    return (" upright (its EXIF orientation turns the stored pixels a quarter turn; annotations are read on the "
+            "image as viewers show it)") if turned else ""
 
 
 def _image_size(path: Path) -> tuple[int, int]:
