@@ -15,8 +15,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _script(*args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _script(*args: str, tmpdir: Path | None = None, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **({"TMPDIR": str(tmpdir)} if tmpdir else {})}
     return subprocess.Popen([sys.executable, "-m", "tests.interrupt_scripts", *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
@@ -78,7 +78,9 @@ def test_ctrl_c_during_notebooks_execute_says_what_was_completed(tmp_path):
     nbformat.write(_notebook(f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(120)"),
                    series / "02_slow.ipynb")
     nbformat.write(_notebook("y = 2"), series / "03_never.ipynb")
-    proc = _script("notebooks", str(series), "--execute", "--out", str(out), start_new_session=True)
+    (tmp_path / "tmpdir").mkdir()
+    proc = _script("notebooks", str(series), "--execute", "--out", str(out), tmpdir=tmp_path / "tmpdir",
+                   start_new_session=True)
     _wait_for(started, proc)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C at a terminal: the whole foreground process group
     _, err = proc.communicate(timeout=60)
@@ -90,6 +92,7 @@ def test_ctrl_c_during_notebooks_execute_says_what_was_completed(tmp_path):
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):  # the kernel is stopped too: nothing left of the process group
         os.killpg(proc.pid, 0)
+    assert list((tmp_path / "tmpdir").iterdir()) == []  # the command's temporary folder is gone
 
 
 @pytest.mark.slow

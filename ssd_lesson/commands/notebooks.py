@@ -116,8 +116,9 @@ def _execute(nb, path: Path, timeout: int, done: list[str], out: Path) -> None:
             # nbclient keeps the clean-up its signal handler started here: it is set only after a signal
             if isinstance(e, KeyboardInterrupt) or getattr(client, "_async_cleanup_kernel_future", None) is not None:
                 raise SeriesInterrupted(path.name, done, out) from None
-            kernel_log.seek(0)
-            sys.stderr.write(kernel_log.read()[-4000:])
+            if type(e).__name__ == "DeadKernelError":  # the kernel died on its own: its stderr says why
+                kernel_log.seek(0)
+                sys.stderr.write(kernel_log.read()[-4000:])
             raise
 
 
