@@ -208,7 +208,10 @@ def evaluate_main(argv: Sequence[str]) -> int:
           "difficult objects count neither way; '-' = no non-difficult box of that class")
     print(_format(table))
     if args.csv is not None:
-        table.to_csv(args.csv, index=False)
+        from ..data.files import atomic_write
+
+        with atomic_write(args.csv) as tmp:  # a Ctrl-C leaves the old file or the whole table
+            table.to_csv(tmp, index=False)
         print(f"table written to {args.csv}")
     return 0
 
