@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 
 from pathlib import Path
 
-from .commands.cli import (UserError, add_loss_options, loss_options_from, nonnegative_int, out_folder, positive_int,
-                           run_command)
+from .commands.cli import (UserError, add_loss_options, check_writable, loss_options_from, nonnegative_int,
+                           out_folder, positive_int, private_tempdir, run_command)
 
 
 def _dissect(argv: Sequence[str]) -> int:
@@ -29,6 +29,7 @@ def _dissect(argv: Sequence[str]) -> int:
 
     add_loss_options(p, LossOptions())
     args = p.parse_args(argv)
+    check_writable(args.out, "--out", folder=True)
     from .commands.dissect import run_dissect
 
     run_dissect(out_dir=args.out, n_rows=args.rows, seed=args.seed, options=loss_options_from(args))
@@ -54,7 +55,7 @@ def _bench(argv: Sequence[str]) -> int:
 
 
 def _notebooks(argv: Sequence[str]) -> int:
-    from .commands.notebooks import NOTEBOOK_DIR, notebooks_main
+    from .commands.notebooks import NOTEBOOK_DIR, check_notebook_outputs, notebooks_main
 
     # The options that can be wrong before any notebook runs, checked first (notebooks.py parses the rest).
     p = argparse.ArgumentParser(prog="python -m ssd_lesson notebooks", add_help=False)
@@ -67,6 +68,10 @@ def _notebooks(argv: Sequence[str]) -> int:
     found = sorted(Path(NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))
     if args.execute and found and args.only is not None and not any(args.only in f.name for f in found):
         raise UserError(f"--only {args.only!r} matches no notebook in {NOTEBOOK_DIR} ({found[0].name} .. {found[-1].name})")
+    if args.execute:
+        check_notebook_outputs(args.out, args.html, args.inplace)
+    elif args.html is not None:
+        check_writable(args.html, "--html", folder=True)
 
     return int(notebooks_main(list(argv)) or 0)
 
@@ -94,7 +99,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # deprecates with a warning on every run: nothing a user of these commands can act on.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     try:
-        return run_command(COMMANDS[argv[0]][0], argv[1:])
+        with private_tempdir():  # nothing the command or what it imports makes is left in the temporary folder
+            return run_command(COMMANDS[argv[0]][0], argv[1:])
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

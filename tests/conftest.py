@@ -8,6 +8,18 @@ from pathlib import Path
 INDUCTOR_DEFAULT = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
 INDUCTOR_DEFAULT_EXISTED = INDUCTOR_DEFAULT.exists()
 
+import os
+import shutil
+
+# Every test, and every process a test starts (TMPDIR is inherited), keeps its temporary files in a
+# folder of the session's own; at the end the session checks that nothing was left there
+# (pytest_sessionfinish below), then removes it: nothing stays in the system's temporary folder.
+SESSION_TMP = Path(tempfile.mkdtemp(prefix="ssd-lesson-tests-"))
+os.environ["TMPDIR"] = tempfile.tempdir = str(SESSION_TMP)
+#: What the session itself makes there: pytest's tmp_path folders, the compile caches (below), and the
+#: torchinductor_<user> folder that importing torch._dynamo makes in the test process itself.
+SESSION_OWN = ("pytest-of-", "ssd-lesson-compile-", "torchinductor_")
+
 import matplotlib
 import pytest
 
@@ -76,3 +88,12 @@ def fastai_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def collage_dir(tmp_path_factory) -> Path:
     return C.make_collage_dataset(12, seed=3, out_dir=tmp_path_factory.mktemp("collage") / "set")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the session if a test or a command it ran left anything in the temporary folder."""
+    left = sorted(p.name for p in SESSION_TMP.iterdir() if not p.name.startswith(SESSION_OWN))
+    shutil.rmtree(SESSION_TMP, ignore_errors=True)
+    if left:
+        session.config.get_terminal_writer().line(f"left in the temporary folder by the tests: {left}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -126,3 +126,15 @@ def test_make_anchors_and_decoding_refuse_integers():
         activations_to_boxes(torch.zeros(1, 189, 4, dtype=torch.int64), make_anchors())
     with pytest.raises(ValueError, match="anchors: expected an Anchors"):
         activations_to_boxes(torch.zeros(1, 189, 4), None)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_activations_to_boxes_refuses_nan_or_inf_unless_told_not_to_check(bad):
+    anchors = make_anchors()
+    actn = torch.zeros(2, 189, 4)
+    actn[1, 7, 2] = bad
+    with pytest.raises(ValueError, match=r"box_actns: contains NaN or inf; the boxes decoded from it would be NaN"):
+        activations_to_boxes(actn, anchors)
+    boxes = activations_to_boxes(actn, anchors, validate=False)
+    torch.testing.assert_close(boxes[0], anchors.corners)  # the finite image decodes as ever
+    assert torch.isnan(boxes[1, 7]).any() == (bad != bad)  # NaN in, NaN out; tanh(inf) = 1 is finite

@@ -67,3 +67,17 @@ def test_box_iou_refuses_bad_input(a, b, says):
     with pytest.raises(ValueError, match=says):
         box_iou(a, b)
     assert box_iou(torch.zeros(2, 3, 4), torch.zeros(1, 5, 4)).shape == (2, 3, 5)  # broadcasting leading dims is fine
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_box_iou_refuses_nan_or_inf_unless_told_not_to_check(bad):
+    a, b = torch.tensor([[0.1, 0.1, 0.5, 0.5]]), torch.tensor([[0.2, 0.2, 0.6, 0.6], [0.0, 0.0, 1.0, 1.0]])
+    b_bad = b.clone()
+    b_bad[1, 2] = bad
+    with pytest.raises(ValueError, match=r"box_iou: b contains NaN or inf coordinates"):
+        box_iou(a, b_bad)
+    with pytest.raises(ValueError, match=r"box_iou: a contains NaN or inf coordinates"):
+        box_iou(b_bad, a)
+    unchecked = box_iou(a, b_bad, validate=False)  # the caller's promise: no check, no host sync
+    assert unchecked[0, 0] == pytest.approx(0.09 / (0.16 + 0.16 - 0.09))  # the finite pair is untouched
+    assert not torch.isfinite(unchecked[0, 1]) or unchecked[0, 1] == 0  # what NaN / inf corners give

@@ -395,6 +395,14 @@ def test_per_class_table_holds_the_protocols_numbers():
     assert table["ap_coco50"].iloc[-1] == pytest.approx(np.nanmean(coco.numpy()), abs=1e-6)
 
 
+def test_per_class_table_of_no_images_is_all_nan():
+    """No images: no class has a box to find, so every AP is NaN (as for a class without boxes), counts 0."""
+    table = per_class_table([], [], ["cat", "dog"])
+    assert table["class"].tolist() == ["cat", "dog", "mean"]
+    assert table["gt_boxes"].tolist() == [0, 0, 0] and table["difficult"].tolist() == [0, 0, 0]
+    assert table[["ap_voc07", "ap_all_point", "ap_coco50"]].isna().all().all()
+
+
 # ---------------------------------------------------------------- the training metric
 def test_voc07_training_metric_is_voc_ap_of_the_decoded_batch():
     """test_model's crafted outputs: a cat found exactly (AP 1) and a person false alarm in a class

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["UserError", "DEBUG_ENV", "debug_enabled", "run_command", "positive_int", "nonnegative_int", "at_least",
            "fraction", "unit_interval", "finite_float", "positive_float", "nonnegative_float", "out_folder", "out_file",
-           "add_loss_options", "loss_options_from"]
+           "add_loss_options", "loss_options_from", "check_writable", "private_tempdir"]
 
 DEBUG_ENV = "SSD_LESSON_DEBUG"
 #: What the library raises for bad input; its messages name the argument or the file.
@@ -209,3 +209,47 @@ def loss_options_from(args: argparse.Namespace) -> "LossOptions":
 
     return LossOptions(match_on=args.match_on, iou_threshold=args.iou_threshold, classification=args.loss,
                        focal_alpha=args.focal_alpha, focal_gamma=args.focal_gamma, regression_reduction=args.regression)
+
+
+def check_writable(path: str | Path, option: str, folder: bool = False) -> None:
+    """Refuse, before any work, an output that cannot be written: ``UserError`` naming ``option`` and why.
+
+    ``path`` is a file (its folder must take new files: outputs are written beside it and renamed
+    into place) or, with ``folder=True``, a folder (created if missing). See
+    :func:`ssd_lesson.data.files.unwritable_reason`.
+    """
+    from ..data.files import unwritable_reason
+
+    why = unwritable_reason(path, folder=folder)
+    if why is not None:
+        raise UserError(f"{option} {path}: cannot be written: {why}")
+
+
+@contextlib.contextmanager
+def private_tempdir() -> Iterator[Path]:
+    """A temporary folder of this command's own, removed when it ends (refused, interrupted or done).
+
+    Python's ``tempfile``, torch's compile caches (``torchinductor_<user>``, made when fastai imports
+    ``torch._dynamo``) and every subprocess (notebook kernels) use it, through ``TMPDIR`` and
+    ``tempfile.tempdir``, so nothing is left in the system's temporary folder. A compile cache
+    folder the user chose (``TORCHINDUCTOR_CACHE_DIR``) is kept as it is.
+    """
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="ssd-lesson-"))
+    saved_env = {k: os.environ.get(k) for k in ("TMPDIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    saved_tempdir = tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(folder), str(folder)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder / "torchinductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(folder / "triton"))
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved_tempdir
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(folder, ignore_errors=True)

@@ -75,7 +75,8 @@ def run_dissect(out_dir: str | Path = "ssd_lesson_out", n_rows: int = 30, seed: 
     size = example.image224.shape[0]
     print(f"\nInput {size}x{size}; output grids " + ", ".join(f"{g}x{g}" for g in anchors.spec.grids)
           + f"; {anchors.spec.k()} anchor boxes per grid cell; {len(anchors)} anchor boxes in all")
-    print("Ground truth: " + ", ".join(plots.as_scene(example).gt_label(i) for i in range(gt_labels.shape[1])))
+    print("Ground truth: " + (", ".join(plots.as_scene(example).gt_label(i) for i in range(gt_labels.shape[1]))
+                              or "no objects: every predicted box is background (Tables 1 and 4 are empty)"))
     result = ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, anchors, options=options)
     out = {"result": result, "anchors": anchors, "example": example,
            "table1": tables.iou_table(result, n_rows), "table2": tables.match_table(result, n_rows),

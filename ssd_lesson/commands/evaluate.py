@@ -13,7 +13,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from .cli import UserError, at_least, fraction, nonnegative_int, out_file, positive_int, run_command
+from .cli import UserError, at_least, check_writable, fraction, nonnegative_int, out_file, positive_int, run_command
 
 __all__ = ["evaluate_main"]
 
@@ -49,6 +49,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         p.error(f"argument --csv: the folder {args.csv.parent} does not exist")
     if args.csv is not None and args.csv.exists() and not args.force:
         raise UserError(f"{args.csv} exists; pass --force to overwrite it, or choose another --csv", code=1)
+    if args.csv is not None:
+        check_writable(args.csv, "--csv")
     return args
 
 
@@ -122,6 +124,13 @@ def evaluate_main(argv: Sequence[str]) -> int:
 
     args = _parse(argv)  # a wrong option, a missing file or folder: run_command prints UserError's one line
     path, model = _load_model(args)
+    from ..data.voc import VOC_CLASSES
+    from ..model.checkpoint import check_classes
+
+    try:  # before any work: outputs pair with classes by position
+        check_classes(model.class_names, VOC_CLASSES, path)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     record = model.record or CheckpointRecord(path=path)
     records, what = _records(args, record)
     if not records:
@@ -141,7 +150,10 @@ def evaluate_main(argv: Sequence[str]) -> int:
           "difficult objects count neither way; '-' = no non-difficult box of that class")
     print(_format(table))
     if args.csv is not None:
-        table.to_csv(args.csv, index=False)
+        from ..data.files import atomic_write
+
+        with atomic_write(args.csv) as tmp:  # a Ctrl-C leaves the old file or the whole table
+            table.to_csv(tmp, index=False)
         print(f"table written to {args.csv}")
     return 0
 

@@ -14,14 +14,18 @@ import argparse
 import copy
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
+
+from ..data.files import atomic_write
 
 if TYPE_CHECKING:
     import nbformat
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+DEFAULT_OUT = Path("ssd_lesson_out/notebooks")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
@@ -35,30 +39,88 @@ def series(folder: Optional[Path] = None) -> list[Path]:
     return found
 
 
+def check_notebook_outputs(out_dir: Optional[Path], html_dir: Optional[Path], inplace: bool) -> None:
+    """Refuse, before any notebook runs, outputs that would overwrite the series or cannot be written.
+
+    ``--out`` naming the series' own folder rewrites the committed notebooks: that is ``--inplace``,
+    which must be asked for by name. ``UserError`` naming the option.
+    """
+    from .cli import UserError, check_writable
+
+    if inplace:
+        check_writable(NOTEBOOK_DIR, "--inplace", folder=True)
+    else:
+        out_dir = Path(out_dir or DEFAULT_OUT)
+        if out_dir.resolve() == NOTEBOOK_DIR.resolve():
+            raise UserError(f"--out {out_dir} is the notebook series itself: its notebooks would be overwritten; "
+                            "pass --inplace if that is what you mean (maintainers), or choose another --out")
+        check_writable(out_dir, "--out", folder=True)
+    if html_dir is not None:
+        check_writable(html_dir, "--html", folder=True)
+
+
 def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inplace: bool = False,
                    only: Optional[str] = None, timeout: int = 600, folder: Optional[Path] = None) -> dict[str, float]:
-    """Run each notebook top to bottom in its own kernel; return seconds per notebook."""
+    """Run each notebook top to bottom in its own kernel; return seconds per notebook.
+
+    Each executed notebook is written whole or not at all (:func:`~ssd_lesson.data.files.atomic_write`).
+    Ctrl-C stops the running notebook's kernel and raises :class:`SeriesInterrupted`, which says
+    which notebooks were completed. ``out_dir`` may not be the series' own folder unless ``inplace``.
+    """
     import nbformat
     from fastprogress.fastprogress import progress_bar
-    from nbclient import NotebookClient
 
     paths = [p for p in series(folder) if only is None or only in p.name]
     if not paths:
         raise FileNotFoundError(f"no notebook in {folder or NOTEBOOK_DIR} matches {only!r}")
     if not inplace:
-        out_dir = Path(out_dir or "ssd_lesson_out/notebooks")
+        out_dir = Path(out_dir or DEFAULT_OUT)
+        if out_dir.resolve() == paths[0].parent.resolve():
+            raise ValueError(f"out_dir {out_dir} is the series' own folder: pass inplace=True to overwrite its notebooks")
         out_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     for path in progress_bar(paths):
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()
-        # Notebooks run from their own folder, as in JupyterLab.
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+        _execute(nb, path, timeout, done=list(times), out=path.parent if inplace else out_dir)
         times[path.name] = time.perf_counter() - start
-        nbformat.write(nb, path if inplace else out_dir / path.name)
+        with atomic_write(path if inplace else out_dir / path.name) as tmp:
+            nbformat.write(nb, str(tmp))
         if html_dir is not None:
             export_html(nb, Path(html_dir) / path.with_suffix(".html").name)
     return times
+
+
+class SeriesInterrupted(Exception):
+    """Ctrl-C while ``running`` executed; ``done`` notebooks were completed and written to ``out``."""
+
+    def __init__(self, running: str, done: list[str], out: Path):
+        self.running, self.done, self.out = running, done, out
+        finished = f"{len(done)} completed ({', '.join(done)}), written to {out}" if done else "none completed"
+        super().__init__(f"interrupted while running {running} (its kernel is stopped, nothing written for it); "
+                         f"notebooks {finished}")
+
+
+def _execute(nb, path: Path, timeout: int, done: list[str], out: Path) -> None:
+    """Execute ``nb`` in its own kernel, from ``path``'s folder as in JupyterLab.
+
+    On Ctrl-C (or SIGTERM) nbclient's own signal handler stops the kernel, and the execution then fails
+    (``DeadKernelError``, then an ``AssertionError`` from its clean-up): that is :class:`SeriesInterrupted`.
+    """
+    from nbclient import NotebookClient
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    with tempfile.TemporaryFile("w+") as kernel_log:  # the kernel's own stderr: shown only if it fails
+        try:
+            client.execute(stderr=kernel_log)
+        except BaseException as e:
+            # nbclient keeps the clean-up its signal handler started here: it is set only after a signal
+            if isinstance(e, KeyboardInterrupt) or getattr(client, "_async_cleanup_kernel_future", None) is not None:
+                raise SeriesInterrupted(path.name, done, out) from None
+            if type(e).__name__ == "DeadKernelError":  # the kernel died on its own: its stderr says why
+                kernel_log.seek(0)
+                sys.stderr.write(kernel_log.read()[-4000:])
+            raise
 
 
 def _widget_images(state: dict, model_id: str) -> list[tuple[str, str]]:
@@ -169,7 +231,7 @@ def write_solutions(out_dir: Path, only: Optional[str] = None, folder: Optional[
 def notebooks_main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m ssd_lesson notebooks", description=__doc__)
     p.add_argument("--execute", action="store_true", help="execute the series in order")
-    p.add_argument("--out", type=Path, default=Path("ssd_lesson_out/notebooks"), help="where executed copies go")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where executed copies go")
     p.add_argument("--inplace", action="store_true", help="overwrite the notebooks in notebooks/ (maintainers)")
     p.add_argument("--html", type=Path, default=None,
                    help="export each notebook as HTML here (executed with --execute, else as stored)")
@@ -200,7 +262,12 @@ def notebooks_main(argv: Sequence[str]) -> int:
             print(path.name)
         print("\nadd --execute to run them (copies go to --out; --inplace for maintainers), --html DIR to export them")
         return 0
-    times = execute_series(args.out, args.html, args.inplace, args.only, folder=args.out if args.solutions else None)
+    try:
+        times = execute_series(args.out, args.html, args.inplace, args.only,
+                               folder=args.out if args.solutions else None)
+    except SeriesInterrupted as e:
+        print(f"\n{e}", file=sys.stderr)
+        return 130
     for name, sec in times.items():
         print(f"{name:<40} {sec:6.1f} s")
     print(f"{'total':<40} {sum(times.values()):6.1f} s")

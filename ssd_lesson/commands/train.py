@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .cli import add_loss_options, at_least, loss_options_from, out_file, positive_float, positive_int
+from .cli import add_loss_options, at_least, check_writable, loss_options_from, out_file, positive_float, positive_int
 
 __all__ = ["train_main"]
 
@@ -63,6 +63,7 @@ def train_main(argv: Sequence[str]) -> int:
     if out.exists() and not args.force:
         say(f"error: {out} exists; pass --force to overwrite it, or choose another --out", file=sys.stderr)
         return 1
+    check_writable(out, "--out")  # before the data and a whole epoch
     if args.data == "collage":
         train_recs, valid_recs, where = collage_records(args.n_images, args.seed, args.data_dir or "runs")
     else:

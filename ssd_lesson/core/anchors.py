@@ -214,7 +214,7 @@ def make_anchors(spec: AnchorSpec = AnchorSpec(), device=None, dtype: torch.dtyp
                    i(torch.cat(parts["si"])), offsets)
 
 
-def activations_to_boxes(box_actns: Tensor, anchors: Anchors) -> Tensor:
+def activations_to_boxes(box_actns: Tensor, anchors: Anchors, *, validate: bool = True) -> Tensor:
     """Decode box activations into predicted boxes, as the lesson does.
 
     ``tanh`` squashes each activation into (-1, 1); the centre then moves by up
@@ -224,11 +224,18 @@ def activations_to_boxes(box_actns: Tensor, anchors: Anchors) -> Tensor:
     Args:
         box_actns: ``(..., A, 4)`` raw activations ``(dy, dx, dh, dw)``.
         anchors: the :class:`Anchors` the model's outputs are laid out for.
+        validate: refuse NaN or infinite activations (``ValueError``), which would give NaN boxes
+            without a word; the check costs a host sync, so ``False`` skips it (as ``ssd_loss``'s).
+            The loss decodes through :func:`activations_to_box_planes`, which never checks
+            (``ssd_loss`` validates its inputs itself).
 
     Returns:
         ``(..., A, 4)`` predicted boxes ``(y0, x0, y1, x1)`` as fractions of the image.
     """
-    return activations_to_box_planes(box_actns, anchors).transpose(-1, -2).contiguous()
+    planes = activations_to_box_planes(box_actns, anchors)  # checks the type and shape first
+    if validate and not torch.isfinite(box_actns).all():
+        raise ValueError("box_actns: contains NaN or inf; the boxes decoded from it would be NaN")
+    return planes.transpose(-1, -2).contiguous()
 
 
 def activations_to_box_planes(box_actns: Tensor, anchors: Anchors) -> Tensor:

@@ -19,12 +19,14 @@ def box_area(boxes: Tensor) -> Tensor:
     return (boxes[..., 2] - boxes[..., 0]).clamp_min(0) * (boxes[..., 3] - boxes[..., 1]).clamp_min(0)
 
 
-def box_iou(a: Tensor, b: Tensor) -> Tensor:
+def box_iou(a: Tensor, b: Tensor, *, validate: bool = True) -> Tensor:
     """Intersection over union of every box in ``a`` with every box in ``b``.
 
     Args:
         a: ``(..., N, 4)`` corner boxes ``(y0, x0, y1, x1)``.
         b: ``(..., M, 4)`` corner boxes; leading dimensions broadcast with ``a``'s.
+        validate: refuse NaN or infinite coordinates (``ValueError``), which would give NaN IoUs
+            without a word; the check costs a host sync, so ``False`` skips it (as ``ssd_loss``'s).
 
     Returns:
         ``(..., N, M)``. A pair whose union has zero area (two degenerate boxes)
@@ -37,6 +39,10 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
                              f"{getattr(t, 'dtype', type(t).__name__)} (integer pixels: convert with .float())")
         if t.dim() < 2 or t.shape[-1] != 4:
             raise ValueError(f"box_iou: {name} must be (..., N, 4) boxes (last dimension 4), got shape {tuple(t.shape)}")
+    if validate:
+        for name, t in (("a", a), ("b", b)):
+            if not torch.isfinite(t).all():
+                raise ValueError(f"box_iou: {name} contains NaN or inf coordinates; its IoUs would be NaN")
     try:
         torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except RuntimeError:

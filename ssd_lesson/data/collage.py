@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ from .images import DATA_DIR, load_image
 from .voc import Record, load_voc, parse_voc_xml, write_voc_xml
 
 __all__ = ["PHOTO_ANNOTATIONS", "BACKGROUNDS", "package_file", "photo_records", "Crop", "object_crops",
-           "Collage", "paste_objects", "render_collage", "make_collage_dataset", "collage_records"]
+           "Collage", "paste_objects", "render_collage", "make_collage_dataset", "collage_ready", "make_collage_once",
+           "collage_records"]
 
 PHOTO_ANNOTATIONS = DATA_DIR / "annotations"
 # Real photographs with no VOC object in them (checked by eye): backgrounds for the collages.
@@ -212,6 +214,43 @@ def make_collage_dataset(n_images: int, seed: int, out_dir: str | Path, overwrit
     return out
 
 
+def collage_ready(out_dir: str | Path, n_images: int) -> bool:
+    """Whether ``out_dir`` holds a complete collage set of ``n_images`` (its trainval split lists them all)."""
+    done = Path(out_dir) / "ImageSets" / "Main" / "trainval.txt"
+    return done.is_file() and len(done.read_text().split()) == n_images
+
+
+def make_collage_once(n_images: int, seed: int, out_dir: str | Path) -> Path:
+    """The collage set ``(n_images, seed)`` at ``out_dir``, made unless it is complete there already.
+
+    Safe when several processes ask for it at once (two ``train`` runs): each builds in a folder of
+    its own beside ``out_dir`` and renames it into place, which is atomic; the first rename wins and
+    the others drop their copy, so nobody reads a set that another process is deleting or writing.
+    An incomplete set left at ``out_dir`` by an older, interrupted build is replaced.
+    """
+    out = Path(out_dir)
+    if collage_ready(out, n_images):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(building, 0o777 & ~umask)  # mkdtemp's folder is private (0700); the set is not
+        make_collage_dataset(n_images, seed, building, overwrite=True)
+        try:
+            os.rename(building, out)  # fails when out is a non-empty folder
+        except OSError:
+            if not collage_ready(out, n_images):  # an incomplete old set: move it aside, ours in
+                stale = out.with_name(f".{out.name}.stale-{os.getpid()}")
+                os.rename(out, stale)
+                os.rename(building, out)
+                shutil.rmtree(stale, ignore_errors=True)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)  # still there when another process's set won
+    return out
+
+
 def _rank() -> int:
     """This process's rank in a distributed run (``RANK``, as fastai's ``rank_distrib`` reads it), else 0."""
     return int(os.environ.get("RANK", 0))
@@ -223,13 +262,12 @@ def collage_records(n_images: int, seed: int, root: str | Path = "runs",
     (in ``root/collage-n{n_images}-seed{seed}``); also its folder. In a distributed run rank 0
     makes it and the other ranks wait for it (up to 10 minutes)."""
     out = Path(root) / f"collage-n{n_images}-seed{seed}"
-    done = out / "ImageSets" / "Main" / "trainval.txt"  # written last
-    ready = lambda: done.is_file() and len(done.read_text().split()) == n_images  # noqa: E731
+    ready = lambda: collage_ready(out, n_images)  # noqa: E731
     if not ready():
         if _rank() == 0:
             if verbose:
                 print(f"making the collage set: {n_images} images in {out}", flush=True)
-            make_collage_dataset(n_images, seed, out, overwrite=True)
+            make_collage_once(n_images, seed, out)
         else:  # other ranks wait for rank 0 (no process group yet: fastai's distrib_ctx makes it later)
             t0 = time.time()
             while not ready():

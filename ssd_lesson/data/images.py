@@ -15,6 +15,7 @@ fastai is imported only by the DataLoaders, so reading the example stays light.
 """
 from __future__ import annotations
 
+import os
 import random
 import warnings
 from collections import Counter
@@ -24,17 +25,17 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from ..core.matching import PAD_LABEL
-from .voc import (BACKGROUND, ENV_VAR, VOC_CLASSES, Record, VocNotFoundWarning, find_voc, load_voc,
+from .voc import (BACKGROUND, ENV_VAR, VOC_CLASSES, Record, VocNotFoundWarning, find_voc, image_error, load_voc,
                   parse_voc_xml, read_fastai_json, read_fastai_split, read_voc_split, voc_layout, voc_missing_message,
                   write_voc_xml)
 
 __all__ = [
     "DATA_DIR", "EXAMPLE_DIR", "IMAGENET_MEAN", "IMAGENET_STD", "LESSON_OBJECTS", "Example", "find_lesson_record",
-    "lesson_example", "load_image", "to_fractions", "to_pixels", "resize_record", "hflip", "normalize", "denormalize",
+    "lesson_example", "load_image", "image_array", "to_fractions", "to_pixels", "resize_record", "hflip", "normalize", "denormalize",
     "DetectionDataset", "collate_detections", "make_dataloaders",
     # re-exported from ssd_lesson.data.voc, where they live
     "VOC_CLASSES", "BACKGROUND", "ENV_VAR", "VocNotFoundWarning", "Record", "parse_voc_xml", "write_voc_xml",
@@ -107,6 +108,12 @@ def lesson_example(voc: str | Path | None = None, offline: bool = False, size: i
         record = parse_voc_xml(EXAMPLE_DIR / "example.xml", EXAMPLE_DIR)
         source = ("Using the embedded offline example (data/example: a collage of real photographs shipped"
                   " with scikit-image and matplotlib); README.md, 'Data: Pascal VOC 2007', says how to get VOC")
+        asked = voc if voc is not None else os.environ.get(ENV_VAR) or None
+        if root is None and not offline and asked is not None:  # a path that was asked for: say it was not used
+            named = f"voc={str(voc)!r}" if voc is not None else f"${ENV_VAR}={asked!r}"
+            where = Path(asked).expanduser().absolute()
+            why = "does not exist" if not where.exists() else "holds no Pascal VOC 2007 in either layout"
+            source = f"{named}: Pascal VOC 2007 not found there ({where} {why}). " + source
     image = load_image(record.image_path)
     small, boxes, labels = resize_record(record, size, image=image)
     return Example(image, small, boxes, labels, record.class_names, source, record)
@@ -115,18 +122,26 @@ def lesson_example(voc: str | Path | None = None, offline: bool = False, size: i
 # ---------------------------------------------------------------- images and boxes
 def load_image(path: str | Path) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB (greyscale and RGBA converted; 16-bit greyscale scaled by 1/257, not
-    clipped to white). Errors name the file."""
+    clipped to white), upright: the EXIF orientation is applied, as viewers do. Errors (a decompression
+    bomb included) are one ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image not found")
     try:
-        with Image.open(path) as im:
-            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale (PIL's 32-bit "I" holds it too)
-                grey = (np.asarray(im, dtype=np.float64).clip(0, 65535) / 257).round().astype(np.uint8)
-                return np.repeat(grey[..., None], 3, axis=-1)
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:  # OSError: truncated or corrupt data
-        raise ValueError(f"{path}: cannot read the image ({e})") from None
+        with Image.open(path) as stored:
+            return image_array(stored)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:  # OSError: truncated or corrupt
+        raise image_error(path, e) from None
+
+
+def image_array(image: Image.Image) -> np.ndarray:
+    """A PIL image as :func:`load_image` reads a file: ``(H, W, 3)`` uint8 RGB, upright (EXIF orientation
+    applied), greyscale / RGBA / palette converted, 16-bit greyscale scaled by 1/257."""
+    im = ImageOps.exif_transpose(image)  # upright, as viewers show it (see ssd_lesson.data.voc)
+    if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale (PIL's 32-bit "I" holds it too)
+        grey = (np.asarray(im, dtype=np.float64).clip(0, 65535) / 257).round().astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(im.convert("RGB"))
 
 
 def to_fractions(boxes: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -1,6 +1,8 @@
 """Pascal VOC 2007: its classes, its two layouts on disk, and finding it on this machine.
 
-A :class:`Record` holds one image's boxes ``(y0, x0, y1, x1)`` in **pixels** of the
+Images are read as viewers show them: the EXIF orientation of a phone photo is applied, to the
+pixels (:func:`ssd_lesson.data.images.load_image`) and to the size the readers check the annotations
+against, so an annotation is read on the upright image. A :class:`Record` holds one image's boxes ``(y0, x0, y1, x1)`` in **pixels** of the
 original image, measured at pixel edges: a VOC XML ``xmin=1 .. xmax=W`` box spans
 ``x0=0 .. x1=W``. The COCO-style json of fastai's ``pascal_2007`` gives the same numbers
 from ``[x, y, w, h]`` as ``x0=x, x1=x+w``. Class ids 0..19 follow :data:`VOC_CLASSES`;
@@ -109,7 +111,8 @@ def parse_voc_xml(xml_path: str | Path, image_dir: str | Path) -> Record:
     except (TypeError, ValueError):  # no <size>: the image header's
         h, w = ih, iw
     if (h, w) != (ih, iw):
-        raise ValueError(f"{xml_path}: <size> says {w}x{h} (width x height) but its image {image_path} is {iw}x{ih}")
+        raise ValueError(f"{xml_path}: <size> says {w}x{h} (width x height) but its image {image_path} is {iw}x{ih}"
+                         + _turned_note(image_path))
     boxes, labels, difficult = [], [], []
     for i, obj in enumerate(root.iter("object")):
         where = f"{xml_path}, object {i}"
@@ -152,10 +155,20 @@ def _split_ids(ids_file: Path) -> list[str]:
         text = ids_file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(f"{ids_file}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
-    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
+    ids: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if len(line.split()) != 1:  # ids have no spaces; a second column would be a per-class file's flag
+            raise ValueError(f"{ids_file}, line {n}: {line.strip()!r} is not one image id (an id has no spaces; "
+                             "a split file lists one id per line)")
+        image_id = line.strip()
+        if image_id in ids:  # read twice, its objects would count twice in evaluate
+            raise ValueError(f"{ids_file}, line {n}: image id {image_id!r} is listed twice (also on line {ids[image_id]})")
+        ids[image_id] = n
     if not ids:
         raise ValueError(f"{ids_file}: the split lists no images")
-    return ids
+    return list(ids)
 
 
 def read_voc_split(root: str | Path, split: str = "trainval") -> list[Record]:
@@ -227,6 +240,10 @@ def read_fastai_json(json_path: str | Path, image_dir: str | Path) -> list[Recor
         path = image_dir / file_name
         if not path.is_file():
             raise FileNotFoundError(f"{json_path}: image {path} not found")
+        iw, ih = _image_size(path)
+        if (h, w) != (ih, iw):  # the boxes are pixels of the image the json describes: scaling them would be wrong
+            raise ValueError(f"{json_path}, image {i} ({file_name}): height and width say {w}x{h} (width x height) "
+                             f"but the image {path} is {iw}x{ih}" + _turned_note(path))
         boxes, labels, difficult = [], [], []
         for j, a in per_image[im["id"]]:
             where = f"{json_path}, annotation id {a.get('id')} of image {file_name}"
@@ -340,9 +357,34 @@ def find_voc(path: str | Path | None = None, download: bool = False, warn: bool 
     return None
 
 
+#: EXIF orientations that turn the stored pixels a quarter turn (5-8): width and height swap on screen.
+QUARTER_TURNS = (5, 6, 7, 8)
+_EXIF_ORIENTATION = 0x0112
+
+
+def image_error(path: Path, e: Exception) -> ValueError:
+    """The one-line error for an image PIL cannot or will not read (corrupt, truncated, a decompression bomb)."""
+    if isinstance(e, Image.DecompressionBombError):
+        return ValueError(f"{path}: refused: its header claims more pixels than an image can sensibly have "
+                          f"(limit {2 * Image.MAX_IMAGE_PIXELS} pixels; a decompression bomb?): {e}")
+    return ValueError(f"{path}: cannot read the image ({e})")
+
+
+def _turned_note(path: Path) -> str:
+    """Why an annotation's size may be the image's turned a quarter: its EXIF orientation (else nothing)."""
+    with Image.open(path) as im:
+        turned = im.getexif().get(_EXIF_ORIENTATION, 1) in QUARTER_TURNS
+    return (" upright (its EXIF orientation turns the stored pixels a quarter turn; annotations are read on the "
+            "image as viewers show it)") if turned else ""
+
+
 def _image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of the image as viewers show it: the EXIF orientation applied, as
+    :func:`ssd_lesson.data.images.load_image` applies it (a phone photo stored sideways is read upright)."""
     try:
         with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{path}: cannot read the image ({e})") from None
+            w, h = im.size
+            turned = im.getexif().get(_EXIF_ORIENTATION, 1) in QUARTER_TURNS
+            return (h, w) if turned else (w, h)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise image_error(path, e) from None

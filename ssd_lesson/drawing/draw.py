@@ -231,10 +231,12 @@ def plot_photo_annotations(out_path: str | Path, records: Optional[Sequence[Any]
 
 
 def notebook_style(figure_format: Optional[str] = None, jpeg_quality: int = 75) -> None:
-    """One plotting style for the series; inside IPython, figures shown inline as ``figure_format``.
+    """One plotting style for the series; in a Jupyter kernel, figures shown inline as ``figure_format``.
 
     Does what ``%matplotlib inline`` does first (its defaults would override the style), so a
-    notebook needs no magic line of its own.
+    notebook needs no magic line of its own. Outside a kernel (a terminal IPython, a script) figures
+    are not stored inline: matplotlib's own backend is kept, and a ``figure_format`` given is set
+    aside with one line saying why.
     """
     try:
         from IPython import get_ipython
@@ -242,9 +244,14 @@ def notebook_style(figure_format: Optional[str] = None, jpeg_quality: int = 75) 
     except ImportError:
         get_ipython = set_matplotlib_formats = None
     shell = get_ipython() if get_ipython is not None else None
-    if shell is not None:
+    in_kernel = shell is not None and getattr(shell, "kernel", None) is not None  # Jupyter's ZMQ shell
+    if in_kernel:
         shell.run_line_magic("matplotlib", "inline")
     matplotlib.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "font.size": 9, "figure.max_open_warning": 0})
-    if shell is not None and figure_format is not None:
+    if in_kernel and figure_format is not None:
         kw = {"pil_kwargs": {"quality": int(jpeg_quality)}} if figure_format in ("jpeg", "jpg") else {}
         set_matplotlib_formats(figure_format, **kw)
+    elif shell is not None and figure_format is not None:
+        print(f"figure_format={figure_format!r} not applied: it sets how a notebook stores inline figures, and this "
+              f"{type(shell).__name__} is not a Jupyter kernel (figures use matplotlib's "
+              f"{matplotlib.get_backend()} backend)")

@@ -48,8 +48,9 @@ def _columns(nrows: int, ncols: int, panel: float, first: float = GT_WIDTH, extr
 def ground_truth_figure(example: Any, size: float = 5.0) -> Figure:
     """Fig. 1, top left: the example with its numbered, labelled ground-truth boxes."""
     fig, axes = _figure(1, 1, size)
-    draw_ground_truth(axes[0, 0], as_scene(example), fontsize=11)
-    axes[0, 0].set_xlabel("ground truth")
+    scene = as_scene(example)
+    draw_ground_truth(axes[0, 0], scene, fontsize=11)
+    axes[0, 0].set_xlabel("ground truth" if len(scene.labels) else "ground truth: no objects in this image")
     return fig
 
 
@@ -228,6 +229,8 @@ def draw_class_panel(ax: Axes, example: Any, anchors: Anchors, pred_boxes: Any, 
     idx = anchors.select(grid, scale).tolist()
     boxes, gt_idx = _boxes(pred_boxes), _np(gt_idx).reshape(-1)
     bg = np.zeros(len(boxes), bool) if background is None else _np(background).reshape(-1).astype(bool)
+    if len(scene.labels) == 0:  # an image without objects: every box is background, in Fig. 5 too
+        bg = np.ones(len(boxes), bool)
     show_image(ax, scene.image, default_margin(grid) if margin is None else margin)
     ax.set_xlabel(anchors.spec.scale_label(anchors.spec.grids.index(grid), scale), fontsize=9)
     artists = {}
@@ -272,7 +275,8 @@ def _class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, 
     for r in range(len(rows)):
         draw_ground_truth(axes[r, 0], scene, fontsize=8)
         axes[r, 0].set_xlabel("ground truth", fontsize=9)
-    axes[0, 0].set_title("ground truth", fontsize=11)
+    axes[0, 0].set_title("ground truth" if len(scene.labels) else "ground truth: no objects,\nevery box is background",
+                         fontsize=11)
     if title:
         fig.suptitle(title, fontsize=13)
     return fig, artists
@@ -322,7 +326,9 @@ def iou_heatmap(ious: Any, example: Any, anchors: Anchors, match: Any = None, b:
     for off, g in zip(anchors.offsets, anchors.spec.grids):
         ax.axvline(off - 0.5, color="white", lw=1.5)
         ax.text(off + 1, -0.6, f"{g}x{g} grid", fontsize=9, va="bottom")
-    if match is not None:
+    if m.shape[1] == 0:  # an image without objects
+        ax.set_title("no objects in this image: no IoU to show, every predicted box is background", fontsize=10)
+    if match is not None and m.shape[1] > 0:
         gt_idx, ov = _np(match.gt_idx), _np(match.gt_overlap)
         gt_idx, ov = (gt_idx[b], ov[b]) if gt_idx.ndim == 2 else (gt_idx, ov)
         forced = ov == FORCED_OVERLAP

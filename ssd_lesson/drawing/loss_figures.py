@@ -56,6 +56,11 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
     hx = fig.add_subplot(gs[:, 2])
     margin = fit_margins(pred[pos], 0.03) if pos.any() else 0.0
     scale = arrow / max(np.abs(gb[pos]).max(), 1e-12) if pos.any() else 0.0
+    if len(scene.labels) == 0:  # an image without objects: the image, and why there is nothing to pull
+        show_image(img_axes[0], scene.image, margin)
+        img_axes[0].set_title("no objects in this image: no positive box to pull;\nthe loss only pushes class logits down",
+                              fontsize=10)
+        objects = []
     for ax, g in zip(img_axes, objects):  # one panel per ground-truth object: its positives only
         c = GT_COLORS[g % len(GT_COLORS)]
         mine = [int(a) for a in np.flatnonzero(pos) if int(gt_idx[a]) == g]

@@ -11,7 +11,6 @@ with. Files are read with ``torch.load(weights_only=True)``: plain values only, 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +20,12 @@ import torch
 
 from ..core.anchors import AnchorSpec
 from ..core.options import DecodeOptions, LossOptions
+from ..data.files import atomic_write
 from ..data.images import DATA_DIR
 from .net import SSDModel, create_ssd_model
 
 __all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "TrainingData", "CheckpointRecord",
-           "LEGACY_LOSS_OPTIONS", "find_checkpoint", "save_checkpoint", "load_checkpoint", "spec_to_dict",
+           "LEGACY_LOSS_OPTIONS", "find_checkpoint", "save_checkpoint", "load_checkpoint", "check_classes", "spec_to_dict",
            "spec_from_dict"]
 
 CHECKPOINT_DIR = DATA_DIR / "checkpoints"
@@ -174,10 +174,28 @@ def save_checkpoint(model: SSDModel, path: str | Path, *, half: bool = False,
                 head_kwargs=model.head_kwargs, record=record.to_dict())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:  # Ctrl-C / SIGTERM wait for the rename: the old file or the whole new one
+        torch.save(ckpt, tmp)
     return path
+
+
+def check_classes(class_names: Sequence[str], expected: Sequence[str], checkpoint: str | Path) -> None:
+    """Refuse a checkpoint whose classes are not ``expected`` (names, in order): its class outputs would be
+    paired with the data's classes by position. ``ValueError`` naming the checkpoint file and the difference."""
+    got, want = tuple(class_names), tuple(expected)
+    if got == want:
+        return
+    if len(got) != len(want):
+        raise ValueError(f"{checkpoint}: the checkpoint has {len(got)} classes, the data {len(want)} "
+                         f"({', '.join(want[:3])}{', ...' if len(want) > 3 else ''}); it was trained for other classes")
+    if sorted(got) == sorted(want):
+        i = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+        raise ValueError(f"{checkpoint}: the checkpoint has the data's {len(want)} classes in another order "
+                         f"(its class {i} is {got[i]!r}, the data's is {want[i]!r}); its outputs would be paired "
+                         "with the wrong classes")
+    other = [n for n in got if n not in want]
+    raise ValueError(f"{checkpoint}: the checkpoint's classes are not the data's: it has {other[:3]} "
+                     f"{'and more ' if len(other) > 3 else ''}where the data has {[n for n in want if n not in got][:3]}")
 
 
 def _read_checkpoint(path: Path, map_location: Any) -> dict:
@@ -223,8 +241,8 @@ def load_checkpoint(path: str | Path, *, spec: Optional[AnchorSpec] = None,
         raise ValueError(f"{path}: the checkpoint's 'spec' is not an anchor spec ({e})") from None
     if spec is not None and spec != saved_spec:
         raise ValueError(f"{path}: checkpoint was trained for anchor spec {saved_spec}, not the requested {spec}")
-    if class_names is not None and tuple(class_names) != tuple(ckpt["class_names"]):
-        raise ValueError(f"{path}: checkpoint has class list {tuple(ckpt['class_names'])}, not the requested {tuple(class_names)}")
+    if class_names is not None:
+        check_classes(ckpt["class_names"], class_names, path)
     try:
         record = CheckpointRecord.from_dict(ckpt.get("record", ckpt.get("extra")) or {}, path)
     except (TypeError, ValueError) as e:

@@ -88,7 +88,8 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
     """Images for the model: ``(B, 3, size, size)`` normalised, and each input's ``(height, width)``.
 
     Accepts a tensor ``(3, H, W)`` / ``(B, 3, H, W)``, a numpy ``(H, W, 3)`` image (as
-    :func:`ssd_lesson.data.images.load_image` returns), or a list of those; other sizes are resized.
+    :func:`ssd_lesson.data.images.load_image` returns), a PIL image (read as that uint8 array:
+    :func:`~ssd_lesson.data.images.image_array`), or a list of those; other sizes are resized.
     The values are read by dtype: uint8 is 0-255, uint16 0-65535 (tensor or numpy). Floats:
     ``normalized=True`` means already ImageNet-normalised (what the DataLoaders give, values
     about -2.1..2.6), ``normalized=False`` RGB fractions 0..1; the default (None) is True for
@@ -96,13 +97,17 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
     float image would otherwise saturate), as are other dtypes (int64, bool, ...), an empty
     image and NaN or inf, each with a ``ValueError`` naming the problem.
     """
-    from ..data.images import IMAGENET_MEAN, IMAGENET_STD
+    from PIL import Image
+
+    from ..data.images import IMAGENET_MEAN, IMAGENET_STD, image_array
 
     if isinstance(images, (list, tuple)):
         if not images:
             raise ValueError("images: the list is empty")
         parts = [prepare_images(im, size, normalized=normalized) for im in images]
         return torch.cat([p[0] for p in parts]), [hw for p in parts for hw in p[1]]
+    if isinstance(images, Image.Image):  # the uint8 array it is, read as load_image reads a file
+        images = image_array(images)
     if isinstance(images, np.ndarray):
         if images.ndim != 3 or images.shape[-1] != 3:
             raise ValueError(f"a numpy image must be (H, W, 3) RGB, got shape {images.shape}")

@@ -193,19 +193,21 @@ def coco_ap_per_class(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapp
     as ``iscrowd``, so COCO ignores detections on them too. COCO counts IoU ``>=`` the
     threshold without the devkit's ``+1``, interpolates at 101 recall points and keeps up to
     the most detections any image has (at least 100). Returns ``(ap (C,) float64, NaN for a
-    class without a non-crowd box, mean over the others)``.
+    class without a non-crowd box, mean over the others)``; no images at all: all NaN.
     """
     from .voc_eval import _gather
 
     _gather(preds, "preds", num_classes, True), _gather(targets, "targets", num_classes, False)  # validation
     if len(preds) != len(targets):
         raise ValueError(f"coco_ap_per_class: {len(preds)} images in preds but {len(targets)} in targets")
+    ap = torch.full((num_classes,), math.nan, dtype=torch.float64)
+    if len(preds) == 0:  # no images: no class has a box to find (torchmetrics would answer without the keys)
+        return ap, math.nan
     most = max([100] + [len(p["labels"]) for p in preds])
     metric = _new_map_metric(sync=False, iou_thresholds=[float(iou_threshold)], class_metrics=True,
                              max_detection_thresholds=[1, 10, most])
     metric.update(*_tm_inputs(preds, targets))
     r = metric.compute()
-    ap = torch.full((num_classes,), math.nan, dtype=torch.float64)
     per, classes = r["map_per_class"].reshape(-1).double(), r["classes"].reshape(-1).long()
     if per.numel() == classes.numel():  # torchmetrics gives one -1 when there is nothing at all
         ap[classes] = per

@@ -26,6 +26,7 @@ from fastai.torch_core import num_distrib, set_seed
 from torch import Tensor
 
 from ..core.anchors import Anchors, make_anchors
+from ..data.files import held_signals
 from ..core.loss import SSDLossResult, ssd_loss
 from ..core.options import DecodeOptions, LossOptions
 from .checkpoint import CheckpointRecord, save_checkpoint
@@ -107,9 +108,10 @@ class EpochCheckpoint(Callback):
             return
         names = self.learn.recorder.metric_names[1:-1]  # drop "epoch" and "time"
         values = dict(zip(names, self.learn.final_record))
-        save_checkpoint(self.learn.model, self.path, half=self.half,
-                        record=self.record.replace(epoch=self.epoch + 1, metrics=values))
-        self.saved_epoch = self.epoch + 1
+        with held_signals():  # a Ctrl-C during the save comes after it, with saved_epoch telling the truth
+            save_checkpoint(self.learn.model, self.path, half=self.half,
+                            record=self.record.replace(epoch=self.epoch + 1, metrics=values))
+            self.saved_epoch = self.epoch + 1
 
 
 def ssd_learner(dls, model: SSDModel, options: LossOptions = LossOptions.lesson_code(), *, metrics: bool = True,
