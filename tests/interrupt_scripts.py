@@ -12,7 +12,7 @@ def slow_checkpoint_write(path: str, ready: str) -> None:
     import torch
 
     from ssd_lesson.core.anchors import AnchorSpec
-    from ssd_lesson.model import net
+    from ssd_lesson.model import checkpoint
 
     real_save = torch.save
 
@@ -31,8 +31,8 @@ def slow_checkpoint_write(path: str, ready: str) -> None:
             super().__init__()
             self.lin = torch.nn.Linear(4, 2)
 
-    net.torch.save = slow_save
-    net.save_checkpoint(Small(), path)
+    checkpoint.torch.save = slow_save
+    checkpoint.save_checkpoint(Small(), path)
     print("saved", flush=True)
 
 
