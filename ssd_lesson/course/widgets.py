@@ -23,7 +23,7 @@ from ..core.anchors import Anchors, activations_to_boxes
 from ..drawing.placement import placer_for
 from ..core.loss import SSDLossResult, ssd_loss
 from ..core.matching import FORCED_OVERLAP, IOU_THRESHOLD
-from .shown import MARGIN_COLOR, _Shown
+from .shown import MARGIN_COLOR, Coalesce, Frames, _Shown, animate
 
 __all__ = ["BoxWidget", "ThresholdWidget"]
 
@@ -237,12 +237,15 @@ class ThresholdWidget(_Shown):
         class_logits: ``(1, A, C+1)``; box_actns: ``(1, A, 4)``.
         threshold: the starting value (the lesson's ``IOU_THRESHOLD``, 0.4).
         image_format: ``"png"`` or ``"jpeg"`` (smaller, for figures full of photographs).
+        max_labels: at most this many positives are named in the photo (the best overlaps; the readout lists all).
     """
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
                  threshold: float = IOU_THRESHOLD, match_on: Literal["predictions", "anchors"] = "predictions",
-                 dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = 0.05, top: float = 0.95):
+                 dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = 0.05, top: float = 0.95,
+                 max_labels: int = 12):
         self.scene, self.anchors, self.dpi, self.match_on = plots.as_scene(example), anchors, dpi, match_on
+        self.max_labels = max_labels
         self.class_logits, self.box_actns = class_logits.detach(), box_actns.detach()
         self.gt_boxes = torch.as_tensor(np.asarray(self.scene.boxes), dtype=self.box_actns.dtype).unsqueeze(0)
         self.gt_labels = torch.as_tensor(np.asarray(self.scene.labels), dtype=torch.int64).unsqueeze(0)
@@ -265,7 +268,12 @@ class ThresholdWidget(_Shown):
         self.count_ax, self.loss_ax = self.figure.add_subplot(grid[0, 1]), self.figure.add_subplot(grid[1, 1])
         self.reg_ax = self.loss_ax.twinx()
         self.widget = W.VBox([W.HBox([self.slider, self.readout]), self.image])
-        self.slider.observe(lambda _: self._update(), names="value")
+        self.frames = Frames(self.figure, dpi)
+        # every box positive somewhere on the slider gets its outline and label once; a step shows or hides them
+        self.ever_positive = torch.stack([r.match.positive[0] for r in sweep]).any(0)
+        self._build_photo(sweep[0])
+        self._build_curves()
+        self.slider.observe(Coalesce(self._update), names="value")
         self._update()
 
     def _loss(self, threshold: float) -> SSDLossResult:
@@ -289,7 +297,8 @@ class ThresholdWidget(_Shown):
     @property
     def drawn(self) -> list[int]:
         """The box numbers drawn in the photo panel (the positives)."""
-        return [int(p.get_gid()[4:]) for p in self.ax.patches if (p.get_gid() or "").startswith("box:")]
+        return [int(p.get_gid()[4:]) for p in self.ax.patches
+                if (p.get_gid() or "").startswith("box:") and p.get_visible()]
 
     @property
     def labelled(self) -> list[int]:
@@ -303,12 +312,13 @@ class ThresholdWidget(_Shown):
 
     def _update(self) -> None:
         self.result = r = self._loss(self.threshold)
-        self._draw_photo()
-        self._draw_curves()
+        self._move()
         forced = int((r.match.gt_overlap[0][self.positive] == FORCED_OVERLAP).sum())
-        self._render()  # draws the photo, which decides which labels have room
+        self.frames.show(self.image)  # draws the photo's labels, which decides which have room
         shown, n = len(self.labelled), self.positive_count
-        labels = "every positive labelled" if shown == n else f"{shown} of {n} labelled in the photo (no room for more)"
+        labels = ("every positive labelled" if shown == n else
+                  f"{shown} of {n} labelled in the photo (the best-overlapping {self.max_labels} at most, where "
+                  "there is room)")
         self.readout.value = (f"<b>{n}</b> of {len(self.anchors)} boxes positive; "
                               f"classification {float(r.classification[0]):.4f}, "
                               f"regression {float(r.regression[0]):.4f} ({forced} of the positives forced)"
@@ -326,48 +336,66 @@ class ThresholdWidget(_Shown):
                 parts.append(f"{self.scene.gt_label(g)}: {', '.join(map(str, boxes))}")
         return "; ".join(parts)
 
-    def _draw_photo(self) -> None:
-        ax, scene, r = self.ax, self.scene, self.result
-        ax.clear()
+    def _build_photo(self, r: SSDLossResult) -> None:
+        """The photo and the ground truth (the cached background); every box positive anywhere on the
+        slider (its place and class do not depend on the threshold), shown only while positive."""
+        ax, scene = self.ax, self.scene
         plots.show_image(ax, scene.image, self.margin)
         ax.set_facecolor(MARGIN_COLOR)
         for i, box in enumerate(scene.boxes):
             plots.draw_box(ax, box, plots.GT_COLORS[i % len(plots.GT_COLORS)], lw=1.3, ls="--", gid=f"gt:{i}")
         gt_idx, forced = r.match.gt_idx[0].tolist(), (r.match.gt_overlap[0] == FORCED_OVERLAP).tolist()
         overlap = r.match.gt_overlap[0].tolist()
-        for a in torch.nonzero(self.positive).flatten().tolist():  # labels by overlap: the best matches first
+        self.box_artists = {}
+        for a in torch.nonzero(self.ever_positive).flatten().tolist():  # labels by overlap: the best matches first
             g = gt_idx[a]
             star = "*" if forced[a] else ""
-            plots.draw_box(ax, r.pred_boxes[0, a].tolist(), plots.GT_COLORS[g % len(plots.GT_COLORS)],
-                           f"{a}: {scene.class_names[int(scene.labels[g])]}{star}", lw=2.4, fontsize=7, gid=f"box:{a}",
-                           priority=overlap[a], drop_label_if_crowded=True)
-        ax.set_title(f"IoU > {self.threshold:.2f}: {self.positive_count} positive boxes (solid; * forced), "
-                     "ground truth dashed", fontsize=8)
+            self.box_artists[a] = plots.draw_box(
+                ax, r.pred_boxes[0, a].tolist(), plots.GT_COLORS[g % len(plots.GT_COLORS)],
+                f"{a}: {scene.class_names[int(scene.labels[g])]}{star}", lw=2.4, fontsize=7, gid=f"box:{a}",
+                priority=overlap[a], drop_label_if_crowded=True)
+            animate(*self.box_artists[a])
+        animate(placer_for(ax), ax.title)
 
-    def _draw_curves(self) -> None:
-        t, n = self.threshold, self.positive_count
+    def _build_curves(self) -> None:
+        """The count and both losses against the threshold, once; the marks at the threshold move."""
+        c0 = plots.BOX_COLORS[0]
         ax = self.count_ax
-        ax.clear()
         ax.step(self.sweep_thresholds, self.sweep_counts, where="post", color="0.3", lw=1.4)
-        ax.axvline(t, color=plots.BOX_COLORS[0], lw=1.2)
-        ax.scatter([t], [n], color=plots.BOX_COLORS[0], zorder=3, s=30)
-        ax.annotate(f"{n}", (t, n), xytext=(5, 4), textcoords="offset points", fontsize=8, color=plots.BOX_COLORS[0])
+        self.marks = [ax.axvline(0, color=c0, lw=1.2), ax.scatter([0], [1], color=c0, zorder=3, s=30),
+                      ax.annotate("", (0, 1), xytext=(5, 4), textcoords="offset points", fontsize=8, color=c0)]
         ax.set_yscale("log")
         ax.set_ylabel("positive boxes", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_title("count and losses vs threshold", fontsize=8)
-        ax = self.loss_ax
-        ax.clear()
-        self.reg_ax.clear()
-        ax.axvline(t, color=plots.BOX_COLORS[0], lw=1.2)
-        for a, values, now, name, c in ((ax, self.sweep_losses[0], self.result.classification, "classification",
-                                         plots.BOX_COLORS[3]),
-                                        (self.reg_ax, self.sweep_losses[1], self.result.regression, "regression",
-                                         plots.BOX_COLORS[1])):
+        self.marks.append(self.loss_ax.axvline(0, color=c0, lw=1.2))
+        for a, values, name, c in ((self.loss_ax, self.sweep_losses[0], "classification", plots.BOX_COLORS[3]),
+                                   (self.reg_ax, self.sweep_losses[1], "regression", plots.BOX_COLORS[1])):
             a.step(self.sweep_thresholds, values, where="post", color=c, lw=1.3)
-            a.scatter([t], [float(now[0])], color=c, edgecolors=plots.BOX_COLORS[0], zorder=3, s=22)
+            self.marks.append(a.scatter([0], [values[0]], color=c, edgecolors=c0, zorder=3, s=22))
             a.set_ylabel(name, fontsize=8, color=c)
             a.tick_params(labelsize=7)
         self.reg_ax.yaxis.set_label_position("right")
         self.reg_ax.yaxis.tick_right()
-        ax.set_xlabel("IoU threshold", fontsize=8)
+        self.loss_ax.set_xlabel("IoU threshold", fontsize=8)
+        animate(*self.marks)
+
+    def _move(self) -> None:
+        """Show the positives at the threshold, and move the marks to it."""
+        t, n, positive = self.threshold, self.positive_count, self.positive.tolist()
+        overlap = self.result.match.gt_overlap[0]
+        best = sorted((a for a in self.box_artists if positive[a]), key=lambda a: -float(overlap[a]))
+        named = set(best[:self.max_labels])  # a photo, not a wall of labels: the best matches named
+        for a, (rect, text) in self.box_artists.items():
+            rect.set_visible(positive[a])
+            text.set_visible(a in named)
+        placer_for(self.ax).hidden.clear()  # the placer re-tries only the labels shown now
+        self.ax.set_title(f"IoU > {t:.2f}: {n} positive boxes (solid; * forced), ground truth dashed", fontsize=8)
+        line, dot, note, loss_line, cls_dot, reg_dot = self.marks
+        for v in (line, loss_line):
+            v.set_xdata([t, t])
+        dot.set_offsets([[t, n]])
+        note.xy = (t, n)
+        note.set_text(f"{n}")
+        cls_dot.set_offsets([[t, float(self.result.classification[0])]])
+        reg_dot.set_offsets([[t, float(self.result.regression[0])]])
