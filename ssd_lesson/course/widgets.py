@@ -37,12 +37,20 @@ def _shift(cells: float, plus: str, minus: str) -> str:
     return f"centre {abs(cells):.3f} cell {plus if cells >= 0 else minus}" if round(cells, 3) else "centre on the anchor"
 
 
-def _tanh_inset(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
-    """A small ``tanh`` curve with each named activation marked where it sits on it."""
+def _tanh_inset(ax: Any, span: float = 3.0) -> None:
+    """A small ``tanh`` curve (the dots come from :func:`_tanh_dots`)."""
     x = np.linspace(-span, span, 121)
     ax.plot(x, np.tanh(x), color="0.35", lw=1.2)
     ax.axhspan(-TANH_LIMIT, TANH_LIMIT, color="#ffd000", alpha=0.12, lw=0)
     ax.hlines([-1, 1], -span, span, color="0.6", lw=0.6, ls=":")
+    ax.set(xlim=(-span, span), ylim=(-1.1, 1.1), xticks=[-span, 0, span], yticks=[-1, 0, 1])
+    ax.tick_params(labelsize=7, length=2)
+    ax.set_xlabel("activation", fontsize=7, labelpad=1)
+    ax.set_title("tanh(activation)", fontsize=8)
+
+
+def _tanh_dots(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
+    """Each named activation marked where it sits on the tanh curve, its name beside it."""
     for j, (k, a) in enumerate(points.items()):
         shown = float(np.clip(a, -span, span))
         ax.scatter([shown], [math.tanh(a)], s=28, color=plots.BOX_COLORS[3 + j], zorder=3,
@@ -50,10 +58,6 @@ def _tanh_inset(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
         y = math.tanh(a)  # the name goes where the label placer finds room beside the dot
         placer_for(ax).add(ax.text(shown, y, k, fontsize=7, color=plots.BOX_COLORS[3 + j], clip_on=True),
                            (y, shown, y, shown), plots.BOX_COLORS[3 + j])
-    ax.set(xlim=(-span, span), ylim=(-1.1, 1.1), xticks=[-span, 0, span], yticks=[-1, 0, 1])
-    ax.tick_params(labelsize=7, length=2)
-    ax.set_xlabel("activation", fontsize=7, labelpad=1)
-    ax.set_title("tanh(activation)", fontsize=8)
 
 
 class BoxWidget(_Shown):
@@ -95,6 +99,8 @@ class BoxWidget(_Shown):
         self.figure = Figure(figsize=(6.6, 4.8), layout="constrained")
         self.ax, self.inset = self.figure.subplots(1, 2, width_ratios=[4.4, 1.6])
         self.widget = W.HBox([W.VBox([self.box, *self.sliders.values(), self.readout]), self.image])
+        self.frames = Frames(self.figure, dpi)
+        self._later = Coalesce(self._update)  # a slider's change asks for a redraw; the latest state is drawn
         self.box.observe(lambda _: self._load_box(), names="value")
         for k, s in self.sliders.items():
             s.observe(lambda ch, k=k: self._slide(k, ch["new"]), names="value")
@@ -165,7 +171,7 @@ class BoxWidget(_Shown):
         if force or abs(max(-TANH_LIMIT, min(TANH_LIMIT, math.tanh(now))) - t) > 1e-9:  # a move, not a reload
             self.actns[self.index, j] = math.atanh(max(-TANH_LIMIT, min(TANH_LIMIT, float(t))))
         if not self._hold:
-            self._update()
+            self._later()
 
     def _update(self) -> None:
         self._draw()
@@ -178,7 +184,7 @@ class BoxWidget(_Shown):
         box = ", ".join(f"{v:.3f}" for v in self.pred_box.tolist())
         self.readout.value = (f"<table><tr><th></th><th>activation</th><th>tanh</th><th>effect</th></tr>{rows}</table>"
                               f"predicted box (y0, x0, y1, x1) = ({box})")
-        self._render()
+        self.frames.show(self.image)
 
     def view(self) -> tuple[float, float, float, float]:
         """``(y0, x0, y1, x1)`` shown: the box's farthest reach, square, cut to [-0.2, 1.2] of the image."""
@@ -188,11 +194,17 @@ class BoxWidget(_Shown):
         return cy - half, cx - half, cy + half, cx + half
 
     def _draw(self) -> None:
+        """A new box: the static parts (photo, grid, cell, anchor, legend, tanh curve) once, then the moving ones;
+        the same box: only the moving ones (predicted box, its size bounds, the dots on the tanh curve)."""
+        if getattr(self, "_built", None) == self.index:
+            self._draw_moving()
+            return
         ax, a = self.ax, self.index
         info = self.anchors.info(a)
         g, cell = info.grid, 1.0 / info.grid
         ax.clear()
-        cy, cx, h, w = self.anchors.centers_hw[a].tolist()
+        self.inset.clear()
+        self._moving: list[Any] = []
         plots.show_image(ax, self.scene.image)
         y0, x0, y1, x1 = self.view()
         ax.set_xlim(x0, x1)
@@ -201,26 +213,44 @@ class BoxWidget(_Shown):
         plots.draw_grid(ax, g)
         ax.add_patch(Rectangle((info.col * cell, info.row * cell), cell, cell, facecolor=(1, 1, 0.6, 0.35),
                                edgecolor="#ffd000", lw=1.2))
-        pb = self.pred_box.tolist()
-        py, px = (pb[0] + pb[2]) / 2, (pb[1] + pb[3]) / 2
-        for f in (0.5, 1.5):  # the size bounds, about the current centre
-            r, _ = plots.draw_box(ax, (py - f * h / 2, px - f * w / 2, py + f * h / 2, px + f * w / 2), "#ffd000",
-                                  lw=1.2, ls=":")
-        r.set_label("0.5x and 1.5x the anchor box")
         plots.draw_box(ax, self.anchor_box.tolist(), "black", lw=3.0)  # under the dashes: visible on white too
         plots.draw_box(ax, self.anchor_box.tolist(), "white", lw=1.8, ls="--")[0].set_label("anchor box")
-        c = plots.BOX_COLORS[0]
-        plots.draw_box(ax, pb, c, lw=2.4, gid=f"box:{a}")[0].set_label(f"predicted box {a}")
-        ax.plot([cx, px], [cy, py], color=c, lw=1.2)
-        ax.scatter([px], [py], s=30, color=c, zorder=4)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7, frameon=False,
+        _tanh_inset(self.inset)
+        self.inset.set_box_aspect(1.2)
+        animate(placer_for(self.inset))
+        self._draw_moving()
+        ax.legend(handles=[self._bound, *[p for p in ax.patches if p.get_label() == "anchor box"], self._pred],
+                  loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7, frameon=False,
                   facecolor="none", labelcolor="black", handlelength=2.2, columnspacing=1.0)
         ax.get_legend().get_patches()[1].set_edgecolor("black")  # the white dashed anchor box, on a white legend
         ax.set_title(f"box {a}: {g}x{g} grid, cell ({info.row}, {info.col}), zoom {info.zoom}, ratio {info.ratio}",
                      fontsize=8)
-        self.inset.clear()
-        _tanh_inset(self.inset, dict(zip(ACTIVATIONS, self.activations.tolist())))
-        self.inset.set_box_aspect(1.2)
+        self.frames.invalidate()
+        self._built = a
+
+    def _draw_moving(self) -> None:
+        """The artists a slider moves, made anew (animated: drawn over the cached background)."""
+        for artist in self._moving:
+            artist.remove()
+        placer_for(self.inset).items.clear()
+        ax, a = self.ax, self.index
+        before = set(ax.get_children()) | set(self.inset.get_children())
+        _, _, h, w = self.anchors.centers_hw[a].tolist()
+        cy, cx = self.anchors.centers_hw[a, :2].tolist()
+        pb = self.pred_box.tolist()
+        py, px = (pb[0] + pb[2]) / 2, (pb[1] + pb[3]) / 2
+        for f in (0.5, 1.5):  # the size bounds, about the current centre
+            self._bound, _ = plots.draw_box(ax, (py - f * h / 2, px - f * w / 2, py + f * h / 2, px + f * w / 2),
+                                            "#ffd000", lw=1.2, ls=":")
+        self._bound.set_label("0.5x and 1.5x the anchor box")
+        c = plots.BOX_COLORS[0]
+        self._pred = plots.draw_box(ax, pb, c, lw=2.4, gid=f"box:{a}")[0]
+        self._pred.set_label(f"predicted box {a}")
+        ax.plot([cx, px], [cy, py], color=c, lw=1.2)
+        ax.scatter([px], [py], s=30, color=c, zorder=4)
+        _tanh_dots(self.inset, dict(zip(ACTIVATIONS, self.activations.tolist())))
+        self._moving = [c for c in (*ax.get_children(), *self.inset.get_children()) if c not in before]
+        animate(*self._moving)
 
 
 class ThresholdWidget(_Shown):
