@@ -107,7 +107,9 @@ def _f(values: list[float], fmt: str = ".4f") -> str:
 def _text(f: Followed, scene: Any) -> str:
     i = f.info
     gts = [scene.gt_label(g) for g in range(len(f.ious))]
-    if f.forced:
+    if not f.ious:
+        why = "the image has no objects: every box is background"
+    elif f.forced:
         why = f"forced: the best box of ground truth {f.gt_idx}, gt_overlap set to {FORCED_OVERLAP}"
     elif max(f.ious) <= 0:
         why = "overlaps nothing: gt_idx 0 by default"
@@ -120,7 +122,8 @@ def _text(f: Followed, scene: Any) -> str:
         f"anchor box      (y0, x0, y1, x1) = {_f(f.anchor_box)}",
         f"activations     (dy, dx, dh, dw) = {_f(f.activations, '+.4f')}",
         f"predicted box   (y0, x0, y1, x1) = {_f(f.pred_box)}",
-        "IoU with the ground truth: " + ", ".join(f"{g} {v:.4f}" for g, v in zip(gts, f.ious)),
+        "IoU with the ground truth: " + (", ".join(f"{g} {v:.4f}" for g, v in zip(gts, f.ious))
+                                         or "none (the image has no objects)"),
         f"gt_idx {f.gt_idx}, gt_overlap {f.gt_overlap:.4f} ({why})",
         f"target class: {f.target_name} (gt_overlap {f.gt_overlap:.4f} {cmp} {f.threshold:g}: "
         f"{'object' if f.positive else 'background'})",
@@ -167,8 +170,10 @@ def _draw_frame(fig: Figure, scene: Any, margin: float, threshold: float) -> tup
     ax.set_facecolor(MARGIN_COLOR)
     n = len(scene.boxes)
     bars.axvline(threshold, color="0.3", ls="--", lw=1)
-    bars.set(yticks=range(n), yticklabels=[scene.gt_label(k) for k in range(n)], xlim=(0, 1), ylim=(n - 0.5, -0.5),
-             xlabel="IoU with this box")
+    bars.set(yticks=range(n), yticklabels=[scene.gt_label(k) for k in range(n)], xlim=(0, 1),
+             ylim=(max(n, 1) - 0.5, -0.5), xlabel="IoU with this box")
+    if n == 0:
+        bars.text(0.5, 0, "no objects in this image:\nevery box is background", ha="center", va="center", fontsize=8)
     bars.tick_params(labelsize=7)
     bars.xaxis.label.set_size(8)
     return ax, bars

@@ -60,6 +60,34 @@ def _tanh_dots(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
                            (y, shown, y, shown), plots.BOX_COLORS[3 + j])
 
 
+def _check_index(index: Any, count: int) -> int:
+    """``index`` as a box number in ``[0, count)``, or a ValueError naming it and the range."""
+    try:
+        a = int(index)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"box index {index!r} is not a whole number; boxes are 0 to {count - 1}") from None
+    if a != index or not 0 <= a < count:
+        raise ValueError(f"box index {index!r} is out of range: boxes are 0 to {count - 1}")
+    return a
+
+
+def _checked_activations(box_actns: Any, count: int) -> torch.Tensor:
+    """``(count, 4)`` float activations from ``(count, 4)`` or ``(1, count, 4)`` (zeros if None); a ValueError
+    names a wrong shape or the boxes holding NaN or infinite values."""
+    if box_actns is None:
+        return torch.zeros(count, 4)
+    t = torch.as_tensor(box_actns).detach().float()
+    if tuple(t.shape) not in ((count, 4), (1, count, 4)):
+        raise ValueError(f"box_actns has shape {tuple(t.shape)}; expected ({count}, 4) or (1, {count}, 4): "
+                         f"(dy, dx, dh, dw) for each of the {count} boxes")
+    t = t.reshape(count, 4).clone()
+    bad = torch.nonzero(~torch.isfinite(t).all(1)).flatten().tolist()
+    if bad:
+        raise ValueError(f"box_actns holds NaN or infinite values at box(es) {bad[:10]}{' ...' if len(bad) > 10 else ''}"
+                         "; activations must be finite numbers")
+    return t
+
+
 class BoxWidget(_Shown):
     """Pick one of the anchor boxes and slide its activations ``(dy, dx, dh, dw)`` in tanh space.
 
@@ -83,8 +111,8 @@ class BoxWidget(_Shown):
     def __init__(self, example: Any, anchors: Anchors, box_actns: Any = None, index: int = 11,
                  dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = TANH_STEP):
         self.scene, self.anchors, self.dpi, self._hold = plots.as_scene(example), anchors, dpi, False
-        start = torch.zeros(len(anchors), 4) if box_actns is None else torch.as_tensor(box_actns).detach().float()
-        self.actns = start.reshape(len(anchors), 4).clone()  # edited in place, one row per box
+        self.actns = _checked_activations(box_actns, len(anchors))  # edited in place, one row per box
+        _check_index(index, len(anchors))
         self.limit = TANH_LIMIT  # the sliders' bound, in tanh units
         self.activation_limit = math.atanh(TANH_LIMIT)  # the same bound as an activation (2.65)
         options = [(self._describe(a), a) for a in range(len(anchors))]
@@ -143,8 +171,11 @@ class BoxWidget(_Shown):
         unknown = set(values) - set(ACTIVATIONS)
         if unknown:
             raise ValueError(f"unknown activation(s) {sorted(unknown)}; expected some of {ACTIVATIONS}")
+        for k, v in values.items():  # every value checked before anything moves: a refusal leaves the widget as it was
+            if math.isnan(v):
+                raise ValueError(f"tanh({k}) = nan is not a number; the slider takes -{TANH_LIMIT} to {TANH_LIMIT}")
         if index is not None:
-            self.box.value = int(index)
+            self.box.value = _check_index(index, len(self.anchors))
         self._hold = True  # one redraw for the lot
         try:
             for k, v in values.items():
@@ -276,6 +307,8 @@ class ThresholdWidget(_Shown):
                  max_labels: int = 12):
         self.scene, self.anchors, self.dpi, self.match_on = plots.as_scene(example), anchors, dpi, match_on
         self.max_labels = max_labels
+        if math.isnan(float(threshold)):
+            raise ValueError(f"threshold nan is not a number; the slider takes 0.0 to {top}")
         self.class_logits, self.box_actns = class_logits.detach(), box_actns.detach()
         self.gt_boxes = torch.as_tensor(np.asarray(self.scene.boxes), dtype=self.box_actns.dtype).unsqueeze(0)
         self.gt_labels = torch.as_tensor(np.asarray(self.scene.labels), dtype=torch.int64).unsqueeze(0)
@@ -336,8 +369,11 @@ class ThresholdWidget(_Shown):
         return sorted(int(t.get_gid()[4:]) for t in placer_for(self.ax).shown() if (t.get_gid() or "").startswith("box:"))
 
     def set(self, threshold: float) -> "ThresholdWidget":
-        """Move the slider (clamped to its range, rounded to its step by the slider)."""
-        self.slider.value = float(threshold)
+        """Move the slider (clamped to its range, rounded to its step by the slider); NaN is refused."""
+        t = float(threshold)
+        if math.isnan(t):
+            raise ValueError(f"threshold nan is not a number; the slider takes {self.slider.min} to {self.slider.max}")
+        self.slider.value = t
         return self
 
     def _update(self) -> None:
