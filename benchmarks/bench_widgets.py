@@ -48,13 +48,53 @@ def _widgets(lesson: Any) -> dict[str, tuple[Callable[[], Any], Callable[[Any], 
                                  _steps_threshold),
         "FollowBox (08)": (lambda: FollowBox(ex, anchors, cl, ba, index=99, image_format="jpeg"), _steps_follow),
     }
-    try:  # the widgets of notebooks 02, 04, 06 and 10, where this checkout has them
-        from ssd_lesson.course import widgets_more as more
-    except ImportError:
-        return found
-    for name, build, steps in more.benchmark_cases(lesson):
-        found[name] = (build, steps)
+    from ssd_lesson.course.widgets_loss import DetectionWidget, FocalWidget
+    from ssd_lesson.course.widgets_more import AnchorWidget, IouWidget
+    from ssd_lesson.data.voc import VOC_CLASSES
+    from ssd_lesson.drawing import plots
+
+    image = plots.as_scene(ex).image
+    found.update({
+        "AnchorWidget (02)": (lambda: AnchorWidget(ex, image_format="jpeg"), _steps_anchor),
+        "IouWidget (04)": (lambda: IouWidget(ex, image_format="jpeg"), _steps_iou),
+        "FocalWidget (06)": (lambda: FocalWidget(ex, anchors, cl, ba, image_format="jpeg"), _steps_focal),
+        # notebook 10 gives it the trained model's 40 held-out images; here the lesson's one example
+        "DetectionWidget (10)": (lambda: DetectionWidget([image], cl, ba, anchors, [lesson.gt_boxes[0]],
+                                                         [lesson.gt_labels[0]], VOC_CLASSES, image_format="jpeg"),
+                                 _steps_detection),
+    })
     return found
+
+
+def _steps_anchor(w: Any) -> Iterator[Callable[[], Any]]:
+    from ssd_lesson.course.widgets_more import GRID_CHOICES, RATIO_CHOICES, ZOOM_CHOICES
+
+    for g in GRID_CHOICES[1:] + GRID_CHOICES[:1]:  # the lesson's 189 and its neighbours (SSD300 apart: 8,732)
+        yield lambda g=g: w.set(grids=g)
+    for z in ZOOM_CHOICES[1:] + ZOOM_CHOICES[:1]:
+        yield lambda z=z: w.set(zooms=z)
+    for r in RATIO_CHOICES[1:] + RATIO_CHOICES[:1]:
+        yield lambda r=r: w.set(ratios=r)
+
+
+def _steps_iou(w: Any) -> Iterator[Callable[[], Any]]:
+    for k in w.NAMES:
+        for d in (+1, -1):
+            yield lambda k=k, d=d: w.set(**{k: w.sliders[k].value + d * w.sliders[k].step})
+
+
+def _steps_focal(w: Any) -> Iterator[Callable[[], Any]]:
+    for g in (1.25, 1.5, 2.0, 1.0):
+        yield lambda g=g: w.set(gamma=g)
+    for a in (0.3, 0.5, 0.75, 0.25):
+        yield lambda a=a: w.set(alpha=a)
+
+
+def _steps_detection(w: Any) -> Iterator[Callable[[], Any]]:
+    for s in (0.3, 0.35, 0.4, 0.25):
+        yield lambda s=s: w.set(score=s)
+    for n in (0.55, 0.6, 0.45, 0.5):
+        yield lambda n=n: w.set(nms_iou=n)
 
 
 def _render_ms(w: Any) -> float:
