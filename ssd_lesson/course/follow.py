@@ -273,7 +273,8 @@ class FollowBox(_Shown):
         self.pick_boxes = self.data.result.pred_boxes[0].detach().numpy()
         self.widget = W.VBox([W.HBox([self.number, self.grid, self.scale, self.row, self.col]),
                               W.HBox([self.pick_image, self.image]), self.readout])
-        self.number.observe(Coalesce(self._update), names="value")
+        self._later = Coalesce(self._update)
+        self.number.observe(self._later, names="value")
         for d in (self.grid, self.scale, self.row, self.col):
             d.observe(lambda _: self._picked(), names="value")
         self.clicks = _click_events(self.pick_image, self._clicked)
@@ -318,6 +319,7 @@ class FollowBox(_Shown):
     def set(self, index: int) -> "FollowBox":
         """Follow box ``index`` (as typing it into the box field)."""
         self.number.value = int(index)
+        self._later.now()
         return self
 
     def _picked(self) -> None:

@@ -135,10 +135,17 @@ class Coalesce:
     """Dragging never queues: a change from the browser only asks for a redraw; inside a running event
     loop (the kernel) the redraw is scheduled once and draws the state as it is then, so the values
     that arrived in between are dropped and the figure ends on the last one. Without a running loop
-    (tests, scripts) the redraw happens at once."""
+    (tests, scripts) the redraw happens at once; :meth:`now` redraws at once in any case (``.set``)."""
 
     def __init__(self, redraw: Any):
-        self.redraw, self.pending = redraw, False
+        self.redraw, self.pending, self.handle = redraw, False, None
+
+    def now(self) -> None:
+        """Redraw now, dropping a scheduled redraw (a widget's ``.set(...)``: done when it returns)."""
+        if self.handle is not None:
+            self.handle.cancel()
+        self.pending, self.handle = False, None
+        self.redraw()
 
     def __call__(self, *_: Any) -> None:
         try:
@@ -148,8 +155,8 @@ class Coalesce:
             return
         if not self.pending:
             self.pending = True
-            loop.call_soon(self._run)
+            self.handle = loop.call_soon(self._run)
 
     def _run(self) -> None:
-        self.pending = False
+        self.pending, self.handle = False, None
         self.redraw()

@@ -336,7 +336,8 @@ class ThresholdWidget(_Shown):
         self.ever_positive = torch.stack([r.match.positive[0] for r in sweep]).any(0)
         self._build_photo(sweep[0])
         self._build_curves()
-        self.slider.observe(Coalesce(self._update), names="value")
+        self._later = Coalesce(self._update)
+        self.slider.observe(self._later, names="value")
         self._update()
 
     def _loss(self, threshold: float) -> SSDLossResult:
@@ -374,6 +375,7 @@ class ThresholdWidget(_Shown):
         if math.isnan(t):
             raise ValueError(f"threshold nan is not a number; the slider takes {self.slider.min} to {self.slider.max}")
         self.slider.value = t
+        self._later.now()
         return self
 
     def _update(self) -> None:

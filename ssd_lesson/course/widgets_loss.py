@@ -73,7 +73,7 @@ class FocalWidget(_Shown):
         self._build()
         self.frames = Frames(self.figure, dpi)
         self.widget = W.VBox([W.HBox([W.VBox([self.gamma_slider, self.alpha_slider]), self.readout]), self.image])
-        later = Coalesce(self._update)
+        self._later = later = Coalesce(self._update)
         for s in (self.gamma_slider, self.alpha_slider):
             s.observe(later, names="value")
         self._update()
@@ -93,7 +93,7 @@ class FocalWidget(_Shown):
                 self.alpha_slider.value = a
         finally:
             self._hold = False
-        self._update()
+        self._later.now()
         return self
 
     def _build(self) -> None:
@@ -184,7 +184,7 @@ class DetectionWidget(_Shown):
         self._maps: dict[tuple[float, float], dict[str, float]] = {}
         self._moving: list[Any] = []
         self.widget = W.HBox([W.VBox([self.score_slider, self.nms_slider, self.readout]), self.image])
-        later = Coalesce(self._update)
+        self._later = later = Coalesce(self._update)
         for s in (self.score_slider, self.nms_slider):
             s.observe(later, names="value")
         self._update()
@@ -204,7 +204,7 @@ class DetectionWidget(_Shown):
                 self.nms_slider.value = m
         finally:
             self._hold = False
-        self._update()
+        self._later.now()
         return self
 
     def _update(self, *_: Any) -> None:

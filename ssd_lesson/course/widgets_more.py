@@ -67,7 +67,7 @@ class AnchorWidget(_Shown):
         animate(self.boxes, self.ax.title)
         self.frames = Frames(self.figure, dpi)
         self.widget = W.HBox([W.VBox([self.grids, self.zooms, self.ratios, self.ssd300, self.readout]), self.image])
-        later = Coalesce(self._update)
+        self._later = later = Coalesce(self._update)
         for c in (self.grids, self.zooms, self.ratios, self.ssd300):
             c.observe(later, names="value")
         self._update()
@@ -100,7 +100,7 @@ class AnchorWidget(_Shown):
                 self.ssd300.value = bool(ssd300)
         finally:
             self._hold = False
-        self._update()
+        self._later.now()
         return self
 
     def _update(self, *_: Any) -> None:
@@ -164,7 +164,7 @@ class IouWidget(_Shown):
         animate(self.moving, self.inter, self.ax.title)
         self.frames = Frames(self.figure, dpi)
         self.widget = W.HBox([W.VBox([*self.sliders.values(), self.readout]), self.image])
-        later = Coalesce(self._update)
+        self._later = later = Coalesce(self._update)
         for s in self.sliders.values():
             s.observe(later, names="value")
         self._update()
@@ -185,6 +185,7 @@ class IouWidget(_Shown):
                 raise ValueError(f"{k} = nan is not a number; the slider takes 0.02 to 0.98")
         for k, v in values.items():
             self.sliders[k].value = float(v)
+        self._later.now()
         return self
 
     def _update(self, *_: Any) -> None:

@@ -53,13 +53,16 @@ def screen(lab, browser):
 def here():
     """The same widgets in the test process: the library's numbers."""
     from ssd_lesson.course.lesson import start_lesson
-    from ssd_lesson.course.widgets_loss import DetectionWidget, FocalWidget  # noqa: F401
-    from ssd_lesson.course.widgets_more import AnchorWidget, IouWidget  # noqa: F401
-    from ssd_lesson.data.voc import VOC_CLASSES  # noqa: F401
-    from ssd_lesson.drawing import plots  # noqa: F401
+    from ssd_lesson.course.widgets_loss import DetectionWidget, FocalWidget
+    from ssd_lesson.course.widgets_more import AnchorWidget, IouWidget
+    from ssd_lesson.data.voc import VOC_CLASSES
+    from ssd_lesson.drawing import plots
 
-    ex, anchors, class_logits, box_actns, gt_boxes, gt_labels = start_lesson(verbose=False)  # noqa: F841
-    return {k: eval(v.replace("image_format='jpeg'", "dpi=40")) for k, v in BUILD.items()}
+    ex, anchors, class_logits, box_actns, gt_boxes, gt_labels = start_lesson(verbose=False)
+    return {"anchor": AnchorWidget(ex, dpi=40), "iou": IouWidget(ex, gt=0, dpi=40),
+            "focal": FocalWidget(ex, anchors, class_logits, box_actns, dpi=40),
+            "detection": DetectionWidget([plots.as_scene(ex).image], class_logits, box_actns, anchors, [gt_boxes[0]],
+                                         [gt_labels[0]], VOC_CLASSES, dpi=40)}
 
 
 def _key_to_pixels(screen, output, press) -> float:
