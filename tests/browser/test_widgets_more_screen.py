@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .lab import Notebook, Slider, changed_fraction
+from .lab import Notebook, Slider, changed_fraction, key_to_new_figure
 
 pytestmark = pytest.mark.browser
 
@@ -67,13 +67,7 @@ def here():
 
 def _key_to_pixels(screen, output, press) -> float:
     """Milliseconds from a key press to the page showing a different figure."""
-    img = output.locator("img").first
-    src = img.get_attribute("src")
-    t = time.monotonic()
-    press()
-    screen.page.wait_for_function("([i, s]) => i.getAttribute('src') !== s && i.complete && i.naturalWidth > 0",
-                                  arg=[img.element_handle(), src], timeout=30000)
-    return 1000 * (time.monotonic() - t)
+    return key_to_new_figure(screen, output, press)
 
 
 def _fits(output):
