@@ -179,16 +179,29 @@ def _draw_frame(fig: Figure, scene: Any, margin: float, threshold: float) -> tup
     return ax, bars
 
 
-def _draw_followed(ax: Any, bars: Any, f: Followed, scene: Any) -> list[Any]:
-    """The box's own artists on the two axes from :func:`_draw_frame`; returns them (the titles are re-set)."""
+def _draw_ground_truth(ax: Any, scene: Any) -> None:
+    """Every ground-truth box dashed, with its label: the same for every box followed."""
+    for g, box in enumerate(scene.boxes):
+        plots.draw_box(ax, box, plots.GT_COLORS[g % len(plots.GT_COLORS)], scene.gt_label(g), lw=1.2, ls="--",
+                       fontsize=6.5, gid=f"gt:{g}")
+
+
+def _draw_followed(ax: Any, bars: Any, f: Followed, scene: Any, gt_drawn: bool = False) -> list[Any]:
+    """The box's own artists on the two axes from :func:`_draw_frame`; returns them (the titles are re-set).
+    ``gt_drawn``: the ground truth is drawn already (:func:`_draw_ground_truth`), dashed and labelled."""
     before = set(ax.get_children()) | set(bars.get_children())
     i, cell = f.info, 1.0 / f.info.grid
     plots.draw_grid(ax, i.grid, anchor_dots=False)
     ax.add_patch(Rectangle((i.col * cell, i.row * cell), cell, cell, facecolor=(1, 1, 0.6, 0.3), edgecolor="#ffd000"))
     for g, box in enumerate(scene.boxes):
         strong = g == f.gt_idx and f.positive
-        plots.draw_box(ax, box, plots.GT_COLORS[g % len(plots.GT_COLORS)], scene.gt_label(g), lw=2.6 if strong else 1.2,
-                       ls="-" if strong else "--", fontsize=6.5, gid=f"gt:{g}")
+        color = plots.GT_COLORS[g % len(plots.GT_COLORS)]
+        if gt_drawn:  # the dashed boxes and their labels are already there: only the matched one made solid
+            if strong:
+                plots.draw_box(ax, box, color, lw=2.6)
+            continue
+        plots.draw_box(ax, box, color, scene.gt_label(g), lw=2.6 if strong else 1.2, ls="-" if strong else "--",
+                       fontsize=6.5, gid=f"gt:{g}")
     plots.draw_box(ax, f.anchor_box, "black", lw=3.0)
     plots.draw_box(ax, f.anchor_box, "white", lw=1.6, ls="--")
     c = plots.BOX_COLORS[0] if f.positive else plots.BG_COLOR
@@ -284,6 +297,7 @@ class FollowBox(_Shown):
         self._ax, self._bars = _draw_frame(self.figure, self.data.scene, min(0.25, plots.fit_margin(everything, 0.04)),
                                            self.data.result.options.iou_threshold)
         self._pick_ax = _draw_pick_view(self.pick_figure, anchors, self.data.scene, self.pick_boxes, index)
+        _draw_ground_truth(self._ax, self.data.scene)  # placed first by the placer, the same on every frame
         animate(placer_for(self._ax), self._ax.title, self._bars.title)
         self._moving: list[Any] = []
         self._update()
@@ -318,8 +332,7 @@ class FollowBox(_Shown):
 
     def set(self, index: int) -> "FollowBox":
         """Follow box ``index`` (as typing it into the box field)."""
-        self.number.value = int(index)
-        self._later.now()
+        self._later.set(self.number, int(index))
         return self
 
     def _picked(self) -> None:
@@ -342,8 +355,9 @@ class FollowBox(_Shown):
         self.readout.value = f"<pre style='font-size: 11px; line-height: 1.3'>{_text(f, self.data.scene)}</pre>"
         for artist in self._moving:
             artist.remove()
-        placer_for(self._ax).items.clear()
-        self._moving = _draw_followed(self._ax, self._bars, f, self.data.scene)
+        placer = placer_for(self._ax)
+        placer.items[len(self.data.scene.boxes):] = []  # the ground truth's labels stay
+        self._moving = _draw_followed(self._ax, self._bars, f, self.data.scene, gt_drawn=True)
         self._moving += _draw_chosen(self._pick_ax, self.pick_boxes[self.index], self.index)
         animate(*self._moving)
         self.pick_frames.show(self.pick_image)  # drawing it also fixes the axes' transform

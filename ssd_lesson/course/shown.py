@@ -108,6 +108,11 @@ class Frames:
             self.canvas.draw()
             if self.figure.get_layout_engine() is not None:  # laid out once: the panels stay where they are
                 self.figure.set_layout_engine("none")
+            placers = [a for ax in self.figure.axes for a in ax.get_children() if a.get_animated() and hasattr(a, "place")]
+            if placers:  # an animated label placer also places the static labels: the background shows them placed
+                for p in placers:
+                    p.place(self.canvas.get_renderer())
+                self.canvas.draw()
             self.background = self.canvas.copy_from_bbox(self.figure.bbox)
         else:
             self.canvas.restore_region(self.background)
@@ -140,6 +145,15 @@ class Coalesce:
     def __init__(self, redraw: Any):
         self.redraw, self.pending, self.handle = redraw, False, None
 
+    def set(self, control: Any, value: Any) -> None:
+        """``control.value = value`` without a redraw of its own, then one redraw now (a widget's ``.set``)."""
+        self.pending = True  # the change's own request is dropped
+        try:
+            control.value = value
+        finally:
+            self.pending = False
+        self.now()
+
     def now(self) -> None:
         """Redraw now, dropping a scheduled redraw (a widget's ``.set(...)``: done when it returns)."""
         if self.handle is not None:
@@ -148,6 +162,8 @@ class Coalesce:
         self.redraw()
 
     def __call__(self, *_: Any) -> None:
+        if self.pending:
+            return  # a redraw is on its way (or .set draws at once): it draws the state as it is then
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -374,8 +374,7 @@ class ThresholdWidget(_Shown):
         t = float(threshold)
         if math.isnan(t):
             raise ValueError(f"threshold nan is not a number; the slider takes {self.slider.min} to {self.slider.max}")
-        self.slider.value = t
-        self._later.now()
+        self._later.set(self.slider, t)
         return self
 
     def _update(self) -> None:

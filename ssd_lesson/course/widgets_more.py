@@ -183,8 +183,12 @@ class IouWidget(_Shown):
         for k, v in values.items():
             if math.isnan(float(v)):
                 raise ValueError(f"{k} = nan is not a number; the slider takes 0.02 to 0.98")
-        for k, v in values.items():
-            self.sliders[k].value = float(v)
+        self._later.pending = True  # one redraw for the lot
+        try:
+            for k, v in values.items():
+                self.sliders[k].value = float(v)
+        finally:
+            self._later.pending = False
         self._later.now()
         return self
 
