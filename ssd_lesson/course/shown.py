@@ -1,8 +1,9 @@
 """A matplotlib figure shown inside an ipywidget, at its own pixel size, with a static copy for offline pages.
 
-The widgets (:mod:`ssd_lesson.course.widgets`, :mod:`ssd_lesson.course.follow`) each own one
-:class:`~matplotlib.figure.Figure`, redraw it on every change and show it as image bytes in an
-``ipywidgets.Image``: this works under ``%matplotlib inline`` (no ipympl) and in tests without a browser.
+The widgets (:mod:`ssd_lesson.course.widgets`, :mod:`ssd_lesson.course.follow`, ...) each own one
+:class:`~matplotlib.figure.Figure`, draw it once and then, on every change, only what moves
+(:class:`Frames`), and show it as image bytes in an ``ipywidgets.Image``: this works under
+``%matplotlib inline`` (no ipympl) and in tests without a browser.
 """
 from __future__ import annotations
 
@@ -47,12 +48,6 @@ class _Shown:
     figure: Figure
     image: W.Image
     dpi: int
-    freeze_layout = True  # the panels stay where the first frame put them (no jumping between frames)
-
-    def _render(self) -> None:
-        show(self.image, self.figure, self.dpi)
-        if self.freeze_layout and self.figure.get_layout_engine() is not None:
-            self.figure.set_layout_engine("none")
 
     @property
     def pixel_size(self) -> tuple[int, int]:
