@@ -139,3 +139,35 @@ def test_anchor_widget_dropdowns_and_ssd300(screen, here, out_dir):
     assert _number(readout.inner_text(), "") == "8,732"
     (out_dir / "widget_anchor.png").write_bytes(output.screenshot())
     assert screen.page_errors == []
+
+
+def test_dragging_across_the_whole_range_ends_on_the_final_value(screen, here):
+    """A drag sends every value it passes (continuous_update); the figure ends on the last, without a backlog."""
+    output = screen.widget_outputs().nth(2)
+    output.scroll_into_view_if_needed()
+    readout = output.locator(".widget-html").first
+    slider = Slider(screen, output, "gamma", readout=lambda: readout)
+    track = slider.root.locator(".noUi-target").first.bounding_box() or slider.root.bounding_box()
+    handle = slider.handle.bounding_box()
+    y = handle["y"] + handle["height"] / 2
+    page = screen.page
+    t = time.monotonic()
+    page.mouse.move(handle["x"] + handle["width"] / 2, y)
+    page.mouse.down()
+    for k in range(41):  # to the right end and back to the left end, 40 moves each way
+        page.mouse.move(track["x"] + track["width"] * k / 40, y)
+    for k in range(40, -1, -1):
+        page.mouse.move(track["x"] + track["width"] * k / 40, y)
+    page.mouse.up()
+    screen.wait_idle()
+    settled_ms = 1000 * (time.monotonic() - t)
+    page.wait_for_timeout(300)
+    value = float(slider.view().value)
+    assert value == 0.0, f"the drag ended at gamma {value}"
+    w = here["focal"].set(gamma=value)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _number(readout.inner_text(), "focal") != f"{w.total:.4f}":
+        page.wait_for_timeout(100)
+    assert _number(readout.inner_text(), "focal") == f"{w.total:.4f}", (readout.inner_text(), w.total)
+    print(f"drag over 82 positions of gamma: the kernel idle {settled_ms:.0f} ms after the drag began")
+    assert screen.page_errors == []
