@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from ssd_lesson import IOU_THRESHOLD, ssd_loss
 from ssd_lesson.drawing import tables
@@ -258,3 +259,17 @@ def test_09_the_losses_move_as_the_prose_says():
     ious = stdout(tagged(read("09_training"), "ious")).split("\n\n")[0].splitlines()[1:]
     before, after = zip(*[[float(v) for v in re.findall(r"\d\.\d{3}", ln)[-2:]] for ln in ious])
     assert sum(after) / len(after) > sum(before) / len(before)  # "training moves the predicted boxes toward ..."
+
+
+def test_05_the_threshold_widget_names_at_most_a_dozen_positives(lesson):
+    """nb05-22: "The photo names only the positives that overlap their object best (at most a dozen)"."""
+    from ssd_lesson.course.widgets import ThresholdWidget
+
+    said = [c for c in read("05_matching").cells if c.get("id") == "nb05-22"][0].source
+    assert "best (at most a dozen)" in said
+    w = ThresholdWidget(lesson["ex"], lesson["anchors"], lesson["cl"], lesson["ba"], dpi=40).set(0.1)
+    r = w.result
+    assert w.max_labels == 12 and w.positive_count > 12 and len(w.labelled) <= 12
+    overlap = r.match.gt_overlap[0]
+    best = sorted(torch.nonzero(w.positive).flatten().tolist(), key=lambda a: -float(overlap[a]))[:12]
+    assert set(w.labelled) <= set(best)  # only the best-overlapping are named

@@ -141,7 +141,29 @@ def _widgets(k):
     return {**{f"03 BoxWidget box={i}": (lambda i=i: box(i)) for i in (11, 99, 188)},
             **{f"05 ThresholdWidget threshold={t}": (lambda t=t: threshold(t)) for t in (0.0, 0.4, 0.95)},
             **{f"08 FollowBox box={i}": (lambda i=i: follow(i)) for i in (99, 5, 188)},
-            "08 FollowBox Fig. 4 view": lambda: FollowBox(k.example, k.anchors, k.class_logits, k.box_actns).pick_figure}
+            "08 FollowBox Fig. 4 view": lambda: FollowBox(k.example, k.anchors, k.class_logits, k.box_actns).pick_figure,
+            **_new_widgets(k)}
+
+
+def _new_widgets(k):
+    """The widgets of notebooks 02, 04, 06 and 10 at their start and at a far setting."""
+    from ssd_lesson.course.widgets_loss import DetectionWidget, FocalWidget
+    from ssd_lesson.course.widgets_more import AnchorWidget, IouWidget
+    from ssd_lesson.data.voc import VOC_CLASSES
+
+    def detections(score):
+        w = DetectionWidget([plots.as_scene(k.example).image], k.class_logits, k.box_actns, k.anchors,
+                            [k.gt_boxes[0]], [k.gt_labels[0]], VOC_CLASSES, score=score)
+        return w.figure
+
+    return {"02 AnchorWidget 189": lambda: AnchorWidget(k.example).figure,
+            "02 AnchorWidget SSD300": lambda: AnchorWidget(k.example).set(ssd300=True).figure,
+            "04 IouWidget": lambda: IouWidget(k.example).figure,
+            "06 FocalWidget gamma=1": lambda: FocalWidget(k.example, k.anchors, k.class_logits, k.box_actns).figure,
+            "06 FocalWidget gamma=5": lambda: FocalWidget(k.example, k.anchors, k.class_logits, k.box_actns,
+                                                          gamma=5.0, alpha=0.9).figure,
+            "10 DetectionWidget score=0.25": lambda: detections(0.25),
+            "10 DetectionWidget score=0.05": lambda: detections(0.05)}
 
 
 def series(k) -> dict:
@@ -157,7 +179,9 @@ NAMES = ["01 ground_truth_figure", "02 grid_panel_figure", "02 grid_figure grid=
          "10 detection_panels_figure NMS", "10 detection_panels_figure grid", "11 match_modes_figure",
          "03 BoxWidget box=11", "03 BoxWidget box=99", "03 BoxWidget box=188", "05 ThresholdWidget threshold=0.0",
          "05 ThresholdWidget threshold=0.4", "05 ThresholdWidget threshold=0.95", "08 FollowBox box=99",
-         "08 FollowBox box=5", "08 FollowBox box=188", "08 FollowBox Fig. 4 view"]
+         "08 FollowBox box=5", "08 FollowBox box=188", "08 FollowBox Fig. 4 view", "02 AnchorWidget 189",
+         "02 AnchorWidget SSD300", "04 IouWidget", "06 FocalWidget gamma=1", "06 FocalWidget gamma=5",
+         "10 DetectionWidget score=0.25", "10 DetectionWidget score=0.05"]
 
 
 @pytest.fixture(scope="module")

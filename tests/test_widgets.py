@@ -245,3 +245,53 @@ def test_follow_box_click_picks_the_box_under_the_pointer(case):
         assert [p.get_gid() for p in w._pick_ax.patches if (p.get_gid() or "").startswith("chosen:")] == [f"chosen:{w.index}"]
     assert hits >= 2
     assert w.clicks is not None and w.clicks.watched_events == ["click"] and w.clicks.source is w.pick_image
+
+
+# ---------------------------------------------------------------- a learner's mistakes (issue 24)
+def test_box_widget_refuses_values_out_of_range_and_stays_as_it_was(case):
+    ex, anchors, _, ba = case
+    w = BoxWidget(ex, anchors, ba, index=11, dpi=40)
+    before_png, before_actns, before_sliders = bytes(w.image.value), w.actns.clone(), [s.value for s in w.sliders.values()]
+    for bad in (-1, 189, 10**9, 2.5):
+        with pytest.raises(ValueError, match=rf"box index {bad!r} is out of range: boxes are 0 to 188"):
+            w.set(index=bad, dx=0.5)
+    with pytest.raises(ValueError, match=r"tanh\(dx\) = nan is not a number; the slider takes -0.99 to 0.99"):
+        w.set(dy=0.3, dx=float("nan"))
+    with pytest.raises(ValueError, match=r"tanh\(dw\) = nan"):
+        w.set_activations(dw=float("nan"))
+    assert w.index == 11 and torch.equal(w.actns, before_actns) and bytes(w.image.value) == before_png
+    assert [s.value for s in w.sliders.values()] == before_sliders
+    nan = ba.clone()
+    nan[0, 7, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or infinite values at box\(es\) \[7\]"):
+        BoxWidget(ex, anchors, nan)
+    with pytest.raises(ValueError, match=r"box_actns has shape \(1, 188, 4\); expected \(189, 4\) or \(1, 189, 4\)"):
+        BoxWidget(ex, anchors, ba[:, :188])
+    with pytest.raises(ValueError, match="box index 189 is out of range"):
+        BoxWidget(ex, anchors, ba, index=189)
+
+
+def test_threshold_widget_refuses_nan_and_stays_as_it_was(case):
+    ex, anchors, cl, ba = case
+    w = ThresholdWidget(ex, anchors, cl, ba, dpi=40)
+    before_png, count = bytes(w.image.value), w.positive_count
+    with pytest.raises(ValueError, match="threshold nan is not a number; the slider takes 0.0 to 0.95"):
+        w.set(float("nan"))
+    assert w.threshold == pytest.approx(0.4) and w.positive_count == count and bytes(w.image.value) == before_png
+
+
+def test_follow_box_on_an_image_without_objects_says_so(case):
+    from ssd_lesson.drawing import plots
+
+    ex, anchors, cl, ba = case
+    empty = plots.as_scene(ex)._replace(boxes=np.zeros((0, 4), np.float32), labels=np.zeros((0,), np.int64))
+    w = FollowBox(empty, anchors, cl, ba, index=99, dpi=40)
+    w.set(5)
+    text = w.readout.value
+    assert "IoU with the ground truth: none (the image has no objects)" in text
+    assert "target class: background" in text and "0 positives share 0.0000" in text
+    bars = w.figure.axes[1]
+    assert [t.get_text() for t in bars.texts] == ["no objects in this image:\nevery box is background"]
+    assert bytes(w.image.value).startswith(PNG)
+    fig = follow_box_figure(empty, anchors, cl, ba, 5)
+    assert [p.get_gid() for p in fig.axes[0].patches if p.get_gid() == "box:5"] == ["box:5"]

@@ -23,7 +23,8 @@ from ..core.anchors import AnchorInfo, Anchors
 from ..core.loss import SSDLossResult, loss_gradients, ssd_loss
 from ..core.matching import FORCED_OVERLAP
 from ..drawing.tables import box_class_losses
-from .shown import MARGIN_COLOR, _Shown, pixel_size, show
+from ..drawing.placement import placer_for
+from .shown import MARGIN_COLOR, Coalesce, Frames, _Shown, animate, pixel_size
 
 __all__ = ["Followed", "FollowBox", "follow_box", "follow_box_figure", "follow_box_text", "nearest_outline"]
 
@@ -106,7 +107,9 @@ def _f(values: list[float], fmt: str = ".4f") -> str:
 def _text(f: Followed, scene: Any) -> str:
     i = f.info
     gts = [scene.gt_label(g) for g in range(len(f.ious))]
-    if f.forced:
+    if not f.ious:
+        why = "the image has no objects: every box is background"
+    elif f.forced:
         why = f"forced: the best box of ground truth {f.gt_idx}, gt_overlap set to {FORCED_OVERLAP}"
     elif max(f.ious) <= 0:
         why = "overlaps nothing: gt_idx 0 by default"
@@ -119,7 +122,8 @@ def _text(f: Followed, scene: Any) -> str:
         f"anchor box      (y0, x0, y1, x1) = {_f(f.anchor_box)}",
         f"activations     (dy, dx, dh, dw) = {_f(f.activations, '+.4f')}",
         f"predicted box   (y0, x0, y1, x1) = {_f(f.pred_box)}",
-        "IoU with the ground truth: " + ", ".join(f"{g} {v:.4f}" for g, v in zip(gts, f.ious)),
+        "IoU with the ground truth: " + (", ".join(f"{g} {v:.4f}" for g, v in zip(gts, f.ious))
+                                         or "none (the image has no objects)"),
         f"gt_idx {f.gt_idx}, gt_overlap {f.gt_overlap:.4f} ({why})",
         f"target class: {f.target_name} (gt_overlap {f.gt_overlap:.4f} {cmp} {f.threshold:g}: "
         f"{'object' if f.positive else 'background'})",
@@ -154,16 +158,50 @@ def follow_box_text(example: Any, anchors: Anchors, class_logits: torch.Tensor, 
 def _draw(fig: Figure, f: Followed, scene: Any) -> None:
     """The photo with the box's cell, anchor, prediction, matched ground truth and gradient; its IoU row as bars."""
     fig.clear()
+    ax, bars = _draw_frame(fig, scene, min(0.25, plots.fit_margin(np.array([f.pred_box, f.anchor_box]), 0.04)),
+                           f.threshold)
+    _draw_followed(ax, bars, f, scene)
+
+
+def _draw_frame(fig: Figure, scene: Any, margin: float, threshold: float) -> tuple[Any, Any]:
+    """What does not depend on the box: the photo (with ``margin``) and the IoU bars' axes."""
     ax, bars = fig.subplots(1, 2, width_ratios=[4.0, 2.0])
-    i, cell = f.info, 1.0 / f.info.grid
-    plots.show_image(ax, scene.image, min(0.25, plots.fit_margin(np.array([f.pred_box, f.anchor_box]), 0.04)))
+    plots.show_image(ax, scene.image, margin)
     ax.set_facecolor(MARGIN_COLOR)
+    n = len(scene.boxes)
+    bars.axvline(threshold, color="0.3", ls="--", lw=1)
+    bars.set(yticks=range(n), yticklabels=[scene.gt_label(k) for k in range(n)], xlim=(0, 1),
+             ylim=(max(n, 1) - 0.5, -0.5), xlabel="IoU with this box")
+    if n == 0:
+        bars.text(0.5, 0, "no objects in this image:\nevery box is background", ha="center", va="center", fontsize=8)
+    bars.tick_params(labelsize=7)
+    bars.xaxis.label.set_size(8)
+    return ax, bars
+
+
+def _draw_ground_truth(ax: Any, scene: Any) -> None:
+    """Every ground-truth box dashed, with its label: the same for every box followed."""
+    for g, box in enumerate(scene.boxes):
+        plots.draw_box(ax, box, plots.GT_COLORS[g % len(plots.GT_COLORS)], scene.gt_label(g), lw=1.2, ls="--",
+                       fontsize=6.5, gid=f"gt:{g}")
+
+
+def _draw_followed(ax: Any, bars: Any, f: Followed, scene: Any, gt_drawn: bool = False) -> list[Any]:
+    """The box's own artists on the two axes from :func:`_draw_frame`; returns them (the titles are re-set).
+    ``gt_drawn``: the ground truth is drawn already (:func:`_draw_ground_truth`), dashed and labelled."""
+    before = set(ax.get_children()) | set(bars.get_children())
+    i, cell = f.info, 1.0 / f.info.grid
     plots.draw_grid(ax, i.grid, anchor_dots=False)
     ax.add_patch(Rectangle((i.col * cell, i.row * cell), cell, cell, facecolor=(1, 1, 0.6, 0.3), edgecolor="#ffd000"))
     for g, box in enumerate(scene.boxes):
         strong = g == f.gt_idx and f.positive
-        plots.draw_box(ax, box, plots.GT_COLORS[g % len(plots.GT_COLORS)], scene.gt_label(g), lw=2.6 if strong else 1.2,
-                       ls="-" if strong else "--", fontsize=6.5, gid=f"gt:{g}")
+        color = plots.GT_COLORS[g % len(plots.GT_COLORS)]
+        if gt_drawn:  # the dashed boxes and their labels are already there: only the matched one made solid
+            if strong:
+                plots.draw_box(ax, box, color, lw=2.6)
+            continue
+        plots.draw_box(ax, box, color, scene.gt_label(g), lw=2.6 if strong else 1.2, ls="-" if strong else "--",
+                       fontsize=6.5, gid=f"gt:{g}")
     plots.draw_box(ax, f.anchor_box, "black", lw=3.0)
     plots.draw_box(ax, f.anchor_box, "white", lw=1.6, ls="--")
     c = plots.BOX_COLORS[0] if f.positive else plots.BG_COLOR
@@ -177,16 +215,11 @@ def _draw(fig: Figure, f: Followed, scene: Any) -> None:
                     arrowprops=dict(arrowstyle="-|>", color="#00e5ff", lw=1.6, shrinkA=0, shrinkB=0))
     ax.set_title(f"box {f.index}: {i.grid}x{i.grid} cell ({i.row}, {i.col}), scale {i.scale}\n"
                  "dashed white: anchor; arrows: -gradient", fontsize=7.5)
-    names = [scene.gt_label(k) for k in range(len(f.ious))]
     colors = [plots.GT_COLORS[k % len(plots.GT_COLORS)] for k in range(len(f.ious))]
     bars.barh(range(len(f.ious)), f.ious, color=colors)
-    bars.axvline(f.threshold, color="0.3", ls="--", lw=1)
-    bars.set(yticks=range(len(f.ious)), yticklabels=names, xlim=(0, 1), xlabel="IoU with this box")
-    bars.invert_yaxis()
-    bars.tick_params(labelsize=7)
-    bars.xaxis.label.set_size(8)
     note = "forced: gt_overlap 1.99" if f.forced else f"gt_overlap {f.gt_overlap:.3f}"
     bars.set_title(f"IoU row; gt_idx {f.gt_idx}\n{note}: {f.target_name}", fontsize=8)
+    return [a for a in (*ax.get_children(), *bars.get_children()) if a not in before]
 
 
 def nearest_outline(boxes: Any, y: float, x: float) -> int:
@@ -211,10 +244,14 @@ def _draw_pick_view(fig: Figure, anchors: Anchors, scene: Any, boxes: np.ndarray
     colors = plots.grid_colors(anchors)
     for a, box in enumerate(boxes):
         plots.draw_box(ax, box, colors[int(anchors.grid_index[a])], lw=0.6, alpha=0.55, gid=f"pick:{a}")
-    plots.draw_box(ax, boxes[chosen], "white", lw=4.0)
-    plots.draw_box(ax, boxes[chosen], plots.BOX_COLORS[0], lw=2.2, gid=f"chosen:{chosen}")
     ax.set_title(f"all {len(boxes)} predicted boxes (Fig. 4)\nclick an outline to follow that box", fontsize=8)
     return ax
+
+
+def _draw_chosen(ax: Any, box: Any, chosen: int) -> list[Any]:
+    """The followed box, thick, over the Fig. 4 view."""
+    return [plots.draw_box(ax, box, "white", lw=4.0)[0],
+            plots.draw_box(ax, box, plots.BOX_COLORS[0], lw=2.2, gid=f"chosen:{chosen}")[0]]
 
 
 def follow_box_figure(example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
@@ -230,8 +267,6 @@ class FollowBox(_Shown):
 
     ``.followed`` holds the shown box's numbers (:class:`Followed`), ``.readout`` states them.
     """
-
-    freeze_layout = False  # each box is a new figure: lay it out every time
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
                  index: int = 99, dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", **loss_options: Any):
@@ -251,10 +286,20 @@ class FollowBox(_Shown):
         self.pick_boxes = self.data.result.pred_boxes[0].detach().numpy()
         self.widget = W.VBox([W.HBox([self.number, self.grid, self.scale, self.row, self.col]),
                               W.HBox([self.pick_image, self.image]), self.readout])
-        self.number.observe(lambda _: self._update(), names="value")
+        self._later = Coalesce(self._update)
+        self.number.observe(self._later, names="value")
         for d in (self.grid, self.scale, self.row, self.col):
             d.observe(lambda _: self._picked(), names="value")
         self.clicks = _click_events(self.pick_image, self._clicked)
+        # drawn once: the photo (with the margin every box fits in), the bars' axes, the Fig. 4 view
+        self.frames, self.pick_frames = Frames(self.figure, dpi), Frames(self.pick_figure, dpi)
+        everything = np.concatenate([self.pick_boxes, anchors.corners.numpy()])
+        self._ax, self._bars = _draw_frame(self.figure, self.data.scene, min(0.25, plots.fit_margin(everything, 0.04)),
+                                           self.data.result.options.iou_threshold)
+        self._pick_ax = _draw_pick_view(self.pick_figure, anchors, self.data.scene, self.pick_boxes, index)
+        _draw_ground_truth(self._ax, self.data.scene)  # placed first by the placer, the same on every frame
+        animate(placer_for(self._ax), self._ax.title, self._bars.title)
+        self._moving: list[Any] = []
         self._update()
 
     def pixel_size_of_pick(self) -> tuple[int, int]:
@@ -287,7 +332,7 @@ class FollowBox(_Shown):
 
     def set(self, index: int) -> "FollowBox":
         """Follow box ``index`` (as typing it into the box field)."""
-        self.number.value = int(index)
+        self._later.set(self.number, int(index))
         return self
 
     def _picked(self) -> None:
@@ -308,10 +353,15 @@ class FollowBox(_Shown):
         finally:
             self._hold = False
         self.readout.value = f"<pre style='font-size: 11px; line-height: 1.3'>{_text(f, self.data.scene)}</pre>"
-        _draw(self.figure, f, self.data.scene)
-        self._pick_ax = _draw_pick_view(self.pick_figure, self.anchors, self.data.scene, self.pick_boxes, self.index)
-        show(self.pick_image, self.pick_figure, self.dpi)  # drawing it also fixes the axes' transform
-        self._render()
+        for artist in self._moving:
+            artist.remove()
+        placer = placer_for(self._ax)
+        placer.items[len(self.data.scene.boxes):] = []  # the ground truth's labels stay
+        self._moving = _draw_followed(self._ax, self._bars, f, self.data.scene, gt_drawn=True)
+        self._moving += _draw_chosen(self._pick_ax, self.pick_boxes[self.index], self.index)
+        animate(*self._moving)
+        self.pick_frames.show(self.pick_image)  # drawing it also fixes the axes' transform
+        self.frames.show(self.image)
 
 
 def _click_events(image: W.Image, handler: Any) -> Any:

@@ -1,17 +1,22 @@
 """A matplotlib figure shown inside an ipywidget, at its own pixel size, with a static copy for offline pages.
 
-The widgets (:mod:`ssd_lesson.course.widgets`, :mod:`ssd_lesson.course.follow`) each own one
-:class:`~matplotlib.figure.Figure`, redraw it on every change and show it as image bytes in an
-``ipywidgets.Image``: this works under ``%matplotlib inline`` (no ipympl) and in tests without a browser.
+The widgets (:mod:`ssd_lesson.course.widgets`, :mod:`ssd_lesson.course.follow`, ...) each own one
+:class:`~matplotlib.figure.Figure`, draw it once and then, on every change, only what moves
+(:class:`Frames`), and show it as image bytes in an ``ipywidgets.Image``: this works under
+``%matplotlib inline`` (no ipympl) and in tests without a browser.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from typing import Any
 
 import ipywidgets as W
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 MARGIN_COLOR = "#5a5a5a"  # around the photo: white dashes and light boxes stay visible
 
@@ -43,12 +48,6 @@ class _Shown:
     figure: Figure
     image: W.Image
     dpi: int
-    freeze_layout = True  # the panels stay where the first frame put them (no jumping between frames)
-
-    def _render(self) -> None:
-        show(self.image, self.figure, self.dpi)
-        if self.freeze_layout and self.figure.get_layout_engine() is not None:
-            self.figure.set_layout_engine("none")
 
     @property
     def pixel_size(self) -> tuple[int, int]:
@@ -70,3 +69,105 @@ class _Shown:
             data = dict(data)
             data[f"image/{self.image.format}"] = base64.b64encode(self.image.value).decode("ascii")
         return data if metadata is None else (data, metadata)
+
+
+def encode(rgba: np.ndarray, fmt: str) -> bytes:
+    """``(H, W, 4)`` uint8 pixels as image bytes: JPEG (quality 75) or PNG (fast compression: a widget frame)."""
+    buf = io.BytesIO()
+    im = Image.fromarray(np.ascontiguousarray(rgba[..., :3]))
+    if fmt == "jpeg":
+        im.save(buf, format="JPEG", quality=75)
+    else:
+        im.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class Frames:
+    """Blitting: the figure drawn once without its *animated* artists (the cached background); each
+    frame restores that background and draws only the animated artists (what changes), by zorder.
+
+    ``invalidate()`` after changing a static artist (a new view, a new image): the next frame redraws all.
+    A full ``savefig`` still draws every artist, animated or not (the static copy, the legibility test).
+    """
+
+    def __init__(self, fig: Figure, dpi: int):
+        fig.set_dpi(dpi)
+        self.figure, self.canvas, self.background = fig, FigureCanvasAgg(fig), None
+
+    def invalidate(self) -> None:
+        self.background = None
+
+    def frame(self) -> np.ndarray:
+        """``(H, W, 4)`` uint8: the figure as it is now."""
+        if self.background is None:
+            self.canvas.draw()
+            if self.figure.get_layout_engine() is not None:  # laid out once: the panels stay where they are
+                self.figure.set_layout_engine("none")
+            placers = [a for ax in self.figure.axes for a in ax.get_children() if a.get_animated() and hasattr(a, "place")]
+            if placers:  # an animated label placer also places the static labels: the background shows them placed
+                for p in placers:
+                    p.place(self.canvas.get_renderer())
+                self.canvas.draw()
+            self.background = self.canvas.copy_from_bbox(self.figure.bbox)
+        else:
+            self.canvas.restore_region(self.background)
+        for ax in self.figure.axes:
+            moving = [a for a in ax.get_children() if a.get_animated() and a.get_visible()]
+            for a in sorted(moving, key=lambda a: a.get_zorder()):
+                self.figure.draw_artist(a)
+        return np.asarray(self.canvas.buffer_rgba())
+
+    def show(self, image: W.Image) -> None:
+        """The current frame into ``image`` (in its format) at the figure's own pixel size."""
+        rgba = self.frame()
+        image.value = encode(rgba, image.format)
+        image.layout.width, image.layout.height = f"{rgba.shape[1]}px", f"{rgba.shape[0]}px"
+
+
+def animate(*artists: Any) -> None:
+    """Mark artists as drawn on every frame (not part of the cached background)."""
+    for a in artists:
+        if a is not None:
+            a.set_animated(True)
+
+
+class Coalesce:
+    """Dragging never queues: a change from the browser only asks for a redraw; inside a running event
+    loop (the kernel) the redraw is scheduled once and draws the state as it is then, so the values
+    that arrived in between are dropped and the figure ends on the last one. Without a running loop
+    (tests, scripts) the redraw happens at once; :meth:`now` redraws at once in any case (``.set``)."""
+
+    def __init__(self, redraw: Any):
+        self.redraw, self.pending, self.handle = redraw, False, None
+
+    def set(self, control: Any, value: Any) -> None:
+        """``control.value = value`` without a redraw of its own, then one redraw now (a widget's ``.set``)."""
+        self.pending = True  # the change's own request is dropped
+        try:
+            control.value = value
+        finally:
+            self.pending = False
+        self.now()
+
+    def now(self) -> None:
+        """Redraw now, dropping a scheduled redraw (a widget's ``.set(...)``: done when it returns)."""
+        if self.handle is not None:
+            self.handle.cancel()
+        self.pending, self.handle = False, None
+        self.redraw()
+
+    def __call__(self, *_: Any) -> None:
+        if self.pending:
+            return  # a redraw is on its way (or .set draws at once): it draws the state as it is then
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.redraw()
+            return
+        if not self.pending:
+            self.pending = True
+            self.handle = loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self.pending, self.handle = False, None
+        self.redraw()

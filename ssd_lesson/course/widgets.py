@@ -1,4 +1,5 @@
-"""Two ipywidgets for the notebooks: a box's four activations (notebook 3) and the IoU threshold (notebook 5).
+"""Two ipywidgets for the notebooks: a box's four activations (notebook 3) and the IoU threshold (notebook 5,
+:mod:`ssd_lesson.course.threshold`).
 
 Each widget owns one matplotlib :class:`~matplotlib.figure.Figure` and redraws
 *that* figure on every change, shown at its own pixel size (:mod:`ssd_lesson.course.shown`). Controls and figure fit one
@@ -21,10 +22,7 @@ from matplotlib.patches import Rectangle
 from ..drawing import plots
 from ..core.anchors import Anchors, activations_to_boxes
 from ..drawing.placement import placer_for
-from ..core.loss import SSDLossResult, ssd_loss
-from ..core.matching import FORCED_OVERLAP
-from ..core.options import LossOptions
-from .shown import MARGIN_COLOR, _Shown
+from .shown import MARGIN_COLOR, Coalesce, Frames, _Shown, animate
 
 __all__ = ["BoxWidget", "ThresholdWidget"]
 
@@ -38,12 +36,20 @@ def _shift(cells: float, plus: str, minus: str) -> str:
     return f"centre {abs(cells):.3f} cell {plus if cells >= 0 else minus}" if round(cells, 3) else "centre on the anchor"
 
 
-def _tanh_inset(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
-    """A small ``tanh`` curve with each named activation marked where it sits on it."""
+def _tanh_inset(ax: Any, span: float = 3.0) -> None:
+    """A small ``tanh`` curve (the dots come from :func:`_tanh_dots`)."""
     x = np.linspace(-span, span, 121)
     ax.plot(x, np.tanh(x), color="0.35", lw=1.2)
     ax.axhspan(-TANH_LIMIT, TANH_LIMIT, color="#ffd000", alpha=0.12, lw=0)
     ax.hlines([-1, 1], -span, span, color="0.6", lw=0.6, ls=":")
+    ax.set(xlim=(-span, span), ylim=(-1.1, 1.1), xticks=[-span, 0, span], yticks=[-1, 0, 1])
+    ax.tick_params(labelsize=7, length=2)
+    ax.set_xlabel("activation", fontsize=7, labelpad=1)
+    ax.set_title("tanh(activation)", fontsize=8)
+
+
+def _tanh_dots(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
+    """Each named activation marked where it sits on the tanh curve, its name beside it."""
     for j, (k, a) in enumerate(points.items()):
         shown = float(np.clip(a, -span, span))
         ax.scatter([shown], [math.tanh(a)], s=28, color=plots.BOX_COLORS[3 + j], zorder=3,
@@ -51,10 +57,34 @@ def _tanh_inset(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
         y = math.tanh(a)  # the name goes where the label placer finds room beside the dot
         placer_for(ax).add(ax.text(shown, y, k, fontsize=7, color=plots.BOX_COLORS[3 + j], clip_on=True),
                            (y, shown, y, shown), plots.BOX_COLORS[3 + j])
-    ax.set(xlim=(-span, span), ylim=(-1.1, 1.1), xticks=[-span, 0, span], yticks=[-1, 0, 1])
-    ax.tick_params(labelsize=7, length=2)
-    ax.set_xlabel("activation", fontsize=7, labelpad=1)
-    ax.set_title("tanh(activation)", fontsize=8)
+
+
+def _check_index(index: Any, count: int) -> int:
+    """``index`` as a box number in ``[0, count)``, or a ValueError naming it and the range."""
+    try:
+        a = int(index)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"box index {index!r} is not a whole number; boxes are 0 to {count - 1}") from None
+    if a != index or not 0 <= a < count:
+        raise ValueError(f"box index {index!r} is out of range: boxes are 0 to {count - 1}")
+    return a
+
+
+def _checked_activations(box_actns: Any, count: int) -> torch.Tensor:
+    """``(count, 4)`` float activations from ``(count, 4)`` or ``(1, count, 4)`` (zeros if None); a ValueError
+    names a wrong shape or the boxes holding NaN or infinite values."""
+    if box_actns is None:
+        return torch.zeros(count, 4)
+    t = torch.as_tensor(box_actns).detach().float()
+    if tuple(t.shape) not in ((count, 4), (1, count, 4)):
+        raise ValueError(f"box_actns has shape {tuple(t.shape)}; expected ({count}, 4) or (1, {count}, 4): "
+                         f"(dy, dx, dh, dw) for each of the {count} boxes")
+    t = t.reshape(count, 4).clone()
+    bad = torch.nonzero(~torch.isfinite(t).all(1)).flatten().tolist()
+    if bad:
+        raise ValueError(f"box_actns holds NaN or infinite values at box(es) {bad[:10]}{' ...' if len(bad) > 10 else ''}"
+                         "; activations must be finite numbers")
+    return t
 
 
 class BoxWidget(_Shown):
@@ -80,8 +110,8 @@ class BoxWidget(_Shown):
     def __init__(self, example: Any, anchors: Anchors, box_actns: Any = None, index: int = 11,
                  dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = TANH_STEP):
         self.scene, self.anchors, self.dpi, self._hold = plots.as_scene(example), anchors, dpi, False
-        start = torch.zeros(len(anchors), 4) if box_actns is None else torch.as_tensor(box_actns).detach().float()
-        self.actns = start.reshape(len(anchors), 4).clone()  # edited in place, one row per box
+        self.actns = _checked_activations(box_actns, len(anchors))  # edited in place, one row per box
+        _check_index(index, len(anchors))
         self.limit = TANH_LIMIT  # the sliders' bound, in tanh units
         self.activation_limit = math.atanh(TANH_LIMIT)  # the same bound as an activation (2.65)
         options = [(self._describe(a), a) for a in range(len(anchors))]
@@ -96,6 +126,8 @@ class BoxWidget(_Shown):
         self.figure = Figure(figsize=(6.6, 4.8), layout="constrained")
         self.ax, self.inset = self.figure.subplots(1, 2, width_ratios=[4.4, 1.6])
         self.widget = W.HBox([W.VBox([self.box, *self.sliders.values(), self.readout]), self.image])
+        self.frames = Frames(self.figure, dpi)
+        self._later = Coalesce(self._update)  # a slider's change asks for a redraw; the latest state is drawn
         self.box.observe(lambda _: self._load_box(), names="value")
         for k, s in self.sliders.items():
             s.observe(lambda ch, k=k: self._slide(k, ch["new"]), names="value")
@@ -138,8 +170,11 @@ class BoxWidget(_Shown):
         unknown = set(values) - set(ACTIVATIONS)
         if unknown:
             raise ValueError(f"unknown activation(s) {sorted(unknown)}; expected some of {ACTIVATIONS}")
+        for k, v in values.items():  # every value checked before anything moves: a refusal leaves the widget as it was
+            if math.isnan(v):
+                raise ValueError(f"tanh({k}) = nan is not a number; the slider takes -{TANH_LIMIT} to {TANH_LIMIT}")
         if index is not None:
-            self.box.value = int(index)
+            self.box.value = _check_index(index, len(self.anchors))
         self._hold = True  # one redraw for the lot
         try:
             for k, v in values.items():
@@ -166,7 +201,7 @@ class BoxWidget(_Shown):
         if force or abs(max(-TANH_LIMIT, min(TANH_LIMIT, math.tanh(now))) - t) > 1e-9:  # a move, not a reload
             self.actns[self.index, j] = math.atanh(max(-TANH_LIMIT, min(TANH_LIMIT, float(t))))
         if not self._hold:
-            self._update()
+            self._later()
 
     def _update(self) -> None:
         self._draw()
@@ -179,7 +214,7 @@ class BoxWidget(_Shown):
         box = ", ".join(f"{v:.3f}" for v in self.pred_box.tolist())
         self.readout.value = (f"<table><tr><th></th><th>activation</th><th>tanh</th><th>effect</th></tr>{rows}</table>"
                               f"predicted box (y0, x0, y1, x1) = ({box})")
-        self._render()
+        self.frames.show(self.image)
 
     def view(self) -> tuple[float, float, float, float]:
         """``(y0, x0, y1, x1)`` shown: the box's farthest reach, square, cut to [-0.2, 1.2] of the image."""
@@ -189,11 +224,17 @@ class BoxWidget(_Shown):
         return cy - half, cx - half, cy + half, cx + half
 
     def _draw(self) -> None:
+        """A new box: the static parts (photo, grid, cell, anchor, legend, tanh curve) once, then the moving ones;
+        the same box: only the moving ones (predicted box, its size bounds, the dots on the tanh curve)."""
+        if getattr(self, "_built", None) == self.index:
+            self._draw_moving()
+            return
         ax, a = self.ax, self.index
         info = self.anchors.info(a)
         g, cell = info.grid, 1.0 / info.grid
         ax.clear()
-        cy, cx, h, w = self.anchors.centers_hw[a].tolist()
+        self.inset.clear()
+        self._moving: list[Any] = []
         plots.show_image(ax, self.scene.image)
         y0, x0, y1, x1 = self.view()
         ax.set_xlim(x0, x1)
@@ -202,175 +243,44 @@ class BoxWidget(_Shown):
         plots.draw_grid(ax, g)
         ax.add_patch(Rectangle((info.col * cell, info.row * cell), cell, cell, facecolor=(1, 1, 0.6, 0.35),
                                edgecolor="#ffd000", lw=1.2))
-        pb = self.pred_box.tolist()
-        py, px = (pb[0] + pb[2]) / 2, (pb[1] + pb[3]) / 2
-        for f in (0.5, 1.5):  # the size bounds, about the current centre
-            r, _ = plots.draw_box(ax, (py - f * h / 2, px - f * w / 2, py + f * h / 2, px + f * w / 2), "#ffd000",
-                                  lw=1.2, ls=":")
-        r.set_label("0.5x and 1.5x the anchor box")
         plots.draw_box(ax, self.anchor_box.tolist(), "black", lw=3.0)  # under the dashes: visible on white too
         plots.draw_box(ax, self.anchor_box.tolist(), "white", lw=1.8, ls="--")[0].set_label("anchor box")
-        c = plots.BOX_COLORS[0]
-        plots.draw_box(ax, pb, c, lw=2.4, gid=f"box:{a}")[0].set_label(f"predicted box {a}")
-        ax.plot([cx, px], [cy, py], color=c, lw=1.2)
-        ax.scatter([px], [py], s=30, color=c, zorder=4)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7, frameon=False,
+        _tanh_inset(self.inset)
+        self.inset.set_box_aspect(1.2)
+        animate(placer_for(self.inset))
+        self._draw_moving()
+        ax.legend(handles=[self._bound, *[p for p in ax.patches if p.get_label() == "anchor box"], self._pred],
+                  loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7, frameon=False,
                   facecolor="none", labelcolor="black", handlelength=2.2, columnspacing=1.0)
         ax.get_legend().get_patches()[1].set_edgecolor("black")  # the white dashed anchor box, on a white legend
         ax.set_title(f"box {a}: {g}x{g} grid, cell ({info.row}, {info.col}), zoom {info.zoom}, ratio {info.ratio}",
                      fontsize=8)
-        self.inset.clear()
-        _tanh_inset(self.inset, dict(zip(ACTIVATIONS, self.activations.tolist())))
-        self.inset.set_box_aspect(1.2)
+        self.frames.invalidate()
+        self._built = a
+
+    def _draw_moving(self) -> None:
+        """The artists a slider moves, made anew (animated: drawn over the cached background)."""
+        for artist in self._moving:
+            artist.remove()
+        placer_for(self.inset).items.clear()
+        ax, a = self.ax, self.index
+        before = set(ax.get_children()) | set(self.inset.get_children())
+        _, _, h, w = self.anchors.centers_hw[a].tolist()
+        cy, cx = self.anchors.centers_hw[a, :2].tolist()
+        pb = self.pred_box.tolist()
+        py, px = (pb[0] + pb[2]) / 2, (pb[1] + pb[3]) / 2
+        for f in (0.5, 1.5):  # the size bounds, about the current centre
+            self._bound, _ = plots.draw_box(ax, (py - f * h / 2, px - f * w / 2, py + f * h / 2, px + f * w / 2),
+                                            "#ffd000", lw=1.2, ls=":")
+        self._bound.set_label("0.5x and 1.5x the anchor box")
+        c = plots.BOX_COLORS[0]
+        self._pred = plots.draw_box(ax, pb, c, lw=2.4, gid=f"box:{a}")[0]
+        self._pred.set_label(f"predicted box {a}")
+        ax.plot([cx, px], [cy, py], color=c, lw=1.2)
+        ax.scatter([px], [py], s=30, color=c, zorder=4)
+        _tanh_dots(self.inset, dict(zip(ACTIVATIONS, self.activations.tolist())))
+        self._moving = [c for c in (*ax.get_children(), *self.inset.get_children()) if c not in before]
+        animate(*self._moving)
 
 
-class ThresholdWidget(_Shown):
-    """The IoU threshold as a slider: the positive boxes, the count and the losses follow it.
-
-    One photo panel draws the ground truth (dashed) and only the boxes that are
-    positive at the threshold (solid, in their ground truth's colour, ``'box: class'``,
-    ``*`` where forced). Beside it, the positive count and the two losses against the
-    threshold, every value from :func:`~ssd_lesson.core.loss.ssd_loss`, the current threshold marked.
-
-    Args:
-        example: a ``data.Example`` or :class:`~ssd_lesson.drawing.plots.Scene` (its boxes are the ground truth).
-        anchors: from ``make_anchors()``.
-        class_logits: ``(1, A, C+1)``; box_actns: ``(1, A, 4)``.
-        threshold: the starting value (default ``options.iou_threshold``, the lesson's 0.4).
-        options: the other loss options (:class:`~ssd_lesson.core.options.LossOptions`; the slider sets the threshold).
-        image_format: ``"png"`` or ``"jpeg"`` (smaller, for figures full of photographs).
-    """
-
-    def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
-                 threshold: Optional[float] = None, options: LossOptions = LossOptions(), dpi: int = 90,
-                 image_format: Literal["png", "jpeg"] = "png", step: float = 0.05, top: float = 0.95):
-        self.scene, self.anchors, self.dpi, self.options = plots.as_scene(example), anchors, dpi, options
-        threshold = options.iou_threshold if threshold is None else threshold
-        self.class_logits, self.box_actns = class_logits.detach(), box_actns.detach()
-        self.gt_boxes = torch.as_tensor(np.asarray(self.scene.boxes), dtype=self.box_actns.dtype).unsqueeze(0)
-        self.gt_labels = torch.as_tensor(np.asarray(self.scene.labels), dtype=torch.int64).unsqueeze(0)
-        self.slider = W.FloatSlider(value=threshold, min=0.0, max=top, step=step, description="IoU threshold",
-                                    continuous_update=False, style={"description_width": "initial"},
-                                    layout=W.Layout(width="380px"))
-        self.readout = W.HTML()
-        self.image = W.Image(format=image_format)
-        # The curves: the library's loss at every slider position (the threshold changes nothing else).
-        self.sweep_thresholds = [round(i * step, 10) for i in range(int(round(top / step)) + 1)]
-        sweep = [self._loss(t) for t in self.sweep_thresholds]
-        self.sweep_counts = [int(r.match.positive.sum()) for r in sweep]
-        self.sweep_losses = ([float(r.classification[0]) for r in sweep], [float(r.regression[0]) for r in sweep])
-        mid = self._loss(min(0.3, top))  # the view: the positives from 0.3 up, at most 0.2 of margin
-        pos = mid.match.positive[0]
-        self.margin = min(0.2, plots.fit_margin(mid.pred_boxes[0][pos].detach(), 0.02)) if pos.any() else 0.02
-        self.figure = Figure(figsize=(9.0, 5.0), layout="constrained")
-        grid = self.figure.add_gridspec(2, 2, width_ratios=[5.0, 3.6])
-        self.ax = self.figure.add_subplot(grid[:, 0])
-        self.count_ax, self.loss_ax = self.figure.add_subplot(grid[0, 1]), self.figure.add_subplot(grid[1, 1])
-        self.reg_ax = self.loss_ax.twinx()
-        self.widget = W.VBox([W.HBox([self.slider, self.readout]), self.image])
-        self.slider.observe(lambda _: self._update(), names="value")
-        self._update()
-
-    def _loss(self, threshold: float) -> SSDLossResult:
-        return ssd_loss(self.class_logits, self.box_actns, self.gt_boxes, self.gt_labels, self.anchors,
-                        options=self.options.replace(iou_threshold=threshold))
-
-    threshold = property(lambda self: float(self.slider.value))
-
-    @property
-    def positive(self) -> torch.Tensor:
-        """``(A,)`` bool, the boxes drawn as objects."""
-        return self.result.match.positive[0]
-
-    positive_count = property(lambda self: int(self.positive.sum()))
-
-    @property
-    def target_labels(self) -> torch.Tensor:
-        """``(A,)`` the class drawn at each box, background (C) where not positive."""
-        return self.result.target_labels[0]
-
-    @property
-    def drawn(self) -> list[int]:
-        """The box numbers drawn in the photo panel (the positives)."""
-        return [int(p.get_gid()[4:]) for p in self.ax.patches if (p.get_gid() or "").startswith("box:")]
-
-    @property
-    def labelled(self) -> list[int]:
-        """The box numbers whose label the photo shows (as many as find room; the readout lists all)."""
-        return sorted(int(t.get_gid()[4:]) for t in placer_for(self.ax).shown() if (t.get_gid() or "").startswith("box:"))
-
-    def set(self, threshold: float) -> "ThresholdWidget":
-        """Move the slider (clamped to its range, rounded to its step by the slider)."""
-        self.slider.value = float(threshold)
-        return self
-
-    def _update(self) -> None:
-        self.result = r = self._loss(self.threshold)
-        self._draw_photo()
-        self._draw_curves()
-        forced = int((r.match.gt_overlap[0][self.positive] == FORCED_OVERLAP).sum())
-        self._render()  # draws the photo, which decides which labels have room
-        shown, n = len(self.labelled), self.positive_count
-        labels = "every positive labelled" if shown == n else f"{shown} of {n} labelled in the photo (no room for more)"
-        self.readout.value = (f"<b>{n}</b> of {len(self.anchors)} boxes positive; "
-                              f"classification {float(r.classification[0]):.4f}, "
-                              f"regression {float(r.regression[0]):.4f} ({forced} of the positives forced)"
-                              f"<br><small>{labels}; positive boxes by object: {self._positives_text()}</small>")
-
-    def _positives_text(self, most: int = 60) -> str:
-        """``'0 person: 0, 5, 16; 1 person: ...'``, or a count when there are more than ``most``."""
-        if self.positive_count > most:
-            return f"{self.positive_count} boxes (listed from {most} down)"
-        gt_idx = self.result.match.gt_idx[0]
-        parts = []
-        for g in range(len(self.scene.boxes)):
-            boxes = torch.nonzero(self.positive & (gt_idx == g)).flatten().tolist()
-            if boxes:
-                parts.append(f"{self.scene.gt_label(g)}: {', '.join(map(str, boxes))}")
-        return "; ".join(parts)
-
-    def _draw_photo(self) -> None:
-        ax, scene, r = self.ax, self.scene, self.result
-        ax.clear()
-        plots.show_image(ax, scene.image, self.margin)
-        ax.set_facecolor(MARGIN_COLOR)
-        for i, box in enumerate(scene.boxes):
-            plots.draw_box(ax, box, plots.GT_COLORS[i % len(plots.GT_COLORS)], lw=1.3, ls="--", gid=f"gt:{i}")
-        gt_idx, forced = r.match.gt_idx[0].tolist(), (r.match.gt_overlap[0] == FORCED_OVERLAP).tolist()
-        overlap = r.match.gt_overlap[0].tolist()
-        for a in torch.nonzero(self.positive).flatten().tolist():  # labels by overlap: the best matches first
-            g = gt_idx[a]
-            star = "*" if forced[a] else ""
-            plots.draw_box(ax, r.pred_boxes[0, a].tolist(), plots.GT_COLORS[g % len(plots.GT_COLORS)],
-                           f"{a}: {scene.class_names[int(scene.labels[g])]}{star}", lw=2.4, fontsize=7, gid=f"box:{a}",
-                           priority=overlap[a], drop_label_if_crowded=True)
-        ax.set_title(f"IoU > {self.threshold:.2f}: {self.positive_count} positive boxes (solid; * forced), "
-                     "ground truth dashed", fontsize=8)
-
-    def _draw_curves(self) -> None:
-        t, n = self.threshold, self.positive_count
-        ax = self.count_ax
-        ax.clear()
-        ax.step(self.sweep_thresholds, self.sweep_counts, where="post", color="0.3", lw=1.4)
-        ax.axvline(t, color=plots.BOX_COLORS[0], lw=1.2)
-        ax.scatter([t], [n], color=plots.BOX_COLORS[0], zorder=3, s=30)
-        ax.annotate(f"{n}", (t, n), xytext=(5, 4), textcoords="offset points", fontsize=8, color=plots.BOX_COLORS[0])
-        ax.set_yscale("log")
-        ax.set_ylabel("positive boxes", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_title("count and losses vs threshold", fontsize=8)
-        ax = self.loss_ax
-        ax.clear()
-        self.reg_ax.clear()
-        ax.axvline(t, color=plots.BOX_COLORS[0], lw=1.2)
-        for a, values, now, name, c in ((ax, self.sweep_losses[0], self.result.classification, "classification",
-                                         plots.BOX_COLORS[3]),
-                                        (self.reg_ax, self.sweep_losses[1], self.result.regression, "regression",
-                                         plots.BOX_COLORS[1])):
-            a.step(self.sweep_thresholds, values, where="post", color=c, lw=1.3)
-            a.scatter([t], [float(now[0])], color=c, edgecolors=plots.BOX_COLORS[0], zorder=3, s=22)
-            a.set_ylabel(name, fontsize=8, color=c)
-            a.tick_params(labelsize=7)
-        self.reg_ax.yaxis.set_label_position("right")
-        self.reg_ax.yaxis.tick_right()
-        ax.set_xlabel("IoU threshold", fontsize=8)
+from .threshold import ThresholdWidget  # noqa: E402  (its own module; imported here as before)

@@ -196,6 +196,7 @@ def legibility(fig: Any, dpi: float = 90, tol: float = 1.0) -> dict[str, Any]:
             return text_draw(self, r, *args, **kwargs)
 
         Text.draw = record
+        canvas._is_saving = True  # as savefig draws: the animated artists (a widget's moving parts) too
         try:
             fig.draw(renderer)
         finally:

@@ -316,3 +316,14 @@ class Slider:
         self.nb.page.keyboard.type(text)
         self.nb.page.keyboard.press("Enter")
         return before, self._settle(before, timeout_s, False)
+
+
+def key_to_new_figure(nb: Notebook, output: Any, press: Callable[[], Any], timeout_ms: float = 30000) -> float:
+    """Milliseconds from ``press()`` (a key press, a click) to the page showing a new figure in ``output``."""
+    img = output.locator("img").last
+    src = img.get_attribute("src")
+    t = time.monotonic()
+    press()
+    nb.page.wait_for_function("([i, s]) => i.getAttribute('src') !== s && i.complete && i.naturalWidth > 0",
+                              arg=[img.element_handle(), src], timeout=timeout_ms)
+    return 1000 * (time.monotonic() - t)

@@ -114,3 +114,28 @@ def test_follow_box_fits_the_screen_and_follows_the_box_typed_or_clicked(screen,
         assert text.strip() == _library_readout(follow, expected)
     (out_dir / "screen_follow_box_clicked.png").write_bytes(output.screenshot())
     assert screen.page_errors == []
+
+
+def test_key_press_to_new_figure_is_recorded(screen):
+    """Printed, not asserted: per widget, the time from a key press to the new figure on the page."""
+    from .lab import key_to_new_figure
+
+    times = {}
+    for n, name, d in ((0, "BoxWidget", "tanh(dx)"), (1, "ThresholdWidget", "IoU threshold")):
+        output = screen.widget_outputs().nth(n)
+        slider = Slider(screen, output, d, readout=lambda: output.locator(".widget-html").first)
+        slider.view()
+        for key in ("ArrowLeft", "ArrowRight"):
+            times.setdefault(name, []).append(key_to_new_figure(screen, output, lambda: (slider.handle.focus(),
+                                                                                         slider.handle.press(key))))
+            screen.wait_idle()
+    output = screen.widget_outputs().nth(2)
+    output.scroll_into_view_if_needed()
+    field = output.locator(".widget-inline-hbox", has=screen.page.locator(".widget-label", has_text="box")).locator("input")
+    for a in ("98", "97"):
+        field.first.fill(a)
+        times.setdefault("FollowBox", []).append(key_to_new_figure(screen, output, lambda: field.first.press("Enter")))
+        screen.wait_idle()
+    for name, ms in times.items():
+        print(f"key press to new figure, {name}: " + ", ".join(f"{t:.0f} ms" for t in ms))
+    assert all(t > 0 for ms in times.values() for t in ms)
