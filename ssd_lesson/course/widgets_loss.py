@@ -15,7 +15,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from ..core.loss import LossOptions, classification_loss, ssd_loss
+from ..core.loss import classification_loss, ssd_loss
+from ..core.options import DecodeOptions, LossOptions
 from ..drawing import plots
 from ..drawing.draw import show_detections
 from ..drawing.placement import placer_for
@@ -161,7 +162,7 @@ class DetectionWidget(_Shown):
 
     def __init__(self, images: Any, class_logits: torch.Tensor, box_actns: torch.Tensor, anchors: Any,
                  gt_boxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor], class_names: Sequence[str],
-                 shown: int = 0, score: float = 0.25, nms_iou: float = 0.5, dpi: int = 80,
+                 shown: int = 0, score: float = 0.25, nms_iou: float = DecodeOptions.nms_iou, dpi: int = 80,
                  image_format: Literal["png", "jpeg"] = "png"):
         n = class_logits.shape[0]
         if not 0 <= int(shown) < n:
