@@ -36,33 +36,6 @@ def _compile_caches_removed_at_the_end():
                 shutil.rmtree(INDUCTOR_DEFAULT, ignore_errors=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _fresh_process_state():
-    """The warning filters and torch's deterministic switch as the session starts (set up before any
-    module's fixtures, so before anything called the starting kit)."""
-    import warnings
-
-    import torch
-
-    return list(warnings.filters), (torch.are_deterministic_algorithms_enabled(),
-                                    torch.is_deterministic_algorithms_warn_only_enabled())
-
-
-@pytest.fixture(autouse=True)
-def _process_state_restored(_fresh_process_state):
-    """Tests that call the starting kit set up a notebook (warning filters, deterministic algorithms):
-    after each test the process is put back as a fresh ``python -m ssd_lesson`` would find it."""
-    import warnings
-
-    import torch
-
-    yield
-    filters, (deterministic, warn_only) = _fresh_process_state
-    warnings.filters[:] = filters
-    warnings._filters_mutated()  # drop the cached "once"/"default" decisions made under the old filters
-    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-
-
 @pytest.fixture(scope="module")
 def voc_root(tmp_path_factory) -> Path:
     return make_voc(tmp_path_factory.mktemp("voc"))
