@@ -1,4 +1,5 @@
-"""Shared test set-up: headless matplotlib, and small datasets several test files read."""
+"""Shared test set-up: headless matplotlib, one torch thread, the slow tier's marks, and small datasets
+several test files read."""
 import getpass
 import tempfile
 from pathlib import Path
@@ -8,10 +9,18 @@ from pathlib import Path
 INDUCTOR_DEFAULT = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
 INDUCTOR_DEFAULT_EXISTED = INDUCTOR_DEFAULT.exists()
 
+import os
+
 import matplotlib
 import pytest
+import torch
 
 matplotlib.use("Agg")
+# The tests' tensors are small: torch's intra-op threads cost more than they give, and on a busy machine
+# they spin against other processes (the training tests took 5x the CPU with two threads on two loaded
+# cores). One thread, unless OMP_NUM_THREADS says otherwise. Subprocesses and notebook kernels keep theirs.
+if not os.environ.get("OMP_NUM_THREADS"):
+    torch.set_num_threads(1)
 
 from ssd_lesson.data import collage as C  # noqa: E402
 
@@ -34,6 +43,14 @@ def _compile_caches_removed_at_the_end():
         finally:
             if not INDUCTOR_DEFAULT_EXISTED:
                 shutil.rmtree(INDUCTOR_DEFAULT, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The notebooks' cells that nbval runs (testpaths has ``notebooks``) are in the slow tier: executing the
+    series takes many minutes. ``-m "not slow"`` leaves them out; the plain ``python -m pytest`` runs them."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="module")

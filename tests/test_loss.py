@@ -59,7 +59,17 @@ def test_ssd_loss_equals_per_image_reference(case, B, max_g, seed):
         assert res.match.positive.any()  # the random case really exercises the regression
 
 
-@pytest.mark.parametrize("case", LOSS_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def _case_id(case):
+    return "-".join(str(v) for v in case.values())
+
+
+#: Under torch.compile the fast tier checks the lesson's default and the anchors' matching with focal loss
+#: (both of _BCELoss's and _max_first_index's compiled branches); the other cases are in the slow tier.
+COMPILED_CASES = [pytest.param(c, id=_case_id(c), marks=() if i in (0, 3) else pytest.mark.slow)
+                  for i, c in enumerate(LOSS_CASES)]
+
+
+@pytest.mark.parametrize("case", COMPILED_CASES)
 def test_compiled_code_path_equals_reference(case):
     # Under torch.compile the loss takes other formulations of the same arithmetic (see
     # _BCELoss and matching._max_first_index). The "eager" backend runs exactly the traced
@@ -70,6 +80,7 @@ def test_compiled_code_path_equals_reference(case):
     check_against_reference(case, 3, 1, 15, loss_fn=compiled)
 
 
+@pytest.mark.slow  # inductor generates and compiles C++: one to two minutes of CPU
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("match_on", ["predictions", "anchors"])
 def test_inductor_compiled_loss_equals_reference(match_on, device):
@@ -134,8 +145,11 @@ def test_regression_reductions_relate_by_positive_count():
     torch.testing.assert_close(summed.regression, mean.regression * n_pos)
 
 
+@pytest.mark.parametrize("fast_mode", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["fast_mode", "full"])
 @pytest.mark.parametrize("kw", [dict(), dict(classification="focal", focal_gamma=2.0), dict(match_on="anchors")])
-def test_gradcheck_float64(kw):
+def test_gradcheck_float64(kw, fast_mode):
+    """Analytical against numerical gradients. ``fast_mode`` (the fast tier) compares them along random
+    directions; the full check (the slow tier, about a minute a case) builds the whole 720-input Jacobian."""
     gen = torch.Generator().manual_seed(30)
     spec = AnchorSpec(grids=(2, 1))
     anchors = make_anchors(spec, dtype=torch.float64)
@@ -145,7 +159,8 @@ def test_gradcheck_float64(kw):
     bb.requires_grad_()
     res = ssd_loss(cl, bb, gb, gl, anchors, **kw)
     assert res.match.positive.any()
-    assert torch.autograd.gradcheck(lambda c, b: ssd_loss(c, b, gb, gl, anchors, **kw).total, (cl, bb), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda c, b: ssd_loss(c, b, gb, gl, anchors, **kw).total, (cl, bb), eps=1e-6, atol=1e-6,
+                                    fast_mode=fast_mode)
 
 
 def test_focal_weight_stays_in_graph():
