@@ -69,15 +69,25 @@ COMPILED_CASES = [pytest.param(c, id=_case_id(c), marks=() if i in (0, 3) else p
                   for i, c in enumerate(LOSS_CASES)]
 
 
+@pytest.fixture(scope="session")
+def compiled_loss():
+    """``ssd_loss`` under ``torch.compile``, made once for the session: the "eager" backend runs exactly the
+    traced graph; ``dynamic=True`` gives one graph per set of options for every batch size. Past the
+    recompile limit it fails rather than quietly running eager."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(recompile_limit=32, fail_on_recompile_limit_hit=True):
+        yield torch.compile(lambda *a, **kw: ssd_loss(*a, validate=False, **kw), backend="eager", fullgraph=True,
+                            dynamic=True)
+
+
 @pytest.mark.parametrize("case", COMPILED_CASES)
-def test_compiled_code_path_equals_reference(case):
+def test_compiled_code_path_equals_reference(case, compiled_loss):
     # Under torch.compile the loss takes other formulations of the same arithmetic (see
     # _BCELoss and matching._max_first_index). The "eager" backend runs exactly the traced
     # graph, so this checks those branches' numbers, gradients included, to the same 1e-9.
-    torch._dynamo.reset()  # each case compiles afresh (and stays under the recompile limit)
-    compiled = torch.compile(lambda *a, **kw: ssd_loss(*a, validate=False, **kw), backend="eager", fullgraph=True)
-    check_against_reference(case, 16, 20, 14, loss_fn=compiled)
-    check_against_reference(case, 3, 1, 15, loss_fn=compiled)
+    check_against_reference(case, 16, 20, 14, loss_fn=compiled_loss)
+    check_against_reference(case, 3, 1, 15, loss_fn=compiled_loss)
 
 
 @pytest.mark.slow  # inductor generates and compiles C++: one to two minutes of CPU
@@ -178,13 +188,12 @@ def test_focal_weight_stays_in_graph():
     assert res_grad[0, 0, 1].item() == 0.0  # the background logit is dropped
 
 
-def test_loss_compiles_without_graph_breaks():
-    # validate=False leaves no host sync and no data-dependent shape: one graph.
+def test_loss_compiles_without_graph_breaks(compiled_loss):
+    # validate=False leaves no host sync and no data-dependent shape: one graph (fullgraph=True), in float32 too.
     anchors = make_anchors()
     gen = torch.Generator().manual_seed(40)
     cl, bb, gb, gl = random_batch(2, 4, gen, dtype=torch.float32, min_g=1)
-    fn = torch.compile(lambda *a: ssd_loss(*a, anchors, validate=False).total, backend="eager", fullgraph=True)
-    torch.testing.assert_close(fn(cl, bb, gb, gl), ssd_loss(cl, bb, gb, gl, anchors).total)
+    torch.testing.assert_close(compiled_loss(cl, bb, gb, gl, anchors).total, ssd_loss(cl, bb, gb, gl, anchors).total)
 
 
 # ---------------------------------------------------------------- bad input
