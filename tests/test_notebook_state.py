@@ -91,3 +91,16 @@ def test_in_notebook_means_an_ipython_kernel(monkeypatch, shell, inside):
 
     monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
     assert K.in_notebook() is inside
+
+
+def test_in_a_real_kernel_the_notebook_is_set_up():
+    """What the notebooks get: an ipykernel (started as nbclient and JupyterLab start it) is a notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    code = ("import matplotlib, torch\nfrom ssd_lesson.course.lesson import in_notebook, setup_notebook\n"
+            "print(in_notebook(), setup_notebook(figure_format='jpeg'), matplotlib.rcParams['font.size'],"
+            " torch.are_deterministic_algorithms_enabled())")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    assert nb.cells[0].outputs[0]["text"] == "True True 9.0 True\n"
