@@ -17,8 +17,13 @@ from pathlib import Path
 from .commands.cli import (UserError, add_loss_options, check_writable, loss_options_from, nonnegative_int,
                            out_folder, positive_int, private_tempdir, run_command)
 
+# No module here imports torch when loaded: ``python -m ssd_lesson --help`` answers without it (it takes
+# about 3 s to import); each subcommand imports what it needs when chosen.
+
 
 def _dissect(argv: Sequence[str]) -> int:
+    from .core.matching import IOU_THRESHOLD  # imports torch
+
     p = argparse.ArgumentParser(prog="python -m ssd_lesson dissect",
                                 description="Walk the article's steps on the default example: print its tables, save its figures.")
     p.add_argument("--out", type=out_folder, default="ssd_lesson_out",

@@ -1,4 +1,5 @@
-"""Shared test set-up: headless matplotlib, and small datasets several test files read."""
+"""Shared test set-up: headless matplotlib, one torch thread, the slow tier's marks, and small datasets
+several test files read."""
 import getpass
 import tempfile
 from pathlib import Path
@@ -22,8 +23,14 @@ SESSION_OWN = ("pytest-of-", "ssd-lesson-compile-", "torchinductor_")
 
 import matplotlib
 import pytest
+import torch
 
 matplotlib.use("Agg")
+# The tests' tensors are small: torch's intra-op threads cost more than they give, and on a busy machine
+# they spin against other processes (the training tests took 5x the CPU with two threads on two loaded
+# cores). One thread, unless OMP_NUM_THREADS says otherwise. Subprocesses and notebook kernels keep theirs.
+if not os.environ.get("OMP_NUM_THREADS"):
+    torch.set_num_threads(1)
 
 from ssd_lesson.data import collage as C  # noqa: E402
 
@@ -48,31 +55,12 @@ def _compile_caches_removed_at_the_end():
                 shutil.rmtree(INDUCTOR_DEFAULT, ignore_errors=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _fresh_process_state():
-    """The warning filters and torch's deterministic switch as the session starts (set up before any
-    module's fixtures, so before anything called the starting kit)."""
-    import warnings
-
-    import torch
-
-    return list(warnings.filters), (torch.are_deterministic_algorithms_enabled(),
-                                    torch.is_deterministic_algorithms_warn_only_enabled())
-
-
-@pytest.fixture(autouse=True)
-def _process_state_restored(_fresh_process_state):
-    """Tests that call the starting kit set up a notebook (warning filters, deterministic algorithms):
-    after each test the process is put back as a fresh ``python -m ssd_lesson`` would find it."""
-    import warnings
-
-    import torch
-
-    yield
-    filters, (deterministic, warn_only) = _fresh_process_state
-    warnings.filters[:] = filters
-    warnings._filters_mutated()  # drop the cached "once"/"default" decisions made under the old filters
-    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+def pytest_collection_modifyitems(config, items):
+    """The notebooks' cells that nbval runs (testpaths has ``notebooks``) are in the slow tier: executing the
+    series takes many minutes. ``-m "not slow"`` leaves them out; the plain ``python -m pytest`` runs them."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ import pytest
 from ssd_lesson.commands import cli
 from ssd_lesson.__main__ import main
 
+from .in_process import Ran, run_main
+
 ROOT = Path(__file__).resolve().parents[1]
 A_FILE = "{file}"  # replaced by an existing plain file
 
@@ -42,14 +44,11 @@ BAD = [
 ]
 
 
-def run_cli(line: str, tmp_path: Path, **env) -> subprocess.CompletedProcess:
+def run_cli(line: str, tmp_path: Path, **env) -> Ran:
+    """``python -m ssd_lesson <line>`` from ``tmp_path``, in this process (tests/in_process.py)."""
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("not a folder, not a checkpoint")
-    argv = line.replace(A_FILE, str(a_file)).split()
-    environ = {**os.environ, "PYTHONPATH": str(ROOT), "SSD_LESSON_DEBUG": "", **env}
-    environ.pop("SSD_LESSON_VOC", None)
-    return subprocess.run([sys.executable, "-m", "ssd_lesson", *argv], capture_output=True, text=True, cwd=tmp_path,
-                          env=environ, timeout=300)
+    return run_main(*line.replace(A_FILE, str(a_file)).split(), cwd=tmp_path, env=env)
 
 
 @pytest.mark.parametrize("line,named", BAD, ids=[b[0] for b in BAD])
@@ -139,9 +138,33 @@ def test_unknown_command_is_status_2(capsys):
 
 
 def test_train_asked_for_missing_voc_gives_the_advice_then_one_error(tmp_path):
-    # a fresh process, as a user runs it (in-process, pytest would record the warning instead of printing it)
     r = run_cli(f"train --data voc --data-dir {tmp_path / 'nowhere'} --out {tmp_path / 'm.pth'}", tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("warning: Pascal VOC 2007 was not found") and "SSD_LESSON_VOC=/path/to/pascal_2007" in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: Pascal VOC 2007 not found")
     assert not (tmp_path / "m.pth").exists()
+
+
+def test_a_real_process_answers_help_without_torch_and_refuses_in_one_line(tmp_path):
+    """The one subprocess of this file: ``python -m ssd_lesson`` as a shell runs it. ``--help`` imports
+    neither torch nor fastai (so it answers in well under a second), and a refusal is one line, status 2."""
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "SSD_LESSON_DEBUG": ""}
+    environ.pop("SSD_LESSON_VOC", None)
+    show_heavy = ("import runpy, sys; sys.argv = ['ssd_lesson', *sys.argv[1:]]\n"
+                  "try:\n    runpy.run_module('ssd_lesson', run_name='__main__', alter_sys=True)\n"
+                  "finally:\n    print(sorted(m for m in ('torch', 'fastai', 'matplotlib') if m in sys.modules), file=sys.stderr)")
+    for argv in (["--help"], ["notebooks", "--help"]):
+        r = subprocess.run([sys.executable, "-c", show_heavy, *argv], capture_output=True, text=True, cwd=tmp_path,
+                           env=environ, timeout=120)
+        assert r.returncode == 0 and r.stdout.startswith("usage: python -m ssd_lesson"), r.stderr
+        assert r.stderr.strip().splitlines()[-1] == "[]", (argv, r.stderr)  # no heavy module was imported
+    r = subprocess.run([sys.executable, "-m", "ssd_lesson", "--help"], capture_output=True, text=True, env=environ,
+                       timeout=120)
+    assert r.returncode == 0 and "dissect" in r.stdout and "notebooks" in r.stdout and r.stderr == ""
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("not a folder")
+    r = subprocess.run([sys.executable, "-m", "ssd_lesson", "notebooks", "--out", str(a_file)], capture_output=True,
+                       text=True, cwd=tmp_path, env=environ, timeout=120)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr.splitlines() == [f"error: argument --out: {a_file} cannot be a folder: {a_file} is a file "
+                                     "(see python -m ssd_lesson notebooks --help)"]

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from .in_process import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args, env=None, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ssd_lesson", "evaluate", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd or ROOT, timeout=600)
+    """``python -m ssd_lesson evaluate *args``, in this process (tests/in_process.py)."""
+    return run_main("evaluate", *args, env=env, cwd=cwd or ROOT)
 
 
 @pytest.fixture(scope="module")

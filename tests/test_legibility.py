@@ -31,9 +31,11 @@ MAX_WIDTH = 1600
 
 @pytest.fixture(scope="module")
 def kit():
-    from ssd_lesson.course.lesson import start_lesson
+    """The notebooks' example and activations, and their plotting style (savefig.dpi 90, 9 pt) while measuring."""
+    from ssd_lesson.course.lesson import notebook_state, start_lesson
 
-    return start_lesson(checkpoint=None, verbose=False)
+    with notebook_state():
+        yield start_lesson(checkpoint=None, verbose=False)
 
 
 def _nb02(k):

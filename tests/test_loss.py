@@ -59,17 +59,38 @@ def test_ssd_loss_equals_per_image_reference(case, B, max_g, seed):
         assert res.match.positive.any()  # the random case really exercises the regression
 
 
-@pytest.mark.parametrize("case", LOSS_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
-def test_compiled_code_path_equals_reference(case):
+def _case_id(case):
+    return "-".join(str(v) for v in case.values())
+
+
+#: Under torch.compile the fast tier checks the lesson's default and the anchors' matching with focal loss
+#: (both of _BCELoss's and _max_first_index's compiled branches); the other cases are in the slow tier.
+COMPILED_CASES = [pytest.param(c, id=_case_id(c), marks=() if i in (0, 3) else pytest.mark.slow)
+                  for i, c in enumerate(LOSS_CASES)]
+
+
+@pytest.fixture(scope="session")
+def compiled_loss():
+    """``ssd_loss`` under ``torch.compile``, made once for the session: the "eager" backend runs exactly the
+    traced graph; ``dynamic=True`` gives one graph per set of options for every batch size. Past the
+    recompile limit it fails rather than quietly running eager."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(recompile_limit=32, fail_on_recompile_limit_hit=True):
+        yield torch.compile(lambda *a, **kw: ssd_loss(*a, validate=False, **kw), backend="eager", fullgraph=True,
+                            dynamic=True)
+
+
+@pytest.mark.parametrize("case", COMPILED_CASES)
+def test_compiled_code_path_equals_reference(case, compiled_loss):
     # Under torch.compile the loss takes other formulations of the same arithmetic (see
     # _BCELoss and matching._max_first_index). The "eager" backend runs exactly the traced
     # graph, so this checks those branches' numbers, gradients included, to the same 1e-9.
-    torch._dynamo.reset()  # each case compiles afresh (and stays under the recompile limit)
-    compiled = torch.compile(lambda *a, **kw: ssd_loss(*a, validate=False, **kw), backend="eager", fullgraph=True)
-    check_against_reference(case, 16, 20, 14, loss_fn=compiled)
-    check_against_reference(case, 3, 1, 15, loss_fn=compiled)
+    check_against_reference(case, 16, 20, 14, loss_fn=compiled_loss)
+    check_against_reference(case, 3, 1, 15, loss_fn=compiled_loss)
 
 
+@pytest.mark.slow  # inductor generates and compiles C++: one to two minutes of CPU
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("match_on", ["predictions", "anchors"])
 def test_inductor_compiled_loss_equals_reference(match_on, device):
@@ -134,8 +155,11 @@ def test_regression_reductions_relate_by_positive_count():
     torch.testing.assert_close(summed.regression, mean.regression * n_pos)
 
 
+@pytest.mark.parametrize("fast_mode", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["fast_mode", "full"])
 @pytest.mark.parametrize("kw", [dict(), dict(classification="focal", focal_gamma=2.0), dict(match_on="anchors")])
-def test_gradcheck_float64(kw):
+def test_gradcheck_float64(kw, fast_mode):
+    """Analytical against numerical gradients. ``fast_mode`` (the fast tier) compares them along random
+    directions; the full check (the slow tier, about a minute a case) builds the whole 720-input Jacobian."""
     gen = torch.Generator().manual_seed(30)
     spec = AnchorSpec(grids=(2, 1))
     anchors = make_anchors(spec, dtype=torch.float64)
@@ -145,7 +169,8 @@ def test_gradcheck_float64(kw):
     bb.requires_grad_()
     res = ssd_loss(cl, bb, gb, gl, anchors, **kw)
     assert res.match.positive.any()
-    assert torch.autograd.gradcheck(lambda c, b: ssd_loss(c, b, gb, gl, anchors, **kw).total, (cl, bb), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda c, b: ssd_loss(c, b, gb, gl, anchors, **kw).total, (cl, bb), eps=1e-6, atol=1e-6,
+                                    fast_mode=fast_mode)
 
 
 def test_focal_weight_stays_in_graph():
@@ -163,13 +188,12 @@ def test_focal_weight_stays_in_graph():
     assert res_grad[0, 0, 1].item() == 0.0  # the background logit is dropped
 
 
-def test_loss_compiles_without_graph_breaks():
-    # validate=False leaves no host sync and no data-dependent shape: one graph.
+def test_loss_compiles_without_graph_breaks(compiled_loss):
+    # validate=False leaves no host sync and no data-dependent shape: one graph (fullgraph=True), in float32 too.
     anchors = make_anchors()
     gen = torch.Generator().manual_seed(40)
     cl, bb, gb, gl = random_batch(2, 4, gen, dtype=torch.float32, min_g=1)
-    fn = torch.compile(lambda *a: ssd_loss(*a, anchors, validate=False).total, backend="eager", fullgraph=True)
-    torch.testing.assert_close(fn(cl, bb, gb, gl), ssd_loss(cl, bb, gb, gl, anchors).total)
+    torch.testing.assert_close(compiled_loss(cl, bb, gb, gl, anchors).total, ssd_loss(cl, bb, gb, gl, anchors).total)
 
 
 # ---------------------------------------------------------------- bad input

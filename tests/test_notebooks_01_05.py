@@ -20,7 +20,7 @@ import torch
 from ssd_lesson import activations_to_boxes, make_anchors, ssd_loss
 from ssd_lesson.drawing import tables
 from ssd_lesson.drawing import plots
-from ssd_lesson.course.lesson import example_activations, load_example, setup_notebook
+from ssd_lesson.course.lesson import example_activations, load_example
 from ssd_lesson.course.widgets import BoxWidget, ThresholdWidget
 
 from .helpers import opens_with_the_kit
@@ -286,23 +286,8 @@ def test_predictions_by_grid_figure_is_column_3_of_figs_1_to_3(case):
                 np.testing.assert_allclose(got[k], exp[k], atol=1e-9)
 
 
-def test_widgets_default_to_png_and_setup_notebook_outside_ipython():
-    import random
-    import warnings
-
-    import matplotlib
-
+def test_widgets_default_to_png():
     ex = load_example(offline=True)
     anchors = make_anchors()
     w = BoxWidget(ex, anchors, None, index=0, dpi=30)
     assert w.image.format == "png" and bytes(w.image.value).startswith(PNG)
-    # setup_notebook changes process-wide state: put it all back afterwards
-    det, det_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    rng = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
-    try:
-        with warnings.catch_warnings(), matplotlib.rc_context():
-            setup_notebook(figure_format="jpeg")  # outside IPython: seeds and style, and no error
-            assert matplotlib.rcParams["figure.dpi"] == 90
-    finally:
-        torch.use_deterministic_algorithms(det, warn_only=det_warn)
-        random.setstate(rng[0]), np.random.set_state(rng[1]), torch.random.set_rng_state(rng[2])

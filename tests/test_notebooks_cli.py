@@ -20,6 +20,7 @@ def test_listing_without_execute(capsys):
     assert "01_ground_truth.ipynb" in out and "--execute" in out
 
 
+@pytest.mark.slow  # executes a notebook in a kernel
 def test_execute_one_writes_a_copy_and_html(tmp_path):
     original = (NOTEBOOK_DIR / "01_ground_truth.ipynb").read_bytes()
     times = execute_series(tmp_path / "nb", tmp_path / "html", only="01_")

@@ -45,6 +45,7 @@ def test_loss_wrapper_is_ssd_loss_per_image():
     torch.testing.assert_close(loss.last.classification, want.classification)
 
 
+@pytest.mark.slow  # two training runs and an evaluation (the fast tier trains one epoch in the tests below)
 def test_cli_trains_saves_and_is_reproducible(collage_dir, tmp_path, capsys):
     a, b = tmp_path / "a.pth", tmp_path / "b.pth"
     assert run(collage_dir, a) == 0
@@ -113,6 +114,7 @@ def test_empty_valid_split_is_reported(tmp_path, monkeypatch, capsys):
     assert "the valid split is empty" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two processes that each import fastai and train
 def test_distributed_two_cpu_processes(collage_dir, tmp_path):
     """``torchrun --nproc_per_node 2`` on the gloo backend (fastai's distrib_ctx, through accelerate)."""
     pytest.importorskip("accelerate", reason="fastai's distributed training needs the accelerate package")

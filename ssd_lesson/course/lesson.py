@@ -15,9 +15,10 @@ Temporary work goes into :func:`cache_dir`, never a fixed path in ``/tmp``. Boxe
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Optional
+from typing import Any, Iterator, Literal, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from ..model.checkpoint import CHECKPOINT_DIR, find_checkpoint
 from ..data.voc import BACKGROUND, VOC_CLASSES
 
 __all__ = ["CHECKPOINT_DIR", "OUT_ENV_VAR", "output_dir", "cache_dir", "Lesson", "start_lesson", "setup_notebook",
+           "in_notebook", "notebook_state",
            "synthetic_example", "load_example", "example_activations", "find_checkpoint", "lesson_records",
            "lesson_model", "held_out_records", "save_short_model", "checkpoint_summary", "voc_status", "SHORT_MODEL"]
 
@@ -151,7 +153,7 @@ class Lesson(NamedTuple):
 def start_lesson(figure_format: Optional[str] = None, *, requires_grad: bool = False,
                  checkpoint: str | Path | None | Literal[False] = None, offline: bool = False,
                  voc: Optional[str] = None, seed: int = 0, verbose: bool = True) -> Lesson:
-    """Set the notebook up (:func:`setup_notebook`) and return the example, anchors and activations.
+    """Set the notebook up (:func:`setup_notebook`: in a kernel only) and return the example, anchors and activations.
 
     Prints two lines: which example is used and where the activations come from.
     ``requires_grad`` makes the activations leaves that ``.backward()`` fills (notebook 08).
@@ -171,20 +173,44 @@ def start_lesson(figure_format: Optional[str] = None, *, requires_grad: bool = F
     return Lesson(example, anchors, class_logits, box_actns, gt_boxes, gt_labels)
 
 
-def setup_notebook(seed: int = 0, quiet_voc: bool = True, figure_format: Optional[str] = None,
-                   jpeg_quality: int = 75) -> None:
-    """Fixed seeds, quiet known warnings, one plotting style, and figures shown inline.
+def in_notebook() -> bool:
+    """True inside an IPython kernel (a notebook, JupyterLab, nbclient); False in a script, a test or the
+    command line, and in a terminal IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
 
+
+def setup_notebook(seed: int = 0, quiet_voc: bool = True, figure_format: Optional[str] = None,
+                   jpeg_quality: int = 75) -> bool:
+    """Inside a notebook's kernel: fixed seeds, quiet known warnings, one plotting style, figures inline.
+
+    All of that is the kernel's own process-wide state (the seeds of ``random``, numpy and torch,
+    torch's deterministic algorithms, warning filters, matplotlib's backend and rcParams), so
+    outside a kernel (a script, the tests, ``python -m ssd_lesson``) it changes nothing and
+    returns False; :func:`notebook_state` gives the same set-up for a ``with`` block only.
     ``quiet_voc`` hides the (long) "Pascal VOC not found" message, which notebook 01
     shows once on purpose; each notebook still prints which example it uses.
     ``figure_format`` (e.g. ``"jpeg"``) is how figures are stored in the notebook: the
     figures full of photographs (Figs. 1-3, 5, 6) are about 4x smaller as JPEG
     (``jpeg_quality``) than as PNG. None leaves IPython's choice.
     """
+    if not in_notebook():
+        return False
+    _set_up(seed, quiet_voc)
+    from ..drawing.draw import notebook_style
+
+    notebook_style(figure_format, jpeg_quality)
+    return True
+
+
+def _set_up(seed: int, quiet_voc: bool) -> None:
+    """Seeds, torch's deterministic algorithms and the warning filters of a notebook (process-wide)."""
     import random
     import warnings
 
-    from ..drawing.draw import notebook_style
     from ..data.voc import VocNotFoundWarning
 
     random.seed(seed)
@@ -194,7 +220,30 @@ def setup_notebook(seed: int = 0, quiet_voc: bool = True, figure_format: Optiona
     warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside fastai/torch, not ours
     if quiet_voc:
         warnings.filterwarnings("ignore", category=VocNotFoundWarning)
-    notebook_style(figure_format, jpeg_quality)
+
+
+@contextlib.contextmanager
+def notebook_state(seed: int = 0, quiet_voc: bool = True) -> Iterator[None]:
+    """What :func:`setup_notebook` sets in a kernel (seeds, deterministic algorithms, warning filters,
+    the plotting style's rcParams), for the ``with`` block only: the random states, torch's
+    deterministic switch, the filters and rcParams are put back after it. For tests and scripts
+    that draw or compute as the notebooks do."""
+    import random
+    import warnings
+
+    from ..drawing.draw import notebook_style_scope
+
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        with warnings.catch_warnings(), notebook_style_scope():
+            _set_up(seed, quiet_voc)
+            yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
 
 
 def voc_status() -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, ContextManager, NamedTuple, Optional, Sequence
 
 import matplotlib
 import numpy as np
@@ -32,7 +32,8 @@ from ..core.matching import PAD_LABEL
 from ..data.voc import VOC_CLASSES
 
 __all__ = ["Scene", "as_scene", "GT_COLORS", "BOX_COLORS", "BG_COLOR", "default_margin", "fit_margin", "fit_margins", "show_image",
-           "draw_box", "draw_grid", "draw_ground_truth", "show_detections", "plot_photo_annotations", "notebook_style"]
+           "draw_box", "draw_grid", "draw_ground_truth", "show_detections", "plot_photo_annotations", "notebook_style",
+           "notebook_style_scope", "NOTEBOOK_RC"]
 
 GT_COLORS = [matplotlib.colormaps["tab10"](i) for i in (0, 1, 2, 3, 4, 6, 8, 9, 5, 7)]  # blue, orange, green, red, ...
 BOX_COLORS = ["#e6194b", "#3cb44b", "#ffd000", "#4363d8", "#f58231", "#911eb4", "#00c8d7", "#f032e6",
@@ -230,8 +231,19 @@ def plot_photo_annotations(out_path: str | Path, records: Optional[Sequence[Any]
     return out_path
 
 
+#: The series' plotting style, the rcParams :func:`notebook_style` sets (figures measured at 90 dpi, 9 pt text).
+NOTEBOOK_RC = {"figure.dpi": 90, "savefig.dpi": 90, "font.size": 9, "figure.max_open_warning": 0}
+
+
+def notebook_style_scope() -> ContextManager[None]:
+    """The series' plotting style for a ``with`` block only (scripts and tests): matplotlib's rcParams
+    are put back after it."""
+    return matplotlib.rc_context(NOTEBOOK_RC)
+
+
 def notebook_style(figure_format: Optional[str] = None, jpeg_quality: int = 75) -> None:
-    """One plotting style for the series; in a Jupyter kernel, figures shown inline as ``figure_format``.
+    """One plotting style for the series (:data:`NOTEBOOK_RC`, process-wide: called inside a notebook's
+    kernel); in a Jupyter kernel, figures shown inline as ``figure_format``.
 
     Does what ``%matplotlib inline`` does first (its defaults would override the style), so a
     notebook needs no magic line of its own. Outside a kernel (a terminal IPython, a script) figures
@@ -247,7 +259,7 @@ def notebook_style(figure_format: Optional[str] = None, jpeg_quality: int = 75) 
     in_kernel = shell is not None and getattr(shell, "kernel", None) is not None  # Jupyter's ZMQ shell
     if in_kernel:
         shell.run_line_magic("matplotlib", "inline")
-    matplotlib.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "font.size": 9, "figure.max_open_warning": 0})
+    matplotlib.rcParams.update(NOTEBOOK_RC)
     if in_kernel and figure_format is not None:
         kw = {"pil_kwargs": {"quality": int(jpeg_quality)}} if figure_format in ("jpeg", "jpg") else {}
         set_matplotlib_formats(figure_format, **kw)
