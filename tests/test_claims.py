@@ -166,6 +166,8 @@ CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it a
     ("08", "down to a hundred-thousandth of the largest gradient"): "test_constants_the_prose_names",
 }
 TEXT = {  # (notebook, fragment): about the method, the article or the library, not about an output
+    ("04", "Move and resize the red box against ground-truth box 0"), ("05", "Step 2 is a"),
+    ("05", "Images with fewer objects are padded"), ("10", "Move the score threshold and the NMS IoU"),
     ("01", "the lesson falls back to an example"), ("02", "The body shrinks the 224×224 image"),
     ("02", "The image in the middle and right columns can look smaller"), ("02", "The model itself never shrinks"),
     ("02", "These boxes are fixed; training never moves them"), ("02", "four box activations per anchor box to move"),
@@ -195,11 +197,14 @@ DIRECTION = re.compile(r"\b(improv\w*|worse|better|rose|rises|risen|fell|falls|d
 
 
 def prose_sentences() -> list[tuple[str, int, str]]:
-    """``(notebook, cell, sentence)`` of every markdown cell but the exercises, code, formulas and links removed."""
+    """``(notebook, cell, sentence)`` of every markdown cell before the exercises (the cell tagged ``exercises``
+    opens them: questions, not statements), code, formulas and links removed."""
     found = []
     for path in SERIES:
         for i, c in enumerate(nbformat.read(path, as_version=4).cells):
-            if c.cell_type != "markdown" or "exercises" in c.metadata.get("tags", []):
+            if "exercises" in c.metadata.get("tags", []):
+                break
+            if c.cell_type != "markdown":
                 continue
             md = re.sub(r"```[\s\S]*?```|`[^`]*`|\$\$[\s\S]*?\$\$|\$[^$]*\$", "", c.source)
             md = re.sub(r"^#+ .*$", "", re.sub(r"\]\([^)]*\)", "]", md), flags=re.M)
