@@ -175,8 +175,7 @@ TEXT = {  # (notebook, fragment): about the method, the article or the library, 
     ("03", "The anchor boxes are fixed; only the activations"), ("03", "Every box obeys the limits"),
     ("03", "On the coarser grids the boxes are bigger"), ("03", "The sliders move of each activation"),
     ("03", "And the same box pushed to its limits"), ("05", "larger than any real IoU"),
-    ("05", "The article words the rule as"), ("05", "Lower it and more boxes become positives"),
-    ("05", "Predict how many boxes are positive"), ("06", "It covers the article's section"),
+    ("05", "The article words the rule as"), ("05", "Lower it and more boxes become positives"), ("06", "It covers the article's section"),
     ("06", "describes a plain binary cross-entropy"), ("06", "BCE keeps a sizeable loss"),
     ("06", "also lowers the whole curve"), ("06", "How much the focal loss takes away"),
     ("07", "What remains are the positives of notebook 5"), ("07", "The mean keeps an image with many positive"),
@@ -187,7 +186,7 @@ TEXT = {  # (notebook, fragment): about the method, the article or the library, 
     ("09", "The middle panel shows where two epochs left them"), ("10", "The loss of notebook 6 treated each class"),
     ("10", "keeps every (box, class) pair"), ("10", "Two boxes of one class that overlap by less"),
     ("10", "uses **11-point interpolation**"), ("10", "Looking to the right smooths"),
-    ("11", "Drawn over the image: on the left"), ("11", "Which matching gives the lower"),
+    ("11", "Drawn over the image: on the left"),
     ("11", "Matching on anchor boxes (the lesson's code"), ("11", "Early in training the predicted boxes"),
 }
 NUMBER = re.compile(r"(?<![\w.])[-−+]?\d+(?:[.,]\d+)*(?:[×x]\d+)?%?(?!\w)")
@@ -197,14 +196,13 @@ DIRECTION = re.compile(r"\b(improv\w*|worse|better|rose|rises|risen|fell|falls|d
 
 
 def prose_sentences() -> list[tuple[str, int, str]]:
-    """``(notebook, cell, sentence)`` of every markdown cell before the exercises (the cell tagged ``exercises``
-    opens them: questions, not statements), code, formulas and links removed."""
+    """``(notebook, cell, sentence)`` of every markdown cell but the exercises (the cell tagged ``exercises`` and
+    the questions, ``**1.** ...``: questions, not statements), code, formulas and links removed."""
     found = []
     for path in SERIES:
         for i, c in enumerate(nbformat.read(path, as_version=4).cells):
-            if "exercises" in c.metadata.get("tags", []):
-                break
-            if c.cell_type != "markdown":
+            if (c.cell_type != "markdown" or "exercises" in c.metadata.get("tags", [])
+                    or re.match(r"\*\*\d+\.\*\*", c.source.lstrip())):
                 continue
             md = re.sub(r"```[\s\S]*?```|`[^`]*`|\$\$[\s\S]*?\$\$|\$[^$]*\$", "", c.source)
             md = re.sub(r"^#+ .*$", "", re.sub(r"\]\([^)]*\)", "]", md), flags=re.M)
