@@ -101,7 +101,7 @@ def test_ctrl_c_keeps_last_finished_epoch(collage_dir, tmp_path, monkeypatch, ca
 def test_empty_valid_split_is_reported(tmp_path, monkeypatch, capsys):
     from ssd_lesson.model import train
 
-    monkeypatch.setattr(train, "collage_records", lambda n, seed, root: (["a record"], [], Path(root)))
+    monkeypatch.setattr(train, "collage_records", lambda n, seed, root, **kw: (["a record"], [], Path(root)))
     assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "m.pth")]) == 2
     assert "the valid split is empty" in capsys.readouterr().err
 

@@ -125,6 +125,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    """A finite number of at least 0."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A number in [0, 1) (IoU and score thresholds)."""
     value = _number(text, float)

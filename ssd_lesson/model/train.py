@@ -28,13 +28,13 @@ from fastai.torch_core import num_distrib, set_seed
 from torch import Tensor
 
 from ..core.anchors import Anchors, make_anchors
-from ..commands.cli import at_least, fraction, out_file, positive_float, positive_int
+from ..commands.cli import at_least, fraction, nonnegative_float, out_file, positive_float, positive_int
 from ..core.loss import LossOptions, SSDLossResult, ssd_loss
 from ..core.matching import IOU_THRESHOLD
 from .metrics import map_metrics
 from .net import BODIES, SSDModel, create_ssd_model, save_checkpoint
 
-__all__ = ["SSDLoss", "LossPart", "BatchLosses", "EpochCheckpoint", "ssd_learner", "evaluate", "collage_records",
+__all__ = ["SSDLoss", "LossPart", "BatchLosses", "BoxActivationPenalty", "EpochCheckpoint", "ssd_learner", "evaluate", "collage_records",
            "train_main"]
 
 
@@ -92,6 +92,28 @@ class BatchLosses(Callback):
     def after_batch(self) -> None:
         if self.training and self.learn.loss is not None:
             self.losses.append(self.learn.loss.item())
+
+
+class BoxActivationPenalty(Callback):
+    """Adds ``weight * mean(box_actns ** 2)`` to the training loss that ``.backward()`` sees.
+
+    Only the positives' box activations get a gradient from the SSD loss; the other boxes'
+    drift with the shared weights and end up deep in tanh's flat tails (|tanh| near 1),
+    where a later match gets almost no gradient. This pulls every box activation gently
+    towards 0 (its anchor). The reported losses (``learn.loss``, the metrics) stay the SSD loss.
+    """
+
+    order = 55  # before BatchLosses, which only reads learn.loss
+
+    def __init__(self, weight: float):
+        if not weight >= 0:
+            raise ValueError(f"BoxActivationPenalty: weight must be >= 0, got {weight}")
+        self.weight = weight
+
+    def after_loss(self) -> None:
+        if self.training and self.weight > 0:
+            box_actns = self.learn.pred[1]
+            self.learn.loss_grad = self.learn.loss_grad + self.weight * box_actns.pow(2).mean()
 
 
 class EpochCheckpoint(Callback):
@@ -159,19 +181,21 @@ def evaluate(model: SSDModel, dl, loss_func: SSDLoss) -> dict[str, float]:
 
 
 def collage_records(n_images: int, seed: int, root: str | Path = "runs",
-                    verbose: bool = True) -> tuple[list, list, Path]:
-    """Train and valid records of the offline collage set ``(n_images, seed)``, made once under ``root``."""
-    from ..data.collage import make_collage_dataset
+                    verbose: bool = True, photos: str = "all") -> tuple[list, list, Path]:
+    """Train and valid records of the offline collage set ``(n_images, seed)``, made once under ``root``;
+    its objects are cut from the photographs of ``ssd_lesson.data.collage.photo_set(photos)``."""
+    from ..data.collage import make_collage_dataset, photo_set
     from ..data.images import load_voc
 
-    out = Path(root) / f"collage-n{n_images}-seed{seed}"
+    photo_set(photos)  # a clear error for an unknown set, before any folder is made
+    out = Path(root) / (f"collage-n{n_images}-seed{seed}" + ("" if photos == "all" else f"-{photos}-photos"))
     done = out / "ImageSets" / "Main" / "trainval.txt"  # written last
     ready = lambda: done.is_file() and len(done.read_text().split()) == n_images  # noqa: E731
     if not ready():
         if rank_distrib() == 0:
             if verbose:
                 print(f"making the collage set: {n_images} images in {out}", flush=True)
-            make_collage_dataset(n_images, seed, out, overwrite=True)
+            make_collage_dataset(n_images, seed, out, overwrite=True, photos=photos)
         else:  # other ranks wait for rank 0 (no process group yet: fastai's distrib_ctx makes it later)
             t0 = time.time()
             while not ready():
@@ -199,7 +223,7 @@ class _DetectionDistributedDL(DistributedDL):
         return t.tolist()
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssd_lesson train",
                                 description="Train the lesson's SSD with fastai and save a checkpoint after every epoch.")
     p.add_argument("--data", choices=("collage", "voc"), default="collage",
@@ -207,6 +231,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="voc: the dataset folder (default: $SSD_LESSON_VOC or fastai's); "
                    "collage: where to make the set (default runs/)")
     p.add_argument("--n-images", type=at_least(5), default=1000, help="collage: images in the set (20%% of them valid; at least 5)")
+    p.add_argument("--photos", choices=("all", "train"), default="all",
+                   help="collage: cut objects from all annotated photos, or keep ssd_lesson.data.collage.HELD_OUT_PHOTOS out")
     p.add_argument("--body", choices=BODIES, default="resnet34")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
                    help="ImageNet weights for the body when loadable (a warning and random weights otherwise)")
@@ -214,6 +240,11 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--bs", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=1e-2, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--wd", type=nonnegative_float, default=None, help="weight decay (default: fastai's, 0.01, decoupled)")
+    p.add_argument("--box-penalty", type=nonnegative_float, default=0.0,
+                   help="weight of mean(box_actns**2) added to the training loss (keeps boxes off tanh's limits)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this checkpoint's weights (its body and head options must match)")
     p.add_argument("--lr-find", action="store_true", help="run fastai's lr_find first and use its 'valley' suggestion")
     p.add_argument("--match-on", choices=("anchors", "predictions"), default="anchors",
                    help="match ground truth to the anchor boxes (the lesson's code) or the predicted boxes (the article)")
@@ -227,7 +258,56 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--out", type=out_file, default=Path("runs/ssd_collage.pth"), help="checkpoint path")
     p.add_argument("--half", action="store_true", help="store the checkpoint's weights as float16 (half the size)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint at --out")
-    return p.parse_args(list(argv))
+    return p
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    return _parser().parse_args(list(argv))
+
+
+def _initial_model(path: Path, body: str, n_hidden: int) -> SSDModel:
+    """The model of checkpoint ``path``, in training mode; its body and head must be ``body`` / ``n_hidden``."""
+    from .net import load_checkpoint
+
+    model = load_checkpoint(path)
+    saved_hidden = model.head_kwargs.get("n_hidden")
+    if model.body_name != body or saved_hidden != n_hidden:
+        raise ValueError(f"--init {path}: the checkpoint is a {model.body_name} body with n_hidden {saved_hidden}, "
+                         f"not the requested --body {body} --n-hidden {n_hidden}")
+    return model.train()
+
+
+def _plain(options: dict) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+
+
+def full_command(args: argparse.Namespace) -> str:
+    """The train command with every option spelled out (defaults too), so running it again
+    makes the same model whatever the defaults become; ``--force`` is left to whoever reruns it."""
+    parts = ["python -m ssd_lesson train"]
+    for action in _parser()._actions:
+        if not action.option_strings or action.dest in ("help", "force"):
+            continue
+        value, flag = getattr(args, action.dest), action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            parts.append(flag if value else f"--no-{flag[2:]}")
+        elif action.nargs == 0:  # store_true
+            parts += [flag] if value else []
+        elif value is not None:
+            parts += [flag, str(value)]
+    return " ".join(parts)
+
+
+def _init_record(path: Optional[Path]) -> Optional[dict]:
+    """The starting checkpoint: its path, sha256 and how it was made (its recorded command)."""
+    if path is None:
+        return None
+    import hashlib
+
+    from .net import load_checkpoint
+
+    return dict(path=str(path), sha256=hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                command=load_checkpoint(path).checkpoint_extra.get("command"))
 
 
 def train_main(argv: Sequence[str]) -> int:
@@ -242,7 +322,8 @@ def train_main(argv: Sequence[str]) -> int:
         say(f"error: {out} exists; pass --force to overwrite it, or choose another --out", file=sys.stderr)
         return 1
     if args.data == "collage":
-        train_recs, valid_recs, where = collage_records(args.n_images, args.seed, args.data_dir or "runs")
+        train_recs, valid_recs, where = collage_records(args.n_images, args.seed, args.data_dir or "runs",
+                                                        photos=args.photos)
     else:
         where = find_voc(args.data_dir, warn=True)  # asked for: the full advice when it is not there
         if where is None:
@@ -256,13 +337,20 @@ def train_main(argv: Sequence[str]) -> int:
         return 2
     set_seed(args.seed, reproducible=True)
     dls = make_dataloaders(train_recs, valid_recs, bs=args.bs, augment=True, seed=args.seed)
-    model = create_ssd_model(args.body, pretrained=args.pretrained, n_hidden=args.n_hidden, class_names=VOC_CLASSES)
+    if args.init is not None:
+        model = _initial_model(args.init, args.body, args.n_hidden)
+    else:
+        model = create_ssd_model(args.body, pretrained=args.pretrained, n_hidden=args.n_hidden, class_names=VOC_CLASSES)
     batch_losses = BatchLosses()
+    cbs = [batch_losses] + ([BoxActivationPenalty(args.box_penalty)] if args.box_penalty else [])
     learn = ssd_learner(dls, model, match_on=args.match_on, iou_threshold=args.iou_threshold, classification=args.loss,
-                        regression_reduction=args.regression, cbs=[batch_losses], voc_metric=args.data == "voc")
-    extra = dict(command="python -m ssd_lesson train " + " ".join(argv), data=str(where), seed=args.seed,
+                        regression_reduction=args.regression, cbs=cbs, voc_metric=args.data == "voc")
+    if args.wd is not None:
+        learn.wd = args.wd
+    extra = dict(command=full_command(args), options=_plain(vars(args)), data=str(where), seed=args.seed,
                  n_images=args.n_images if args.data == "collage" else None, n_train=len(train_recs),
-                 n_valid=len(valid_recs), loss_options=learn.loss_func.options.as_kwargs())
+                 n_valid=len(valid_recs), loss_options=learn.loss_func.options.as_kwargs(),
+                 photos=args.photos if args.data == "collage" else None, init=_init_record(args.init))
     ckpt = EpochCheckpoint(out, half=args.half, extra=extra)
     say(f"{args.data}: {len(train_recs)} train / {len(valid_recs)} valid images; body {args.body}; "
         f"{args.epochs} epochs of {len(dls.train)} batches of {args.bs}"

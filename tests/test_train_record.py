@@ -1,0 +1,86 @@
+"""What the train command records: the full command with every option, the photos kept out, and a short
+re-run of the shipped checkpoint's recorded command that gives the same first-epoch losses as a direct run."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ssd_lesson.data import collage as C
+from ssd_lesson.model.net import load_checkpoint
+from ssd_lesson.model.train import BoxActivationPenalty, _parse, full_command, train_main
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "data" / "checkpoints" / "ssd_collage.pth"
+
+
+def test_full_command_spells_out_every_option_and_parses_back():
+    args = _parse(["--body", "tiny", "--no-pretrained", "--photos", "train", "--box-penalty", "0.5", "--half"])
+    cmd = full_command(args)
+    assert cmd.startswith("python -m ssd_lesson train --data collage --n-images 1000 --photos train --body tiny "
+                          "--no-pretrained --n-hidden 256 --epochs 10 --bs 32 --lr 0.01 --box-penalty 0.5 ")
+    assert "--regression mean" in cmd and "--match-on anchors" in cmd and "--seed 0" in cmd and "--half" in cmd
+    assert "--force" not in cmd and "--init" not in cmd and "--wd" not in cmd  # unset options are left out
+    again = _parse(shlex.split(cmd)[4:])
+    assert vars(again) == vars(args)
+
+
+def test_held_out_photos_never_reach_a_train_photos_collage():
+    assert C.photo_set("held_out") == C.HELD_OUT_PHOTOS
+    assert set(C.photo_set("train")) | set(C.photo_set("held_out")) == set(C.photo_set("all"))
+    assert not set(C.photo_set("train")) & set(C.photo_set("held_out"))
+    sources = {s.split("#")[0] for i in range(30) for s, _ in C.render_collage(0, i, photos="train").sources}
+    assert sources and not sources & set(C.HELD_OUT_PHOTOS)
+    held = {s.split("#")[0] for i in range(30) for s, _ in C.render_collage(0, i, photos="held_out").sources}
+    assert held == set(C.HELD_OUT_PHOTOS)
+    with pytest.raises(ValueError, match="photos must be one of"):
+        C.photo_set("test")
+
+
+def test_box_penalty_adds_mean_square_of_box_activations_to_the_gradient_only():
+    class FakeLearn:  # what the callback reads and writes
+        training = True
+
+    learn = FakeLearn()
+    box_actns = torch.tensor([[[1.0, -2.0, 0.0, 3.0]]])
+    learn.pred, learn.loss_grad = (None, box_actns), torch.tensor(5.0)
+    learn.loss = learn.loss_grad.clone()
+    cb = BoxActivationPenalty(0.5)
+    cb.learn = learn
+    cb.after_loss()
+    assert learn.loss_grad.item() == pytest.approx(5.0 + 0.5 * (1 + 4 + 0 + 9) / 4)
+    assert learn.loss.item() == 5.0  # what fastai reports stays the SSD loss
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        BoxActivationPenalty(-1.0)
+
+
+def _short(argv: list[str], out: Path, data_dir: Path) -> list[str]:
+    """The recorded options with a short run's size: 20 collage images, batches of 4, one epoch."""
+    args = _parse(argv)
+    args.n_images, args.bs, args.epochs, args.out, args.data_dir, args.half = 20, 4, 1, out, str(data_dir), False
+    return shlex.split(full_command(args))[4:] + ["--force"]
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_command_reruns_to_the_same_first_epoch_losses(tmp_path):
+    extra = load_checkpoint(SHIPPED).checkpoint_extra
+    argv = shlex.split(extra["command"])
+    assert argv[:4] == ["python", "-m", "ssd_lesson", "train"]
+    recorded = _parse(argv[4:])
+    assert {k: str(v) if isinstance(v, Path) else v for k, v in vars(recorded).items()} == {**extra["options"], "force": False}
+    assert recorded.match_on == extra["loss_options"]["match_on"]
+    assert recorded.regression == extra["loss_options"]["regression_reduction"]
+    # the printed command, shortened, run as a learner would run it (a new process) ...
+    short = _short(argv[4:], tmp_path / "printed.pth", tmp_path / "data")
+    done = subprocess.run([sys.executable, "-m", "ssd_lesson", "train", *short], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # ... and directly, with the same options: the same first-epoch losses
+    assert train_main(_short(argv[4:], tmp_path / "direct.pth", tmp_path / "data")) == 0
+    a, b = (load_checkpoint(tmp_path / n).checkpoint_extra["metrics"] for n in ("printed.pth", "direct.pth"))
+    for k in ("train_loss", "valid_loss", "clas_loss", "regr_loss"):
+        assert np.isfinite(a[k]) and a[k] == pytest.approx(b[k], rel=1e-5), k
