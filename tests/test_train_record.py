@@ -84,3 +84,15 @@ def test_shipped_checkpoint_command_reruns_to_the_same_first_epoch_losses(tmp_pa
     a, b = (load_checkpoint(tmp_path / n).checkpoint_extra["metrics"] for n in ("printed.pth", "direct.pth"))
     for k in ("train_loss", "valid_loss", "clas_loss", "regr_loss"):
         assert np.isfinite(a[k]) and a[k] == pytest.approx(b[k], rel=1e-5), k
+
+
+def test_saturated_is_abs_tanh_above_the_limit():
+    from ssd_lesson.core.anchors import SATURATION_LIMIT, saturated
+
+    acts = torch.tensor([[[0.0, 2.29, 2.31, -3.0]]])  # atanh(0.98) = 2.2976
+    assert saturated(acts).tolist() == [[[False, False, True, True]]]
+    assert SATURATION_LIMIT == 0.98 and float(np.arctanh(0.98)) == pytest.approx(2.2976, abs=1e-4)
+    with pytest.raises(ValueError, match="must end in 4"):
+        saturated(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="limit must be between 0 and 1"):
+        saturated(acts, limit=1.5)

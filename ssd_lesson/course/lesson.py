@@ -30,7 +30,7 @@ from ..data.voc import BACKGROUND, VOC_CLASSES
 
 __all__ = ["CHECKPOINT_DIR", "OUT_ENV_VAR", "output_dir", "cache_dir", "Lesson", "start_lesson", "setup_notebook",
            "synthetic_example", "load_example", "example_activations", "find_checkpoint", "lesson_records",
-           "lesson_model", "held_out_records", "save_short_model", "checkpoint_summary", "voc_status", "SHORT_MODEL"]
+           "lesson_model", "held_out_records", "photos_seen", "save_short_model", "checkpoint_summary", "voc_status", "SHORT_MODEL"]
 
 CHECKPOINT_DIR = DATA_DIR / "checkpoints"
 OUT_ENV_VAR = "SSD_LESSON_OUT"
@@ -259,12 +259,35 @@ def save_short_model(model: Any) -> Path:
 
 
 def checkpoint_summary(model: Any, path: str | Path) -> str:
-    """Three lines on a loaded checkpoint: its file and body, the command that made it, its validation numbers."""
+    """Lines on a loaded checkpoint: its file and body, the command that made it (and the one that made
+    the checkpoint it started from), the photographs it saw, its validation numbers."""
     info = getattr(model, "checkpoint_extra", {})
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in info.get("metrics", {}).items())
-    return (f"trained checkpoint: {_shown_path(Path(path))} ({model.body_name} body)\n"
-            f"made with: {info.get('command', '(command not recorded)')}\n"
-            f"its validation numbers: {metrics}")
+    lines = [f"trained checkpoint: {_shown_path(Path(path))} ({model.body_name} body)",
+             f"made with: {info.get('command', '(command not recorded)')}"]
+    init = info.get("init")
+    if init:
+        lines.append(f"starting from {init['path']} (sha256 {init['sha256'][:12]}...), made with: {init['command']}")
+    seen = photos_seen(model)
+    if seen is not None:
+        from ..data.collage import HELD_OUT_PHOTOS
+
+        kept_out = [p for p in HELD_OUT_PHOTOS if p not in seen]
+        lines.append(f"photos its training objects were cut from: {', '.join(seen)}; "
+                     f"kept out of training: {', '.join(kept_out) or 'none'}")
+    return "\n".join(lines + [f"its validation numbers: {metrics}"])
+
+
+def photos_seen(model: Any) -> Optional[tuple[str, ...]]:
+    """The annotated photographs whose objects ``model``'s training collages (its own and those of the
+    checkpoint it started from) were cut from; None when it was not trained on the collage set."""
+    from ..data.collage import photo_set
+
+    info = getattr(model, "checkpoint_extra", {})
+    if "collage" not in str(info.get("data", "")):  # trained on VOC, or saved outside train
+        return None
+    sets = {info.get("photos") or "all"} | ({(info.get("init") or {}).get("photos") or "all"} if info.get("init") else set())
+    return tuple(sorted({name for s in sets for name in photo_set(s)}))
 
 
 def lesson_model(verbose: bool = True) -> Any:
@@ -285,8 +308,8 @@ def lesson_model(verbose: bool = True) -> Any:
 
 
 def held_out_records(model: Any, n_valid: int = 40, verbose: bool = True) -> list:
-    """Images ``model`` was not trained on: VOC 2007 val when present, else the collage set's
-    validation split made with the seed the model was trained with (recorded in its checkpoint)."""
+    """Images ``model`` was not trained on: VOC 2007 val when present, else collages; the line printed
+    says exactly what they hold out (:func:`_held_out_collages`)."""
     from ..data.voc import find_voc, load_voc
 
     voc = find_voc()
@@ -294,9 +317,33 @@ def held_out_records(model: Any, n_valid: int = 40, verbose: bool = True) -> lis
         valid = load_voc(voc, "val")[:n_valid]
         line = f"held-out images: the first {len(valid)} of Pascal VOC 2007 val ({voc})"
     else:
-        seed = int(getattr(model, "checkpoint_extra", {}).get("seed", 0))
-        valid = _collage(seed)[1]
-        line = f"VOC not found: held-out images are {len(valid)} validation images of the offline collage set (seed {seed})"
+        valid, line = _held_out_collages(model, n_valid)
     if verbose:
         print(line)
     return valid
+
+
+def _held_out_collages(model: Any, n_valid: int) -> tuple[list, str]:
+    """Collages ``model`` never saw, and a line saying what they hold out. When some annotated
+    photographs were kept out of its training (``train --photos train``), collages cut from those
+    photos only; else the validation split of its collage set (seed as recorded): new arrangements
+    of the very photographs it trained on."""
+    from ..data.collage import photo_set
+    from ..data.voc import VOC_CLASSES
+    from ..model.train import collage_records  # fastai
+
+    seed = int(getattr(model, "checkpoint_extra", {}).get("seed", 0))
+    seen = photos_seen(model) or photo_set("all")
+    unseen = [p for p in photo_set("all") if p not in seen]
+    if unseen and set(unseen) == set(photo_set("held_out")):
+        train, valid, _ = collage_records(COLLAGE_IMAGES, seed, root=cache_dir(), verbose=False, photos="held_out")
+        records = (valid + train)[:n_valid]
+        what = f"collages of photos kept out of its training ({', '.join(unseen)})"
+    else:
+        records = _collage(seed)[1][:n_valid]
+        what = (f"validation collages (seed {seed}): new arrangements, on new background crops, of objects cut from "
+                f"the same photos it trained on ({', '.join(seen)}); no photograph is held out")
+    classes = sorted({VOC_CLASSES[int(c)] for r in records for c in r.labels})
+    n_objects = sum(len(r.labels) for r in records)
+    return records, (f"VOC not found: held-out images are {len(records)} {what}; "
+                     f"{n_objects} objects of the classes {', '.join(classes)}")

@@ -306,8 +306,9 @@ def _init_record(path: Optional[Path]) -> Optional[dict]:
 
     from .net import load_checkpoint
 
+    extra = load_checkpoint(path).checkpoint_extra
     return dict(path=str(path), sha256=hashlib.sha256(Path(path).read_bytes()).hexdigest(),
-                command=load_checkpoint(path).checkpoint_extra.get("command"))
+                command=extra.get("command"), photos=extra.get("photos", "all"))
 
 
 def train_main(argv: Sequence[str]) -> int:
