@@ -105,6 +105,27 @@ def test_held_out_records_use_the_seed_the_model_was_trained_with(out_dir, monke
     assert all("collage-n10-seed0" in str(r.image_path) for r in K.held_out_records(model, verbose=False))
 
 
+def test_held_out_records_say_what_the_map_measures(out_dir, monkeypatch):
+    from ssd_lesson.data.collage import HELD_OUT_PHOTOS, photo_set
+
+    monkeypatch.setattr(K, "COLLAGE_IMAGES", 10)
+    monkeypatch.setenv("SSD_LESSON_VOC", str(out_dir / "no_voc_here"))
+    model = create_ssd_model(**K.SHORT_MODEL)
+    model.checkpoint_extra = {"seed": 0, "data": "runs/collage-n1000-seed0", "photos": "train"}
+    assert K.photos_seen(model) == photo_set("train")
+    records, line = K._held_out_collages(model, 40)
+    assert len(records) == 10 and all("collage-n10-seed0-held_out-photos" in str(r.image_path) for r in records)
+    assert line.startswith(f"VOC not found: held-out images are 10 collages of photos kept out of its training "
+                           f"({', '.join(HELD_OUT_PHOTOS)}); ")
+    assert line.endswith(f"{sum(len(r.labels) for r in records)} objects of the classes motorbike, person")
+    # a model that started from one trained on every photo has seen them all: nothing is held out
+    model.checkpoint_extra["init"] = {"path": "base.pth", "sha256": "0" * 64, "command": "...", "photos": "all"}
+    assert K.photos_seen(model) == photo_set("all")
+    records, line = K._held_out_collages(model, 40)
+    assert "validation collages (seed 0): new arrangements" in line and "no photograph is held out" in line
+    assert all("collage-n10-seed0" in str(r.image_path) and "photos" not in str(r.image_path) for r in records)
+
+
 def test_lesson_model_prefers_the_shipped_checkpoint_then_the_short_model(out_dir, monkeypatch, capsys):
     model = K.lesson_model()
     assert capsys.readouterr().out.strip() == "model: the trained checkpoint data/checkpoints/ssd_collage.pth"
