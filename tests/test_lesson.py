@@ -41,7 +41,7 @@ def test_start_lesson_equals_the_pieces_it_is_made_of():
     torch.testing.assert_close(lesson.box_actns, ba, rtol=0, atol=0)
     # the checkpoint's activations give the numbers the article's walk-through prints
     res = lesson.loss()
-    assert round(float(res.classification[0]), 4) == 6.1081 and round(float(res.total), 4) == 6.1760
+    assert round(float(res.classification[0]), 4) == 3.0819 and round(float(res.total), 4) == 3.1609
 
 
 def test_start_lesson_requires_grad_gives_leaves_that_backward_fills():
