@@ -166,6 +166,12 @@ def test_09_checkpoint_loss_on_the_example_equals_the_library(example, checkpoin
     model = load(checkpoint_09)
     out = stdout(tagged(read(NB9), "checkpoint"))
     assert line_starting(out, "made with:") == "made with: " + model.checkpoint_extra["command"]
+    from ssd_lesson.course.lesson import checkpoint_summary
+
+    summary = checkpoint_summary(model, checkpoint_09).splitlines()  # the starting checkpoint, the photos seen / kept out
+    for key in ("starting from", "photos its training objects"):
+        want = [ln for ln in summary if ln.startswith(key)]
+        assert [ln for ln in out.splitlines() if ln.startswith(key)] == want
     with torch.no_grad():
         trained = model.eval()(example[2])
     printed = [floats(line_starting(out, k))[0] for k in ("classification", "regression", "total")]
@@ -210,6 +216,9 @@ def inference(tmp_path_factory):
         train, valid, _ = collage_records(200, seed=seed, root=tmp_path_factory.mktemp("collage"),
                                           photos="held_out" if kept_out else "all")
     valid = (valid + train)[:40] if kept_out else valid[:40]
+    from ssd_lesson.course.lesson import _held_out_collages
+
+    assert _held_out_collages(model, 40)[1] in load_out  # what the mAP measures, as printed
     images, gt_boxes, gt_labels = collate_detections([DetectionDataset(valid)[i] for i in range(len(valid))])
     with torch.no_grad():
         class_logits, box_actns = model.eval()(images)
