@@ -348,6 +348,8 @@ def train_main(argv: Sequence[str]) -> int:
                         regression_reduction=args.regression, cbs=cbs, voc_metric=args.data == "voc")
     if args.wd is not None:
         learn.wd = args.wd
+    # _init_record loads --init once more, drawing from the seeded global RNG (a model's random init) before
+    # training: the shipped checkpoint was made so, and its recorded command reproduces it only in this order.
     extra = dict(command=full_command(args), options=_plain(vars(args)), data=str(where), seed=args.seed,
                  n_images=args.n_images if args.data == "collage" else None, n_train=len(train_recs),
                  n_valid=len(valid_recs), loss_options=learn.loss_func.options.as_kwargs(),
