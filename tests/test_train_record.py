@@ -96,3 +96,13 @@ def test_saturated_is_abs_tanh_above_the_limit():
         saturated(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="limit must be between 0 and 1"):
         saturated(acts, limit=1.5)
+
+
+def test_init_checkpoint_must_match_body_and_head(tmp_path):
+    base = ROOT / "data" / "checkpoints" / "base" / "ssd_collage_anchors.pth"
+    argv = ["--body", "tiny", "--no-pretrained", "--n-hidden", "16", "--n-images", "5", "--bs", "2", "--epochs", "1",
+            "--init", str(base), "--data-dir", str(tmp_path), "--out", str(tmp_path / "m.pth")]
+    with pytest.raises(ValueError, match=r"the checkpoint is a tiny body with n_hidden 128, not the requested "
+                                         r"--body tiny --n-hidden 16"):
+        train_main(argv)
+    assert not (tmp_path / "m.pth").exists()
