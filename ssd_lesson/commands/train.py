@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=1e-2, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--wd", type=nonnegative_float, default=None, help="weight decay (default: fastai's, 0.01, decoupled)")
     p.add_argument("--box-penalty", type=nonnegative_float, default=0.0,
-                   help="weight of mean(box_actns**2) added to the training loss (keeps boxes off tanh's limits)")
+                   help="weight of mean(box_actns**2) added to the loss the gradient comes from, not to the reported "
+                   "one (keeps the box activations off tanh's flat ends); default %(default)s")
     p.add_argument("--init", type=in_file, default=None,
                    help="start from this checkpoint's weights (its body, head and classes must match)")
     p.add_argument("--lr-find", action="store_true", help="run fastai's lr_find first and use its 'valley' suggestion")
