@@ -166,3 +166,23 @@ def test_anchors_are_made_once_not_per_batch(collage, monkeypatch):
     model = load_checkpoint(find_checkpoint())
     ev = evaluate.evaluate_detections(model, collage[1], batch_size=1, progress=False)  # 4 batches of one image
     assert len(ev.preds) == 4 and made == [model.spec]
+
+
+def test_collage_data_follows_the_checkpoint_s_record(monkeypatch, tmp_path):
+    """Size, seed and photographs of the default collage set are the checkpoint's (a --photos train one: its own set)."""
+    import argparse
+
+    from ssd_lesson.commands import evaluate as E
+    from ssd_lesson.data import collage
+    from ssd_lesson.model.checkpoint import CheckpointRecord, TrainingData
+
+    asked = []
+    monkeypatch.setattr(collage, "collage_records", lambda n, seed, root, **kw: asked.append((n, seed, kw)) or
+                        ([], ["a record"], Path(root) / "set"))
+    args = argparse.Namespace(data="collage", n_images=None, seed=None, split=None, data_dir=str(tmp_path))
+    record = CheckpointRecord(data=TrainingData("collage", "runs/x", 30, 2, photos="train"))
+    records, what = E._records(args, record)
+    assert records == ["a record"] and asked == [(30, 2, {"photos": "train"})]
+    assert what == f"collage set {tmp_path / 'set'} (30 images, seed 2, train photos), split val"
+    E._records(args, CheckpointRecord())  # nothing recorded: the default set, every photo
+    assert asked[-1] == (1000, 0, {"photos": "all"})

@@ -11,7 +11,7 @@ import torch
 from ssd_lesson import IOU_THRESHOLD, PAD_LABEL, LossOptions, make_anchors, ssd_loss
 from ssd_lesson.course import lesson as K
 from ssd_lesson.model import checkpoint
-from ssd_lesson.model.checkpoint import CheckpointRecord, TrainingData, save_checkpoint
+from ssd_lesson.model.checkpoint import CheckpointRecord, InitCheckpoint, TrainingData, save_checkpoint
 from ssd_lesson.model.net import create_ssd_model
 
 
@@ -43,7 +43,7 @@ def test_start_lesson_equals_the_pieces_it_is_made_of():
     torch.testing.assert_close(lesson.box_actns, ba, rtol=0, atol=0)
     # the checkpoint's activations give the numbers the article's walk-through prints
     res = lesson.loss()
-    assert round(float(res.classification[0]), 4) == 6.1081 and round(float(res.total), 4) == 6.1760
+    assert round(float(res.classification[0]), 4) == 3.0819 and round(float(res.total), 4) == 3.1609
 
 
 def test_start_lesson_requires_grad_gives_leaves_that_backward_fills():
@@ -105,6 +105,27 @@ def test_held_out_records_use_the_seed_the_model_was_trained_with(out_dir, monke
     assert valid and all("collage-n10-seed3" in str(r.image_path) for r in valid)
     model.record = CheckpointRecord()  # a checkpoint that records no data: the default seed, 0
     assert all("collage-n10-seed0" in str(r.image_path) for r in K.held_out_records(model, verbose=False))
+
+
+def test_held_out_records_say_what_the_map_measures(out_dir, monkeypatch):
+    from ssd_lesson.data.collage import HELD_OUT_PHOTOS, photo_set
+
+    monkeypatch.setattr(K, "COLLAGE_IMAGES", 10)
+    monkeypatch.setenv("SSD_LESSON_VOC", str(out_dir / "no_voc_here"))
+    model = create_ssd_model(**K.SHORT_MODEL)
+    model.record = CheckpointRecord(data=TrainingData("collage", "runs/collage-n1000-seed0", 1000, 0, photos="train"), seed=0)
+    assert K.photos_seen(model) == photo_set("train")
+    records, line = K._held_out_collages(model, 40)
+    assert len(records) == 10 and all("collage-n10-seed0-held_out-photos" in str(r.image_path) for r in records)
+    assert line.startswith(f"VOC not found: held-out images are 10 collages of photos kept out of its training "
+                           f"({', '.join(HELD_OUT_PHOTOS)}); ")
+    assert line.endswith(f"{sum(len(r.labels) for r in records)} objects of the classes motorbike, person")
+    # a model that started from one trained on every photo has seen them all: nothing is held out
+    model.record = model.record.replace(init=InitCheckpoint("base.pth", "0" * 64, "...", photos="all"))
+    assert K.photos_seen(model) == photo_set("all")
+    records, line = K._held_out_collages(model, 40)
+    assert "validation collages (seed 0): new arrangements" in line and "no photograph is held out" in line
+    assert all("collage-n10-seed0" in str(r.image_path) and "photos" not in str(r.image_path) for r in records)
 
 
 def test_lesson_model_prefers_the_shipped_checkpoint_then_the_short_model(out_dir, monkeypatch, capsys):

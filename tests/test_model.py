@@ -14,7 +14,7 @@ from ssd_lesson.drawing.draw import show_detections
 from ssd_lesson.model.infer import Detections, decode, predict
 from ssd_lesson.model.metrics import detection_map, map_metrics
 from ssd_lesson import DecodeOptions, LossOptions
-from ssd_lesson.model.checkpoint import CheckpointRecord, TrainingData, load_checkpoint, save_checkpoint
+from ssd_lesson.model.checkpoint import CheckpointRecord, InitCheckpoint, TrainingData, load_checkpoint, save_checkpoint
 from ssd_lesson.model.net import create_ssd_model
 
 
@@ -132,8 +132,10 @@ def test_checkpoint_round_trip_gives_identical_outputs(model, tmp_path):
     x = torch.randn(2, 3, 224, 224)
     record = CheckpointRecord(command="python -m ssd_lesson train --epochs 3", loss_options=LossOptions.article(),
                               decode_options=DecodeOptions(score_threshold=0.1),
-                              data=TrainingData("collage", "runs/collage-n20-seed4", 20, 4, 16, 4), seed=4, epoch=3,
-                              metrics={"mAP50": 0.25})
+                              data=TrainingData("collage", "runs/collage-n20-seed4", 20, 4, 16, 4, photos="train"), seed=4,
+                              epoch=3, metrics={"mAP50": 0.25}, options={"epochs": 3, "init": "base.pth", "wd": None},
+                              init=InitCheckpoint("base.pth", "ab" * 32, "python -m ssd_lesson train --epochs 9", "all"),
+                              note="a remark")
     path = save_checkpoint(model, tmp_path / "m.pth", record=record)
     loaded = load_checkpoint(path)
     assert loaded.spec == model.spec and loaded.class_names == model.class_names and loaded.body_name == "tiny"

@@ -14,7 +14,7 @@ import torch
 
 from ssd_lesson import AnchorSpec, LossOptions, make_anchors, ssd_loss
 from ssd_lesson.model.checkpoint import load_checkpoint
-from ssd_lesson.commands.train import train_main
+from ssd_lesson.commands.train import _parse, full_command, train_main
 from ssd_lesson.model.checkpoint import TrainingData
 from ssd_lesson.model.train import SSDLoss
 
@@ -88,8 +88,10 @@ def test_cli_loss_options_reach_the_loss_and_the_checkpoint(collage_dir, tmp_pat
     assert record.loss_options == LossOptions(match_on="predictions", iou_threshold=0.5, classification="focal",
                                               focal_alpha=0.5, focal_gamma=2.0)  # the rest: lesson_code()'s
     assert record.loss_options.regression_reduction == LossOptions.lesson_code().regression_reduction == "mean"
-    assert record.command == "python -m ssd_lesson train " + " ".join(argv) and record.seed == 0
-    assert record.data == TrainingData("collage", str(collage_dir / "collage-n20-seed0"), 20, 0, 16, 4)
+    assert record.command == full_command(_parse(argv)) and record.seed == 0  # every option spelled out
+    assert "--focal-gamma 2.0 --regression mean --seed 0" in record.command and record.options["focal_gamma"] == 2.0
+    assert record.data == TrainingData("collage", str(collage_dir / "collage-n20-seed0"), 20, 0, 16, 4, "all")
+    assert record.init is None and record.note is None
 
 
 def test_ctrl_c_keeps_last_finished_epoch(collage_dir, tmp_path, monkeypatch, capsys):
@@ -109,7 +111,7 @@ def test_ctrl_c_keeps_last_finished_epoch(collage_dir, tmp_path, monkeypatch, ca
 def test_empty_valid_split_is_reported(tmp_path, monkeypatch, capsys):
     from ssd_lesson.data import collage
 
-    monkeypatch.setattr(collage, "collage_records", lambda n, seed, root: (["a record"], [], Path(root)))
+    monkeypatch.setattr(collage, "collage_records", lambda n, seed, root, **kw: (["a record"], [], Path(root)))
     assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "m.pth")]) == 2
     assert "the valid split is empty" in capsys.readouterr().err
 

@@ -90,7 +90,7 @@ def test_box_widget_picks_another_box(case):
 
 @pytest.mark.parametrize("index", [99, 188])
 def test_every_keyboard_step_of_every_slider_changes_the_figure(case, index):
-    """Even where the activations saturate tanh (the model's box 99 in notebook 3: |tanh| >= 0.987)."""
+    """Even where the activations saturate tanh (as the first-step model's box 99 did: |tanh| >= 0.987)."""
     ex, anchors, _, ba = case
     saturated = ba.clone()
     saturated[0, index] = torch.tensor([-4.19, 3.5, -3.2, 2.9])

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..core.options import LossOptions
 
 __all__ = ["UserError", "DEBUG_ENV", "debug_enabled", "run_command", "positive_int", "nonnegative_int", "at_least",
-           "fraction", "unit_interval", "finite_float", "positive_float", "nonnegative_float", "out_folder", "out_file",
+           "fraction", "unit_interval", "finite_float", "positive_float", "nonnegative_float", "in_file", "out_folder", "out_file",
            "add_loss_options", "loss_options_from", "check_writable", "private_tempdir"]
 
 DEBUG_ENV = "SSD_LESSON_DEBUG"
@@ -146,7 +146,7 @@ def unit_interval(text: str) -> float:
 
 
 def nonnegative_float(text: str) -> float:
-    """A finite number of at least 0 (the focal gamma)."""
+    """A finite number of at least 0 (the focal gamma, a weight decay, a penalty's weight)."""
     value = _number(text, float)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
@@ -166,6 +166,16 @@ def out_folder(text: str) -> Path:
     blocker = _existing_non_folder(path)
     if blocker is not None:
         raise argparse.ArgumentTypeError(f"{text} cannot be a folder: {blocker} is a file")
+    return path
+
+
+def in_file(text: str) -> Path:
+    """A file to read: it must exist and be a file (not a folder)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
     return path
 
 

@@ -2,8 +2,8 @@
 
 The command line of :mod:`ssd_lesson.model.evaluate`. The checkpoint's
 :class:`~ssd_lesson.model.checkpoint.CheckpointRecord` says which collage set it was trained
-on (its validation split is the default data), how its mAP was decoded, and what loss it
-trained with (printed); options given on the command line win.
+on (its size, seed and photographs: its validation split is the default data), how its mAP was
+decoded, and what loss it trained with (printed); options given on the command line win.
 """
 from __future__ import annotations
 
@@ -85,10 +85,11 @@ def _records(args, record) -> tuple[list, str]:
         trained = record.data if record.data is not None and record.data.kind == "collage" else None
         n = args.n_images or (trained.n_images if trained else None) or DEFAULT_COLLAGE["n_images"]
         seed = next(s for s in (args.seed, trained.seed if trained else None, DEFAULT_COLLAGE["seed"]) if s is not None)
+        photos = trained.photos if trained else "all"  # a --photos train checkpoint: its own set, without the held-out
         split = args.split or "val"
-        _, valid, folder = collage_records(n, seed, args.data_dir or "runs")
+        _, valid, folder = collage_records(n, seed, args.data_dir or "runs", photos=photos)
         records = valid if split == "val" else load_voc(folder, split)
-        return records, f"collage set {folder} ({n} images, seed {seed}), split {split}"
+        return records, f"collage set {folder} ({n} images, seed {seed}, {photos} photos), split {split}"
     with warnings.catch_warnings(record=True) as caught:  # find_voc's warning is many lines: one is enough here
         warnings.simplefilter("always")
         where = find_voc(args.data_dir)

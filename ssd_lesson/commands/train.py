@@ -3,8 +3,11 @@
 The command line of :mod:`ssd_lesson.model.train`: the data (the offline collage set or
 Pascal VOC 2007), the model, the schedule and the loss options (one
 :class:`~ssd_lesson.core.options.LossOptions`, by default :meth:`LossOptions.lesson_code`).
-The checkpoint carries a :class:`~ssd_lesson.model.checkpoint.CheckpointRecord`: this exact
-command, the loss options, the data, the seed and each epoch's validation numbers.
+The checkpoint carries a :class:`~ssd_lesson.model.checkpoint.CheckpointRecord`: the command with
+every option spelled out (:func:`full_command`, so running it again makes the same model whatever
+the defaults become) and the parsed options, the loss options, the data (for collages, which
+photographs: ``--photos``), the seed, the checkpoint it started from (``--init``) and each epoch's
+validation numbers.
 """
 from __future__ import annotations
 
@@ -12,14 +15,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from .cli import add_loss_options, at_least, check_writable, loss_options_from, out_file, positive_float, positive_int
+from .cli import (add_loss_options, at_least, check_writable, in_file, loss_options_from, nonnegative_float, out_file,
+                  positive_float, positive_int)
 
-__all__ = ["train_main"]
+__all__ = ["train_main", "full_command"]
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     from ..core.options import LossOptions
     from ..model.net import BODIES
 
@@ -30,6 +34,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="voc: the dataset folder (default: $SSD_LESSON_VOC or fastai's); "
                    "collage: where to make the set (default runs/)")
     p.add_argument("--n-images", type=at_least(5), default=1000, help="collage: images in the set (20%% of them valid; at least 5)")
+    p.add_argument("--photos", choices=("all", "train"), default="all",
+                   help="collage: cut objects from all annotated photos, or keep ssd_lesson.data.collage.HELD_OUT_PHOTOS out")
     p.add_argument("--body", choices=BODIES, default="resnet34")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
                    help="ImageNet weights for the body when loadable (a warning and random weights otherwise)")
@@ -37,13 +43,46 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--bs", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=1e-2, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--wd", type=nonnegative_float, default=None, help="weight decay (default: fastai's, 0.01, decoupled)")
+    p.add_argument("--box-penalty", type=nonnegative_float, default=0.0,
+                   help="weight of mean(box_actns**2) added to the loss the gradient comes from, not to the reported "
+                   "one (keeps the box activations off tanh's flat ends); default %(default)s")
+    p.add_argument("--init", type=in_file, default=None,
+                   help="start from this checkpoint's weights (its body, head and classes must match)")
     p.add_argument("--lr-find", action="store_true", help="run fastai's lr_find first and use its 'valley' suggestion")
     add_loss_options(p, LossOptions.lesson_code())
     p.add_argument("--seed", type=at_least(0), default=0)
     p.add_argument("--out", type=out_file, default=Path("runs/ssd_collage.pth"), help="checkpoint path")
     p.add_argument("--half", action="store_true", help="store the checkpoint's weights as float16 (half the size)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint at --out")
-    return p.parse_args(list(argv))
+    return p
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    return _parser().parse_args(list(argv))
+
+
+def full_command(args: argparse.Namespace) -> str:
+    """The train command with every option of ``args`` spelled out (defaults too), so running it again
+    makes the same model whatever the defaults become; ``--force`` is left to whoever reruns it, and
+    options left unset (None) are left out."""
+    parts = ["python -m ssd_lesson train"]
+    for action in _parser()._actions:
+        if not action.option_strings or action.dest in ("help", "force"):
+            continue
+        value, flag = getattr(args, action.dest), action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            parts.append(flag if value else f"--no-{flag[2:]}")
+        elif action.nargs == 0:  # store_true
+            parts += [flag] if value else []
+        elif value is not None:
+            parts += [flag, str(value)]
+    return " ".join(parts)
+
+
+def _plain(options: dict[str, Any]) -> dict[str, Any]:
+    """Parsed options as plain values (paths as strings), for the checkpoint."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
 
 
 def train_main(argv: Sequence[str]) -> int:
@@ -51,9 +90,10 @@ def train_main(argv: Sequence[str]) -> int:
     from ..core.options import DecodeOptions
     from ..data.collage import collage_records
     from ..data.images import VOC_CLASSES, find_voc, load_voc, make_dataloaders
-    from ..model.checkpoint import CheckpointRecord, TrainingData
+    from ..model.checkpoint import CheckpointRecord, InitCheckpoint, TrainingData
     from ..model.net import create_ssd_model
-    from ..model.train import BatchLosses, EpochCheckpoint, fit, is_main_process, n_processes, set_seed, ssd_learner
+    from ..model.train import (BatchLosses, BoxActivationPenalty, EpochCheckpoint, fit, initial_model, is_main_process,
+                               n_processes, set_seed, ssd_learner)
 
     args = _parse(argv)
     options = loss_options_from(args)
@@ -64,8 +104,11 @@ def train_main(argv: Sequence[str]) -> int:
         say(f"error: {out} exists; pass --force to overwrite it, or choose another --out", file=sys.stderr)
         return 1
     check_writable(out, "--out")  # before the data and a whole epoch
+    if args.init is not None:  # refused before the data is made; loaded again below, in the order the RNG needs
+        initial_model(args.init, args.body, args.n_hidden, VOC_CLASSES)
     if args.data == "collage":
-        train_recs, valid_recs, where = collage_records(args.n_images, args.seed, args.data_dir or "runs")
+        train_recs, valid_recs, where = collage_records(args.n_images, args.seed, args.data_dir or "runs",
+                                                        photos=args.photos)
     else:
         where = find_voc(args.data_dir, warn=True)  # asked for: the full advice when it is not there
         if where is None:
@@ -79,16 +122,24 @@ def train_main(argv: Sequence[str]) -> int:
         return 2
     set_seed(args.seed, reproducible=True)
     dls = make_dataloaders(train_recs, valid_recs, bs=args.bs, augment=True, seed=args.seed)
-    model = create_ssd_model(args.body, pretrained=args.pretrained, n_hidden=args.n_hidden, class_names=VOC_CLASSES)
+    if args.init is not None:
+        model = initial_model(args.init, args.body, args.n_hidden, VOC_CLASSES)
+    else:
+        model = create_ssd_model(args.body, pretrained=args.pretrained, n_hidden=args.n_hidden, class_names=VOC_CLASSES)
     batch_losses = BatchLosses()
+    cbs = [batch_losses] + ([BoxActivationPenalty(args.box_penalty)] if args.box_penalty else [])
     decode_options = DecodeOptions()  # what the mAP metrics decode with
-    learn = ssd_learner(dls, model, options, cbs=[batch_losses], voc_metric=args.data == "voc",
-                        decode_options=decode_options)
+    learn = ssd_learner(dls, model, options, cbs=cbs, voc_metric=args.data == "voc", decode_options=decode_options)
+    if args.wd is not None:
+        learn.wd = args.wd
     collage = args.data == "collage"
     data = TrainingData(args.data, str(where), args.n_images if collage else None, args.seed if collage else None,
-                        len(train_recs), len(valid_recs))
-    record = CheckpointRecord(command="python -m ssd_lesson train " + " ".join(argv), loss_options=options,
-                              decode_options=decode_options, data=data, seed=args.seed)
+                        len(train_recs), len(valid_recs), args.photos if collage else None)
+    # InitCheckpoint.of loads --init once more, drawing from the seeded global RNG (a model's random init) before
+    # training: the shipped checkpoint was made so, and its recorded command reproduces it only in this order.
+    init = None if args.init is None else InitCheckpoint.of(args.init)
+    record = CheckpointRecord(command=full_command(args), loss_options=options, decode_options=decode_options, data=data,
+                              seed=args.seed, options=_plain(vars(args)), init=init)
     ckpt = EpochCheckpoint(out, half=args.half, record=record)
     say(f"{args.data}: {len(train_recs)} train / {len(valid_recs)} valid images; body {args.body}; "
         f"{args.epochs} epochs of {len(dls.train)} batches of {args.bs}"

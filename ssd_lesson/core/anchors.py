@@ -20,7 +20,12 @@ from torch import Tensor
 
 from .boxes import centers_to_corners
 
-__all__ = ["AnchorSpec", "Anchors", "AnchorInfo", "make_anchors", "activations_to_boxes", "activations_to_box_planes"]
+__all__ = ["AnchorSpec", "Anchors", "AnchorInfo", "make_anchors", "activations_to_boxes", "activations_to_box_planes",
+           "SATURATION_LIMIT", "saturated"]
+
+#: |tanh(activation)| above this counts as saturated: the activation is beyond atanh(0.98) = 2.30, where
+#: tanh's slope 1 - tanh**2 is below 0.04, so a box there barely moves under a gradient.
+SATURATION_LIMIT = 0.98
 
 Scale = tuple[float, float]
 
@@ -257,3 +262,17 @@ def activations_to_box_planes(box_actns: Tensor, anchors: Anchors) -> Tensor:
     half_h, half_w = (th / 2 + 1) * h / 2, (tw / 2 + 1) * w / 2
     # One plane per coordinate: a cat of 2-row blocks makes torch.compile loop 2 wide.
     return torch.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], dim=-2)
+
+
+def saturated(box_actns: Tensor, limit: float = SATURATION_LIMIT) -> Tensor:
+    """``|tanh(box_actns)| > limit``, elementwise: ``(..., 4)`` bool, True where an activation sits at the
+    flat end of tanh (the predicted box's centre half a cell off, or its side 0.5x / 1.5x the anchor box's).
+
+    ``saturated(box_actns).float().mean()`` is the share of saturated activations;
+    ``saturated(box_actns).any(-1)`` marks the boxes with at least one.
+    """
+    if not 0 < limit < 1:
+        raise ValueError(f"saturated: limit must be between 0 and 1 (a value of |tanh|), got {limit}")
+    if box_actns.shape[-1:] != (4,):
+        raise ValueError(f"saturated: box_actns must end in 4 activations (dy, dx, dh, dw), got shape {tuple(box_actns.shape)}")
+    return torch.tanh(box_actns).abs() > limit

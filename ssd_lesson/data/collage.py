@@ -33,14 +33,20 @@ from PIL import Image
 from .images import DATA_DIR, load_image
 from .voc import Record, load_voc, parse_voc_xml, write_voc_xml
 
-__all__ = ["PHOTO_ANNOTATIONS", "BACKGROUNDS", "package_file", "photo_records", "Crop", "object_crops",
-           "Collage", "paste_objects", "render_collage", "make_collage_dataset", "collage_ready", "make_collage_once",
-           "collage_records"]
+__all__ = ["PHOTO_ANNOTATIONS", "BACKGROUNDS", "HELD_OUT_PHOTOS", "PHOTO_SETS", "photo_set", "package_file",
+           "photo_records", "Crop", "object_crops", "Collage", "paste_objects", "render_collage", "make_collage_dataset",
+           "collage_ready", "make_collage_once", "collage_records"]
 
 PHOTO_ANNOTATIONS = DATA_DIR / "annotations"
 # Real photographs with no VOC object in them (checked by eye): backgrounds for the collages.
 BACKGROUNDS = ("skimage/data/rocket.jpg", "skimage/data/coffee.png", "skimage/data/brick.png",
                "skimage/data/grass.png", "skimage/data/gravel.png", "skimage/data/hubble_deep_field.jpg")
+#: Photographs kept out of training (``--photos train``): a person and the motorbike's second view.
+#: The cat has one photograph only, so it cannot be held out; ``motorcycle_right`` is the same
+#: motorbike as ``motorcycle_left`` seen from a camera a little to the side (a stereo pair).
+HELD_OUT_PHOTOS = ("grace_hopper.jpg", "motorcycle_right.png")
+#: Which photographs a collage set cuts its objects from.
+PHOTO_SETS = ("all", "train", "held_out")
 MIN_VISIBLE = 0.6  # an occluded object keeps at least this fraction of its box, and touches all 4 sides
 
 
@@ -77,11 +83,23 @@ class Crop:
     source: str
 
 
+def photo_set(photos: str) -> tuple[str, ...]:
+    """File names of the annotated photographs in ``photos``: ``"all"``, ``"train"`` (all but
+    :data:`HELD_OUT_PHOTOS`) or ``"held_out"``."""
+    if photos not in PHOTO_SETS:
+        raise ValueError(f"photos must be one of {PHOTO_SETS}, got {photos!r}")
+    names = tuple(sorted(r.image_path.name for r in photo_records()))
+    if photos == "all":
+        return names
+    return tuple(n for n in names if (n in HELD_OUT_PHOTOS) == (photos == "held_out"))
+
+
 @lru_cache(maxsize=None)
-def object_crops() -> tuple[Crop, ...]:
-    """Every non-difficult object of the photo annotations, cut out at its (integer) box."""
-    crops = []
-    for r in photo_records():
+def object_crops(photos: str = "all") -> tuple[Crop, ...]:
+    """Every non-difficult object of the photo annotations (those of :func:`photo_set` ``(photos)``),
+    cut out at its (integer) box."""
+    crops, wanted = [], photo_set(photos)
+    for r in (r for r in photo_records() if r.image_path.name in wanted):
         image = load_image(r.image_path)
         for i, (box, lab, diff) in enumerate(zip(r.boxes.astype(int), r.labels, r.difficult)):
             if not diff:  # difficult = a fragment (e.g. a bicycle hidden behind a bench): not a good example
@@ -132,13 +150,14 @@ def _still_visible(owner: np.ndarray, boxes: list) -> bool:
     return True
 
 
-def render_collage(seed: int, index: int, size: int = 224, max_objects: int = 4) -> Collage:
+def render_collage(seed: int, index: int, size: int = 224, max_objects: int = 4, photos: str = "all") -> Collage:
     """Image ``index`` of the collage set ``seed``: deterministic, independent of the set's length.
 
     A random square crop of a background photo; then 1..``max_objects`` objects,
     each of a uniformly chosen class, scaled so its longer side is 0.2-0.9 of the
     image, at a random position. A placement that would hide too much of an earlier
-    object is retried (smaller every 10 tries) or, after 30 tries, left out.
+    object is retried (smaller every 10 tries) or, after 30 tries, left out. The objects
+    are cut from the photographs of :func:`photo_set` ``(photos)``.
     """
     rng = np.random.default_rng([seed, index])
     bgs = _backgrounds()
@@ -149,7 +168,7 @@ def render_collage(seed: int, index: int, size: int = 224, max_objects: int = 4)
     if rng.random() < 0.5:
         background = np.ascontiguousarray(background[:, ::-1])
 
-    crops = object_crops()
+    crops = object_crops(photos)
     classes = sorted({c.label for c in crops})
     chosen, boxes, flips = [], [], []
     owner = np.full((size, size), -1, np.int16)
@@ -180,12 +199,13 @@ def _is_valid(i: int, fraction: float) -> bool:
 
 
 def make_collage_dataset(n_images: int, seed: int, out_dir: str | Path, overwrite: bool = False,
-                         valid_fraction: float = 0.2, size: int = 224, quality: int = 95) -> Path:
+                         valid_fraction: float = 0.2, size: int = 224, quality: int = 95, photos: str = "all") -> Path:
     """Write a VOC-layout detection set (Annotations/, JPEGImages/, ImageSets/Main/{train,val,trainval}.txt).
 
     Image ``i`` is :func:`render_collage` ``(seed, i)``, saved as JPEG. A non-empty
     ``out_dir`` is refused unless ``overwrite=True``, which replaces only those three
-    folders. Returns ``out_dir``; read it with ``load_voc(out_dir, "train")``.
+    folders. ``photos`` as in :func:`render_collage`. Returns ``out_dir``; read it with
+    ``load_voc(out_dir, "train")``.
     """
     out = Path(out_dir)
     if n_images < 2:
@@ -202,10 +222,10 @@ def make_collage_dataset(n_images: int, seed: int, out_dir: str | Path, overwrit
         (out / sub).mkdir(parents=True, exist_ok=True)
     ids = {"train": [], "val": []}
     for i in range(n_images):
-        c, name = render_collage(seed, i, size), f"{i:06d}"
+        c, name = render_collage(seed, i, size, photos=photos), f"{i:06d}"
         Image.fromarray(c.image).save(out / "JPEGImages" / f"{name}.jpg", quality=quality)
         write_voc_xml(out / "Annotations" / f"{name}.xml", f"{name}.jpg", size, size, c.boxes, c.labels,
-                      source=f"ssd-lesson collage, seed {seed}")
+                      source=f"ssd-lesson collage, seed {seed}" + ("" if photos == "all" else f", {photos} photos"))
         ids["val" if _is_valid(i, valid_fraction) else "train"].append(name)
     if not ids["val"]:  # tiny sets: keep the val split non-empty
         ids["val"].append(ids["train"].pop())
@@ -220,8 +240,9 @@ def collage_ready(out_dir: str | Path, n_images: int) -> bool:
     return done.is_file() and len(done.read_text().split()) == n_images
 
 
-def make_collage_once(n_images: int, seed: int, out_dir: str | Path) -> Path:
-    """The collage set ``(n_images, seed)`` at ``out_dir``, made unless it is complete there already.
+def make_collage_once(n_images: int, seed: int, out_dir: str | Path, photos: str = "all") -> Path:
+    """The collage set ``(n_images, seed)`` (objects cut from :func:`photo_set` ``(photos)``) at ``out_dir``,
+    made unless it is complete there already.
 
     Safe when several processes ask for it at once (two ``train`` runs): each builds in a folder of
     its own beside ``out_dir`` and renames it into place, which is atomic; the first rename wins and
@@ -237,7 +258,7 @@ def make_collage_once(n_images: int, seed: int, out_dir: str | Path) -> Path:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(building, 0o777 & ~umask)  # mkdtemp's folder is private (0700); the set is not
-        make_collage_dataset(n_images, seed, building, overwrite=True)
+        make_collage_dataset(n_images, seed, building, overwrite=True, photos=photos)
         try:
             os.rename(building, out)  # fails when out is a non-empty folder
         except OSError:
@@ -256,18 +277,21 @@ def _rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
-def collage_records(n_images: int, seed: int, root: str | Path = "runs",
-                    verbose: bool = True) -> tuple[list[Record], list[Record], Path]:
-    """Train and valid records of the offline collage set ``(n_images, seed)``, made once under ``root``
-    (in ``root/collage-n{n_images}-seed{seed}``); also its folder. In a distributed run rank 0
-    makes it and the other ranks wait for it (up to 10 minutes)."""
-    out = Path(root) / f"collage-n{n_images}-seed{seed}"
+def collage_records(n_images: int, seed: int, root: str | Path = "runs", verbose: bool = True,
+                    photos: str = "all") -> tuple[list[Record], list[Record], Path]:
+    """Train and valid records of the offline collage set ``(n_images, seed)``, its objects cut from the
+    photographs of :func:`photo_set` ``(photos)``, made once under ``root`` (in
+    ``root/collage-n{n_images}-seed{seed}``, with ``-{photos}-photos`` appended unless ``photos`` is
+    ``"all"``); also its folder. In a distributed run rank 0 makes it and the other ranks wait for it
+    (up to 10 minutes)."""
+    photo_set(photos)  # a clear error for an unknown set, before any folder is made
+    out = Path(root) / (f"collage-n{n_images}-seed{seed}" + ("" if photos == "all" else f"-{photos}-photos"))
     ready = lambda: collage_ready(out, n_images)  # noqa: E731
     if not ready():
         if _rank() == 0:
             if verbose:
                 print(f"making the collage set: {n_images} images in {out}", flush=True)
-            make_collage_once(n_images, seed, out)
+            make_collage_once(n_images, seed, out, photos=photos)
         else:  # other ranks wait for rank 0 (no process group yet: fastai's distrib_ctx makes it later)
             t0 = time.time()
             while not ready():

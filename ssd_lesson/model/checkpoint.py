@@ -1,8 +1,10 @@
 """Checkpoints: the model's weights, what rebuilds it, and a typed record of how it was made.
 
 :func:`save_checkpoint` writes the weights with the anchor spec, class names, body and size,
-and a :class:`CheckpointRecord`: the exact command, the loss options it trained with, the
-decode options its mAP was measured with, its data, seed, epoch and validation metrics.
+and a :class:`CheckpointRecord`: the command with every option, the loss options it trained with,
+the decode options its mAP was measured with, its data (for collages, which photographs their
+objects were cut from), seed, epoch, validation metrics, and the checkpoint it started from
+(:class:`InitCheckpoint`).
 :func:`load_checkpoint` rebuilds the model and hangs the record on it as ``model.record``
 (with the path it was read from), so evaluation and the notebooks use the loss it was trained
 with. Files are read with ``torch.load(weights_only=True)``: plain values only, never code.
@@ -11,6 +13,7 @@ with. Files are read with ``torch.load(weights_only=True)``: plain values only, 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,7 @@ from ..data.files import atomic_write
 from ..data.images import DATA_DIR
 from .net import SSDModel, create_ssd_model
 
-__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "TrainingData", "CheckpointRecord",
+__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "TrainingData", "InitCheckpoint", "CheckpointRecord",
            "LEGACY_LOSS_OPTIONS", "find_checkpoint", "save_checkpoint", "load_checkpoint", "check_classes", "spec_to_dict",
            "spec_from_dict"]
 
@@ -40,8 +43,10 @@ LEGACY_LOSS_OPTIONS = LossOptions.lesson_code().replace(regression_reduction="su
 class TrainingData:
     """The images a checkpoint was trained on.
 
-    kind: ``"collage"`` (the offline set, remade from ``n_images`` and ``seed``) or ``"voc"``;
-    folder: where they were; n_train, n_valid: images in each split.
+    kind: ``"collage"`` (the offline set, remade from ``n_images``, ``seed`` and ``photos``) or ``"voc"``;
+    folder: where they were; n_train, n_valid: images in each split; photos: for collages, the
+    photographs their objects were cut from (``ssd_lesson.data.collage.photo_set(photos)``: ``"all"``,
+    the default, or ``"train"``, which keeps ``HELD_OUT_PHOTOS`` out); None for VOC.
     """
 
     kind: Literal["collage", "voc"]
@@ -50,16 +55,48 @@ class TrainingData:
     seed: Optional[int] = None
     n_train: Optional[int] = None
     n_valid: Optional[int] = None
+    photos: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "collage" and self.photos is None:  # not given (or recorded before --photos): all of them
+            object.__setattr__(self, "photos", "all")
+
+
+@dataclass(frozen=True)
+class InitCheckpoint:
+    """The checkpoint a training run started from (``train --init``).
+
+    path: as given to ``--init``; sha256: of the file's bytes when training started (so a changed file is
+    noticed); command: the command recorded in it; photos: the collage photographs it was trained on
+    (:attr:`TrainingData.photos`; None when it was not trained on collages).
+    """
+
+    path: str
+    sha256: str
+    command: Optional[str] = None
+    photos: Optional[str] = None
+
+    @classmethod
+    def of(cls, path: str | Path) -> "InitCheckpoint":
+        """The record of checkpoint ``path`` (loaded with :func:`load_checkpoint`, which builds its model)."""
+        record = load_checkpoint(path).record
+        data = record.data
+        return cls(path=str(path), sha256=hashlib.sha256(Path(path).read_bytes()).hexdigest(), command=record.command,
+                   photos=data.photos if data is not None and data.kind == "collage" else None)
 
 
 @dataclass(frozen=True)
 class CheckpointRecord:
     """How a checkpoint was made; every field may be unknown (None) for a model saved outside ``train``.
 
-    command: the exact command line; loss_options: the :class:`LossOptions` it trained with;
-    decode_options: the :class:`DecodeOptions` its mAP metrics were decoded with; data: its
-    :class:`TrainingData`; seed: training's seed; epoch: epochs finished; metrics: the last
-    epoch's validation numbers by name; path: the file it was read from (not saved).
+    command: the command line, every option spelled out (``train`` records so since issue 22;
+    older checkpoints, the exact command typed); loss_options: the :class:`LossOptions` it trained
+    with; decode_options: the :class:`DecodeOptions` its mAP metrics were decoded with; data: its
+    :class:`TrainingData`; seed: training's seed; epoch: epochs finished; metrics: the last epoch's
+    validation numbers by name; options: the command's parsed options by name (plain values; empty
+    when not recorded); init: the checkpoint it started from (:class:`InitCheckpoint`), None when it
+    started from scratch; note: a correction or remark added afterwards; path: the file it was read
+    from (not saved).
     """
 
     command: Optional[str] = None
@@ -69,6 +106,9 @@ class CheckpointRecord:
     seed: Optional[int] = None
     epoch: Optional[int] = None
     metrics: Mapping[str, float] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    init: Optional[InitCheckpoint] = None
+    note: Optional[str] = None
     path: Optional[Path] = None
 
     def replace(self, **changes: Any) -> "CheckpointRecord":
@@ -80,7 +120,8 @@ class CheckpointRecord:
         return dict(command=self.command, loss_options=None if self.loss_options is None else self.loss_options.to_dict(),
                     decode_options=self.decode_options.to_dict(),
                     data=None if self.data is None else dataclasses.asdict(self.data), seed=self.seed,
-                    epoch=self.epoch, metrics={k: float(v) for k, v in self.metrics.items()})
+                    epoch=self.epoch, metrics={k: float(v) for k, v in self.metrics.items()}, options=dict(self.options),
+                    init=None if self.init is None else dataclasses.asdict(self.init), note=self.note)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], path: Optional[Path] = None) -> "CheckpointRecord":
@@ -92,13 +133,19 @@ class CheckpointRecord:
                    loss_options=None if d.get("loss_options") is None else LossOptions.from_dict(d["loss_options"]),
                    decode_options=DecodeOptions.from_dict(d["decode_options"]),
                    data=None if d.get("data") is None else TrainingData(**d["data"]), seed=d.get("seed"),
-                   epoch=d.get("epoch"), metrics=dict(d.get("metrics") or {}), path=path)
+                   epoch=d.get("epoch"), metrics=dict(d.get("metrics") or {}), **_added_in_issue_22(d), path=path)
 
     def summary(self) -> str:
-        """Lines for a reader: the command, the loss, the validation numbers (the unknown ones left out)."""
+        """Lines for a reader: the command, the checkpoint it started from, the loss, a note, the validation
+        numbers (the unknown ones left out)."""
         lines = [f"made with: {self.command or '(command not recorded)'}"]
+        if self.init is not None:
+            lines.append(f"starting from {self.init.path} (sha256 {self.init.sha256[:12]}...), made with: "
+                         f"{self.init.command or '(command not recorded)'}")
         if self.loss_options is not None:
             lines.append(f"its loss: {self.loss_options.describe()}")
+        if self.note:
+            lines.append(f"note: {self.note}")
         if self.metrics:
             lines.append("its validation numbers: " + ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items()))
         return "\n".join(lines)
@@ -114,8 +161,16 @@ def _flag(tokens: Sequence[str], name: str) -> Optional[str]:
     return None
 
 
+def _added_in_issue_22(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's ``options``, ``init`` and ``note`` from a saved dict (new or ``extra``); absent ones are unknown."""
+    return dict(options=dict(d.get("options") or {}), note=d.get("note"),
+                init=None if d.get("init") is None else InitCheckpoint(**d["init"]))
+
+
 def _legacy(d: Mapping[str, Any], path: Optional[Path]) -> CheckpointRecord:
-    """A record from the ``extra`` dict of checkpoints saved before :class:`CheckpointRecord` (the shipped one's)."""
+    """A record from the ``extra`` dict of checkpoints saved before :class:`CheckpointRecord` (the shipped ones:
+    ``data/checkpoints/ssd_collage.pth`` and ``base/ssd_collage_anchors.pth`` record their loss options, full
+    command, parsed options, collage photos and, the first, the checkpoint it started from)."""
     command = d.get("command")
     tokens = (command or "").split()
     if d.get("loss_options") is not None:
@@ -134,10 +189,11 @@ def _legacy(d: Mapping[str, Any], path: Optional[Path]) -> CheckpointRecord:
         kind = _flag(tokens, "--data") or ("collage" if m else "voc")
         n_images = d.get("n_images") or (int(m.group(1)) if m else None)
         seed = d.get("seed") if d.get("seed") is not None else (int(m.group(2)) if m else None)
-        data = TrainingData(kind, folder, n_images, seed if kind == "collage" else None, d.get("n_train"), d.get("n_valid"))
+        data = TrainingData(kind, folder, n_images, seed if kind == "collage" else None, d.get("n_train"), d.get("n_valid"),
+                            d.get("photos") if kind == "collage" else None)
     seed = d.get("seed") if d.get("seed") is not None else (data.seed if data is not None else None)
     return CheckpointRecord(command=command, loss_options=loss, data=data, seed=seed, epoch=d.get("epoch"),
-                            metrics=dict(d.get("metrics") or {}), path=path)
+                            metrics=dict(d.get("metrics") or {}), **_added_in_issue_22(d), path=path)
 
 
 def find_checkpoint(checkpoint: str | Path | None = None) -> Optional[Path]:

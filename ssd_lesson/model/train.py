@@ -10,7 +10,9 @@ and COCO mAP are recorded as metrics every epoch. The loss options travel as one
 gradient is too weak to train a body from scratch, and made the shipped checkpoint.
 :func:`fit` also runs under ``torchrun`` / ``accelerate launch`` through fastai's
 ``distrib_ctx`` (needs the ``accelerate`` package); each process then validates its share
-and the mAP metrics gather all shares. The ``train`` command is :mod:`ssd_lesson.commands.train`.
+and the mAP metrics gather all shares. :class:`BoxActivationPenalty` (``train --box-penalty``) keeps
+the box activations off tanh's flat ends, and :func:`initial_model` (``train --init``) starts from a
+saved checkpoint. The ``train`` command is :mod:`ssd_lesson.commands.train`.
 """
 from __future__ import annotations
 
@@ -29,12 +31,12 @@ from ..core.anchors import Anchors, make_anchors
 from ..data.files import held_signals
 from ..core.loss import SSDLossResult, ssd_loss
 from ..core.options import DecodeOptions, LossOptions
-from .checkpoint import CheckpointRecord, save_checkpoint
+from .checkpoint import CheckpointRecord, load_checkpoint, save_checkpoint
 from .metrics import _MAPState, map_metrics
 from .net import SSDModel
 
-__all__ = ["SSDLoss", "LossPart", "BatchLosses", "EpochCheckpoint", "ssd_learner", "evaluate", "fit",
-           "is_main_process", "n_processes", "set_seed"]
+__all__ = ["SSDLoss", "LossPart", "BatchLosses", "BoxActivationPenalty", "EpochCheckpoint", "ssd_learner", "initial_model",
+           "evaluate", "fit", "is_main_process", "n_processes", "set_seed"]
 
 
 class SSDLoss:
@@ -91,6 +93,43 @@ class BatchLosses(Callback):
     def after_batch(self) -> None:
         if self.training and self.learn.loss is not None:
             self.losses.append(self.learn.loss.item())
+
+
+class BoxActivationPenalty(Callback):
+    """Adds ``weight * mean(box_actns ** 2)`` (the mean over all ``(B, A, 4)`` box activations) to the
+    training loss that ``.backward()`` sees.
+
+    Only the positives' box activations get a gradient from the SSD loss; the other boxes'
+    drift with the shared weights and end up deep in tanh's flat tails (|tanh| near 1),
+    where a later match gets almost no gradient. This pulls every box activation gently
+    towards 0 (its anchor). The reported losses (``learn.loss``, the metrics) stay the SSD loss.
+    """
+
+    order = 55  # before BatchLosses, which only reads learn.loss
+
+    def __init__(self, weight: float):
+        if not weight >= 0:
+            raise ValueError(f"BoxActivationPenalty: weight must be >= 0, got {weight}")
+        self.weight = weight
+
+    def after_loss(self) -> None:
+        if self.training and self.weight > 0:
+            box_actns = self.learn.pred[1]
+            self.learn.loss_grad = self.learn.loss_grad + self.weight * box_actns.pow(2).mean()
+
+
+def initial_model(path: str | Path, body: str, n_hidden: int, class_names: Optional[Sequence[str]] = None) -> SSDModel:
+    """The model of checkpoint ``path``, in training mode, to train on from (``train --init``).
+
+    Its body and head must be ``body`` / ``n_hidden`` (the options the run records) and, when given, its
+    classes ``class_names``; else a ``ValueError`` naming the checkpoint and both.
+    """
+    model = load_checkpoint(path, class_names=class_names)
+    saved_hidden = model.head_kwargs.get("n_hidden")
+    if model.body_name != body or saved_hidden != n_hidden:
+        raise ValueError(f"--init {path}: the checkpoint is a {model.body_name} body with n_hidden {saved_hidden}, "
+                         f"not the requested --body {body} --n-hidden {n_hidden}")
+    return model.train()
 
 
 class EpochCheckpoint(Callback):
