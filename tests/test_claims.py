@@ -139,7 +139,7 @@ FACTS = {  # number -> where it comes from
     "224": "the input side", "224×224": "the input size", "4×4": "grid", "2×2": "grid", "1×1": "grid",
     "7×7": "feature map",
     "34": "ResNet-34", "2007": "VOC2007", "2017": "the focal loss paper", "2018": "the article's year",
-    "0.4": "IOU_THRESHOLD", "0.5": "tanh limits, NMS IoU, VOC IoU", "1.5": "the size limit", "0.7": "zoom",
+    "0.4": "IOU_THRESHOLD", "0.98": "the saturation threshold 03 defines (|tanh| > 0.98)", "0.5": "tanh limits, NMS IoU, VOC IoU", "1.5": "the size limit", "0.7": "zoom",
     "1.0": "zoom / recall", "1.3": "zoom", "1.99": "the forced overlap", "0.25": "alpha, the 4x4 grid's cell side",
     "0.02": "figures.TIGHT", "0.03": "the widget's slider step", "0.99": "the widget's slider end",
     "−0.99": "the widget's slider end", "+0.99": "the widget's slider end", "2.65": "atanh(0.99)",
@@ -154,7 +154,6 @@ CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it a
     ("09", "A freshly built model is already far better"): "test_09_the_losses_move_as_the_prose_says",
     ("09", "160 training and 40 validation images"): "test_09_10_the_data_sizes_as_printed",
     ("09", "training moves the predicted boxes toward the ground truth"): "test_09_the_losses_move_as_the_prose_says",
-    ("10", "the 40 validation images"): "test_09_10_the_data_sizes_as_printed",
     ("10", "One batch of all 40 images"): "test_09_10_the_data_sizes_as_printed",
     ("10", "on the 40 images before NMS"): "test_09_10_the_data_sizes_as_printed",
     ("10", "These 40 images are a small sample"): "test_09_10_the_data_sizes_as_printed",
@@ -166,7 +165,7 @@ CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it a
     ("08", "down to a hundred-thousandth of the largest gradient"): "test_constants_the_prose_names",
 }
 TEXT = {  # (notebook, fragment): about the method, the article or the library, not about an output
-    ("04", "Move and resize the red box against ground-truth box 0"), ("05", "Step 2 is a"),
+    ("03", "There tanh's slope is nearly 0"), ("04", "Move and resize the red box against ground-truth box 0"), ("05", "Step 2 is a"),
     ("05", "Images with fewer objects are padded"), ("10", "Move the score threshold and the NMS IoU"),
     ("01", "the lesson falls back to an example"), ("02", "The body shrinks the 224×224 image"),
     ("02", "The image in the middle and right columns can look smaller"), ("02", "The model itself never shrinks"),

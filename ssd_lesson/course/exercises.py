@@ -82,7 +82,7 @@ EXERCISES: dict[str, Exercise] = {
         "one column of the (189, 4) IoU matrix per ground-truth box: average that column over all 189 boxes",
         "most boxes overlap any one object little or not at all", lambda result, gt: float(result.ious[0, :, gt].mean()),
         5e-4),
-    "05.positives_at_0.45": Exercise(
+    "05.positives_at_0.35": Exercise(
         "a box is positive when its gt_overlap is above the threshold; forced matches (1.99) always are",
         "raising the threshold can only remove positives",
         lambda result, threshold: int(((result.match.gt_overlap[0] > threshold)).sum())),
@@ -96,10 +96,10 @@ EXERCISES: dict[str, Exercise] = {
     "06.box_share": Exercise(
         "that box's 20 BCE terms (its own class against 1, the others against 0), summed, divided by C = 20",
         "the shares add up to the classification loss", lambda shares, box: float(shares.loc[box, "BCE"]), 5e-4),
-    "07.one_more": Exercise(
-        "the mean divides the same sum of errors by 4 x (n + 1) instead of 4 x n",
-        "a perfect extra positive dilutes the mean", lambda result: float(result.regression[0]) * len(_positives(result))
-        / (len(_positives(result)) + 1), 5e-4),
+    "07.four_more": Exercise(
+        "the mean divides the same sum of errors by 4 x (n + 4) instead of 4 x n",
+        "perfect extra positives dilute the mean", lambda result: float(result.regression[0]) * len(_positives(result))
+        / (len(_positives(result)) + 4), 5e-4),
     "07.mae_pixels": Exercise(
         "the MAE of Table 4's first row is a fraction of the image side; times 224 gives pixels of the model's input",
         "fractions times the image size give pixels", lambda result: _mae(result) * 224, 0.05),
