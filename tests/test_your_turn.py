@@ -265,3 +265,20 @@ def test_solutions_cannot_be_inplace(capsys):
     from ssd_lesson.commands.notebooks import notebooks_main
     assert notebooks_main(["--solutions", "--inplace"]) == 2
     assert "--solutions writes a copy to --out" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_solutions_command_writes_and_executes_the_key(tmp_path, capsys):
+    """`notebooks --solutions --out DIR` end to end (one notebook): the key is executed in DIR, and its
+    your-turn cell says right (the series' own notebooks are left as they are)."""
+    import json
+
+    from ssd_lesson.commands.notebooks import NOTEBOOK_DIR, notebooks_main
+
+    before = (NOTEBOOK_DIR / "04_iou.ipynb").read_bytes()
+    assert notebooks_main(["--solutions", "--only", "04", "--out", str(tmp_path)]) == 0
+    cells = json.loads((tmp_path / "04_iou.ipynb").read_text())["cells"]
+    said = ["".join(o.get("text", "")) for c in cells if "your-turn" in c["metadata"].get("tags", [])
+            for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+    assert len(said) == 1 and said[0].startswith("04.iou_one_box: Right, on all"), said
+    assert (NOTEBOOK_DIR / "04_iou.ipynb").read_bytes() == before

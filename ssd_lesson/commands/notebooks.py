@@ -263,7 +263,8 @@ def notebooks_main(argv: Sequence[str]) -> int:
         print("\nadd --execute to run them (copies go to --out; --inplace for maintainers), --html DIR to export them")
         return 0
     try:
-        times = execute_series(args.out, args.html, args.inplace, args.only,
+        # the solved copies are run where write_solutions put them: in place, in --out
+        times = execute_series(args.out, args.html, args.inplace or args.solutions, args.only,
                                folder=args.out if args.solutions else None)
     except SeriesInterrupted as e:
         print(f"\n{e}", file=sys.stderr)
