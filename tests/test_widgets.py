@@ -295,3 +295,21 @@ def test_follow_box_on_an_image_without_objects_says_so(case):
     assert bytes(w.image.value).startswith(PNG)
     fig = follow_box_figure(empty, anchors, cl, ba, 5)
     assert [p.get_gid() for p in fig.axes[0].patches if p.get_gid() == "box:5"] == ["box:5"]
+
+
+def test_a_change_redraws_at_once_outside_a_kernel_even_where_an_event_loop_runs():
+    """Coalesce defers a redraw only inside a Jupyter kernel's loop: any other running loop (a script's
+    asyncio.run, Playwright's sync API in a test session) may never run the deferred call."""
+    import asyncio
+
+    from ssd_lesson.course.shown import Coalesce
+
+    drawn = []
+    coalesce = Coalesce(lambda: drawn.append(len(drawn)))
+
+    async def two_changes():
+        coalesce()
+        coalesce()
+
+    asyncio.run(two_changes())
+    assert drawn == [0, 1]

@@ -131,6 +131,23 @@ def animate(*artists: Any) -> None:
             a.set_animated(True)
 
 
+def _kernel_loop() -> Any:
+    """The running event loop of the Jupyter kernel this runs in, else None. A loop that merely exists in
+    the thread is not enough: Playwright's sync API keeps one there (a test session that drove the browser),
+    and a redraw scheduled on it would never run."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class Coalesce:
     """Dragging never queues: a change from the browser only asks for a redraw; inside a running event
     loop (the kernel) the redraw is scheduled once and draws the state as it is then, so the values
@@ -159,9 +176,8 @@ class Coalesce:
     def __call__(self, *_: Any) -> None:
         if self.pending:
             return  # a redraw is on its way (or .set draws at once): it draws the state as it is then
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = _kernel_loop()
+        if loop is None:
             self.redraw()
             return
         if not self.pending:
