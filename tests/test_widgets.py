@@ -301,6 +301,7 @@ def test_a_change_redraws_at_once_outside_a_kernel_even_where_an_event_loop_runs
     """Coalesce defers a redraw only inside a Jupyter kernel's loop: any other running loop (a script's
     asyncio.run, Playwright's sync API in a test session) may never run the deferred call."""
     import asyncio
+    import threading
 
     from ssd_lesson.course.shown import Coalesce
 
@@ -311,5 +312,8 @@ def test_a_change_redraws_at_once_outside_a_kernel_even_where_an_event_loop_runs
         coalesce()
         coalesce()
 
-    asyncio.run(two_changes())
+    # a loop of its own, in a thread of its own: this process may hold another (the browser tests' Playwright)
+    worker = threading.Thread(target=lambda: asyncio.run(two_changes()))
+    worker.start()
+    worker.join()
     assert drawn == [0, 1]
