@@ -9,6 +9,7 @@ from pathlib import Path
 INDUCTOR_DEFAULT = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
 INDUCTOR_DEFAULT_EXISTED = INDUCTOR_DEFAULT.exists()
 
+import atexit
 import os
 import shutil
 
@@ -17,6 +18,9 @@ import shutil
 # (pytest_sessionfinish below), then removes it: nothing stays in the system's temporary folder.
 SESSION_TMP = Path(tempfile.mkdtemp(prefix="ssd-lesson-tests-"))
 os.environ["TMPDIR"] = tempfile.tempdir = str(SESSION_TMP)
+# A run that stops before the session ends (a wrong option: pytest's usage error) never reaches
+# pytest_sessionfinish; the folder goes when the interpreter exits all the same.
+atexit.register(shutil.rmtree, SESSION_TMP, ignore_errors=True)
 #: What the session itself makes there: pytest's tmp_path folders, the compile caches (below), and the
 #: torchinductor_<user> folder that importing torch._dynamo makes in the test process itself.
 SESSION_OWN = ("pytest-of-", "ssd-lesson-compile-", "torchinductor_")

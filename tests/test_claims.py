@@ -111,7 +111,7 @@ def test_10_map_drops_as_the_score_threshold_rises():
 
 def test_10_voc_table_is_the_library_table():
     from ssd_lesson.model.evaluate import evaluate_detections
-    from ssd_lesson.course.lesson import held_out_records, lesson_model
+    from ssd_lesson.course.held_out import held_out_records, lesson_model
 
     model = lesson_model(verbose=False)
     table = evaluate_detections(model, held_out_records(model, verbose=False), progress=False).table()
@@ -147,7 +147,7 @@ FACTS = {  # number -> where it comes from
     "0.05": "an MAE the text explains", "5%": "0.05 as a percentage", "0.1": "a recall level",
     "0.2": "a recall level", "0.55": "COCO IoU", "0.95": "COCO IoU", "101": "COCO recall levels",
     "160": "collage training images (CHECKED)", "40": "collage validation images (CHECKED)",
-    "200": "collage images (CHECKED)",
+    "200": "collage images (CHECKED)", "5,011": "VOC2007 trainval images",
 }
 CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it against the output
     ("06", "the few positives carry most of the loss"): "test_06_who_carries_the_classification_loss",
@@ -163,6 +163,7 @@ CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it a
     ("11", "The mean regression loss hardly moves"): "test_11_the_classification_loss_is_the_one_that_moves",
     ("02", "plus a sliver of 0.02 of the image side"): "test_constants_the_prose_names",
     ("08", "down to a hundred-thousandth of the largest gradient"): "test_constants_the_prose_names",
+    ("10", "has learnt those photographs more than it has learnt"): "test_10_photos_it_never_saw_score_lower",
 }
 TEXT = {  # (notebook, fragment): about the method, the article or the library, not about an output
     ("03", "There tanh's slope is nearly 0"), ("04", "Move and resize the red box against ground-truth box 0"), ("05", "Step 2 is a"),
@@ -185,7 +186,7 @@ TEXT = {  # (notebook, fragment): about the method, the article or the library, 
     ("09", "The middle panel shows where two epochs left them"), ("10", "The loss of notebook 6 treated each class"),
     ("10", "keeps every (box, class) pair"), ("10", "Two boxes of one class that overlap by less"),
     ("10", "uses **11-point interpolation**"), ("10", "Looking to the right smooths"),
-    ("11", "Drawn over the image: on the left"),
+    ("11", "Drawn over the image: on the left"), ("08", "An object with more than four positives shows four of them"),
     ("11", "Matching on anchor boxes (the lesson's code"), ("11", "Early in training the predicted boxes"),
 }
 NUMBER = re.compile(r"(?<![\w.])[-−+]?\d+(?:[.,]\d+)*(?:[×x]\d+)?%?(?!\w)")
@@ -275,3 +276,19 @@ def test_05_the_threshold_widget_names_at_most_a_dozen_positives(lesson):
     overlap = r.match.gt_overlap[0]
     best = sorted(torch.nonzero(w.positive).flatten().tolist(), key=lambda a: -float(overlap[a]))[:12]
     assert set(w.labelled) <= set(best)  # only the best-overlapping are named
+
+
+def test_10_photos_it_never_saw_score_lower():
+    """10: "A detector trained on six photographs has learnt those photographs more than it has learnt 'person'":
+    on the stored table, person loses AP on the photographs kept out of training, more than any other class,
+    and so does the mean; the lines under the table are the table's differences, the largest fall first."""
+    said = stdout(tagged(read("10_inference"), "memory-table")).splitlines()
+    assert said[0].split() == ["trained", "photos", "kept-out", "photos"] and said[1].strip() == "class"
+    lines = [ln for ln in said if ": AP " in ln]
+    rows = [ln.split() for ln in said[2:] if ln not in lines]  # "class  AP on trained photos  AP on kept-out photos"
+    table = {name: (float(a), float(b)) for name, a, b in rows}
+    falls = {ln.split(":")[0]: float(ln.rsplit("(", 1)[1].rstrip(")")) for ln in lines}
+    assert list(falls) == sorted(falls, key=falls.get)  # the largest fall first
+    for cls, d in falls.items():
+        assert d == pytest.approx(table[cls][1] - table[cls][0], abs=1.5e-3), cls
+    assert table["mean"][1] < table["mean"][0] and falls["person"] == min(falls.values()) and falls["person"] < -0.1

@@ -24,7 +24,7 @@ def collage(tmp_path_factory):
     from ssd_lesson.data.collage import collage_records
 
     root = tmp_path_factory.mktemp("collage")
-    _, valid, _ = collage_records(20, 0, root)
+    _, valid, _ = collage_records(20, 0, root, photos="held_out")  # what evaluate scores the shipped checkpoint on
     return root, valid
 
 
@@ -37,7 +37,9 @@ def collage(tmp_path_factory):
     (["--iou-threshold", "1.5"], "error: argument --iou-threshold: must be in [0, 1), got 1.5"),
     (["--score-threshold", "nan"], "error: argument --score-threshold: must be a finite number, got 'nan'"),
     (["--batch-size", "0"], "error: argument --batch-size: must be at least 1, got 0"),
-    (["--data", "voc", "--seed", "3"], "error: argument --n-images/--seed: only for --data collage"),
+    (["--data", "voc", "--seed", "3"], "error: argument --n-images/--seed/--photos: only for --data collage"),
+    (["--data", "voc", "--photos", "held_out"], "error: argument --n-images/--seed/--photos: only for --data collage"),
+    (["--photos", "unseen"], "error: argument --photos: invalid choice: 'unseen'"),
     (["--checkpoint", "no/such.pth"], "error: no/such.pth: no such checkpoint"),
     (["--csv", "no/such/folder/t.csv"], "error: argument --csv: the folder no/such/folder does not exist"),
     (["--csv", "tests"], "error: argument --csv: tests is a folder; give a file name"),
@@ -82,7 +84,9 @@ def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp
     r = cli("--data", "collage", "--data-dir", root, "--n-images", 20, "--seed", 0, "--device", "cpu", "--csv", out, "--force")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "100.00% [4/4" in r.stderr  # the progress bar, over the 4 images
-    assert r.stdout.splitlines()[0].startswith(f"checkpoint {find_checkpoint()}; collage set ")  # the shipped one
+    assert r.stdout.splitlines()[0] == (f"checkpoint {find_checkpoint()}; collage set {Path(root) / 'collage-n20-seed0-held_out-photos'} "
+                                        "(20 images, seed 0, held_out photos; photographs kept out of its training), "
+                                        f"split val: {len(valid)} images")  # the shipped one, on photos it never saw
     model = load_checkpoint(find_checkpoint())
     ev = evaluate_detections(model, valid, progress=False)  # with the decode options its record holds
     assert r.stdout.splitlines()[1] == "trained with the loss: " + model.record.loss_options.describe()
@@ -132,7 +136,7 @@ def test_voc_layout_with_a_difficult_object(collage, tmp_path):
 
     root, _ = collage
     voc = tmp_path / "VOC2007"
-    shutil.copytree(root / "collage-n20-seed0", voc)
+    shutil.copytree(root / "collage-n20-seed0-held_out-photos", voc)
     first = (voc / "ImageSets" / "Main" / "val.txt").read_text().split()[0]
     xml = voc / "Annotations" / f"{first}.xml"
     xml.write_text(xml.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>", 1))
@@ -168,8 +172,9 @@ def test_anchors_are_made_once_not_per_batch(collage, monkeypatch):
     assert len(ev.preds) == 4 and made == [model.spec]
 
 
-def test_collage_data_follows_the_checkpoint_s_record(monkeypatch, tmp_path):
-    """Size, seed and photographs of the default collage set are the checkpoint's (a --photos train one: its own set)."""
+def test_collage_data_follows_the_checkpoint_s_record(monkeypatch, tmp_path, capsys):
+    """Size, seed and photographs of the default collage set are the checkpoint's; a --photos train one is
+    scored on collages of the photographs kept out of its training, unless --photos trained asks otherwise."""
     import argparse
 
     from ssd_lesson.commands import evaluate as E
@@ -179,10 +184,17 @@ def test_collage_data_follows_the_checkpoint_s_record(monkeypatch, tmp_path):
     asked = []
     monkeypatch.setattr(collage, "collage_records", lambda n, seed, root, **kw: asked.append((n, seed, kw)) or
                         ([], ["a record"], Path(root) / "set"))
-    args = argparse.Namespace(data="collage", n_images=None, seed=None, split=None, data_dir=str(tmp_path))
-    record = CheckpointRecord(data=TrainingData("collage", "runs/x", 30, 2, photos="train"))
-    records, what = E._records(args, record)
-    assert records == ["a record"] and asked == [(30, 2, {"photos": "train"})]
-    assert what == f"collage set {tmp_path / 'set'} (30 images, seed 2, train photos), split val"
+    args = argparse.Namespace(data="collage", n_images=None, seed=None, split=None, data_dir=str(tmp_path), photos=None)
+    held = CheckpointRecord(data=TrainingData("collage", "runs/x", 30, 2, photos="train"))
+    records, what = E._records(args, held)
+    assert records == ["a record"] and asked == [(30, 2, {"photos": "held_out"})]
+    assert what == (f"collage set {tmp_path / 'set'} (30 images, seed 2, held_out photos; photographs kept out of its "
+                    "training), split val")
+    _, what = E._records(argparse.Namespace(**{**vars(args), "photos": "trained"}), held)
+    assert asked[-1] == (30, 2, {"photos": "train"}) and what.endswith("(30 images, seed 2, train photos), split val")
     E._records(args, CheckpointRecord())  # nothing recorded: the default set, every photo
     assert asked[-1] == (1000, 0, {"photos": "all"})
+    assert capsys.readouterr().err == ""
+    _, what = E._records(argparse.Namespace(**{**vars(args), "photos": "held_out"}), CheckpointRecord())
+    assert asked[-1] == (1000, 0, {"photos": "held_out"}) and "kept out" not in what
+    assert "trained on those photographs too, so they are not held out of it" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ssd_lesson import IOU_THRESHOLD, PAD_LABEL, LossOptions, make_anchors, ssd_loss
+from ssd_lesson.course import held_out as H
 from ssd_lesson.course import lesson as K
 from ssd_lesson.model import checkpoint
 from ssd_lesson.model.checkpoint import CheckpointRecord, InitCheckpoint, TrainingData, save_checkpoint
@@ -43,7 +44,7 @@ def test_start_lesson_equals_the_pieces_it_is_made_of():
     torch.testing.assert_close(lesson.box_actns, ba, rtol=0, atol=0)
     # the checkpoint's activations give the numbers the article's walk-through prints
     res = lesson.loss()
-    assert round(float(res.classification[0]), 4) == 3.0819 and round(float(res.total), 4) == 3.1609
+    assert round(float(res.classification[0]), 4) == 1.5416 and round(float(res.total), 4) == 1.6119
 
 
 def test_start_lesson_requires_grad_gives_leaves_that_backward_fills():
@@ -101,10 +102,10 @@ def test_held_out_records_use_the_seed_the_model_was_trained_with(out_dir, monke
     monkeypatch.setenv("SSD_LESSON_VOC", str(out_dir / "no_voc_here"))
     model = create_ssd_model(**K.SHORT_MODEL)
     model.record = CheckpointRecord(data=TrainingData("collage", "runs/collage-n1000-seed3", 1000, 3), seed=3)
-    valid = K.held_out_records(model, verbose=False)
+    valid = H.held_out_records(model, verbose=False)
     assert valid and all("collage-n10-seed3" in str(r.image_path) for r in valid)
     model.record = CheckpointRecord()  # a checkpoint that records no data: the default seed, 0
-    assert all("collage-n10-seed0" in str(r.image_path) for r in K.held_out_records(model, verbose=False))
+    assert all("collage-n10-seed0" in str(r.image_path) for r in H.held_out_records(model, verbose=False))
 
 
 def test_held_out_records_say_what_the_map_measures(out_dir, monkeypatch):
@@ -114,31 +115,31 @@ def test_held_out_records_say_what_the_map_measures(out_dir, monkeypatch):
     monkeypatch.setenv("SSD_LESSON_VOC", str(out_dir / "no_voc_here"))
     model = create_ssd_model(**K.SHORT_MODEL)
     model.record = CheckpointRecord(data=TrainingData("collage", "runs/collage-n1000-seed0", 1000, 0, photos="train"), seed=0)
-    assert K.photos_seen(model) == photo_set("train")
-    records, line = K._held_out_collages(model, 40)
+    assert H.photos_seen(model) == photo_set("train")
+    records, line = H._held_out_collages(model, 40)
     assert len(records) == 10 and all("collage-n10-seed0-held_out-photos" in str(r.image_path) for r in records)
     assert line.startswith(f"VOC not found: held-out images are 10 collages of photos kept out of its training "
                            f"({', '.join(HELD_OUT_PHOTOS)}); ")
     assert line.endswith(f"{sum(len(r.labels) for r in records)} objects of the classes motorbike, person")
     # a model that started from one trained on every photo has seen them all: nothing is held out
     model.record = model.record.replace(init=InitCheckpoint("base.pth", "0" * 64, "...", photos="all"))
-    assert K.photos_seen(model) == photo_set("all")
-    records, line = K._held_out_collages(model, 40)
+    assert H.photos_seen(model) == photo_set("all")
+    records, line = H._held_out_collages(model, 40)
     assert "validation collages (seed 0): new arrangements" in line and "no photograph is held out" in line
     assert all("collage-n10-seed0" in str(r.image_path) and "photos" not in str(r.image_path) for r in records)
 
 
 def test_lesson_model_prefers_the_shipped_checkpoint_then_the_short_model(out_dir, monkeypatch, capsys):
-    model = K.lesson_model()
+    model = H.lesson_model()
     assert capsys.readouterr().out.strip() == "model: the trained checkpoint data/checkpoints/ssd_collage.pth"
     assert model.body_name == "tiny"
     monkeypatch.setattr(checkpoint, "CHECKPOINT_DIR", out_dir / "no_checkpoints")
-    K.lesson_model()
+    H.lesson_model()
     assert "an untrained model" in capsys.readouterr().out
     short = create_ssd_model(**K.SHORT_MODEL)
     path = K.save_short_model(short)
     assert path.parent == out_dir / "cache"
-    got = K.lesson_model()
+    got = H.lesson_model()
     assert "the 2-epoch model notebook 9 saved" in capsys.readouterr().out
     torch.testing.assert_close(got.state_dict()["head.outs.0.boxes.bias"], short.state_dict()["head.outs.0.boxes.bias"])
 
@@ -148,10 +149,10 @@ def test_checkpoint_summary_names_file_command_and_numbers(tmp_path):
     record = CheckpointRecord(command="python -m ssd_lesson train", loss_options=LossOptions.lesson_code(),
                               metrics={"mAP50": 0.5})
     path = save_checkpoint(model, tmp_path / "m.pth", record=record)
-    lines = K.checkpoint_summary(checkpoint.load_checkpoint(path)).splitlines()  # the record knows its path
+    lines = H.checkpoint_summary(checkpoint.load_checkpoint(path)).splitlines()  # the record knows its path
     assert lines == [f"trained checkpoint: {path} (tiny body)", "made with: python -m ssd_lesson train",
                      "its loss: match on anchors, IoU > 0.4, BCE, L1 averaged", "its validation numbers: mAP50 0.5000"]
-    assert K.checkpoint_summary(model) == "a tiny model not loaded from a checkpoint (nothing recorded)"
+    assert H.checkpoint_summary(model) == "a tiny model not loaded from a checkpoint (nothing recorded)"
 
 
 def test_voc_status_offline_is_the_full_advice(monkeypatch, tmp_path):

@@ -240,7 +240,10 @@ def test_nb05_threshold_widget_as_built_in_the_notebook(nbs, case):
     html = "".join(o.data.get("text/html", "") for o in static.outputs if o.output_type in ("display_data", "execute_result"))
     n_pos = int(ssd_loss(cl, ba, gb, gl, anchors, iou_threshold=0.4).match.positive.sum())
     assert f"<b>{n_pos}</b> of 189 boxes positive" in html
-    assert any("image/jpeg" in o.data for o in static.outputs if o.output_type in ("display_data", "execute_result"))
+    # its figure is stored once, as the widget's own fallback, not a second time below it
+    shown = tagged(nbs["05_matching"], "threshold_widget")
+    assert [list(o.data) for o in shown.outputs] == [["application/vnd.jupyter.widget-view+json", "image/jpeg", "text/plain"]]
+    assert not any("image/jpeg" in o.data for o in static.outputs if o.output_type in ("display_data", "execute_result"))
 
 
 # ---------------------------------------------------------------- helpers added to plots and widgets for these notebooks

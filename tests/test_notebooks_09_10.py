@@ -167,7 +167,7 @@ def test_09_checkpoint_loss_on_the_example_equals_the_library(example, checkpoin
     model = load(checkpoint_09)
     out = stdout(tagged(read(NB9), "checkpoint"))
     assert line_starting(out, "made with:") == "made with: " + model.record.command
-    from ssd_lesson.course.lesson import checkpoint_summary
+    from ssd_lesson.course.held_out import checkpoint_summary
 
     summary = checkpoint_summary(model).splitlines()  # the starting checkpoint, the photos seen / kept out
     for key in ("starting from", "photos its training objects"):
@@ -234,7 +234,7 @@ def inference(tmp_path_factory):
         train, valid, _ = collage_records(200, seed=seed, root=tmp_path_factory.mktemp("collage"),
                                           photos="held_out" if kept_out else "all")
     valid = (valid + train)[:40] if kept_out else valid[:40]
-    from ssd_lesson.course.lesson import _held_out_collages
+    from ssd_lesson.course.held_out import _held_out_collages
 
     assert _held_out_collages(model, 40)[1] in load_out  # what the mAP measures, as printed
     images, gt_boxes, gt_labels = collate_detections([DetectionDataset(valid)[i] for i in range(len(valid))])

@@ -149,13 +149,30 @@ def test_gradient_figure_matches_backward(case):
     pos = torch.nonzero(res.match.positive[0]).flatten().tolist()
     objects = sorted({int(res.match.gt_idx[0, a]) for a in pos})
     assert len(img_axes) == len(objects)
+    overlap = res.match.gt_overlap[0]
     for ax, g in zip(img_axes, objects):
         mine = [a for a in pos if int(res.match.gt_idx[0, a]) == g]
-        assert list(boxes_in(ax)) == [f"box:{a}" for a in mine]
-        assert [t for t in texts(ax) if t] == [str(a) for a in mine]  # numbered; arrows are empty annotations
-        assert sum(1 for t in texts(ax) if not t) == 2 * len(mine)  # an arrow at two corners of each
+        drawn = [int(gid.split(":")[1]) for gid in boxes_in(ax)]
+        # at most 4, in index order, always the best- and the worst-overlapping positive of the object
+        assert len(drawn) == min(4, len(mine)) and drawn == sorted(drawn) and set(drawn) <= set(mine)
+        assert max(mine, key=lambda a: (overlap[a], -a)) in drawn and min(overlap[a] for a in drawn) == min(overlap[a] for a in mine)
+        assert [t for t in texts(ax) if t] == [str(a) for a in drawn]  # numbered; arrows are empty annotations
+        assert sum(1 for t in texts(ax) if not t) == 2 * len(drawn)  # an arrow at two corners of each
+        shown = str(len(mine)) if len(mine) <= 4 else f"4 of {len(mine)}"
+        assert ax.get_title().endswith(f": {shown} positive{'s' if len(mine) > 1 else ''}")
     np.testing.assert_allclose(heat_ax.images[0].get_array(), logit_grad.numpy())
     assert np.all(heat_ax.images[0].get_array()[:, -1] == 0)  # the background column is dropped by BCE
+
+
+def test_spread_by_overlap_keeps_the_ends_and_spreads_between():
+    overlap = np.array([0.5, 0.9, 0.45, 0.7, 0.6, 1.99, 0.41])
+    assert plots.spread_by_overlap([0, 1, 2], overlap, 4) == [0, 1, 2]  # few enough: all
+    # ranked by overlap: 5 (1.99), 1, 3, 4, 0, 2, 6 (0.41); four spread: ranks 0, 2, 4, 6
+    assert plots.spread_by_overlap(range(7), overlap, 4) == [0, 3, 5, 6]
+    assert plots.spread_by_overlap(range(7), overlap, 1) == [5]
+    assert plots.spread_by_overlap([], overlap, 4) == []
+    with pytest.raises(ValueError, match="per_object must be at least 1, got 0"):
+        plots.gradient_figure(None, None, None, None, None, per_object=0)
 
 
 def test_detections_figure(case):

@@ -317,3 +317,24 @@ def test_a_change_redraws_at_once_outside_a_kernel_even_where_an_event_loop_runs
     worker.start()
     worker.join()
     assert drawn == [0, 1]
+
+
+def test_hold_redraws_once_after_several_changes_and_not_after_an_error():
+    """``Coalesce.hold()``: the changes inside the block ask for no redraw; one follows when it ends,
+    none when it ends with an error (the widget's ``set`` refused a value)."""
+    from ssd_lesson.course.shown import Coalesce
+
+    drawn = []
+    coalesce = Coalesce(lambda: drawn.append("redraw"))
+    with coalesce.hold():
+        for _ in range(3):
+            coalesce()  # what each slider's change calls
+        assert drawn == [] and coalesce.pending
+    assert drawn == ["redraw"] and not coalesce.pending
+    with pytest.raises(ValueError), coalesce.hold():
+        coalesce()
+        raise ValueError("refused")
+    assert drawn == ["redraw"] and not coalesce.pending  # no redraw for a refused change; the next one draws
+    coalesce()
+    assert drawn == ["redraw", "redraw"]
+

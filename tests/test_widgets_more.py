@@ -148,3 +148,19 @@ def test_detection_widget_draws_what_decode_returns_and_its_map(case):
         w.set(score=math.nan)
     with pytest.raises(ValueError, match="shown 1 is out of range: images 0 to 0"):
         DetectionWidget([image], cl, ba, anchors, [gb[0]], [gl[0]], VOC_CLASSES, shown=1)
+
+
+def test_several_controls_set_at_once_redraw_once(case):
+    """Each widget's ``set`` of several controls draws one frame, not one per control."""
+    ex, anchors, cl, ba = case
+    _, gb, gl = ex.batch()
+    detections = DetectionWidget([plots.as_scene(ex).image], cl, ba, anchors, [gb[0]], [gl[0]], VOC_CLASSES, dpi=30)
+    for widget, change in ((FocalWidget(ex, anchors, cl, ba, dpi=30), dict(gamma=2.0, alpha=0.5)),
+                           (detections, dict(score=0.3, nms_iou=0.6)),
+                           (AnchorWidget(ex, dpi=30), dict(grids=(8, 4, 2, 1), zooms=(1.0,))),
+                           (IouWidget(ex, dpi=30), dict(cy=0.4, cx=0.6, h=0.3, w=0.2))):
+        calls = []
+        real = widget._later.redraw
+        widget._later.redraw = lambda real=real: calls.append(1) or real()
+        widget.set(**change)
+        assert calls == [1], type(widget).__name__

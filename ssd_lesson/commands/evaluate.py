@@ -2,7 +2,8 @@
 
 The command line of :mod:`ssd_lesson.model.evaluate`. The checkpoint's
 :class:`~ssd_lesson.model.checkpoint.CheckpointRecord` says which collage set it was trained
-on (its size, seed and photographs: its validation split is the default data), how its mAP was
+on (its size, seed and photographs: its validation split is the default data; for a checkpoint
+trained with ``--photos train``, that of collages cut from the photographs kept out), how its mAP was
 decoded, and what loss it trained with (printed); options given on the command line win.
 """
 from __future__ import annotations
@@ -35,6 +36,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--n-images", type=at_least(5), default=None,
                    help="collage: images in the set, at least 5 (default: the checkpoint's, else 1000)")
     p.add_argument("--seed", type=nonnegative_int, default=None, help="collage: its seed (default: the checkpoint's, else 0)")
+    p.add_argument("--photos", choices=("trained", "held_out"), default=None,
+                   help="collage: cut from the photographs the checkpoint trained on, or from those kept out of its "
+                        "training (ssd_lesson.data.collage.HELD_OUT_PHOTOS); default: held_out for a checkpoint "
+                        "trained with --photos train, else trained")
     p.add_argument("--iou-threshold", type=fraction, default=0.5, help="IoU a detection needs to count as a hit")
     p.add_argument("--score-threshold", type=fraction, default=None,
                    help="keep detections scored above it (default: what the checkpoint's mAP was measured with)")
@@ -43,8 +48,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--csv", type=out_file, default=None, help="also write the table to this CSV file")
     p.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
     args = p.parse_args(list(argv))
-    if args.data == "voc" and (args.n_images is not None or args.seed is not None):
-        p.error("argument --n-images/--seed: only for --data collage")
+    if args.data == "voc" and (args.n_images is not None or args.seed is not None or args.photos is not None):
+        p.error("argument --n-images/--seed/--photos: only for --data collage")
     if args.csv is not None and not args.csv.parent.is_dir():
         p.error(f"argument --csv: the folder {args.csv.parent} does not exist")
     if args.csv is not None and args.csv.exists() and not args.force:
@@ -85,11 +90,17 @@ def _records(args, record) -> tuple[list, str]:
         trained = record.data if record.data is not None and record.data.kind == "collage" else None
         n = args.n_images or (trained.n_images if trained else None) or DEFAULT_COLLAGE["n_images"]
         seed = next(s for s in (args.seed, trained.seed if trained else None, DEFAULT_COLLAGE["seed"]) if s is not None)
-        photos = trained.photos if trained else "all"  # a --photos train checkpoint: its own set, without the held-out
+        own = (trained.photos if trained else None) or "all"  # the photographs its training collages were cut from
+        choice = args.photos or ("held_out" if own == "train" else "trained")
+        if choice == "held_out" and own == "all":
+            print("warning: --photos held_out: this checkpoint trained on those photographs too, so they are not "
+                  "held out of it", file=sys.stderr)
+        photos = "held_out" if choice == "held_out" else own
         split = args.split or "val"
         _, valid, folder = collage_records(n, seed, args.data_dir or "runs", photos=photos)
         records = valid if split == "val" else load_voc(folder, split)
-        return records, f"collage set {folder} ({n} images, seed {seed}, {photos} photos), split {split}"
+        kept = "; photographs kept out of its training" if own == "train" and photos == "held_out" else ""
+        return records, f"collage set {folder} ({n} images, seed {seed}, {photos} photos{kept}), split {split}"
     with warnings.catch_warnings(record=True) as caught:  # find_voc's warning is many lines: one is enough here
         warnings.simplefilter("always")
         where = find_voc(args.data_dir)

@@ -96,10 +96,10 @@ EXERCISES: dict[str, Exercise] = {
     "06.box_share": Exercise(
         "that box's 20 BCE terms (its own class against 1, the others against 0), summed, divided by C = 20",
         "the shares add up to the classification loss", lambda shares, box: float(shares.loc[box, "BCE"]), 5e-4),
-    "07.four_more": Exercise(
-        "the mean divides the same sum of errors by 4 x (n + 4) instead of 4 x n",
+    "07.eight_more": Exercise(
+        "the mean divides the same sum of errors by 4 x (n + 8) instead of 4 x n",
         "perfect extra positives dilute the mean", lambda result: float(result.regression[0]) * len(_positives(result))
-        / (len(_positives(result)) + 4), 5e-4),
+        / (len(_positives(result)) + 8), 5e-4),
     "07.mae_pixels": Exercise(
         "the MAE of Table 4's first row is a fraction of the image side; times 224 gives pixels of the model's input",
         "fractions times the image size give pixels", lambda result: _mae(result) * 224, 0.05),
@@ -130,9 +130,10 @@ EXERCISES: dict[str, Exercise] = {
         lambda by_anchors, box, gt: float(by_anchors.ious[0, box, gt]), 5e-4),
     "11.lower": Exercise(
         "compare the two columns of the loss table's first row; then ask how the checkpoint was trained",
-        "most of the checkpoint's training epochs matched on anchors (its first step): its logits fit those targets",
-        lambda by_predictions, by_anchors: ("anchors", "b") if float(by_anchors.classification[0])
-        < float(by_predictions.classification[0]) else ("predictions", "c")),
+        "the checkpoint's last training step matched on the predicted boxes: its logits fit those targets",
+        # (b) names the last step's matching (predictions, notebook 09); were anchors lower, that would be chance
+        lambda by_predictions, by_anchors: ("predictions", "b") if float(by_predictions.classification[0])
+        < float(by_anchors.classification[0]) else ("anchors", "c")),
 }
 
 

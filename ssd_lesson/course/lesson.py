@@ -6,9 +6,8 @@
   truth as a batch of one. Notebooks 02-08 and 11 open with it.
 * :func:`lesson_records`: a small train / valid split, VOC when present, else the offline
   collage set, made once in the cache folder (notebook 09).
-* :func:`lesson_model` and :func:`held_out_records`: the model notebook 10 evaluates
-  (the shipped checkpoint, else the one notebook 09 saved with :func:`save_short_model`)
-  and images it was not trained on.
+* :func:`save_short_model`: where notebook 09's short model goes;
+  :mod:`ssd_lesson.course.held_out` finds it (or the shipped checkpoint) and the images it never saw.
 
 Temporary work goes into :func:`cache_dir`, never a fixed path in ``/tmp``. Boxes are
 ``(y0, x0, y1, x1)`` fractions of the image.
@@ -34,7 +33,7 @@ from ..data.voc import BACKGROUND, VOC_CLASSES
 __all__ = ["CHECKPOINT_DIR", "OUT_ENV_VAR", "output_dir", "cache_dir", "Lesson", "start_lesson", "setup_notebook",
            "in_notebook", "notebook_state",
            "synthetic_example", "load_example", "example_activations", "find_checkpoint", "lesson_records",
-           "lesson_model", "held_out_records", "photos_seen", "save_short_model", "checkpoint_summary", "voc_status", "SHORT_MODEL"]
+           "save_short_model", "voc_status", "SHORT_MODEL", "COLLAGE_IMAGES"]
 
 OUT_ENV_VAR = "SSD_LESSON_OUT"
 #: The small model notebooks 09 and 10 train and use when no trained checkpoint ships.
@@ -298,99 +297,3 @@ def save_short_model(model: Any, options: Optional[LossOptions] = None) -> Path:
 
     return save_checkpoint(model, _short_model_path(), record=CheckpointRecord(
         command="notebook 09's short training", loss_options=options))
-
-
-def checkpoint_summary(model: Any) -> str:
-    """A few lines on a loaded checkpoint (``model.record``): its file and body, the command that made it
-    (and the one that made the checkpoint it started from), the loss it trained with, the photographs
-    its training collages were cut from and those kept out, its validation numbers."""
-    record = model.record
-    if record is None:
-        return f"a {model.body_name} model not loaded from a checkpoint (nothing recorded)"
-    where = _shown_path(record.path) if record.path is not None else "(not saved)"
-    lines = record.summary().splitlines()
-    seen = photos_seen(model)
-    if seen is not None:
-        from ..data.collage import HELD_OUT_PHOTOS
-
-        kept_out = [p for p in HELD_OUT_PHOTOS if p not in seen]
-        at = next((i for i, ln in enumerate(lines) if ln.startswith("its validation numbers")), len(lines))
-        lines.insert(at, f"photos its training objects were cut from: {', '.join(seen)}; "
-                         f"kept out of training: {', '.join(kept_out) or 'none'}")
-    return "\n".join([f"trained checkpoint: {where} ({model.body_name} body)", *lines])
-
-
-def photos_seen(model: Any) -> Optional[tuple[str, ...]]:
-    """The annotated photographs whose objects ``model``'s training collages (its own and those of the
-    checkpoint it started from, as ``model.record`` says) were cut from; None when it was not trained
-    on the collage set (or nothing is recorded)."""
-    from ..data.collage import photo_set
-
-    record = model.record
-    if record is None or record.data is None or record.data.kind != "collage":  # VOC, or saved outside train
-        return None
-    sets = {record.data.photos or "all"}
-    if record.init is not None:  # a start not trained on collages, or not recorded: counted as all of them
-        sets.add(record.init.photos or "all")
-    return tuple(sorted({name for s in sets for name in photo_set(s)}))
-
-
-def lesson_model(verbose: bool = True) -> Any:
-    """The model notebook 10 evaluates: the shipped checkpoint, else notebook 09's short model,
-    else an untrained one (and a line saying which)."""
-    from ..model.checkpoint import load_checkpoint
-    from ..model.net import create_ssd_model
-
-    path, short = find_checkpoint(), _short_model_path()
-    if path is not None:
-        line = f"model: the trained checkpoint {_shown_path(path)}"
-    elif short.is_file():
-        path, line = short, "no trained checkpoint in data/checkpoints: using the 2-epoch model notebook 9 saved (expect weak results)"
-    else:
-        line = "no trained checkpoint in data/checkpoints and no notebook 9 model: an untrained model (expect no detections)"
-    if verbose:
-        print(line)
-    return load_checkpoint(path) if path is not None else create_ssd_model(**SHORT_MODEL)
-
-
-def held_out_records(model: Any, n_valid: int = 40, verbose: bool = True) -> list:
-    """Images ``model`` was not trained on: VOC 2007 val when present, else collages; the line printed
-    says exactly what they hold out (:func:`_held_out_collages`)."""
-    from ..data.voc import find_voc, load_voc
-
-    voc = find_voc()
-    if voc is not None:
-        valid = load_voc(voc, "val")[:n_valid]
-        line = f"held-out images: the first {len(valid)} of Pascal VOC 2007 val ({voc})"
-    else:
-        valid, line = _held_out_collages(model, n_valid)
-    if verbose:
-        print(line)
-    return valid
-
-
-def _held_out_collages(model: Any, n_valid: int) -> tuple[list, str]:
-    """Collages ``model`` never saw, and a line saying what they hold out. When some annotated
-    photographs were kept out of its training (``train --photos train``), collages cut from those
-    photos only; else the validation split of its collage set (seed as recorded): new arrangements
-    of the very photographs it trained on."""
-    from ..data.collage import photo_set
-    from ..data.voc import VOC_CLASSES
-    from ..data.collage import collage_records
-
-    data = model.record.data if model.record is not None else None
-    seed = data.seed if data is not None and data.seed is not None else 0  # not recorded: the default
-    seen = photos_seen(model) or photo_set("all")
-    unseen = [p for p in photo_set("all") if p not in seen]
-    if unseen and set(unseen) == set(photo_set("held_out")):
-        train, valid, _ = collage_records(COLLAGE_IMAGES, seed, root=cache_dir(), verbose=False, photos="held_out")
-        records = (valid + train)[:n_valid]
-        what = f"collages of photos kept out of its training ({', '.join(unseen)})"
-    else:
-        records = _collage(seed)[1][:n_valid]
-        what = (f"validation collages (seed {seed}): new arrangements, on new background crops, of objects cut from "
-                f"the same photos it trained on ({', '.join(seen)}); no photograph is held out")
-    classes = sorted({VOC_CLASSES[int(c)] for r in records for c in r.labels})
-    n_objects = sum(len(r.labels) for r in records)
-    return records, (f"VOC not found: held-out images are {len(records)} {what}; "
-                     f"{n_objects} objects of the classes {', '.join(classes)}")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
-from typing import Any
+from typing import Any, Iterator
 
 import ipywidgets as W
 import numpy as np
@@ -159,9 +160,16 @@ class Coalesce:
 
     def set(self, control: Any, value: Any) -> None:
         """``control.value = value`` without a redraw of its own, then one redraw now (a widget's ``.set``)."""
-        self.pending = True  # the change's own request is dropped
-        try:
+        with self.hold():
             control.value = value
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Change several controls, then redraw once: inside the block their changes ask for nothing
+        (as if a redraw were on its way); when it ends without an error, one redraw now."""
+        self.pending = True
+        try:
+            yield
         finally:
             self.pending = False
         self.now()

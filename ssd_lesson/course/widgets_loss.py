@@ -85,15 +85,11 @@ class FocalWidget(_Shown):
         """Move the sliders (clamped to their ranges); NaN refused, nothing changed."""
         g = None if gamma is None else _finite("gamma", gamma, 0, 5)
         a = None if alpha is None else _finite("alpha", alpha, 0, 1)
-        self._hold = True
-        try:
+        with self._later.hold():  # one redraw for both
             if g is not None:
                 self.gamma_slider.value = g
             if a is not None:
                 self.alpha_slider.value = a
-        finally:
-            self._hold = False
-        self._later.now()
         return self
 
     def _build(self) -> None:
@@ -119,8 +115,6 @@ class FocalWidget(_Shown):
         animate(*self.dots, self.focal_line, ax.title, s.title)
 
     def _update(self, *_: Any) -> None:
-        if getattr(self, "_hold", False):
-            return
         g, a = self.gamma, self.alpha
         self.focal = classification_loss(self._x, self._t, focal=True, alpha=a, gamma=g).double().numpy()
         self.total, self.bce_total = float(self.focal.sum()), float(self.bce.sum())
@@ -196,20 +190,14 @@ class DetectionWidget(_Shown):
         """Move the sliders (clamped to their ranges); NaN refused, nothing changed."""
         s = None if score is None else _finite("score", score, 0.05, 0.95)
         m = None if nms_iou is None else _finite("nms_iou", nms_iou, 0.3, 1.0)
-        self._hold = True
-        try:
+        with self._later.hold():  # one redraw for both
             if s is not None:
                 self.score_slider.value = s
             if m is not None:
                 self.nms_slider.value = m
-        finally:
-            self._hold = False
-        self._later.now()
         return self
 
     def _update(self, *_: Any) -> None:
-        if getattr(self, "_hold", False):
-            return
         key = (self.score, self.nms_iou)
         all_dets = decode(self.class_logits, self.box_actns, self.anchors, score_threshold=key[0], nms_iou=key[1])
         if key not in self._maps:

@@ -88,8 +88,7 @@ class AnchorWidget(_Shown):
                                      ("ratios", ratios, RATIO_CHOICES)):
             if value is not None and tuple(map(_tuple, value)) not in choices:
                 raise ValueError(f"{name} {value!r} is not one of the choices: {', '.join(map(str, choices))}")
-        self._hold = True
-        try:
+        with self._later.hold():  # one redraw for the lot
             if grids is not None:
                 self.grids.value = tuple(grids)
             if zooms is not None:
@@ -98,14 +97,9 @@ class AnchorWidget(_Shown):
                 self.ratios.value = tuple(tuple(r) for r in ratios)
             if ssd300 is not None:
                 self.ssd300.value = bool(ssd300)
-        finally:
-            self._hold = False
-        self._later.now()
         return self
 
     def _update(self, *_: Any) -> None:
-        if getattr(self, "_hold", False):
-            return
         spec = self.spec
         for c in (self.grids, self.zooms, self.ratios):
             c.disabled = self.ssd300.value
@@ -183,13 +177,9 @@ class IouWidget(_Shown):
         for k, v in values.items():
             if math.isnan(float(v)):
                 raise ValueError(f"{k} = nan is not a number; the slider takes 0.02 to 0.98")
-        self._later.pending = True  # one redraw for the lot
-        try:
+        with self._later.hold():  # one redraw for the lot
             for k, v in values.items():
                 self.sliders[k].value = float(v)
-        finally:
-            self._later.pending = False
-        self._later.now()
         return self
 
     def _update(self, *_: Any) -> None:

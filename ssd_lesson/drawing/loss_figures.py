@@ -23,7 +23,7 @@ from .draw import (BOX_COLORS, GT_COLORS, Scene, _boxes, _figure, _np, _panels, 
 from ..core.loss import classification_loss
 
 __all__ = ["gradient_figure", "detections_figure", "regression_figure", "match_modes_figure", "focal_curves_figure",
-           "box_loss_figure", "training_progress_figure", "detection_panels_figure"]
+           "box_loss_figure", "training_progress_figure", "detection_panels_figure", "spread_by_overlap"]
 
 LOG_RANGE = 1e-5  # the gradient figure's colour scale is logarithmic down to this fraction of its largest value
 _HALO = [patheffects.withStroke(linewidth=4, foreground="white")]
@@ -31,21 +31,24 @@ _HALO_THIN = [patheffects.withStroke(linewidth=2.6, foreground="white")]
 
 
 def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, logit_grad: Any, b: int = 0,
-                    arrow: float = 0.12) -> Figure:
+                    arrow: float = 0.12, per_object: int = 4) -> Figure:
     """Notebook 8: where the loss pulls each positive box, and which class logits it pushes.
 
-    Left, one panel per ground-truth object (dashed): each positive predicted box that
-    answers to it (solid, its colour, numbered by box index) with an arrow at two corners
-    along minus the gradient, the way one step of gradient descent moves it (longest arrow
-    ``arrow``, the same scale in every panel). Right:
+    Left, one panel per ground-truth object (dashed): at most ``per_object`` of the positive
+    predicted boxes that answer to it (:func:`spread_by_overlap`: its best and worst overlap and
+    some between; more would hide the photo), solid, its colour, numbered by box index, with an
+    arrow at two corners along minus the gradient, the way one step of gradient descent moves it
+    (longest arrow ``arrow``, the same scale in every panel). Right:
     ``d loss / d logit`` per box (rows) and class (columns) on a symmetric log colour scale
     (linear only below :data:`LOG_RANGE` times the largest gradient), so the many
     small gradients show beside the few large ones; red (positive) means the step pushes that
     logit down. The background column stays 0: BCE drops it.
     """
+    if per_object < 1:
+        raise ValueError(f"per_object must be at least 1, got {per_object}")
     scene = as_scene(example)
     pos = _np(result.match.positive[b]).astype(bool)
-    gt_idx = _np(result.match.gt_idx[b])
+    gt_idx, overlap = _np(result.match.gt_idx[b]), _np(result.match.gt_overlap[b]).astype(float)
     pred, gtb = _np(result.pred_boxes[b]).astype(float), _np(result.target_boxes[b]).astype(float)
     gb, gl = _np(box_grad).astype(float), _np(logit_grad).astype(float)
     objects = sorted({int(gt_idx[a]) for a in np.flatnonzero(pos)}) or [0]
@@ -64,19 +67,21 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
     for ax, g in zip(img_axes, objects):  # one panel per ground-truth object: its positives only
         c = GT_COLORS[g % len(GT_COLORS)]
         mine = [int(a) for a in np.flatnonzero(pos) if int(gt_idx[a]) == g]
+        drawn = spread_by_overlap(mine, overlap, per_object)
         show_image(ax, scene.image, margin)
         if mine:
             draw_box(ax, gtb[mine[0]], c, None, lw=2.2, ls="--", alpha=0.9)
-        for a in mine:
+        for a in drawn:
             draw_box(ax, pred[a], c, str(a), lw=1.2, fontsize=8, gid=f"box:{a}")
             for yi, xi in ((0, 1), (2, 3)):  # top-left and bottom-right corners
                 ann = ax.annotate("", xy=(pred[a, xi] - scale * gb[a, xi], pred[a, yi] - scale * gb[a, yi]),
                                   xytext=(pred[a, xi], pred[a, yi]),
                                   arrowprops=dict(arrowstyle="-|>", color=c, lw=2.0, mutation_scale=14))
                 ann.arrow_patch.set_path_effects(_HALO)  # a white rim: visible on the photo and on the box lines
-        ax.set_title(f"{scene.gt_label(g)}: {len(mine)} positive{'s' if len(mine) != 1 else ''}", fontsize=10)
-    fig.suptitle(f"{int(pos.sum())} positive boxes (solid) pulled toward their ground truth (dashed), one panel per "
-                 "object; right: the gradient on each class logit", fontsize=11)
+        shown = f"{len(mine)}" if len(drawn) == len(mine) else f"{len(drawn)} of {len(mine)}"
+        ax.set_title(f"{scene.gt_label(g)}: {shown} positive{'s' if len(mine) != 1 else ''}", fontsize=10)
+    fig.suptitle(f"{int(pos.sum())} positive boxes (solid; at most {per_object} drawn per object) pulled toward their "
+                 "ground truth (dashed); right: the gradient on each class logit", fontsize=11)
     v = max(np.abs(gl).max(), 1e-12)
     norm = SymLogNorm(linthresh=v * LOG_RANGE, linscale=0.3, vmin=-v, vmax=v, base=10)
     im = hx.imshow(gl, aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest")
@@ -96,6 +101,16 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
     cb.ax.tick_params(labelsize=8)
     cb.set_label("d loss / d logit (symmetric log scale)", fontsize=9)
     return fig
+
+
+def spread_by_overlap(boxes: Sequence[int], overlap: np.ndarray, k: int) -> list[int]:
+    """At most ``k`` of ``boxes`` (box indices), spread over their ``overlap`` (``(A,)``, each box's
+    IoU with its object): the best, the worst and evenly between, returned in index order."""
+    if len(boxes) <= k:
+        return list(boxes)
+    ranked = sorted(boxes, key=lambda a: (-overlap[a], a))  # best first; ties by index: deterministic
+    picks = np.unique(np.round(np.linspace(0, len(ranked) - 1, k)).astype(int))
+    return sorted(ranked[i] for i in picks)
 
 
 def detections_figure(example: Any, boxes: Any, labels: Any, scores: Any, size: float = 5.0,

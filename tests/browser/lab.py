@@ -5,6 +5,7 @@ which library call the readout must agree with.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -21,7 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -241,6 +242,28 @@ class View:
     image_src: str
     image_png: bytes
     widget_png: bytes
+
+
+@contextlib.contextmanager
+def notebook_of_cells(server: LabServer, browser: Any, cells: Sequence[str], name: str, workspace: str,
+                      viewport: tuple[int, int] = (1440, 900), timeout_s: float = 300) -> Iterator[Notebook]:
+    """A notebook of code ``cells`` written as ``name`` into the server's folder, opened in a browser
+    context of ``viewport`` (width, height) and run whole; page and context closed afterwards."""
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None}
+                    for c in cells],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    (server.root / name).write_text(json.dumps(nb))
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    try:
+        page = Notebook.open(server, context, name, workspace=workspace)
+        try:
+            page.run_all(timeout_s)
+            yield page
+        finally:
+            page.close()
+    finally:
+        context.close()
 
 
 def changed_fraction(a: bytes, b: bytes) -> float:

@@ -4,13 +4,12 @@ control moved from the keyboard changes the figure, and the readout then states 
 figure on the page (a measurement, not asserted) and saves a screenshot of each under ``out_dir``."""
 from __future__ import annotations
 
-import json
 import re
 import time
 
 import pytest
 
-from .lab import Notebook, Slider, changed_fraction, key_to_new_figure
+from .lab import Slider, changed_fraction, key_to_new_figure, notebook_of_cells
 
 pytestmark = pytest.mark.browser
 
@@ -31,20 +30,11 @@ TIMES: dict[str, list[float]] = {}
 
 @pytest.fixture(scope="module")
 def screen(lab, browser):
-    cells = [SETUP, IMPORTS] + list(BUILD.values())
-    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None}
-                    for c in cells],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
-    (lab.server.root / "widgets_more_screen.ipynb").write_text(json.dumps(nb))
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = Notebook.open(lab.server, context, "widgets_more_screen.ipynb", workspace="wmore")
     try:
-        page.run_all(300)
-        yield page
+        with notebook_of_cells(lab.server, browser, [SETUP, IMPORTS, *BUILD.values()], "widgets_more_screen.ipynb",
+                               workspace="wmore") as page:
+            yield page
     finally:
-        page.close()
-        context.close()
         for name, times in TIMES.items():
             print(f"key press to new figure, {name}: " + ", ".join(f"{t:.0f} ms" for t in times))
 

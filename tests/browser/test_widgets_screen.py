@@ -3,12 +3,12 @@ each fits the viewport, one ArrowRight on each focused slider changes the figure
 follows the box whose number is typed or whose outline is clicked, as the library computes it."""
 from __future__ import annotations
 
-import json
+import math
 import time
 
 import pytest
 
-from .lab import Notebook, Slider, changed_fraction
+from .lab import Slider, changed_fraction, notebook_of_cells
 
 pytestmark = pytest.mark.browser
 
@@ -23,19 +23,8 @@ CELLS = [
 
 @pytest.fixture(scope="module")
 def screen(lab, browser):
-    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None}
-                    for c in CELLS],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
-    (lab.server.root / "widgets_screen.ipynb").write_text(json.dumps(nb))
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = Notebook.open(lab.server, context, "widgets_screen.ipynb", workspace="wscreen")
-    try:
-        page.run_all(300)
+    with notebook_of_cells(lab.server, browser, CELLS, "widgets_screen.ipynb", workspace="wscreen") as page:
         yield page
-    finally:
-        page.close()
-        context.close()
 
 
 @pytest.mark.parametrize("n, sliders", [(0, ["tanh(dy)", "tanh(dx)", "tanh(dh)", "tanh(dw)"]), (1, ["IoU threshold"])])
@@ -74,6 +63,21 @@ def _library_readout(follow, index: int) -> str:
     return follow.set(index).readout.value.split(">", 1)[1].removesuffix("</pre>").strip()
 
 
+def _steady_point_on_top_edge(follow, a: int) -> tuple[float, float, int]:
+    """A point on box ``a``'s top edge in the Fig. 4 view, and the box a click there picks: where
+    possibly ``a`` itself, and one where each whole pixel around it (coordinates rounded down or up)
+    picks the same box, so that the browser's rounding of the click cannot tip it to another outline."""
+    y0, x0, _, x1 = follow.pick_boxes[a]
+    steady = []
+    for f in sorted((i / 20 for i in range(1, 20)), key=lambda f: abs(f - 0.5)):  # from the middle out
+        px, py = follow.pixel_at(y0, x0 + f * (x1 - x0))
+        around = {follow.box_at(x, y) for x in (math.floor(px), math.ceil(px)) for y in (math.floor(py), math.ceil(py))}
+        if len(around) == 1:
+            steady.append((px, py, around.pop()))
+    assert steady, f"no steady point on box {a}'s top edge"
+    return next((p for p in steady if p[2] == a), steady[0])
+
+
 def _readout_after(screen, output, before: str, timeout_s: float = 30) -> str:
     readout = output.locator(".widget-html pre").first
     deadline = time.monotonic() + timeout_s
@@ -104,9 +108,7 @@ def test_follow_box_fits_the_screen_and_follows_the_box_typed_or_clicked(screen,
     natural = pick.evaluate("i => [i.naturalWidth, i.naturalHeight, i.clientWidth, i.clientHeight]")
     assert natural[:2] == natural[2:] == list(follow.pixel_size_of_pick()), natural
     for a in (5, 188):
-        y0, x0, y1, x1 = follow.pick_boxes[a]
-        px, py = follow.pixel_at(y0, (x0 + x1) / 2)
-        expected = follow.box_at(px, py)
+        px, py, expected = _steady_point_on_top_edge(follow, a)
         before = readout.inner_text()
         pick.click(position={"x": float(px), "y": float(py)})
         text = _readout_after(screen, output, before)
