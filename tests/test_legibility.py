@@ -101,7 +101,7 @@ def _nb09_10(k):
              "after 2 epochs here": activations_to_boxes(seeded[1], k.anchors)[0],
              "trained checkpoint": activations_to_boxes(k.box_actns, k.anchors)[0]}
     out = {"09 training_progress_figure": lambda: plots.training_progress_figure(
-               k.example, boxes, match.gt_idx[0], match.positive[0]),
+               k.example, boxes, match.gt_idx[0], match.positive[0], per_object=4),
            "09 all_predictions_figure": lambda: plots.all_predictions_figure(k.example, k.anchors,
                                                                              boxes["trained checkpoint"])}
     path = find_checkpoint()

@@ -311,6 +311,34 @@ def test_training_progress_figure_draws_the_same_positives_in_every_panel():
         assert ax.get_title() == f"{title}\nmean IoU with its object {float(iou):.2f}"
 
 
+def test_training_progress_figure_at_most_per_object_the_same_boxes_in_every_panel():
+    ex = synthetic_example()
+    anchors = make_anchors()
+    _, boxes, labels = ex.batch()
+    g = torch.Generator().manual_seed(1)
+    acts = {"before": torch.zeros(1, len(anchors), 4), "after": torch.randn(1, len(anchors), 4, generator=g) * 0.5}
+    match = ssd_loss(torch.zeros(1, len(anchors), 21), acts["before"], boxes, labels, anchors, iou_threshold=0.2,
+                     match_on="anchors").match
+    pos, gi = match.positive[0].nonzero().flatten().tolist(), match.gt_idx[0]
+    stages = {k: activations_to_boxes(a, anchors)[0] for k, a in acts.items()}
+    last = box_iou(stages["after"].double(), boxes[0].double())[range(len(anchors)), gi]  # (A,) IoU with its object
+    fig = plots.training_progress_figure(ex, stages, gi, match.positive[0], per_object=2)
+    want = []
+    for obj in sorted({int(gi[a]) for a in pos}):
+        mine = [a for a in pos if int(gi[a]) == obj]
+        best, worst = max(mine, key=lambda a: (last[a], -a)), min(mine, key=lambda a: (last[a], a))
+        want += [best] if len(mine) == 1 else sorted({best, worst})
+    assert len(want) < len(pos)  # the test's case has objects with more than two positives
+    for ax, (title, b) in zip(fig.axes, stages.items()):
+        assert sorted(int(k.split(":")[1]) for k in boxes_in(ax)) == sorted(want)  # the same boxes in both panels
+        iou = box_iou(b[pos].double(), boxes[0].double())[range(len(pos)), gi[pos]].mean()
+        assert ax.get_title() == f"{title}\nmean IoU with its object {float(iou):.2f}"  # over every positive
+    assert fig.axes[0].get_xlabel() == (f"dashed: ground truth; solid: {len(want)} of the {len(pos)} positive boxes "
+                                        "(at most 2 per object)")
+    with pytest.raises(ValueError, match="per_object must be at least 1, got 0"):
+        plots.training_progress_figure(ex, stages, gi, match.positive[0], per_object=0)
+
+
 def test_detection_panels_figure_labels_each_detection():
     from ssd_lesson.model.infer import Detections
 

@@ -283,33 +283,49 @@ def box_loss_figure(anchors: Anchors, losses: dict[str, Any], positive: Any, hei
 
 # ---------------------------------------------------------------- notebooks 9 and 10: training and inference
 def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, positive: Any,
-                             panel: float = 3.6) -> Figure:
+                             panel: float = 3.6, per_object: Optional[int] = None) -> Figure:
     """Notebook 9: the same predicted boxes at several stages of training, one panel per stage.
 
     ``stages``: ``{title: (A, 4) predicted boxes}``; ``gt_idx`` / ``positive``: ``(A,)`` the
     ground-truth box each predicted box answers to and whether it is a positive (match on
     the anchors, which do not move, so every panel shows the same boxes). Each panel draws
     the ground truth dashed and the positives solid in their object's colour, numbered by
-    box index; its title gives the mean IoU of those boxes with their ground truth.
+    box index; its title gives the mean IoU of all the positives with their ground truth.
+    ``per_object``: draw at most that many positives of each object, the same in every panel
+    (:func:`spread_by_overlap` of their IoU in the last panel: its best, its worst, some between).
     """
+    if per_object is not None and per_object < 1:
+        raise ValueError(f"per_object must be at least 1, got {per_object}")
     scene = as_scene(example)
     pos = _np(positive).reshape(-1).astype(bool)
     gi = _np(gt_idx).reshape(-1).astype(int)
     idx = np.flatnonzero(pos)
     all_boxes = {t: _boxes(b) for t, b in stages.items()}
-    margin = fit_margin(np.concatenate([b[idx] for b in all_boxes.values()] + [scene.boxes]), 0.05)
-    fig, axes = _figure(1, len(stages), panel)
     gt = torch.as_tensor(scene.boxes, dtype=torch.float64)
+
+    def iou_with_object(boxes: np.ndarray) -> np.ndarray:  # (len(idx),): each positive's IoU with its object
+        return box_iou(torch.as_tensor(boxes[idx], dtype=torch.float64), gt)[np.arange(len(idx)), gi[idx]].numpy()
+
+    drawn = idx
+    if per_object is not None and len(idx):
+        last = np.zeros(len(gi))
+        last[idx] = iou_with_object(list(all_boxes.values())[-1])
+        drawn = np.array(sorted(a for g in sorted(set(gi[idx]))
+                                for a in spread_by_overlap([int(a) for a in idx if gi[a] == g], last, per_object)), int)
+    margin = fit_margin(np.concatenate([b[drawn] for b in all_boxes.values()] + [scene.boxes]), 0.05)
+    fig, axes = _figure(1, len(stages), panel)
     for ax, (title, boxes) in zip(axes[0], all_boxes.items()):
         show_image(ax, scene.image, margin)
         for i, box in enumerate(scene.boxes):
             draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=2.2, ls="--", gid=f"gt:{i}")
-        for a in idx:
+        for a in drawn:
             draw_box(ax, boxes[a], GT_COLORS[gi[a] % len(GT_COLORS)], str(a), lw=1.4, fontsize=8, gid=f"box:{a}")
-        ious = box_iou(torch.as_tensor(boxes[idx], dtype=torch.float64), gt)[np.arange(len(idx)), gi[idx]]
+        ious = iou_with_object(boxes)
         ax.set_title(f"{title}\nmean IoU with its object {float(ious.mean()) if len(idx) else float('nan'):.2f}",
                      fontsize=10)
-    axes[0, 0].set_xlabel(f"dashed: ground truth; solid: the {len(idx)} positive boxes", fontsize=9)
+    shown = (f"the {len(idx)} positive boxes" if len(drawn) == len(idx) else
+             f"{len(drawn)} of the {len(idx)} positive boxes (at most {per_object} per object)")
+    axes[0, 0].set_xlabel(f"dashed: ground truth; solid: {shown}", fontsize=9)
     return fig
 
 
