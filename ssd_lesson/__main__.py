@@ -22,8 +22,6 @@ from .commands.cli import (UserError, add_loss_options, check_writable, loss_opt
 
 
 def _dissect(argv: Sequence[str]) -> int:
-    from .core.matching import IOU_THRESHOLD  # imports torch
-
     p = argparse.ArgumentParser(prog="python -m ssd_lesson dissect",
                                 description="Walk the article's steps on the default example: print its tables, save its figures.")
     p.add_argument("--out", type=out_folder, default="ssd_lesson_out",

@@ -30,6 +30,20 @@ def test_importing_the_package_and_the_command_line_imports_nothing_heavy():
     assert heavy_modules_after("import ssd_lesson; ssd_lesson.__version__; dir(ssd_lesson)") == []
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate", "dissect", "notebooks"])
+def test_each_command_s_help_and_a_wrong_option_import_nothing_heavy(command):
+    """``python -m ssd_lesson train --help`` lists the loss options' defaults and the bodies without torch
+    (``bench --help`` is the benchmark script's own, which needs torch to describe its cases)."""
+    for argv, want, said in (([command, "--help"], 0, "usage: python -m ssd_lesson"),
+                             ([command, "--no-such-option"], 2, "error: unrecognized arguments: --no-such-option")):
+        code = ("import contextlib, io\nfrom ssd_lesson.__main__ import main\n"
+                "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:\n"
+                f"    try:\n        code = main({argv!r})\n    except SystemExit as done:\n        code = done.code\n"
+                f"assert code == {want}, (code, out.getvalue()[:300], err.getvalue()[:300])\n"
+                f"assert {said!r} in out.getvalue() + err.getvalue()")
+        assert heavy_modules_after(code) == [], argv
+
+
 def test_the_first_core_name_used_imports_torch():
     loaded = heavy_modules_after("import ssd_lesson; ssd_lesson.box_iou")
     assert "torch" in loaded and not {"fastai", "matplotlib", "pandas"} & set(loaded)

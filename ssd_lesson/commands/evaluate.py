@@ -131,10 +131,10 @@ def _format(table) -> str:
 
 def evaluate_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson evaluate ...``: 0 done; 2 wrong options or missing data; 1 an existing --csv."""
-    from ..model.checkpoint import CheckpointRecord
+    args = _parse(argv)  # a wrong option, a missing file or folder: run_command prints UserError's one line
+    from ..model.checkpoint import CheckpointRecord  # after the options: --help answers without torch
     from ..model.evaluate import evaluate_detections
 
-    args = _parse(argv)  # a wrong option, a missing file or folder: run_command prints UserError's one line
     path, model = _load_model(args)
     from ..data.voc import VOC_CLASSES
     from ..model.checkpoint import check_classes

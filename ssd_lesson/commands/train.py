@@ -25,7 +25,7 @@ __all__ = ["train_main", "full_command"]
 
 def _parser() -> argparse.ArgumentParser:
     from ..core.options import LossOptions
-    from ..model.net import BODIES
+    from ..model import BODIES
 
     p = argparse.ArgumentParser(prog="python -m ssd_lesson train",
                                 description="Train the lesson's SSD with fastai and save a checkpoint after every epoch.")
@@ -87,6 +87,7 @@ def _plain(options: dict[str, Any]) -> dict[str, Any]:
 
 def train_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson train ...``: returns the exit status (0 done, 1 or 2 refused, 130 on Ctrl-C)."""
+    args = _parse(argv)  # first: --help and a wrong option answer without importing torch
     from ..core.options import DecodeOptions
     from ..data.collage import collage_records
     from ..data.images import VOC_CLASSES, find_voc, load_voc, make_dataloaders
@@ -95,7 +96,6 @@ def train_main(argv: Sequence[str]) -> int:
     from ..model.train import (BatchLosses, BoxActivationPenalty, EpochCheckpoint, fit, initial_model, is_main_process,
                                n_processes, set_seed, ssd_learner)
 
-    args = _parse(argv)
     options = loss_options_from(args)
     rank0 = is_main_process()
     say = print if rank0 else (lambda *a, **k: None)

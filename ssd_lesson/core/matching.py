@@ -10,12 +10,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+# FORCED_OVERLAP and IOU_THRESHOLD are defined in options, which imports no torch: the command lines'
+# --help shows the options' defaults without loading torch.
+from .options import FORCED_OVERLAP, IOU_THRESHOLD
+
 __all__ = ["Match", "match_boxes", "match_one_image", "FORCED_OVERLAP", "IOU_THRESHOLD", "PAD_LABEL"]
 
-#: The overlap written on a box that a ground-truth box claims (the article's "nudged to 2").
-FORCED_OVERLAP = 1.99
-#: The lesson's threshold: a box whose overlap is not above it becomes background.
-IOU_THRESHOLD = 0.4
 #: The label of a padding row in ``gt_labels`` (images with fewer objects than the batch's most).
 PAD_LABEL = -1
 

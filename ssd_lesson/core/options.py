@@ -19,10 +19,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional, TypeVar
 
-from .matching import FORCED_OVERLAP, IOU_THRESHOLD
+#: The overlap written on a box that a ground-truth box claims (the article's "nudged to 2").
+FORCED_OVERLAP = 1.99
+#: The lesson's threshold: a box whose overlap is not above it becomes background.
+IOU_THRESHOLD = 0.4
 
-__all__ = ["MatchOn", "Classification", "Reduction", "LossOptions", "DecodeOptions", "MATCH_ON", "CLASSIFICATIONS",
-           "REDUCTIONS"]
+__all__ = ["FORCED_OVERLAP", "IOU_THRESHOLD", "MatchOn", "Classification", "Reduction", "LossOptions",
+           "DecodeOptions", "MATCH_ON", "CLASSIFICATIONS", "REDUCTIONS"]
 
 MatchOn = Literal["predictions", "anchors"]
 Classification = Literal["bce", "focal"]

@@ -22,16 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.anchors import AnchorSpec
+from . import BODIES  # defined in the package, torch-free: train --help lists them
 
 if TYPE_CHECKING:
     from .checkpoint import CheckpointRecord
 
 __all__ = ["BODIES", "ConvBlock", "OutConv", "SSDHead", "SSDModel", "create_body", "create_ssd_model", "layer_shapes"]
 
-#: Bodies ``create_ssd_model`` knows: torchvision ResNets (ImageNet weights when loadable), and
-#: ``tiny``, eight fastai ``ConvLayer``s (conv, batch norm, ReLU; 1.2M weights, stride 32) with no
-#: pretrained weights, small and fast enough to train from scratch on a CPU.
-BODIES = ("resnet18", "resnet34", "resnet50", "tiny")
 
 
 class ConvBlock(nn.Sequential):
