@@ -159,3 +159,21 @@ def test_voc_status_offline_is_the_full_advice(monkeypatch, tmp_path):
     monkeypatch.setenv("SSD_LESSON_VOC", str(tmp_path / "nowhere"))
     said = K.voc_status()
     assert said.startswith("Pascal VOC 2007 was not found") and "nowhere" in said and "SSD_LESSON_VOC" in said
+
+
+def test_memory_table_sets_trained_photos_beside_kept_out_ones(out_dir, monkeypatch):
+    from ssd_lesson.data.collage import photo_set
+
+    monkeypatch.setattr(K, "COLLAGE_IMAGES", 10)
+    model = create_ssd_model(**K.SHORT_MODEL)
+    model.record = CheckpointRecord(data=TrainingData("collage", "runs/x", 1000, 0, photos="all"), seed=0)
+    with pytest.raises(ValueError, match="no photograph was kept out of this model's training"):
+        H.memory_table(model)
+    model.record = CheckpointRecord(data=TrainingData("collage", "runs/x", 1000, 0, photos="train"), seed=0)
+    seen, line = H.seen_photo_records(model)
+    assert len(seen) == 2 and all("collage-n10-seed0-train-photos" in str(r.image_path) for r in seen)
+    assert line == f"2 validation collages of photos it trained on ({', '.join(photo_set('train'))})"
+    table = H.memory_table(model, n_valid=4)
+    assert list(table.columns) == ["trained photos", "kept-out photos"] and table.index[-1] == "mean"
+    assert set(table.index[:-1]) <= {"person", "motorbike"}  # the classes both sets hold
+    torch.testing.assert_close(torch.tensor(table.iloc[-1].tolist()), torch.tensor(table.iloc[:-1].mean().tolist()))

@@ -89,27 +89,40 @@ def held_out_records(model: Any, n_valid: int = 40, verbose: bool = True) -> lis
     return valid
 
 
+def _recorded_seed(model: Any) -> int:
+    """The collage seed ``model`` was trained with (its record), else the default 0."""
+    data = model.record.data if model.record is not None else None
+    return data.seed if data is not None and data.seed is not None else 0
+
+
+def _kept_out(model: Any) -> list[str]:
+    """The photographs kept out of ``model``'s training (``train --photos train``): those of
+    ``photo_set("held_out")`` when it saw all the others, else none."""
+    from ..data.collage import photo_set
+
+    seen = photos_seen(model) or photo_set("all")
+    unseen = [p for p in photo_set("all") if p not in seen]
+    return unseen if unseen and set(unseen) == set(photo_set("held_out")) else []
+
+
 def _held_out_collages(model: Any, n_valid: int) -> tuple[list, str]:
     """Collages ``model`` never saw, and a line saying what they hold out. When some annotated
     photographs were kept out of its training (``train --photos train``), collages cut from those
     photos only; else the validation split of its collage set (seed as recorded): new arrangements
     of the very photographs it trained on."""
-    from ..data.collage import photo_set
+    from ..data.collage import collage_records, photo_set
     from ..data.voc import VOC_CLASSES
-    from ..data.collage import collage_records
 
-    data = model.record.data if model.record is not None else None
-    seed = data.seed if data is not None and data.seed is not None else 0  # not recorded: the default
-    seen = photos_seen(model) or photo_set("all")
-    unseen = [p for p in photo_set("all") if p not in seen]
-    if unseen and set(unseen) == set(photo_set("held_out")):
+    seed, kept_out = _recorded_seed(model), _kept_out(model)
+    if kept_out:
         train, valid, _ = collage_records(lesson.COLLAGE_IMAGES, seed, root=lesson.cache_dir(), verbose=False, photos="held_out")
         records = (valid + train)[:n_valid]
-        what = f"collages of photos kept out of its training ({', '.join(unseen)})"
+        what = f"collages of photos kept out of its training ({', '.join(kept_out)})"
     else:
         records = lesson._collage(seed)[1][:n_valid]
         what = (f"validation collages (seed {seed}): new arrangements, on new background crops, of objects cut from "
-                f"the same photos it trained on ({', '.join(seen)}); no photograph is held out")
+                f"the same photos it trained on ({', '.join(photos_seen(model) or photo_set('all'))}); "
+                "no photograph is held out")
     classes = sorted({VOC_CLASSES[int(c)] for r in records for c in r.labels})
     n_objects = sum(len(r.labels) for r in records)
     return records, (f"VOC not found: held-out images are {len(records)} {what}; "
@@ -122,29 +135,25 @@ def seen_photo_records(model: Any, n_valid: int = 40) -> tuple[list, str]:
     from ..data.collage import collage_records
 
     data = model.record.data if model.record is not None else None
-    seed = data.seed if data is not None and data.seed is not None else 0
     photos = data.photos if data is not None and data.photos else "all"
-    if photos == "all":
-        valid = lesson._collage(seed)[1]
-    else:
-        valid = collage_records(lesson.COLLAGE_IMAGES, seed, root=lesson.cache_dir(), verbose=False, photos=photos)[1]
-    seen = photos_seen(model) or ()
-    return valid[:n_valid], f"{len(valid[:n_valid])} validation collages of photos it trained on ({', '.join(seen)})"
+    valid = collage_records(lesson.COLLAGE_IMAGES, _recorded_seed(model), root=lesson.cache_dir(), verbose=False,
+                            photos=photos)[1][:n_valid]
+    return valid, f"{len(valid)} validation collages of photos it trained on ({', '.join(photos_seen(model) or ())})"
 
 
 def memory_table(model: Any, n_valid: int = 40) -> Any:
-    """Per-class VOC07 AP (and the mean) of ``model`` on collages of the photographs it trained on
-    beside collages of those kept out of its training (:func:`held_out_records`): a DataFrame with
-    columns ``trained photos``, ``kept-out photos`` (NaN where a set has no such object), the
-    classes both sets hold, then ``mean``. Offline only: with VOC, nothing is kept out this way."""
+    """Per-class VOC07 AP of ``model`` on collages of the photographs it trained on (:func:`seen_photo_records`)
+    beside collages of those kept out of its training (:func:`held_out_records` offline): a DataFrame
+    indexed by class, columns ``trained photos`` and ``kept-out photos``, one row per class both sets
+    hold, then their ``mean``. A ``ValueError`` when no photograph was kept out of its training."""
     import pandas as pd
 
     from ..model.evaluate import evaluate_detections
 
-    seen, _ = seen_photo_records(model, n_valid)
-    unseen, line = _held_out_collages(model, n_valid)
-    if "kept out of its training" not in line:
+    if not _kept_out(model):
         raise ValueError("memory_table: no photograph was kept out of this model's training (train --photos train)")
+    seen, _ = seen_photo_records(model, n_valid)
+    unseen, _ = _held_out_collages(model, n_valid)
     cols = {}
     for name, records in (("trained photos", seen), ("kept-out photos", unseen)):
         table = evaluate_detections(model, records, progress=False).table().set_index("class")
