@@ -3,7 +3,7 @@
 1. ``eager``       ``ssd_lesson.ssd_loss`` batched over images, eager PyTorch;
 2. ``compiled``    the same function under ``torch.compile`` (compile time reported apart);
 3. ``lesson``      the lesson's way: a Python loop over images, plain torch ops per image
-                   (``benchmarks/lesson_loop.py``: broadcast jaccard, ``map_to_ground_truth``,
+                   (``tests/reference/lesson_loop.py``: broadcast jaccard, ``map_to_ground_truth``,
                    one-hot BCE, ``nonzero``);
 4. ``torchvision`` torchvision's SSD path: per-image ``box_iou`` + ``SSDMatcher``, then
                    ``torchvision.models.detection.ssd.SSD.compute_loss`` itself (box coder,
@@ -48,12 +48,12 @@ import torch
 from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmarks.lesson_loop sits beside this file, in the repository
+if str(ROOT) not in sys.path:  # the lesson's loop lives with the tests (tests/reference), in the repository
     sys.path.insert(0, str(ROOT))
 
 from ssd_lesson import AnchorSpec, Anchors, make_anchors, ssd_loss  # noqa: E402
 from ssd_lesson.core.loss import SSDLossResult  # noqa: E402
-from benchmarks.lesson_loop import lesson_ssd_loss  # noqa: E402
+from tests.reference.lesson_loop import lesson_ssd_loss  # noqa: E402
 
 METHODS = ("eager", "compiled", "lesson", "torchvision")
 MATCH_MODES = ("predictions", "anchors")
@@ -156,7 +156,7 @@ def compiled_loss(anchors: Anchors, match_on: str, backend: str = "inductor", mo
 
 
 def lesson_loss(anchors: Anchors, match_on: str) -> LossFn:
-    """Method (3): the lesson's per-image loop (``benchmarks/lesson_loop.py``)."""
+    """Method (3): the lesson's per-image loop (``tests/reference/lesson_loop.py``)."""
     def fn(x: Inputs) -> Tensor:
         return lesson_ssd_loss(x.class_logits, x.box_actns, x.gt_boxes, x.gt_labels, anchors.centers_hw,
                                anchors.grid_sizes, match_on=match_on)

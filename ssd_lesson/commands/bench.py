@@ -1,7 +1,7 @@
 """``python -m ssd_lesson bench``: the loss benchmark of ``benchmarks/bench_loss.py``.
 
 The benchmark lives with the repository, not the installed package: its method (3) is
-the lesson's per-image loop of ``benchmarks/lesson_loop.py``. This module finds the
+the lesson's per-image loop of ``tests/reference/lesson_loop.py``. This module finds the
 checkout next to the package and runs the benchmark's :func:`main` there.
 """
 from __future__ import annotations

@@ -1,0 +1,284 @@
+"""The "your turn" code exercises: every solution passes, every stub is 'not answered yet', and each listed
+slip, written here as a learner would write it (not with the checker's own slip code), gets its own hint."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssd_lesson import box_iou, match_boxes
+from ssd_lesson.course.exercises import check
+from ssd_lesson.course.solutions import FUNCTION_NAMES, SOLUTIONS, STUBS
+from ssd_lesson.course.your_turn import CODE_EXERCISES
+
+
+def _function(source: str):
+    ns = {"torch": torch}
+    exec(source, ns)
+    (fn,) = [v for k, v in ns.items() if k.startswith("my_")]
+    return fn
+
+
+def _said(capsys, name, fn) -> tuple[bool, str]:
+    ok = check(name, fn)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "Traceback" not in out, out
+    return ok, out
+
+
+@pytest.mark.parametrize("name", sorted(CODE_EXERCISES))
+def test_solution_is_right_and_stub_is_not_answered(name, capsys):
+    assert set(SOLUTIONS) == set(STUBS) == set(FUNCTION_NAMES) == set(CODE_EXERCISES)
+    ok, out = _said(capsys, name, _function(SOLUTIONS[name]))
+    assert ok and out.startswith(f"{name}: Right, on all "), out
+    ok, out = _said(capsys, name, _function(STUBS[name]))
+    assert not ok and out.startswith(f"{name}: not answered yet. Write {FUNCTION_NAMES[name]}("), out
+    ok, out = _said(capsys, name, None)
+    assert not ok and "not answered yet" in out
+
+
+def _raises_not_implemented(*args):
+    raise NotImplementedError
+
+
+def test_a_function_raising_not_implemented_is_a_stub(capsys):
+    ok, out = _said(capsys, "05.match", _raises_not_implemented)
+    assert not ok and out.startswith("05.match: not answered yet")
+
+
+# ---- wrong functions, written the way a learner writes them ------------------------------------------------------
+
+def anchors_xy(grid, zooms, ratios):
+    out = []
+    for r in range(grid):
+        for c in range(grid):
+            for z in zooms:
+                for rh, rw in ratios:
+                    cy, cx, h, w = (r + .5) / grid, (c + .5) / grid, z * rh / grid, z * rw / grid
+                    out.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])  # (x, y): swapped
+    return torch.tensor(out)
+
+
+def anchors_pixels(grid, zooms, ratios):
+    return anchors_xy(grid, zooms, ratios)[:, [1, 0, 3, 2]] * 224
+
+
+def anchors_corner(grid, zooms, ratios):
+    return anchors_xy(grid, zooms, ratios)[:, [1, 0, 3, 2]] - 0.5 / grid
+
+
+def _decode(actn, anchor, cell, squash=torch.tanh, move=0.5, order=(0, 1, 2, 3), scale=1.0):
+    t = squash(actn)
+    cy, cx = anchor[0] + t[0] * move * cell, anchor[1] + t[1] * move * cell
+    h, w = anchor[2] * (1 + t[2] / 2), anchor[3] * (1 + t[3] / 2)
+    box = torch.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2]) * scale
+    return box[list(order)]
+
+
+def _iou(box, others, clamp=True, subtract=True):
+    h = torch.minimum(box[2], others[:, 2]) - torch.maximum(box[0], others[:, 0])
+    w = torch.minimum(box[3], others[:, 3]) - torch.maximum(box[1], others[:, 1])
+    inter = h.clamp(min=0) * w.clamp(min=0) if clamp else h * w
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter / (union - inter if subtract else union)
+
+
+def _match(ious, forced=1.99, ge=False, claim=True):
+    A, G = ious.shape
+    if G == 0:
+        return torch.zeros(A, dtype=torch.long), torch.zeros(A), torch.zeros(A, dtype=torch.bool)
+    overlap, idx = ious.max(dim=1)
+    for j in range(G if forced is not None else 0):
+        b = ious[:, j].argmax()
+        overlap[b] = forced
+        if claim:
+            idx[b] = j
+    return idx, overlap, overlap >= 0.4 if ge else overlap > 0.4
+
+
+def _bce(logits, target, cols=None, divide=True, mean=False):
+    C = logits.shape[1] - 1
+    cols = C if cols is None else cols
+    y = F.one_hot(target, C + 1)[:, :cols].float()
+    loss = F.binary_cross_entropy_with_logits(logits[:, :cols], y, reduction="mean" if mean else "sum")
+    return loss if mean else loss / C if divide else loss
+
+
+def _l1(pred, target, positive, swap=False, everything=False):
+    err = (pred - target).abs() if everything else (pred - target)[positive].abs()
+    n = max(len(err), 1)
+    mean, total = err.sum() / (4 * n), err.sum() / 4
+    return (total, mean) if swap else (mean, total)
+
+
+def _grad(pred, target, positive, sign=1, per_box_sum=False, everything=False):
+    n = max(int(positive.sum()), 1)
+    g = sign * torch.sign(pred - target) / (4 if per_box_sum else 4 * n)
+    return g if everything else g * positive[:, None]
+
+
+def _targets(anchor_boxes, gt_boxes, gt_labels, background=20):
+    if len(gt_boxes) == 0:
+        return torch.full((len(anchor_boxes),), 20)
+    m = match_boxes(box_iou(anchor_boxes, gt_boxes)[None], torch.ones(1, len(gt_boxes), dtype=torch.bool))
+    labels = gt_labels[m.gt_idx[0]]
+    return labels if background is None else torch.where(m.positive[0], labels, background)
+
+
+SLIPS = [  # (exercise, learner's wrong function, words its hint must contain)
+    ("02.anchor_boxes", anchors_xy, "(x, y) where the lesson has (y, x)"),
+    ("02.anchor_boxes", anchors_pixels, "Looks like pixels"),
+    ("02.anchor_boxes", anchors_corner, "top-left corners"),
+    ("03.decode_box", lambda a, b, c: _decode(a, b, c, squash=lambda t: t), "tanh is missing"),
+    ("03.decode_box", lambda a, b, c: _decode(a, b, c, move=1.0), "moves up to a whole cell"),
+    ("03.decode_box", lambda a, b, c: _decode(a, b, c, order=(1, 0, 3, 2)), "(x, y) where the lesson has (y, x)"),
+    ("03.decode_box", lambda a, b, c: _decode(a, b, c, scale=224.0), "Looks like pixels"),
+    ("04.iou_one_box", lambda b, o: _iou(b, o, clamp=False), "clamp the overlap"),
+    ("04.iou_one_box", lambda b, o: _iou(b, o, subtract=False), "counts the shared part twice"),
+    ("05.match", lambda ious: _match(ious, ge=True), "Looks like >= where the lesson has >"),
+    ("05.match", lambda ious: _match(ious, forced=None), "forced matches are missing"),
+    ("05.match", lambda ious: _match(ious, forced=1.0), "the lesson writes 1.99"),
+    ("05.match", lambda ious: _match(ious, claim=False), "keeps its own gt_idx"),
+    ("06.bce", lambda lg, t: _bce(lg, t, cols=lg.shape[1]), "kept the background column"),
+    ("06.bce", lambda lg, t: _bce(lg, t, divide=False), "Not divided by C"),
+    ("06.bce", lambda lg, t: _bce(lg, t, mean=True), "Looks like a mean"),
+    ("07.l1", lambda p, t, m: _l1(p, t, m, swap=True), "other way round"),
+    ("07.l1", lambda p, t, m: _l1(p, t, m, everything=True), "only the positives"),
+    ("08.grad", lambda p, t, m: _grad(p, t, m, sign=-1), "points the wrong way"),
+    ("08.grad", lambda p, t, m: _grad(p, t, m, per_box_sum=True), "the article's sum"),
+    ("08.grad", lambda p, t, m: _grad(p, t, m, everything=True), "gradient is 0"),
+    ("11.anchor_targets", lambda a, g, lbl: _targets(a, g, lbl, background=None), "become background, class 20"),
+    ("11.anchor_targets", lambda a, g, lbl: _targets(a, g, lbl, background=0), "Your background is 0"),
+]
+
+
+@pytest.mark.parametrize("name, wrong, words", SLIPS, ids=[f"{n}-{w[:24]}" for n, _, w in SLIPS])
+def test_each_slip_gets_its_own_hint(name, wrong, words, capsys):
+    ok, out = _said(capsys, name, wrong)
+    assert not ok and out.startswith(f"{name}: not quite, on the case '"), out
+    assert words in out, out
+    others = [s.hint for k, s in CODE_EXERCISES[name].slips.items() if words not in s.hint]
+    assert not any(h in out for h in others), out  # one slip's hint, not several
+
+
+def test_a_wrong_function_of_no_known_slip_is_shown_its_first_differing_case(capsys):
+    def off_by_one(ious):
+        idx, overlap, positive = _match(ious)
+        return idx + 1, overlap, positive
+    ok, out = _said(capsys, "05.match", off_by_one)
+    assert not ok
+    assert out.startswith("05.match: not quite, on the case 'random overlaps, boxes 2 and 5 overlapping nothing' (ious = ")
+    assert "gt_idx (shape (8,)) is [" in out and "wrong at 8 of 8 places" in out and "Hint: gt_overlap, gt_idx" in out
+    right = _match(CODE_EXERCISES["05.match"].cases()[0].args[0])[0].tolist()
+    assert str(right) not in out  # the expected answer is never printed
+
+
+def test_a_function_that_raises_is_one_line_with_a_hint(capsys):
+    def no_empty_case(ious):
+        overlap, idx = ious.max(dim=1)  # fails for an image without objects
+        for j in range(ious.shape[1]):
+            b = ious[:, j].argmax()
+            idx[b], overlap[b] = j, 1.99
+        return idx, overlap, overlap > 0.4
+    ok, out = _said(capsys, "05.match", no_empty_case)
+    assert not ok and re.match(r"05\.match: your function raised IndexError: .* on the case 'an image without "
+                               r"objects' \(ious = \[\[\], \[\], \[\], \[\]\]\)\. Hint: with no objects every box is "
+                               r"background", out), out
+
+
+@pytest.mark.parametrize("value", [torch.tensor([1.0, 2.0]), torch.tensor([]), 10 ** 400, "abc", [1, 2], (None,), 3.0])
+def test_odd_returns_from_a_learner_function_never_raise(value, capsys):
+    ok, out = _said(capsys, "05.match", lambda ious: value)
+    assert not ok and out.startswith("05.match: not quite: expected three (A,) tensors"), out
+
+
+def test_a_value_instead_of_a_function_is_not_quite(capsys):
+    ok, out = _said(capsys, "05.match", 3)
+    assert not ok and "pass your function itself" in out
+
+
+def test_inputs_are_fresh_for_every_call(capsys):
+    def writes_into_its_input(ious):
+        result = _match(ious)
+        ious.fill_(7.0)
+        return result
+    assert _said(capsys, "05.match", writes_into_its_input)[0]
+
+
+def test_an_iou_of_exactly_0_4_is_a_case_and_two_objects_share_a_box():
+    cases = {c.label: c.args[0] for c in CODE_EXERCISES["05.match"].cases()}
+    assert (cases["an IoU of exactly 0.4"] == 0.4).any()
+    same = cases["two objects want the same box"]
+    assert same.argmax(dim=0).tolist() == [1, 1]
+    assert cases["an image without objects"].shape[1] == 0
+
+
+def test_each_notebook_02_to_08_and_11_has_its_your_turn_cell():
+    """The cell is the library's stub and check call (so the solutions key can replace it); its stored output
+    (after the series is executed) says 'not answered yet'; a markdown cell above says what to write."""
+    import json
+    from pathlib import Path
+
+    from ssd_lesson.course.solutions import cell_source
+    found = {}
+    for path in sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        for i, c in enumerate(cells):
+            if c["cell_type"] == "code" and "your-turn" in c["metadata"].get("tags", []):
+                src = "".join(c["source"])
+                (name,) = re.findall(r'^check\("([^"]+)"', src, flags=re.M)
+                assert src == cell_source(name), (path.name, name)
+                above = "".join(cells[i - 1]["source"])
+                assert cells[i - 1]["cell_type"] == "markdown" and f"`{FUNCTION_NAMES[name]}(" in above
+                out = "".join("".join(o.get("text", "")) for o in c["outputs"])
+                assert out.startswith(f"{name}: not answered yet."), (path.name, out)
+                found[name] = path.name[:2]
+    assert found == {name: name[:2] for name in CODE_EXERCISES}
+
+
+def test_the_solutions_key_fills_every_your_turn_cell_and_each_filled_cell_says_right(tmp_path, capsys):
+    """write_solutions (what `notebooks --solutions` executes) fills the 8 cells; each filled cell, run as code, is right."""
+    import nbformat
+
+    from ssd_lesson.commands.notebooks import write_solutions
+    from ssd_lesson.course.solutions import cell_source
+    written = write_solutions(tmp_path)
+    assert [p.name for p in written] == sorted(p.name for p in written) and len(written) >= 11
+    filled = {}
+    for path in written:
+        for c in nbformat.read(path, 4).cells:
+            for name in CODE_EXERCISES:
+                if c.cell_type == "code" and c.source == cell_source(name, solved=True):
+                    filled[name] = c.outputs
+                assert c.source != cell_source(name)  # no stub left
+    assert set(filled) == set(CODE_EXERCISES) and not any(filled.values())
+    keyed = [c.source for p in written for c in nbformat.read(p, 4).cells if "# the key" in c.source]
+    assert len(keyed) >= 22 and not any("answer = None" in src for src in keyed)
+    for name in CODE_EXERCISES:
+        exec(cell_source(name, solved=True), {})
+        assert capsys.readouterr().out.startswith(f"{name}: Right, on all ")
+
+
+def test_solutions_cannot_be_inplace(capsys):
+    from ssd_lesson.commands.notebooks import notebooks_main
+    assert notebooks_main(["--solutions", "--inplace"]) == 2
+    assert "--solutions writes a copy to --out" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_solutions_command_writes_and_executes_the_key(tmp_path, capsys):
+    """`notebooks --solutions --out DIR` end to end (one notebook): the key is executed in DIR, and its
+    your-turn cell says right (the series' own notebooks are left as they are)."""
+    import json
+
+    from ssd_lesson.commands.notebooks import NOTEBOOK_DIR, notebooks_main
+
+    before = (NOTEBOOK_DIR / "04_iou.ipynb").read_bytes()
+    assert notebooks_main(["--solutions", "--only", "04", "--out", str(tmp_path)]) == 0
+    cells = json.loads((tmp_path / "04_iou.ipynb").read_text())["cells"]
+    said = ["".join(o.get("text", "")) for c in cells if "your-turn" in c["metadata"].get("tags", [])
+            for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+    assert len(said) == 1 and said[0].startswith("04.iou_one_box: Right, on all"), said
+    assert (NOTEBOOK_DIR / "04_iou.ipynb").read_bytes() == before

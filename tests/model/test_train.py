@@ -1,0 +1,141 @@
+"""Training with fastai: the loss wrapper, the CLI (checkpoints, --force, Ctrl-C, reproducibility, empty
+valid split) and a 2-process CPU distributed run. Tiny collage sets, a few batches: no real training."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssd_lesson import AnchorSpec, LossOptions, make_anchors, ssd_loss
+from ssd_lesson.model.checkpoint import load_checkpoint
+from ssd_lesson.commands.train import _parse, full_command, train_main
+from ssd_lesson.model.checkpoint import TrainingData
+from ssd_lesson.model.train import SSDLoss
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--body", "tiny", "--n-hidden", "16", "--n-images", "20", "--bs", "4", "--epochs", "2"]
+
+
+@pytest.fixture(scope="module")
+def collage_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("collage")
+
+
+def run(collage_dir, out, *extra):
+    return train_main([*SMALL, "--data-dir", str(collage_dir), "--out", str(out), *extra])
+
+
+def test_loss_wrapper_is_ssd_loss_per_image():
+    anchors = make_anchors(AnchorSpec())
+    gen = torch.Generator().manual_seed(0)
+    class_logits, box_actns = torch.randn(3, 189, 21, generator=gen), torch.randn(3, 189, 4, generator=gen)
+    gt_boxes = torch.tensor([[[0.1, 0.1, 0.5, 0.6], [0, 0, 0, 0]], [[0.2, 0.3, 0.9, 0.8], [0.0, 0.0, 0.3, 0.3]],
+                             [[0, 0, 0, 0], [0, 0, 0, 0]]])
+    gt_labels = torch.tensor([[3, -1], [14, 7], [-1, -1]])
+    loss = SSDLoss(anchors, LossOptions(match_on="anchors"))
+    got = loss((class_logits, box_actns), gt_boxes, gt_labels)
+    want = ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, anchors, match_on="anchors")
+    torch.testing.assert_close(got, want.total / 3)
+    torch.testing.assert_close(loss.last.classification, want.classification)
+
+
+@pytest.mark.slow  # two training runs and an evaluation (the fast tier trains one epoch in the tests below)
+def test_cli_trains_saves_and_is_reproducible(collage_dir, tmp_path, capsys):
+    a, b = tmp_path / "a.pth", tmp_path / "b.pth"
+    assert run(collage_dir, a) == 0
+    out = capsys.readouterr().out
+    assert "16 train / 4 valid images" in out and "mAP50" in out and "checkpoint:" in out
+    ma = load_checkpoint(a)
+    assert ma.record.epoch == 2 and set(ma.record.metrics) >= {"valid_loss", "clas_loss", "regr_loss", "mAP50", "mAP_coco"}
+    # evaluate() without fastai gives the numbers the Learner recorded for the last epoch
+    from ssd_lesson.data.images import make_dataloaders
+    from ssd_lesson.data.collage import collage_records
+    from ssd_lesson.model.train import evaluate
+
+    train_recs, valid_recs, _ = collage_records(20, 0, collage_dir)
+    dls = make_dataloaders(train_recs, valid_recs, bs=4, device="cpu")
+    loss = SSDLoss(make_anchors(ma.spec), ma.record.loss_options)  # as it trained
+    got, recorded = evaluate(ma, dls.valid, loss, ma.record.decode_options), ma.record.metrics
+    for k in ("valid_loss", "clas_loss", "regr_loss", "mAP50", "mAP_coco"):
+        assert got[k] == pytest.approx(recorded[k], rel=1e-4, abs=1e-6), k
+    assert run(collage_dir, b) == 0  # same seed, same data: the same weights
+    mb = load_checkpoint(b)
+    for (k, va), vb in zip(ma.state_dict().items(), mb.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_cli_refuses_to_overwrite_without_force(collage_dir, tmp_path, capsys):
+    out = tmp_path / "m.pth"
+    out.write_bytes(b"precious")
+    assert run(collage_dir, out) == 1
+    assert "exists; pass --force" in capsys.readouterr().err and out.read_bytes() == b"precious"
+    assert run(collage_dir, out, "--force", "--epochs", "1") == 0
+    assert load_checkpoint(out).record.epoch == 1
+
+
+def test_cli_loss_options_reach_the_loss_and_the_checkpoint(collage_dir, tmp_path):
+    out = tmp_path / "m.pth"
+    argv = [*SMALL, "--data-dir", str(collage_dir), "--out", str(out), "--epochs", "1", "--iou-threshold", "0.5",
+            "--match-on", "predictions", "--loss", "focal", "--focal-alpha", "0.5", "--focal-gamma", "2"]
+    assert train_main(argv) == 0
+    record = load_checkpoint(out).record
+    assert record.loss_options == LossOptions(match_on="predictions", iou_threshold=0.5, classification="focal",
+                                              focal_alpha=0.5, focal_gamma=2.0)  # the rest: lesson_code()'s
+    assert record.loss_options.regression_reduction == LossOptions.lesson_code().regression_reduction == "mean"
+    assert record.command == full_command(_parse(argv)) and record.seed == 0  # every option spelled out
+    assert "--focal-gamma 2.0 --regression mean --seed 0" in record.command and record.options["focal_gamma"] == 2.0
+    assert record.data == TrainingData("collage", str(collage_dir / "collage-n20-seed0"), 20, 0, 16, 4, "all")
+    assert record.init is None and record.note is None
+
+
+def test_ctrl_c_keeps_last_finished_epoch(collage_dir, tmp_path, monkeypatch, capsys):
+    from ssd_lesson.model import train
+
+    def interrupt_in_second_epoch(self):
+        if self.epoch == 1 and self.training:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(train.BatchLosses, "after_batch", interrupt_in_second_epoch)
+    out = tmp_path / "m.pth"
+    assert run(collage_dir, out) == 130
+    assert "interrupted: the checkpoint of the last finished epoch (1) is" in capsys.readouterr().err
+    assert load_checkpoint(out).record.epoch == 1
+    assert not out.with_name(out.name + ".tmp").exists()
+
+
+def test_empty_valid_split_is_reported(tmp_path, monkeypatch, capsys):
+    from ssd_lesson.data import collage
+
+    monkeypatch.setattr(collage, "collage_records", lambda n, seed, root, **kw: (["a record"], [], Path(root)))
+    assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "m.pth")]) == 2
+    assert "the valid split is empty" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # two processes that each import fastai and train
+def test_distributed_two_cpu_processes(collage_dir, tmp_path):
+    """``torchrun --nproc_per_node 2`` on the gloo backend (fastai's distrib_ctx, through accelerate)."""
+    pytest.importorskip("accelerate", reason="fastai's distributed training needs the accelerate package")
+    out = tmp_path / "ddp.pth"
+    with socket.socket() as sock:  # a free port for the rendezvous (torchrun's port 0 hangs accelerate's init)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # TMPDIR: torchrun keeps its rendezvous files there; under tmp_path nothing is left in /tmp
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "TMPDIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+           "-m", "ssd_lesson", "train", *SMALL, "--epochs", "1", "--data-dir", str(collage_dir), "--out", str(out)]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)  # its own process group: a hang is ended with the workers
+    try:
+        stdout, stderr = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        stdout, stderr = p.communicate()
+        pytest.fail("2-process run hung:\n" + stdout[-3000:] + stderr[-3000:])
+    assert p.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert stdout.count("trained 1 epochs") == 1 and stdout.count("validation: valid_loss") == 1  # only rank 0 reports
+    assert load_checkpoint(out).record.epoch == 1

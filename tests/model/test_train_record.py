@@ -1,0 +1,178 @@
+"""What the train command records: the full command with every option, the photos kept out, and a short
+re-run of the shipped checkpoint's recorded command that gives the same first-epoch losses as a direct run."""
+from __future__ import annotations
+
+import hashlib
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ssd_lesson.commands.train import _parse, full_command, train_main
+from ssd_lesson.data import collage as C
+from ssd_lesson import LossOptions
+from ssd_lesson.model.checkpoint import InitCheckpoint, TrainingData, load_checkpoint
+from ssd_lesson.model.train import BoxActivationPenalty
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "data" / "checkpoints" / "ssd_collage.pth"
+
+
+def test_full_command_spells_out_every_option_and_parses_back():
+    args = _parse(["--body", "tiny", "--no-pretrained", "--photos", "train", "--box-penalty", "0.5", "--half"])
+    cmd = full_command(args)
+    assert cmd.startswith("python -m ssd_lesson train --data collage --n-images 1000 --photos train --body tiny "
+                          "--no-pretrained --n-hidden 256 --epochs 10 --bs 32 --lr 0.01 --box-penalty 0.5 ")
+    assert cmd.endswith(" --match-on anchors --iou-threshold 0.4 --loss bce --focal-alpha 0.25 --focal-gamma 1.0 "
+                        "--regression mean --seed 0 --out runs/ssd_collage.pth --half")
+    assert "--force" not in cmd and "--init" not in cmd and "--wd" not in cmd  # unset options are left out
+    again = _parse(shlex.split(cmd)[4:])
+    assert vars(again) == vars(args)
+
+
+def test_held_out_photos_never_reach_a_train_photos_collage():
+    assert C.photo_set("held_out") == C.HELD_OUT_PHOTOS
+    assert set(C.photo_set("train")) | set(C.photo_set("held_out")) == set(C.photo_set("all"))
+    assert not set(C.photo_set("train")) & set(C.photo_set("held_out"))
+    sources = {s.split("#")[0] for i in range(30) for s, _ in C.render_collage(0, i, photos="train").sources}
+    assert sources and not sources & set(C.HELD_OUT_PHOTOS)
+    held = {s.split("#")[0] for i in range(30) for s, _ in C.render_collage(0, i, photos="held_out").sources}
+    assert held == set(C.HELD_OUT_PHOTOS)
+    with pytest.raises(ValueError, match="photos must be one of"):
+        C.photo_set("test")
+
+
+def test_box_penalty_adds_mean_square_of_box_activations_to_the_gradient_only():
+    class FakeLearn:  # what the callback reads and writes
+        training = True
+
+    learn = FakeLearn()
+    box_actns = torch.tensor([[[1.0, -2.0, 0.0, 3.0]]])
+    learn.pred, learn.loss_grad = (None, box_actns), torch.tensor(5.0)
+    learn.loss = learn.loss_grad.clone()
+    cb = BoxActivationPenalty(0.5)
+    cb.learn = learn
+    cb.after_loss()
+    assert learn.loss_grad.item() == pytest.approx(5.0 + 0.5 * (1 + 4 + 0 + 9) / 4)
+    assert learn.loss.item() == 5.0  # what fastai reports stays the SSD loss
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        BoxActivationPenalty(-1.0)
+
+
+def _short(argv: list[str], out: Path, data_dir: Path) -> list[str]:
+    """The recorded options with a short run's size: 20 collage images, batches of 4, one epoch."""
+    args = _parse(argv)
+    args.n_images, args.bs, args.epochs, args.out, args.data_dir, args.half = 20, 4, 1, out, str(data_dir), False
+    return shlex.split(full_command(args))[4:] + ["--force"]
+
+
+def test_shipped_checkpoints_records_read_into_the_typed_record(monkeypatch):
+    """The two shipped checkpoints' records: how they were trained (both with --photos train), and the command
+    that made each, which parses back to the recorded options."""
+    monkeypatch.chdir(ROOT)  # the recorded --init is relative to the clone
+    base_path = ROOT / "data" / "checkpoints" / "base" / "ssd_collage_anchors.pth"
+    shipped, base = load_checkpoint(SHIPPED).record, load_checkpoint(base_path).record
+    assert shipped.loss_options == LossOptions(match_on="predictions", regression_reduction="sum")
+    assert base.loss_options == LossOptions(match_on="anchors", regression_reduction="sum")
+    for record, epochs in ((shipped, 2), (base, 16)):
+        assert record.data == TrainingData("collage", "runs/collage-n1000-seed0-train-photos", 1000, 0, 800, 200,
+                                           photos="train")
+        assert record.seed == 0 and record.epoch == epochs and record.options["epochs"] == epochs
+        recorded = _parse(shlex.split(record.command)[4:])  # the command, parsed, gives the recorded options
+        # --force is recorded as given but left out of the command: whoever reruns it decides about overwriting
+        assert {k: v for k, v in vars(recorded).items() if k != "force"} == {
+            k: Path(v) if k in ("out", "init") and v is not None else v for k, v in record.options.items() if k != "force"}
+    assert base.init is None and base.note is None and shipped.note is None
+    assert shipped.init == InitCheckpoint("data/checkpoints/base/ssd_collage_anchors.pth",
+                                          hashlib.sha256(base_path.read_bytes()).hexdigest(), base.command, "train")
+    assert shipped.metrics["mAP50"] == pytest.approx(0.6166, abs=1e-4) and base.metrics["mAP50"] == pytest.approx(0.5419, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_command_reruns_to_the_same_first_epoch_losses(tmp_path):
+    record = load_checkpoint(SHIPPED).record
+    argv = shlex.split(record.command)
+    assert argv[:4] == ["python", "-m", "ssd_lesson", "train"]
+    recorded = vars(_parse(argv[4:]))  # the tests run in the clone, where the recorded --init is
+    assert set(recorded) == set(record.options)  # every option is recorded; the printed command leaves --force out
+    assert {k: str(v) if isinstance(v, Path) else v for k, v in recorded.items()} == {**record.options, "force": False}
+    assert "--force" not in argv
+    assert recorded["match_on"] == record.loss_options.match_on
+    assert recorded["regression"] == record.loss_options.regression_reduction
+    # the printed command, shortened, run as a learner would run it (a new process) ...
+    short = _short(argv[4:], tmp_path / "printed.pth", tmp_path / "data")
+    done = subprocess.run([sys.executable, "-m", "ssd_lesson", "train", *short], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # ... and directly, with the same options: the same first-epoch losses
+    assert train_main(_short(argv[4:], tmp_path / "direct.pth", tmp_path / "data")) == 0
+    a, b = (load_checkpoint(tmp_path / n).record.metrics for n in ("printed.pth", "direct.pth"))
+    for k in ("train_loss", "valid_loss", "clas_loss", "regr_loss"):
+        assert np.isfinite(a[k]) and a[k] == pytest.approx(b[k], rel=1e-5), k
+
+
+def test_saturated_is_abs_tanh_above_the_limit():
+    from ssd_lesson.core.anchors import SATURATION_LIMIT, saturated
+
+    acts = torch.tensor([[[0.0, 2.29, 2.31, -3.0]]])  # atanh(0.98) = 2.2976
+    assert saturated(acts).tolist() == [[[False, False, True, True]]]
+    assert SATURATION_LIMIT == 0.98 and float(np.arctanh(0.98)) == pytest.approx(2.2976, abs=1e-4)
+    with pytest.raises(ValueError, match="must end in 4"):
+        saturated(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="limit must be between 0 and 1"):
+        saturated(acts, limit=1.5)
+
+
+def test_init_checkpoint_must_match_body_and_head(tmp_path):
+    base = ROOT / "data" / "checkpoints" / "base" / "ssd_collage_anchors.pth"
+    argv = ["--body", "tiny", "--no-pretrained", "--n-hidden", "16", "--n-images", "5", "--bs", "2", "--epochs", "1",
+            "--init", str(base), "--data-dir", str(tmp_path), "--out", str(tmp_path / "m.pth")]
+    with pytest.raises(ValueError, match=r"the checkpoint is a tiny body with n_hidden 128, not the requested "
+                                         r"--body tiny --n-hidden 16"):
+        train_main(argv)
+    assert not (tmp_path / "m.pth").exists()
+
+
+def test_a_run_from_init_records_where_it_started_and_what_it_saw(tmp_path, monkeypatch, capsys):
+    """--init, --box-penalty, --wd and --photos reach the checkpoint's record; the lesson reads them back."""
+    from ssd_lesson.course.held_out import checkpoint_summary, photos_seen
+
+    monkeypatch.chdir(ROOT)
+    base = Path("data/checkpoints/base/ssd_collage_anchors.pth")
+    out = tmp_path / "m.pth"
+    argv = ["--body", "tiny", "--no-pretrained", "--n-hidden", "128", "--n-images", "6", "--photos", "train", "--bs", "2",
+            "--epochs", "1", "--lr", "0.001", "--wd", "0.001", "--box-penalty", "0.5", "--init", str(base),
+            "--regression", "sum", "--data-dir", str(tmp_path), "--out", str(out)]
+    assert train_main(argv) == 0
+    model = load_checkpoint(out)
+    record = model.record
+    assert record.command == full_command(_parse(argv)) and "--wd 0.001 --box-penalty 0.5 --init " + str(base) in record.command
+    assert record.options["box_penalty"] == 0.5 and record.options["wd"] == 0.001 and record.options["init"] == str(base)
+    assert record.data.photos == "train" and record.data.folder == str(tmp_path / "collage-n6-seed0-train-photos")
+    base_record = load_checkpoint(base).record
+    assert record.init == InitCheckpoint(str(base), hashlib.sha256(base.read_bytes()).hexdigest(), base_record.command,
+                                         "train")
+    assert photos_seen(model) == C.photo_set("train")  # neither it nor its start saw the held-out photos
+    lines = checkpoint_summary(model).splitlines()
+    assert lines[2] == f"starting from {base} (sha256 {record.init.sha256[:12]}...), made with: {base_record.command}"
+    assert lines[-2] == (f"photos its training objects were cut from: {', '.join(C.photo_set('train'))}; "
+                         f"kept out of training: {', '.join(C.HELD_OUT_PHOTOS)}")
+    assert lines[-1].startswith("its validation numbers: ")
+    # the weights moved from the start's
+    start = load_checkpoint(base).state_dict()
+    assert any(not torch.equal(v, start[k]) for k, v in model.state_dict().items() if v.is_floating_point())
+
+
+def test_init_must_be_an_existing_file(tmp_path, capsys, monkeypatch):
+    from ssd_lesson.__main__ import main
+
+    monkeypatch.delenv("SSD_LESSON_DEBUG", raising=False)
+    assert main(["train", "--init", str(tmp_path / "missing.pth")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: argument --init: {tmp_path / 'missing.pth'}: no such file")
+    assert main(["train", "--init", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: argument --init: {tmp_path} is a folder; give a file")
+    assert main(["train", "--box-penalty", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("error: argument --box-penalty: must be at least 0, got -1")

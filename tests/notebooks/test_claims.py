@@ -1,0 +1,294 @@
+"""What the notebooks' sentences claim is true of the outputs beside them, and of the library.
+
+Each claim a markdown cell makes about a number, a direction or a comparison is either printed
+from the value in the cell below it (and checked here against the library), or checked here
+directly against the stored output.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from ssd_lesson import IOU_THRESHOLD, ssd_loss
+from ssd_lesson.drawing import tables
+from ssd_lesson.course.lesson import start_lesson
+
+from tests.helpers import stdout, tagged
+
+NB_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+SERIES = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def read(stem: str) -> nbformat.NotebookNode:
+    return nbformat.read(NB_DIR / f"{stem}.ipynb", as_version=4)
+
+
+@pytest.fixture(scope="module")
+def lesson():
+    ex, anchors, cl, ba, gb, gl = start_lesson(verbose=False)
+    return dict(ex=ex, anchors=anchors, cl=cl, ba=ba, gb=gb, gl=gl, by_predictions=ssd_loss(cl, ba, gb, gl, anchors),
+                by_anchors=ssd_loss(cl, ba, gb, gl, anchors, match_on="anchors"))
+
+
+def test_titles_number_and_link_the_series_consistently():
+    for i, path in enumerate(SERIES):
+        nb = nbformat.read(path, as_version=4)
+        assert nb.cells[0].source.startswith(f"# {path.stem[:2]} · "), path.name
+        last = nb.cells[-1].source
+        if i + 1 < len(SERIES):  # the last notebook ends the series with its own summary
+            assert last.startswith("## What's next")
+            assert f"({SERIES[i + 1].name})" in last, f"{path.name} does not link to {SERIES[i + 1].name}"
+
+
+def test_no_stored_output_shows_a_path_of_this_machine():
+    for path in SERIES:
+        for c in nbformat.read(path, as_version=4).cells:
+            for o in c.get("outputs", []):
+                text = o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                assert not re.search(r"(/work/|/home/|/root/|/tmp/|\\Users\\)", text), (path.name, text[:200])
+
+
+def test_05_the_two_matchings_as_printed(lesson):
+    said = stdout(tagged(read("05_matching"), "match_modes_early")).splitlines()
+    p, a = lesson["by_predictions"].match.positive[0], lesson["by_anchors"].match.positive[0]
+    only_p = int((p & ~a).sum())
+    assert said[0].endswith(f": {int(p.sum())} positives") and said[1].endswith(f": {int(a.sum())} positives")
+    assert said[2] == f"positive only when matching on predicted boxes: {only_p} of {int(p.sum())}"
+    assert only_p > 0  # the markdown says some boxes become positives only under the article's matching
+
+
+def test_05_a_box_flips_from_its_class_to_background(lesson):
+    said = stdout(tagged(read("05_matching"), "flip_to_background"))
+    n, overlap = int(re.match(r"box (\d+)", said)[1]), float(re.search(r"gt_overlap (\d\.\d+)", said)[1])
+    a = int(lesson["anchors"].select(4, 0)[n])
+    match = lesson["by_predictions"].match
+    assert 0 < float(match.gt_overlap[0, a]) <= IOU_THRESHOLD and not match.positive[0, a]
+    assert overlap == pytest.approx(float(match.gt_overlap[0, a]), abs=5e-5)
+
+
+def test_06_who_carries_the_classification_loss(lesson):
+    said = stdout(tagged(read("06_classification_loss"), "shares")).splitlines()[-1]
+    shares = tables.box_class_losses(lesson["cl"], lesson["by_predictions"])
+    pos = shares.loc[shares.positive, "BCE"].sum() / shares["BCE"].sum()
+    assert said == f"the {'positive' if pos > 0.5 else 'background'} boxes carry {max(pos, 1 - pos):.0%} of it"
+    md = "".join(c.source for c in read("06_classification_loss").cells if c.cell_type == "markdown")
+    assert ("the few positives carry most of the loss" in md) == (pos > 0.5)
+
+
+def test_11_the_classification_loss_is_the_one_that_moves(lesson):
+    said = stdout(tagged(read("11_matching_variants"), "losses")).splitlines()[-1]
+    c, r = (float(v) for v in re.findall(r"x(\d+\.\d+)", said))
+    bp, ba = lesson["by_predictions"], lesson["by_anchors"]
+    assert c == pytest.approx(float(bp.classification[0] / ba.classification[0]), abs=5e-3)
+    assert r == pytest.approx(float(bp.regression[0] / ba.regression[0]), abs=5e-3)
+    assert abs(c - 1) > 2 * abs(r - 1)  # "the classification loss is the one that moves; the mean regression hardly"
+
+
+def test_03_directions_are_words_from_the_signs(lesson):
+    nb = read("03_predicted_boxes")
+    said = stdout(tagged(nb, "bounds"))
+    assert "-" not in re.search(r"its centre (.*)", said)[1]  # no "-0.500 cells down"
+    assert re.search(r"\d\.\d{3} cells (up|down) and \d\.\d{3} cells (left|right)", said)
+    ours = stdout(tagged(nb, "box11_vs_article")).splitlines()[1]
+    from ssd_lesson import activations_to_boxes, corners_to_centers
+
+    a = int(lesson["anchors"].select(4, 0)[11])
+    cy, cx, h, w = corners_to_centers(activations_to_boxes(lesson["ba"], lesson["anchors"])[0, a]).tolist()
+    acy, acx, _, _ = lesson["anchors"].centers_hw[a].tolist()
+    assert f"{'down' if cy > acy else 'up'} and" in ours and f"cells {'right' if cx > acx else 'left'}" in ours
+    assert f"height / width {h / w:.2f}" in ours
+
+
+def test_10_map_drops_as_the_score_threshold_rises():
+    said = stdout(tagged(read("10_inference"), "map"))
+    maps = [float(v) for v in re.findall(r"mAP@0\.5 (\d\.\d+)", said)]
+    assert len(maps) == 3 and maps == sorted(maps, reverse=True)  # "raising the threshold can only lose recall"
+
+
+def test_10_voc_table_is_the_library_table():
+    from ssd_lesson.model.evaluate import evaluate_detections
+    from ssd_lesson.course.held_out import held_out_records, lesson_model
+
+    model = lesson_model(verbose=False)
+    table = evaluate_detections(model, held_out_records(model, verbose=False), progress=False).table()
+    shown = table[table["gt_boxes"] + table["difficult"] > 0]
+    want = shown.to_string(index=False, float_format="{:.4f}".format, na_rep="-")
+    assert stdout(tagged(read("10_inference"), "voc-table")).rstrip("\n") == want
+    assert 0 < float(shown.iloc[-1]["ap_voc07"]) < 1
+
+
+# ---------------------------------------------------------------- the register of the prose
+# Every sentence of a notebook's prose (markdown cells, code and formulas left out) that states a number, or a
+# direction or comparison, is one of three kinds, and the test below fails on a sentence of none:
+#   * its numbers are all FACTS (of the article, the architecture, the data format or the library's constants);
+#   * it is CHECKED: a test here (named beside it) checks it against the output it describes;
+#   * it is TEXT: it describes the method, the article or the library, not an output (numbers must be FACTS).
+# A sentence about an output that a new checkpoint can change must be printed from the value instead
+# (an f-string in the code cell beside it), as notebooks 09 and 10 do.
+
+FACTS = {  # number -> where it comes from
+    **{str(n): "a count, an index or a position in the text (box 0-15 of a plot, notebook numbers, rows)" for n in
+       (*range(13), 15, 16, 17, 20, 21, 27, 30, 32, 36)},
+    **{f"0{n}": "a notebook number" for n in range(1, 10)},
+    "144": "first box of the 2x2 grid", "180": "the 1x1 grid's first box", "188": "the last box",
+    "189": "anchor boxes: 16 x 9 + 4 x 9 + 1 x 9", "756": "189 x 4 box activations", "99": "box 11's output index",
+    "224": "the input side", "224×224": "the input size", "4×4": "grid", "2×2": "grid", "1×1": "grid",
+    "7×7": "feature map",
+    "34": "ResNet-34", "2007": "VOC2007", "2017": "the focal loss paper", "2018": "the article's year",
+    "0.4": "IOU_THRESHOLD", "0.98": "the saturation threshold 03 defines (|tanh| > 0.98)", "0.5": "tanh limits, NMS IoU, VOC IoU", "1.5": "the size limit", "0.7": "zoom",
+    "1.0": "zoom / recall", "1.3": "zoom", "1.99": "the forced overlap", "0.25": "alpha, the 4x4 grid's cell side",
+    "0.02": "figures.TIGHT", "0.03": "the widget's slider step", "0.99": "the widget's slider end",
+    "−0.99": "the widget's slider end", "+0.99": "the widget's slider end", "2.65": "atanh(0.99)",
+    "-4": "the head's initial bias", "−2": "an exercise's given logit", "-1": "a limit", "100": "a percentage",
+    "0.05": "an MAE the text explains", "5%": "0.05 as a percentage", "0.1": "a recall level",
+    "0.2": "a recall level", "0.55": "COCO IoU", "0.95": "COCO IoU", "101": "COCO recall levels",
+    "160": "collage training images (CHECKED)", "40": "collage validation images (CHECKED)",
+    "200": "collage images (CHECKED)", "5,011": "VOC2007 trainval images",
+}
+CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it against the output
+    ("06", "the few positives carry most of the loss"): "test_06_who_carries_the_classification_loss",
+    ("09", "A freshly built model is already far better"): "test_09_the_losses_move_as_the_prose_says",
+    ("09", "160 training and 40 validation images"): "test_09_10_the_data_sizes_as_printed",
+    ("09", "training moves the predicted boxes toward the ground truth"): "test_09_the_losses_move_as_the_prose_says",
+    ("10", "One batch of all 40 images"): "test_09_10_the_data_sizes_as_printed",
+    ("10", "on the 40 images before NMS"): "test_09_10_the_data_sizes_as_printed",
+    ("10", "These 40 images are a small sample"): "test_09_10_the_data_sizes_as_printed",
+    ("10", "Raising the threshold can only lose recall"): "test_10_map_drops_as_the_score_threshold_rises",
+    ("11", "Here the classification loss is the one that moves"):
+        "test_11_the_classification_loss_is_the_one_that_moves",
+    ("11", "The mean regression loss hardly moves"): "test_11_the_classification_loss_is_the_one_that_moves",
+    ("02", "plus a sliver of 0.02 of the image side"): "test_constants_the_prose_names",
+    ("08", "down to a hundred-thousandth of the largest gradient"): "test_constants_the_prose_names",
+    ("10", "has learnt those photographs more than it has learnt"): "test_10_photos_it_never_saw_score_lower",
+}
+TEXT = {  # (notebook, fragment): about the method, the article or the library, not about an output
+    ("03", "There tanh's slope is nearly 0"), ("04", "Move and resize the red box against ground-truth box 0"), ("05", "Step 2 is a"),
+    ("05", "Images with fewer objects are padded"), ("10", "Move the score threshold and the NMS IoU"),
+    ("01", "the lesson falls back to an example"), ("02", "The body shrinks the 224×224 image"),
+    ("02", "The image in the middle and right columns can look smaller"), ("02", "The model itself never shrinks"),
+    ("02", "These boxes are fixed; training never moves them"), ("02", "four box activations per anchor box to move"),
+    ("03", "A widget lets you drag one box"), ("03", "moves to and : at most half a cell"),
+    ("03", "The anchor boxes are fixed; only the activations"), ("03", "Every box obeys the limits"),
+    ("03", "On the coarser grids the boxes are bigger"), ("03", "The sliders move of each activation"),
+    ("03", "And the same box pushed to its limits"), ("05", "larger than any real IoU"),
+    ("05", "The article words the rule as"), ("05", "Lower it and more boxes become positives"), ("06", "It covers the article's section"),
+    ("06", "describes a plain binary cross-entropy"), ("06", "BCE keeps a sizeable loss"),
+    ("06", "also lowers the whole curve"), ("06", "How much the focal loss takes away"),
+    ("07", "What remains are the positives of notebook 5"), ("07", "The mean keeps an image with many positive"),
+    ("08", "because BCE drops it"), ("08", "an arrow points along *minus* the gradient"),
+    ("08", "One gradient step moves these few boxes"), ("09", "learning-rate finder trains for a few"),
+    ("09", "where the loss falls fastest"), ("09", "We take a peak of 3e-3"),
+    ("09", "which way the two parts moved"), ("09", "The anchor boxes never move"),
+    ("09", "The middle panel shows where two epochs left them"), ("10", "The loss of notebook 6 treated each class"),
+    ("10", "keeps every (box, class) pair"), ("10", "Two boxes of one class that overlap by less"),
+    ("10", "uses **11-point interpolation**"), ("10", "Looking to the right smooths"),
+    ("11", "Drawn over the image: on the left"), ("08", "An object with more than four positives shows four of them"),
+    ("11", "Matching on anchor boxes (the lesson's code"), ("11", "Early in training the predicted boxes"),
+}
+NUMBER = re.compile(r"(?<![\w.])[-−+]?\d+(?:[.,]\d+)*(?:[×x]\d+)?%?(?!\w)")
+DIRECTION = re.compile(r"\b(improv\w*|worse|better|rose|rises|risen|fell|falls|dropp?\w*|lower(s|ed)?|higher|grows?|"
+                       r"grew|shrinks?|shrank|most clearly|carry most|lag\w*|not yet|more than|less than|fewer|larger|"
+                       r"smaller|bigger|moved?|moves)\b", re.I)
+
+
+def prose_sentences() -> list[tuple[str, int, str]]:
+    """``(notebook, cell, sentence)`` of every markdown cell but the exercises (the cell tagged ``exercises`` and
+    the questions, ``**1.** ...``: questions, not statements), code, formulas and links removed."""
+    found = []
+    for path in SERIES:
+        for i, c in enumerate(nbformat.read(path, as_version=4).cells):
+            if (c.cell_type != "markdown" or "exercises" in c.metadata.get("tags", [])
+                    or re.match(r"\*\*\d+\.\*\*", c.source.lstrip())):
+                continue
+            md = re.sub(r"```[\s\S]*?```|`[^`]*`|\$\$[\s\S]*?\$\$|\$[^$]*\$", "", c.source)
+            md = re.sub(r"^#+ .*$", "", re.sub(r"\]\([^)]*\)", "]", md), flags=re.M)
+            for s in re.split(r"(?<=[.!?:])\s+(?=[A-Z(*\"'])|\n\n", md):
+                if s.strip():
+                    found.append((path.stem[:2], i, " ".join(s.split())))
+    return found
+
+
+def test_every_sentence_with_a_number_or_a_direction_is_a_fact_checked_or_about_the_text():
+    unregistered = []
+    for nb, i, s in prose_sentences():
+        others = [n for n in NUMBER.findall(s) if n not in FACTS]
+        if not others and not DIRECTION.search(s):
+            continue
+        if any(k == nb and frag in s for k, frag in CHECKED):
+            continue
+        if not others and any(k == nb and frag in s for k, frag in TEXT):
+            continue
+        unregistered.append(f"{nb} cell {i}: {s[:140]!r}" + (f" (numbers {others})" if others else ""))
+    assert not unregistered, ("sentences that state a number or direction with no check: print them from the value, "
+                              "or register them in tests/test_claims.py:\n" + "\n".join(unregistered))
+
+
+def test_the_register_names_real_sentences_and_real_checks():
+    sentences = prose_sentences()
+    for (nb, frag), check in CHECKED.items():
+        assert any(k == nb and frag in s for k, _, s in sentences), f"CHECKED {nb}: {frag!r} is in no sentence"
+        assert callable(globals().get(check)), f"CHECKED {nb}: {frag!r} names no test {check}"
+    for nb, frag in TEXT:
+        assert any(k == nb and frag in s for k, _, s in sentences), f"TEXT {nb}: {frag!r} is in no sentence"
+
+
+def test_constants_the_prose_names():
+    from ssd_lesson.drawing import figures, loss_figures
+
+    assert figures.TIGHT == 0.02  # 02: "plus a sliver of 0.02 of the image side"
+    assert loss_figures.LOG_RANGE == 1e-5  # 08: "down to a hundred-thousandth of the largest gradient"
+
+
+def test_09_10_the_data_sizes_as_printed():
+    said9 = "".join(o.get("text", "") for c in read("09_training").cells if c.cell_type == "code"
+                    for o in c.get("outputs", []))
+    m = re.search(r"\((\d+) images, seed \d+\): (\d+) train / (\d+) valid images", said9)
+    if m is None:  # trained on VOC: the prose's collage numbers do not apply
+        pytest.skip("notebook 09 ran on Pascal VOC")
+    assert (m[1], m[2], m[3]) == ("200", "160", "40")  # 09: "160 training and 40 validation images"
+    said10 = stdout(tagged(read("10_inference"), "outputs"))
+    assert said10.startswith("images: (40, 3, 224, 224)")  # 10: "the 40 validation images", "all 40 images"
+
+
+def test_09_the_losses_move_as_the_prose_says():
+    said = stdout(tagged(read("09_training"), "example-losses"))
+    row = {ln.rsplit(None, 3)[0].strip(): [float(v) for v in ln.split()[-3:]] for ln in said.splitlines()[1:]
+           if ln.strip() and not ln.startswith("two epochs")}
+    assert row["untrained model"][0] < row["seeded random activations"][0] / 5  # "already far better"
+    ious = stdout(tagged(read("09_training"), "ious")).split("\n\n")[0].splitlines()[1:]
+    before, after = zip(*[[float(v) for v in re.findall(r"\d\.\d{3}", ln)[-2:]] for ln in ious])
+    assert sum(after) / len(after) > sum(before) / len(before)  # "training moves the predicted boxes toward ..."
+
+
+def test_05_the_threshold_widget_names_at_most_a_dozen_positives(lesson):
+    """nb05-22: "The photo names only the positives that overlap their object best (at most a dozen)"."""
+    from ssd_lesson.course.widgets import ThresholdWidget
+
+    said = [c for c in read("05_matching").cells if c.get("id") == "nb05-22"][0].source
+    assert "best (at most a dozen)" in said
+    w = ThresholdWidget(lesson["ex"], lesson["anchors"], lesson["cl"], lesson["ba"], dpi=40).set(0.1)
+    r = w.result
+    assert w.max_labels == 12 and w.positive_count > 12 and len(w.labelled) <= 12
+    overlap = r.match.gt_overlap[0]
+    best = sorted(torch.nonzero(w.positive).flatten().tolist(), key=lambda a: -float(overlap[a]))[:12]
+    assert set(w.labelled) <= set(best)  # only the best-overlapping are named
+
+
+def test_10_photos_it_never_saw_score_lower():
+    """10: "A detector trained on six photographs has learnt those photographs more than it has learnt 'person'":
+    on the stored table, person loses AP on the photographs kept out of training, more than any other class,
+    and so does the mean; the lines under the table are the table's differences, the largest fall first."""
+    said = stdout(tagged(read("10_inference"), "memory-table")).splitlines()
+    assert said[0].split() == ["trained", "photos", "kept-out", "photos"] and said[1].strip() == "class"
+    lines = [ln for ln in said if ": AP " in ln]
+    rows = [ln.split() for ln in said[2:] if ln not in lines]  # "class  AP on trained photos  AP on kept-out photos"
+    table = {name: (float(a), float(b)) for name, a, b in rows}
+    falls = {ln.split(":")[0]: float(ln.rsplit("(", 1)[1].rstrip(")")) for ln in lines}
+    assert list(falls) == sorted(falls, key=falls.get)  # the largest fall first
+    for cls, d in falls.items():
+        assert d == pytest.approx(table[cls][1] - table[cls][0], abs=1.5e-3), cls
+    assert table["mean"][1] < table["mean"][0] and falls["person"] == min(falls.values()) and falls["person"] < -0.1

@@ -1,0 +1,356 @@
+"""Notebooks 9 (training) and 10 (inference) show what the library computes.
+
+The committed, executed notebooks are read with nbformat (nothing is executed here).
+Every number their checkpoint-based checked cells print is recomputed from the library
+with the same checkpoint, example and held-out images: the losses on the lesson's
+example, the positives' IoU, the top scores, the detection counts before and after NMS,
+and the mAP. The short training in notebook 9 is not re-run (too slow for a unit test):
+its table is checked against fastai's own progress table in the same notebook. The two
+figures the notebooks added to ``ssd_lesson.drawing.plots`` are tested at the end.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+from matplotlib.patches import Rectangle
+
+from ssd_lesson import LossOptions, activations_to_boxes, make_anchors, ssd_loss
+from ssd_lesson.drawing import plots
+from ssd_lesson.core.boxes import box_iou
+from ssd_lesson.course.lesson import CHECKPOINT_DIR, example_activations, load_example, synthetic_example
+
+from tests.helpers import boxes_in, opens_with_the_kit, stdout, tagged
+
+NB_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+NB9, NB10 = "09_training.ipynb", "10_inference.ipynb"
+CHECK = "# NBVAL_CHECK_OUTPUT"
+FLOAT = re.compile(r"-?\d+\.\d+")
+
+
+def read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NB_DIR / name, as_version=4)
+
+
+
+
+def floats(line: str) -> list[float]:
+    return [float(v) for v in FLOAT.findall(line)]
+
+
+def line_starting(text: str, prefix: str) -> str:
+    hits = [ln for ln in text.splitlines() if ln.startswith(prefix)]
+    assert len(hits) == 1, f"expected one line starting {prefix!r} in:\n{text}"
+    return hits[0]
+
+
+def used_checkpoint(nb: nbformat.NotebookNode, tag: str, prefix: str) -> Path | None:
+    """The ``data/checkpoints/NAME`` the notebook says it loaded, or None (its fallback)."""
+    m = re.search(prefix + r" data/checkpoints/(\S+?)(\s|$)", stdout(tagged(nb, tag)))
+    return None if m is None else CHECKPOINT_DIR / m.group(1)
+
+
+def load(path: Path):
+    from ssd_lesson.model.checkpoint import load_checkpoint
+
+    assert path.is_file(), f"the notebook used {path}, which is gone: re-execute it"
+    return load_checkpoint(path)
+
+
+# ---------------------------------------------------------------- structure
+@pytest.mark.parametrize("name", [NB9, NB10])
+def test_notebook_is_executed_clean_and_small(name):
+    nb = read(name)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert opens_with_the_kit(nb), code[0].source
+    assert all(c.execution_count is not None for c in code), "notebook not executed"
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "not executed top to bottom in one go"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not [c for c in code if any(o.output_type == "stream" and o.name == "stderr" for o in c.outputs)
+                and CHECK in c.source], "a checked cell writes to stderr"
+    assert (NB_DIR / name).stat().st_size < 5 * 2**20
+    assert nb.cells[-1].cell_type == "markdown" and nb.cells[-1].source.startswith("## What's next")
+    assert sum(CHECK in c.source for c in code) >= 4
+    figures = {"lr-find", "plot-loss", "progress-figure", "fig4-before", "fig4-after", "nms-figure", "detections"}
+    for c in code:  # every figure cell produced its figure
+        if figures & set(c.metadata.get("tags", [])):
+            assert any("image/jpeg" in o.get("data", {}) or "image/png" in o.get("data", {}) for o in c.outputs), c.source
+
+
+def test_09_says_which_data_and_example_it_uses():
+    nb = read(NB9)
+    assert "collage set" in stdout(nb.cells[3]) or "Pascal VOC" in stdout(nb.cells[3])
+    assert load_example().source in stdout(tagged(nb, "model"))
+
+
+# ---------------------------------------------------------------- notebook 9
+@pytest.fixture(scope="module")
+def example():
+    ex = load_example()
+    anchors = make_anchors()
+    x, boxes, labels = ex.batch()
+    return ex, anchors, x, boxes, labels
+
+
+def example_losses(acts, example, options: LossOptions = LossOptions.lesson_code()) -> list[float]:
+    """The example's losses as notebook 9 prints them: by default with its Learner's options."""
+    _, anchors, _, boxes, labels = example
+    r = ssd_loss(*acts, boxes, labels, anchors, options=options)
+    return [r.classification.item(), r.regression.item(), r.total.item()]
+
+
+def test_09_losses_before_training_equal_the_library(example):
+    from fastai.torch_core import set_seed
+    from ssd_lesson.model.net import create_ssd_model
+
+    out = stdout(tagged(read(NB9), "example-losses"))
+    seeded = example_activations(example[0], example[1], checkpoint=False, verbose=False)[:2]
+    np.testing.assert_allclose(floats(line_starting(out, "seeded random activations")),
+                               example_losses(seeded, example), atol=1e-4)
+    set_seed(0, reproducible=True)  # as the notebook does right before building the model
+    model = create_ssd_model("tiny", pretrained=False, n_hidden=128)
+    with torch.no_grad():
+        untrained = model.eval()(example[2])
+    np.testing.assert_allclose(floats(line_starting(out, "untrained model")), example_losses(untrained, example), atol=1e-4)
+    assert floats(line_starting(out, "after 2 epochs here"))[0] < floats(line_starting(out, "untrained model"))[0]
+
+
+class _Cells(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self._row, self._in = [], None, False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self._row = []
+        self._in = tag in ("td", "th")
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+        self._in = False
+
+    def handle_data(self, data):
+        if self._in and self._row is not None:
+            self._row.append(data)
+
+
+def test_09_history_table_is_fastais_record():
+    nb = read(NB9)
+    html = "".join(o.get("data", {}).get("text/html", "") for o in tagged(nb, "fit").outputs)
+    parser = _Cells()
+    parser.feed(html)
+    header, *rows = parser.rows
+    assert header[:7] == ["epoch", "train_loss", "valid_loss", "clas_loss", "regr_loss", "mAP50", "mAP_coco"]
+    printed = stdout(tagged(nb, "history")).splitlines()
+    assert printed[0].split() == header[1:7]
+    for row, line in zip(rows, printed[2:2 + len(rows)]):
+        np.testing.assert_allclose(floats(line), [float(v) for v in row[1:7]], atol=1e-4)
+    assert len(rows) == 2
+
+
+@pytest.fixture(scope="module")
+def checkpoint_09():
+    path = used_checkpoint(read(NB9), "checkpoint", "trained checkpoint:")
+    if path is None:
+        pytest.skip("notebook 9 ran without a trained checkpoint (its fallback: the 2-epoch model)")
+    return path
+
+
+def test_09_checkpoint_loss_on_the_example_equals_the_library(example, checkpoint_09):
+    model = load(checkpoint_09)
+    out = stdout(tagged(read(NB9), "checkpoint"))
+    assert line_starting(out, "made with:") == "made with: " + model.record.command
+    from ssd_lesson.course.held_out import checkpoint_summary
+
+    summary = checkpoint_summary(model).splitlines()  # the starting checkpoint, the photos seen / kept out
+    for key in ("starting from", "photos its training objects"):
+        want = [ln for ln in summary if ln.startswith(key)]
+        assert [ln for ln in out.splitlines() if ln.startswith(key)] == want
+    with torch.no_grad():
+        trained = model.eval()(example[2])
+    printed = [floats(line_starting(out, k))[0] for k in ("classification", "regression", "total")]
+    np.testing.assert_allclose(printed, example_losses(trained, example, model.record.loss_options), atol=1e-4)
+    assert line_starting(out, "its loss:") == "its loss: " + model.record.loss_options.describe()  # shown with it
+
+
+def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
+    ex, anchors, x, boxes, labels = example
+    model = load(checkpoint_09)
+    with torch.no_grad():
+        trained = model.eval()(x)
+    match = ssd_loss(*trained, boxes, labels, anchors, options=model.record.loss_options).match  # as it trained
+    pos = match.positive[0].nonzero().flatten()
+    gt = match.gt_idx[0, pos]
+    pred = activations_to_boxes(trained[1], anchors)[0]
+    want = box_iou(pred[pos], boxes[0])[range(len(pos)), gt]
+    out = stdout(tagged(read(NB9), "ious"))
+    table, summary = out.split("\n\n", 1)
+    lines = table.splitlines()
+    assert lines[0].split() == ["untrained", "model", "trained", "checkpoint"]
+    assert [ln.split(")")[0] + ")" for ln in lines[1:]] == [f"box {int(a)} ({ex.classes[int(g)]})" for a, g in zip(pos, gt)]
+    np.testing.assert_allclose([floats(ln)[-1] for ln in lines[1:]], want.numpy(), atol=1e-3)
+    # the lines under the table: which boxes got closer to their object (from the printed 3-decimal columns,
+    # so a box whose change rounds to within 0.001 of 0 may fall either way)
+    names = [ln.split(")")[0] + ")" for ln in lines[1:]]
+    d = {n: floats(ln)[-1] - floats(ln)[-2] for n, ln in zip(names, lines[1:])}
+    sure_closer = {n for n, v in d.items() if v > 1e-3}
+    sure_further = {n for n, v in d.items() if v < -1e-3}
+    closer, further = summary.strip("\n").splitlines()
+    n_closer = int(re.match(r"closer to their object after training: (\d+) of (\d+) boxes$", closer)[1])
+    assert len(sure_closer) <= n_closer <= len(d) - len(sure_further)
+    listed = {} if further == "further from it: none" else dict(
+        re.match(r"(box \d+ \(\w+\)) \(([+-]\d\.\d{3})\)$", item).groups() for item in further[17:].split(", "))
+    assert sure_further <= set(listed) and not (set(listed) & sure_closer) and len(listed) == len(d) - n_closer
+    assert all(abs(float(v) - d[n]) <= 1.5e-3 for n, v in listed.items())
+
+
+# ---------------------------------------------------------------- notebook 10
+@pytest.fixture(scope="module")
+def inference(tmp_path_factory):
+    """The model, held-out batch and outputs notebook 10 used, rebuilt from the library."""
+    from ssd_lesson.data.images import DetectionDataset, collate_detections
+    from ssd_lesson.data.collage import collage_records
+
+    nb = read(NB10)
+    path = used_checkpoint(nb, "load", "model: the trained checkpoint")
+    if path is None:
+        pytest.skip("notebook 10 ran without a trained checkpoint")
+    load_out = stdout(tagged(nb, "load"))
+    if "VOC not found" not in load_out:
+        pytest.skip("notebook 10 ran on Pascal VOC; these checks rebuild the offline collage set")
+    model = load(path)
+    data = model.record.data
+    seed = data.seed if data is not None and data.seed is not None else 0
+    kept_out = "photos kept out of its training" in load_out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train, valid, _ = collage_records(200, seed=seed, root=tmp_path_factory.mktemp("collage"),
+                                          photos="held_out" if kept_out else "all")
+    valid = (valid + train)[:40] if kept_out else valid[:40]
+    from ssd_lesson.course.held_out import _held_out_collages
+
+    assert _held_out_collages(model, 40)[1] in load_out  # what the mAP measures, as printed
+    images, gt_boxes, gt_labels = collate_detections([DetectionDataset(valid)[i] for i in range(len(valid))])
+    with torch.no_grad():
+        class_logits, box_actns = model.eval()(images)
+    return dict(nb=nb, model=model, anchors=make_anchors(model.spec), images=images, gt_boxes=gt_boxes,
+                gt_labels=gt_labels, class_logits=class_logits, box_actns=box_actns)
+
+
+def test_10_outputs_and_top_scores_equal_the_library(inference):
+    nb, names = inference["nb"], inference["model"].class_names
+    out = stdout(tagged(nb, "outputs"))
+    assert f"ground truth: {int((inference['gt_labels'] >= 0).sum())} objects in 40 images" in out
+    scores = inference["class_logits"][0, :, :-1].sigmoid()
+    top = scores.flatten().topk(8)
+    lines = stdout(tagged(nb, "scores")).splitlines()
+    assert lines[0] == "ground truth: " + ", ".join(names[int(v)] for v in inference["gt_labels"][0] if v >= 0)
+    rows = [ln.split() for ln in lines[2:10]]
+    assert [int(r[0]) for r in rows] == (top.indices // len(names)).tolist()
+    assert [r[1] for r in rows] == [names[int(i) % len(names)] for i in top.indices]
+    np.testing.assert_allclose([float(r[2]) for r in rows], top.values.numpy(), atol=1e-3)
+    assert lines[-1].endswith(f"{int((scores > 0.25).sum())} of {scores.numel()}")
+
+
+def test_10_nms_counts_equal_decode(inference):
+    from ssd_lesson.model.infer import decode
+
+    everything = dict(max_per_image=10**6)
+    lines = stdout(tagged(inference["nb"], "nms-counts")).splitlines()[1:]
+    for line in lines:
+        thr, before, after = float(line.split()[0]), int(line.split()[1]), int(line.split()[2])
+        counts = [sum(len(d.labels) for d in decode(inference["class_logits"], inference["box_actns"], inference["anchors"],
+                                                    score_threshold=thr, nms_iou=nms, **everything)) for nms in (1.0, 0.5)]
+        assert [before, after] == counts
+        assert after < before
+    assert len(lines) == 3
+
+
+def test_10_map_equals_detection_map(inference):
+    from ssd_lesson.model.infer import decode
+    from ssd_lesson.model.metrics import detection_map
+
+    lines = stdout(tagged(inference["nb"], "map")).splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        hit = re.fullmatch(r"score threshold (\S+): mAP@0.5 (\S+), COCO mAP@\[0.5:0.95\] (\S+)  \(40 held-out images\)", line)
+        assert hit is not None, line
+        thr, map50, coco = (float(v) for v in hit.groups())
+        dets = decode(inference["class_logits"], inference["box_actns"], inference["anchors"], score_threshold=thr)
+        m = detection_map(dets, list(inference["gt_boxes"]), list(inference["gt_labels"]))
+        np.testing.assert_allclose([map50, coco], [m["map_50"], m["map"]], atol=1e-4)
+
+
+# ---------------------------------------------------------------- the plots these notebooks added
+
+
+def test_training_progress_figure_draws_the_same_positives_in_every_panel():
+    ex = synthetic_example()
+    anchors = make_anchors()
+    _, boxes, labels = ex.batch()
+    g = torch.Generator().manual_seed(0)
+    acts = {"before": torch.zeros(1, len(anchors), 4), "after": torch.randn(1, len(anchors), 4, generator=g)}
+    match = ssd_loss(torch.zeros(1, len(anchors), 21), acts["before"], boxes, labels, anchors, match_on="anchors").match
+    pos = match.positive[0].nonzero().flatten()
+    stages = {k: activations_to_boxes(a, anchors)[0] for k, a in acts.items()}
+    fig = plots.training_progress_figure(ex, stages, match.gt_idx[0], match.positive[0])
+    assert len(fig.axes) == 2
+    for ax, (title, b) in zip(fig.axes, stages.items()):
+        drawn = boxes_in(ax)
+        assert list(drawn) == [f"box:{int(a)}" for a in pos]
+        np.testing.assert_allclose([drawn[f"box:{int(a)}"] for a in pos], b[pos].numpy(), atol=1e-6)
+        assert len(boxes_in(ax, "gt:")) == len(ex.boxes)
+        iou = box_iou(b[pos].double(), boxes[0].double())[range(len(pos)), match.gt_idx[0, pos]].mean()
+        assert ax.get_title() == f"{title}\nmean IoU with its object {float(iou):.2f}"
+
+
+def test_training_progress_figure_at_most_per_object_the_same_boxes_in_every_panel():
+    ex = synthetic_example()
+    anchors = make_anchors()
+    _, boxes, labels = ex.batch()
+    g = torch.Generator().manual_seed(1)
+    acts = {"before": torch.zeros(1, len(anchors), 4), "after": torch.randn(1, len(anchors), 4, generator=g) * 0.5}
+    match = ssd_loss(torch.zeros(1, len(anchors), 21), acts["before"], boxes, labels, anchors, iou_threshold=0.2,
+                     match_on="anchors").match
+    pos, gi = match.positive[0].nonzero().flatten().tolist(), match.gt_idx[0]
+    stages = {k: activations_to_boxes(a, anchors)[0] for k, a in acts.items()}
+    last = box_iou(stages["after"].double(), boxes[0].double())[range(len(anchors)), gi]  # (A,) IoU with its object
+    fig = plots.training_progress_figure(ex, stages, gi, match.positive[0], per_object=2)
+    want = []
+    for obj in sorted({int(gi[a]) for a in pos}):
+        mine = [a for a in pos if int(gi[a]) == obj]
+        best, worst = max(mine, key=lambda a: (last[a], -a)), min(mine, key=lambda a: (last[a], a))
+        want += [best] if len(mine) == 1 else sorted({best, worst})
+    assert len(want) < len(pos)  # the test's case has objects with more than two positives
+    for ax, (title, b) in zip(fig.axes, stages.items()):
+        assert sorted(int(k.split(":")[1]) for k in boxes_in(ax)) == sorted(want)  # the same boxes in both panels
+        iou = box_iou(b[pos].double(), boxes[0].double())[range(len(pos)), gi[pos]].mean()
+        assert ax.get_title() == f"{title}\nmean IoU with its object {float(iou):.2f}"  # over every positive
+    assert fig.axes[0].get_xlabel() == (f"dashed: ground truth; solid: {len(want)} of the {len(pos)} positive boxes "
+                                        "(at most 2 per object)")
+    with pytest.raises(ValueError, match="per_object must be at least 1, got 0"):
+        plots.training_progress_figure(ex, stages, gi, match.positive[0], per_object=0)
+
+
+def test_detection_panels_figure_labels_each_detection():
+    from ssd_lesson.model.infer import Detections
+
+    img = np.zeros((50, 80, 3), np.uint8)
+    dets = [Detections(torch.tensor([[5.0, 10, 40, 70]]), torch.tensor([7]), torch.tensor([0.8])),
+            Detections(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0))]
+    names = [f"c{i}" for i in range(20)]
+    fig = plots.detection_panels_figure([img, img], dets, names, titles=["a", "b"], ncols=2)
+    axes = [ax for ax in fig.axes if ax.axison or ax.images]
+    assert [t.get_text() for t in axes[0].texts] == ["c7 0.80"] and not axes[1].texts
+    assert [ax.get_title() for ax in axes] == ["a", "b"]
+    rect = [p for p in axes[0].patches if isinstance(p, Rectangle)][0]
+    assert rect.get_xy() == (10.0, 5.0) and (rect.get_width(), rect.get_height()) == (60.0, 35.0)
+    with pytest.raises(ValueError):
+        plots.detection_panels_figure([img], dets, names)

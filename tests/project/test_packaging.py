@@ -1,0 +1,95 @@
+"""Packaging promises: the CLI's front door, and environment.yml mirroring pyproject.toml."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from ssd_lesson.__main__ import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cli_lists_commands_and_rejects_unknown(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for name in ("dissect", "train", "evaluate", "bench", "notebooks"):
+        assert name in out and name in COMMANDS
+    assert main(["nonsense"]) == 2
+    assert "unknown command 'nonsense'" in capsys.readouterr().err
+
+
+def _names(reqs):
+    return {re.split(r"[<>=\[ ]", r.strip().strip('"'), maxsplit=1)[0].lower() for r in reqs}
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    text = (ROOT / "environment.yml").read_text()
+    assert "python=3.11" in text
+    listed = {line.strip()[2:].strip().strip('"') for line in text.splitlines() if line.strip().startswith("- ")}
+    missing = wanted - {s.replace(" ", "") for s in listed}
+    assert not missing, f"environment.yml lacks {sorted(missing)}"
+    assert "torch>=2.1" in wanted  # the tested lower bound, no upper pin (pip resolves what it can install)
+
+
+def test_core_imports_no_heavy_dependency():
+    # The core loads with torch alone: fastai, matplotlib, torchvision stay out of it (the star-import loads
+    # every name ssd_lesson re-exports, which ``import ssd_lesson`` alone no longer does).
+    import subprocess
+    import sys
+
+    code = ("import sys; from ssd_lesson import *; heavy = [m for m in ('fastai', 'matplotlib', 'torchvision', 'pandas', 'ipywidgets') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+@pytest.mark.slow  # builds and installs a wheel with pip
+def test_wheel_carries_the_data(tmp_path):
+    # A plain (non-editable) install must run the lesson as a checkout does: the wheel holds
+    # data/ as ssd_lesson/_data, and DATA_DIR finds it there. Built from a copy of the sources,
+    # so the checkout gets no build/ folder.
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("ssd_lesson", "data"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run(pip + ["wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "wheel")],
+                   check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("ssd_lesson-*.whl")
+    site = tmp_path / "site"
+    subprocess.run(pip + ["install", str(wheel), "--no-deps", "-q", "--target", str(site)], check=True, capture_output=True)
+    code = ("import ssd_lesson.data.images as d, ssd_lesson.course.lesson as s; "
+            "print(d.__file__); print(d.DATA_DIR); print(s.find_checkpoint()); "
+            "print(len(d.parse_voc_xml(d.EXAMPLE_DIR / 'example.xml', d.EXAMPLE_DIR).class_names))")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    module, data_dir, checkpoint, n_objects = out.stdout.split("\n")[:4]
+    assert Path(module).is_relative_to(site)  # the installed copy, not the checkout
+    assert Path(data_dir) == site / "ssd_lesson" / "_data"
+    assert Path(checkpoint) == site / "ssd_lesson" / "_data" / "checkpoints" / "ssd_collage.pth"
+    assert int(n_objects) == 4
+
+
+def test_readme_python_example_runs():
+    # The README's code block, as a newcomer pastes it: it runs, and says what it claims.
+    text = (ROOT / "README.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    res, anchors = scope["res"], scope["anchors"]
+    assert len(anchors) == 189 and res.total.dim() == 0
+    assert scope["class_logits"].grad.shape == (2, 189, 21) and scope["box_actns"].grad.shape == (2, 189, 4)
+    assert res.match.gt_idx.shape == res.match.positive.shape == (2, 189)
+    assert not (res.match.gt_idx[1] == 1).any()  # the padding row (-1) is never matched
