@@ -42,6 +42,16 @@ def random_batch(B, max_g, gen, n_classes=20, A=189, dtype=torch.float64, min_g=
     return class_logits, box_actns, gt_boxes, gt_labels
 
 
+#: The cell tag that makes nbval compare a cell's stored text output (the numbers set beside the article).
+CHECK_OUTPUT = "nbval-check-output"
+
+
+def checks_output(cell: nbformat.NotebookNode) -> bool:
+    """Whether nbval compares ``cell``'s stored output: it carries the tag, in metadata, never as a comment
+    a learner would read."""
+    return CHECK_OUTPUT in cell.metadata.get("tags", [])
+
+
 def tagged(nb: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
     """The one cell of ``nb`` carrying ``tag``."""
     cells = [c for c in nb.cells if tag in c.metadata.get("tags", [])]

@@ -23,11 +23,10 @@ from ssd_lesson.drawing import plots
 from ssd_lesson.course.lesson import example_activations, load_example
 from ssd_lesson.course.widgets import BoxWidget, ThresholdWidget
 
-from tests.helpers import opens_with_the_kit
+from tests.helpers import checks_output, opens_with_the_kit
 
 NB_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = ("01_ground_truth", "02_grid_cells_and_anchors", "03_predicted_boxes", "04_iou", "05_matching")
-CHECK = "# NBVAL_CHECK_OUTPUT"
 JPEG, PNG = b"\xff\xd8", b"\x89PNG"
 MAX_BYTES = 3_000_000  # a learner downloads it; under 3 MB each
 FLOAT = r"[-+]?\d+\.\d+"
@@ -86,7 +85,7 @@ def test_notebook_is_committed_executed_and_small(nbs, name):
     for c in code:
         assert c.execution_count is not None, f"{name}: a cell was not executed: {c.source[:60]!r}"
         assert not [o for o in c.outputs if o.output_type == "error"], f"{name}: a cell raised: {c.source[:60]!r}"
-    checked = [c for c in code if c.source.startswith(CHECK)]
+    checked = [c for c in code if checks_output(c)]
     assert len(checked) >= 3
     for c in checked:  # plain text only: nothing nbval would compare as HTML or an image
         assert c.outputs and all(o.output_type == "stream" for o in c.outputs), c.source[:80]

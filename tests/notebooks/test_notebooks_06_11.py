@@ -25,13 +25,12 @@ from ssd_lesson.drawing import plots, tables
 from ssd_lesson.data.images import BACKGROUND, VOC_CLASSES
 from ssd_lesson.course.lesson import example_activations, load_example
 
-from tests.helpers import boxes_in, opens_with_the_kit, stdout, synthetic_case, tagged
+from tests.helpers import boxes_in, checks_output, opens_with_the_kit, stdout, synthetic_case, tagged
 
 NB_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = {6: "06_classification_loss.ipynb", 7: "07_regression_loss.ipynb", 8: "08_ssd_loss.ipynb",
              11: "11_matching_variants.ipynb"}
-CHECK = "# NBVAL_CHECK_OUTPUT"
-PATHS = re.compile(r"(/[\w.\-+]+)+/(ssd_lesson|data|notebooks)/")  # as notebooks/sanitize.cfg
+PATHS = re.compile(r"(/[\w.\-+]+)+/(ssd_lesson|data|notebooks)/")  # as tests/notebooks/nbval_sanitize.cfg
 FLOAT = re.compile(r"-?\d+\.\d+")
 
 
@@ -98,7 +97,7 @@ def test_notebook_is_executed_and_follows_the_series_layout(n):
         assert c.execution_count is not None, f"cell not executed: {c.source[:60]!r}"
         assert not [o for o in c.outputs if o.output_type == "error"], c.source[:60]
         assert not [o for o in c.outputs if o.output_type == "stream" and o.name == "stderr"], c.source[:60]
-    checked = [c for c in code if c.source.startswith(CHECK)]
+    checked = [c for c in code if checks_output(c)]
     assert len(checked) >= 3
     for c in checked:  # plain printed text only: no HTML reprs, nothing volatile
         assert all(o.output_type == "stream" for o in c.outputs) and stdout(c)

@@ -26,11 +26,10 @@ from ssd_lesson.drawing import plots
 from ssd_lesson.core.boxes import box_iou
 from ssd_lesson.course.lesson import CHECKPOINT_DIR, example_activations, load_example, synthetic_example
 
-from tests.helpers import boxes_in, opens_with_the_kit, stdout, tagged
+from tests.helpers import boxes_in, checks_output, opens_with_the_kit, stdout, tagged
 
 NB_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NB9, NB10 = "09_training.ipynb", "10_inference.ipynb"
-CHECK = "# NBVAL_CHECK_OUTPUT"
 FLOAT = re.compile(r"-?\d+\.\d+")
 
 
@@ -73,10 +72,10 @@ def test_notebook_is_executed_clean_and_small(name):
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "not executed top to bottom in one go"
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not [c for c in code if any(o.output_type == "stream" and o.name == "stderr" for o in c.outputs)
-                and CHECK in c.source], "a checked cell writes to stderr"
+                and checks_output(c)], "a checked cell writes to stderr"
     assert (NB_DIR / name).stat().st_size < 5 * 2**20
     assert nb.cells[-1].cell_type == "markdown" and nb.cells[-1].source.startswith("## What's next")
-    assert sum(CHECK in c.source for c in code) >= 4
+    assert sum(checks_output(c) for c in code) >= 4
     figures = {"lr-find", "plot-loss", "progress-figure", "fig4-before", "fig4-after", "nms-figure", "detections"}
     for c in code:  # every figure cell produced its figure
         if figures & set(c.metadata.get("tags", [])):
