@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from ..data.files import atomic_write
+from .site import page_copy, page_name, write_index
 
 if TYPE_CHECKING:
     import nbformat
@@ -60,7 +61,8 @@ def check_notebook_outputs(out_dir: Optional[Path], html_dir: Optional[Path], in
 
 
 def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inplace: bool = False,
-                   only: Optional[str] = None, timeout: int = 600, folder: Optional[Path] = None) -> dict[str, float]:
+                   only: Optional[str] = None, timeout: int = 600, folder: Optional[Path] = None,
+                   key: bool = False) -> dict[str, float]:
     """Run each notebook top to bottom in its own kernel; return seconds per notebook.
 
     Each executed notebook is written whole or not at all (:func:`~ssd_lesson.data.files.atomic_write`).
@@ -79,7 +81,10 @@ def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inp
             raise ValueError(f"out_dir {out_dir} is the series' own folder: pass inplace=True to overwrite its notebooks")
         out_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
-    for path in progress_bar(paths):
+    stems, executed = [p.stem for p in paths], []
+    bar = progress_bar(paths)
+    for path in bar:
+        bar.comment = f"running {path.stem}"  # a notebook can take minutes: say which one
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()
         _execute(nb, path, timeout, done=list(times), out=path.parent if inplace else out_dir)
@@ -87,8 +92,17 @@ def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inp
         with atomic_write(path if inplace else out_dir / path.name) as tmp:
             nbformat.write(nb, str(tmp))
         if html_dir is not None:
-            export_html(nb, Path(html_dir) / path.with_suffix(".html").name)
+            export_page(nb, html_dir, stems, path.stem, key)
+            executed.append((path.stem, nb))
+    if html_dir is not None:
+        write_index(html_dir, executed, key)
     return times
+
+
+def export_page(nb, html_dir: Path, stems: Sequence[str], stem: str, key: bool = False) -> Path:
+    """The page of notebook ``stem`` (one of the exported ``stems``) in ``html_dir``: linked to its neighbours
+    and the index (:func:`ssd_lesson.commands.site.page_copy`), marked when it is the instructors' ``key``."""
+    return export_html(page_copy(nb, stems, stem, key), Path(html_dir) / page_name(stem, key))
 
 
 class SeriesInterrupted(Exception):
@@ -197,14 +211,20 @@ def export_html(nb, dest: Path) -> Path:
     return dest
 
 
-def export_series(html_dir: Path, only: Optional[str] = None, folder: Optional[Path] = None) -> list[Path]:
-    """Export the stored notebooks as they are (no execution) to ``html_dir``; return the pages."""
+def export_series(html_dir: Path, only: Optional[str] = None, folder: Optional[Path] = None,
+                  key: bool = False) -> list[Path]:
+    """Export the stored notebooks as they are (no execution) to ``html_dir``, with an index page
+    (:func:`ssd_lesson.commands.site.write_index`, not among the pages returned); return the pages."""
     import nbformat
 
     paths = [p for p in series(folder) if only is None or only in p.name]
     if not paths:
         raise FileNotFoundError(f"no notebook in {folder or NOTEBOOK_DIR} matches {only!r}")
-    return [export_html(nbformat.read(p, as_version=4), Path(html_dir) / p.with_suffix(".html").name) for p in paths]
+    notebooks = [(p.stem, nbformat.read(p, as_version=4)) for p in paths]
+    stems = [stem for stem, _ in notebooks]
+    pages = [export_page(nb, html_dir, stems, stem, key) for stem, nb in notebooks]
+    write_index(html_dir, notebooks, key)
+    return pages
 
 
 def write_solutions(out_dir: Path, only: Optional[str] = None, folder: Optional[Path] = None) -> list[Path]:
@@ -265,7 +285,7 @@ def notebooks_main(argv: Sequence[str]) -> int:
     try:
         # the solved copies are run where write_solutions put them: in place, in --out
         times = execute_series(args.out, args.html, args.inplace or args.solutions, args.only,
-                               folder=args.out if args.solutions else None)
+                               folder=args.out if args.solutions else None, key=args.solutions)
     except SeriesInterrupted as e:
         print(f"\n{e}", file=sys.stderr)
         return 130

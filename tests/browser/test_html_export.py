@@ -122,8 +122,9 @@ def test_cli_exports_the_stored_notebooks_without_executing(tmp_path, capsys):
     from ssd_lesson.commands.notebooks import notebooks_main
 
     assert notebooks_main(["--html", str(tmp_path), "--only", "05_"]) == 0
-    (page,) = tmp_path.glob("*.html")
-    assert page.name == "05_matching.html" and str(page) in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.glob("*.html")) == ["05_matching.html", "index.html"]
+    page = tmp_path / "05_matching.html"
+    assert str(page) in capsys.readouterr().out
     html = page.read_text(encoding="utf-8")
     assert "require.min.js" not in html and "html-manager" not in html and WIDGET_VIEW not in html
     assert "mathjax" not in html.lower()  # the formulas are pictures: no typesetter to fetch
@@ -131,3 +132,37 @@ def test_cli_exports_the_stored_notebooks_without_executing(tmp_path, capsys):
     (i,) = widget_cells(nb)
     cell = html.split(f'id="cell-id={nb.cells[i].id}"', 1)[1].split('class="jp-Cell ', 1)[0]
     assert re.search(r'<img [^>]*src="data:image/jpeg;base64,', cell)  # the widget's figure, in its own cell
+
+
+@pytest.mark.browser
+def test_the_site_opens_at_its_index_and_every_link_leads_somewhere(browser, workdir):
+    """An instructor publishes the folder: from ``index.html`` every link of every page, followed in the
+    browser, opens a page of the site (the article's link goes out, the only one that does)."""
+    from ssd_lesson.commands.site import ARTICLE_URL
+
+    export_series(workdir / "site")
+    index = (workdir / "site" / "index.html").as_uri()
+    context = browser.new_context()
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file://") else route.abort())
+    page = context.new_page()
+    seen, todo, outside = set(), [index], set()
+    try:
+        while todo:
+            url = todo.pop()
+            if url in seen:
+                continue
+            seen.add(url)
+            response = page.goto(url, wait_until="domcontentloaded")
+            assert response is None or response.ok, url
+            assert page.title(), f"{url}: a page without a title"
+            for href in page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)"):
+                target = href.split("#")[0]
+                if target.startswith("file://"):
+                    todo.append(target)
+                else:
+                    outside.add(href)
+    finally:
+        context.close()
+    pages = {p.as_uri() for p in (workdir / "site").glob("*.html")}
+    assert seen == pages, f"not reached from the index: {sorted(pages - seen)}; missing: {sorted(seen - pages)}"
+    assert ARTICLE_URL in outside
