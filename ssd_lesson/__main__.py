@@ -8,6 +8,7 @@ one line ``error: ...`` naming the option or file, exit status 2; ``--debug`` (o
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import warnings
 from typing import Optional, Sequence
@@ -90,13 +91,21 @@ COMMANDS = {
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+    if argv and argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"ssd-lesson {__version__}")
+        return 0
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; the commands are {', '.join(COMMANDS)}"
+        print(f"python -m ssd_lesson: error: unknown command {argv[0]!r}{hint} (--help lists them)", file=sys.stderr)
+        return 2
+    if not argv or argv[0] in ("-h", "--help"):
         print("usage: python -m ssd_lesson {" + ",".join(COMMANDS) + "} [options]\n")
         for name, (_, text) in COMMANDS.items():
             print(f"  {name:<10} {text}")
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
-            return 2
+        print("\n  --version  print the version and exit\n\n'python -m ssd_lesson COMMAND --help' lists a command's options")
         return 0
     # fastai decorates a few activations with torch.jit.script at import, which this torch
     # deprecates with a warning on every run: nothing a user of these commands can act on.

@@ -134,7 +134,23 @@ def test_out_paths(tmp_path):
 
 def test_unknown_command_is_status_2(capsys):
     assert main(["frobnicate"]) == 2
-    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown command 'frobnicate'" in err and "the commands are dissect, train, evaluate, bench, notebooks" in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("python -m ssd_lesson: error:")
+
+
+@pytest.mark.parametrize("typed, meant", [("trian", "train"), ("dissekt", "dissect"), ("notebook", "notebooks"),
+                                          ("evalute", "evaluate")])
+def test_a_mistyped_command_gets_a_suggestion(capsys, typed, meant):
+    assert main([typed]) == 2
+    assert f"unknown command {typed!r}; did you mean {meant!r}?" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from ssd_lesson import __version__
+
+    assert main(["--version"]) == 0 and main(["-V"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"ssd-lesson {__version__}"] * 2
 
 
 def test_train_asked_for_missing_voc_gives_the_advice_then_one_error(tmp_path):
