@@ -2,7 +2,9 @@
 
 Prints what the article tabulates (anchor count, output sizes, Tables 1, 2 and 4,
 the positive count, the losses) and saves its figures (ground truth, Figs. 1-6,
-the aside) as PNGs. Boxes are ``(y0, x0, y1, x1)`` fractions of the image.
+the aside), saying which it is writing. Figures drawn over the photograph are JPEG, as the notebooks
+store them (a tenth of a PNG's size); the IoU heat map, line art, is PNG. Boxes are
+``(y0, x0, y1, x1)`` fractions of the image.
 """
 from __future__ import annotations
 
@@ -23,13 +25,17 @@ from ..core.options import LossOptions
 __all__ = ["figure_names", "make_figures", "run_dissect"]
 
 
+#: JPEG quality of the figures drawn over the photograph (the notebooks' figure format is JPEG too).
+JPEG_QUALITY = 90
+
+
 def figure_names(anchors: Anchors) -> dict[str, str]:
-    """The PNG file name of each figure; ``run_dissect`` writes these and nothing else."""
-    names = {"ground_truth": "00_ground_truth.png"}
+    """The file name of each figure; ``run_dissect`` writes these and nothing else."""
+    names = {"ground_truth": "00_ground_truth.jpg"}
     for i, g in enumerate(anchors.spec.grids, start=1):
-        names[f"fig{i}"] = f"fig{i}_grid_{g}x{g}.png"
-    names.update(aside="aside_all_anchors.png", fig4="fig4_all_predictions.png", fig5="fig5_classes.png",
-                 fig6="fig6_classes_thresholded.png", iou="iou_heatmap.png")
+        names[f"fig{i}"] = f"fig{i}_grid_{g}x{g}.jpg"
+    names.update(aside="aside_all_anchors.jpg", fig4="fig4_all_predictions.jpg", fig5="fig5_classes.jpg",
+                 fig6="fig6_classes_thresholded.jpg", iou="iou_heatmap.png")
     return names
 
 
@@ -96,9 +102,12 @@ def run_dissect(out_dir: str | Path = "ssd_lesson_out", n_rows: int = 30, seed: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names, paths = figure_names(anchors), {}
-    for key, fig in make_figures(example, anchors, result).items():
+    print(f"\nDrawing {len(names)} figures into {out_dir}/")
+    for n, (key, fig) in enumerate(make_figures(example, anchors, result).items(), start=1):
         paths[key] = out_dir / names[key]
-        fig.savefig(paths[key], dpi=dpi)
-    print(f"\nSaved {len(paths)} figures to {out_dir}/: " + ", ".join(p.name for p in paths.values()))
+        print(f"  [{n}/{len(names)}] {names[key]}", flush=True)  # the large figures take seconds each
+        jpeg = paths[key].suffix == ".jpg"
+        fig.savefig(paths[key], dpi=dpi, **({"pil_kwargs": {"quality": JPEG_QUALITY}} if jpeg else {}))
+    print(f"Saved {len(paths)} figures to {out_dir}/: " + ", ".join(p.name for p in paths.values()))
     out["paths"] = paths
     return out

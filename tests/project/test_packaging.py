@@ -1,4 +1,4 @@
-"""Packaging promises: the CLI's front door, and environment.yml mirroring pyproject.toml."""
+"""Packaging promises: the CLI's front door, the learner's environment, and the tested versions pinned."""
 from __future__ import annotations
 
 import re
@@ -25,15 +25,44 @@ def _names(reqs):
     return {re.split(r"[<>=\[ ]", r.strip().strip('"'), maxsplit=1)[0].lower() for r in reqs}
 
 
-def test_environment_yml_mirrors_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+def test_environment_yml_is_the_learners_install():
+    """environment.yml (conda, and Binder's repo2docker) installs the course as pyproject.toml says, at the
+    tested versions, without the test and browser extras: a learner gets no pytest and no Playwright."""
     text = (ROOT / "environment.yml").read_text()
     assert "python=3.11" in text
-    listed = {line.strip()[2:].strip().strip('"') for line in text.splitlines() if line.strip().startswith("- ")}
-    missing = wanted - {s.replace(" ", "") for s in listed}
-    assert not missing, f"environment.yml lacks {sorted(missing)}"
-    assert "torch>=2.1" in wanted  # the tested lower bound, no upper pin (pip resolves what it can install)
+    listed = [line.strip()[2:].strip().strip('"') for line in text.splitlines() if line.strip().startswith("- ")]
+    assert listed[-2:] == ["-c constraints.txt", "-e ."], listed
+    assert not [x for x in listed if "[test]" in x or "playwright" in x or "pytest" in x], listed
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return {ln.split("==")[0].lower().replace("_", "-"): ln.split("==")[1] for ln in lines}
+
+
+def test_constraints_pin_every_dependency_and_ci_installs_with_them():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _pins(ROOT / "constraints.txt")
+    wanted = _names(project["dependencies"] + project["optional-dependencies"]["test"])
+    assert not wanted - set(pins), f"constraints.txt lacks {sorted(wanted - set(pins))}"
+    assert all(re.fullmatch(r"[\w.+!-]+", v) for v in pins.values())  # exact versions, one per package
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    test_command = 'pip install -c constraints.txt -e ".[test]" && python -m pytest'
+    assert test_command in ci and test_command in readme  # CI runs the README's test command, with the pins
+    assert "pip install -c constraints.txt -e . && python -m ssd_lesson dissect" in readme
+
+
+def test_the_installed_versions_are_the_pinned_ones():
+    """In the environment the tests run in (CI's, made by .ci/run), each pinned dependency has its pinned
+    version: constraints.txt says what was tested."""
+    from importlib.metadata import version
+
+    pins = _pins(ROOT / "constraints.txt")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = _names(project["dependencies"] + project["optional-dependencies"]["test"])
+    differ = {n: (version(n), pins[n]) for n in names if version(n).split("+")[0] != pins[n].split("+")[0]}
+    assert not differ, f"installed vs pinned: {differ}"
 
 
 def test_core_imports_no_heavy_dependency():
