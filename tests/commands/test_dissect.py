@@ -1,6 +1,8 @@
 """The tables equal the library's numbers, and ``dissect`` prints them and writes only its own figures."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import inspect
 
 import numpy as np
@@ -156,8 +158,12 @@ def test_run_dissect_prints_the_article_and_writes_only_its_figures(tmp_path, ca
     assert "Table 1" in printed and "Table 2" in printed and "Table 4" in printed and "0: cow" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted(list(names.values()) + ["notes.txt"])
     assert (out / "notes.txt").read_text() == "mine"
+    magic = {".jpg": b"\xff\xd8\xff", ".png": b"\x89PNG"}  # photographs as JPEG, as the notebooks store them
+    assert sorted(Path(n).suffix for n in names.values()) == [".jpg"] * 8 + [".png"]
     for name in names.values():
-        assert (out / name).read_bytes().startswith(b"\x89PNG")
+        assert (out / name).read_bytes().startswith(magic[Path(name).suffix]), name
+    assert [f"  [{i}/9] {name}" for i, name in enumerate(names.values(), start=1)] == \
+        [ln for ln in printed.splitlines() if ln.startswith("  [")]  # it says what it is writing
     pd.testing.assert_frame_equal(got["table2"], tables.match_table(res, 5))
 
 
