@@ -205,7 +205,7 @@ def prose_sentences() -> list[tuple[str, int, str]]:
                     or re.match(r"\*\*\d+\.\*\*", c.source.lstrip())):
                 continue
             md = re.sub(r"```[\s\S]*?```|`[^`]*`|\$\$[\s\S]*?\$\$|\$[^$]*\$", "", c.source)
-            md = re.sub(r"^#+ .*$", "", re.sub(r"\]\([^)]*\)", "]", md), flags=re.M)
+            md = re.sub(r"^#+ .*$", "", re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", md), flags=re.M)
             for s in re.split(r"(?<=[.!?:])\s+(?=[A-Z(*\"'])|\n\n", md):
                 if s.strip():
                     found.append((path.stem[:2], i, " ".join(s.split())))

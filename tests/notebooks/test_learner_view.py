@@ -23,3 +23,20 @@ def test_no_harness_marker_in_what_a_learner_reads(path):
 
 def test_the_learners_folder_holds_only_the_series():
     assert sorted(p.name for p in NB_DIR.iterdir() if not p.name.startswith(".")) == [p.name for p in SERIES]
+
+
+@pytest.mark.parametrize("path", SERIES, ids=lambda p: p.stem)
+def test_each_notebook_links_the_article_it_follows(path):
+    from ssd_lesson.commands.site import ARTICLE_URL
+
+    text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+    assert f"]({ARTICLE_URL})" in text, f"{path.name} never links the article"
+
+
+def test_nothing_points_outside_the_repository():
+    """A clone holds all the course names: the article is linked by its public address, not by a path beside
+    the repository that learners do not have."""
+    root = NB_DIR.parent
+    files = [root / "README.md", root / "data" / "README.md", *SERIES, *(root / "ssd_lesson").rglob("*.py")]
+    outside = [str(f.relative_to(root)) for f in files if "../shared" in f.read_text() or "shared/seed" in f.read_text()]
+    assert outside == []
