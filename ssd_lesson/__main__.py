@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 from pathlib import Path
 
 from .commands.cli import (UserError, add_loss_options, check_writable, loss_options_from, nonnegative_int,
-                           out_folder, positive_int, private_tempdir, run_command)
+                           out_folder, positive_int, private_tempdir, run_command, sigterm_as_exit)
 
 # No module here imports torch when loaded: ``python -m ssd_lesson --help`` answers without it (it takes
 # about 3 s to import); each subcommand imports what it needs when chosen.
@@ -111,7 +111,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # deprecates with a warning on every run: nothing a user of these commands can act on.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     try:
-        with private_tempdir():  # nothing the command or what it imports makes is left in the temporary folder
+        # nothing the command or what it imports makes is left in the temporary folder, even when it is killed
+        with sigterm_as_exit(), private_tempdir():
             return run_command(COMMANDS[argv[0]][0], argv[1:])
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

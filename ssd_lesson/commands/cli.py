@@ -13,7 +13,9 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
@@ -233,6 +235,28 @@ def check_writable(path: str | Path, option: str, folder: bool = False) -> None:
     why = unwritable_reason(path, folder=folder)
     if why is not None:
         raise UserError(f"{option} {path}: cannot be written: {why}")
+
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """While the command runs, SIGTERM (``kill``, a job scheduler, a container stopping) ends it as an exit
+    would, status 143, so that every ``finally`` runs: the private temporary folder is removed and a
+    checkpoint being written is finished first (:func:`ssd_lesson.data.files.held_signals`). Python's default
+    for SIGTERM is to die at once, leaving both behind. Only in the main thread, where handlers run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum, frame):
+        print("\nterminated", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

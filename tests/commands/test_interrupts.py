@@ -135,3 +135,30 @@ def test_held_signals_deliver_ctrl_c_when_the_outermost_block_ends():
             steps.append("epoch recorded")  # the inner block's end passed the signal to the outer one
     assert steps == ["written", "epoch recorded"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as before
+
+
+@pytest.mark.slow  # a real train run: fastai's import and a few batches
+@pytest.mark.parametrize("when", ["while importing", "while training"])
+def test_sigterm_to_train_leaves_nothing_in_the_temporary_folder(tmp_path, when):
+    """``kill`` (SIGTERM) ends ``train`` as Ctrl-C does: status 143, one line, and its private temporary
+    folder (where inductor's caches go) removed, at any moment of the run."""
+    tmpdir, runs = tmp_path / "tmp", tmp_path / "runs"
+    tmpdir.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmpdir)}
+    proc = subprocess.Popen([sys.executable, "-m", "ssd_lesson", "train", "--data", "collage", "--n-images", "24",
+                             "--body", "tiny", "--no-pretrained", "--n-hidden", "32", "--epochs", "200", "--bs", "8",
+                             "--data-dir", str(runs), "--out", str(tmp_path / "m.pth")],
+                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while not any(tmpdir.glob("ssd-lesson-*")) or (when == "while training" and not any(runs.glob("*/*"))):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < 120, "the run never got there"
+        time.sleep(0.05)
+    if when == "while training":
+        time.sleep(3)  # into the epochs
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (out, err)
+    assert err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
+    assert list(tmpdir.iterdir()) == []
+    assert not (tmp_path / "m.pth").exists()
