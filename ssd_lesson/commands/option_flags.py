@@ -96,8 +96,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type[_O], defaults: Option
     unknown = sorted(set(leave_out) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise TypeError(f"add_options: {cls.__name__} has no field(s) {unknown}")
-    group = parser.add_argument_group(OPTION_GROUPS[cls])
-    for field, flag in _rows(cls).items():
+    rows = _rows(cls)
+    group = parser.add_argument_group(OPTION_GROUPS.get(cls, f"{cls.__name__} options"))
+    for field, flag in rows.items():
         if field in leave_out:
             continue
         default = getattr(defaults, field) if defaults is not None else None

@@ -74,7 +74,8 @@ class _Options:
         if options is None:
             return cls(**given)
         if not isinstance(options, cls):
-            raise TypeError(f"{caller}: options must be a {cls.__name__}, got {type(options).__name__}")
+            article = "an" if cls.__name__[0] in "AEIOU" else "a"
+            raise TypeError(f"{caller}: options must be {article} {cls.__name__}, got {type(options).__name__}")
         if given:
             shown = ", ".join(f"{k}={v!r}" for k, v in given.items())
             raise TypeError(f"{caller}: got both options={options!r} and {shown}; pass one of them "
