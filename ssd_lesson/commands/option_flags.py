@@ -7,7 +7,8 @@ when the value is wrong) and its help. :func:`add_options` adds one option per f
 command, with the defaults of the options object it is given, and :func:`options_from` reads
 them back as one object. So a new option is its field (in ``core/options.py``) plus its row
 here; a field without a row is refused when a command builds its parser (and by the tests).
-The ``dest`` of each option is its field's name. Different settings have different flags:
+Each option's ``dest`` is argparse's for its flag (``--loss``: ``loss``), as the checkpoints record
+the parsed options by it. Different settings have different flags:
 ``--iou-threshold`` is the loss's matching threshold, ``--hit-iou`` evaluation's.
 """
 from __future__ import annotations
@@ -35,6 +36,11 @@ class Flag:
     help: str
     choices: Optional[tuple[str, ...]] = None
     parse: Optional[Callable[[str], Any]] = None
+
+    @property
+    def dest(self) -> str:
+        """Where argparse keeps the value: ``--match-on`` in ``match_on``."""
+        return self.name.lstrip("-").replace("-", "_")
 
 
 #: One row per field of each options record, in the fields' order.
@@ -104,13 +110,14 @@ def add_options(parser: argparse.ArgumentParser, cls: type[_O], defaults: Option
         default = getattr(defaults, field) if defaults is not None else None
         help_text = flag.help + (f" (default: {default_from})" if defaults is None and default_from else "")
         kind = dict(choices=flag.choices) if flag.choices is not None else dict(type=flag.parse)
-        group.add_argument(flag.name, dest=field, default=default, help=help_text, **kind)
+        group.add_argument(flag.name, default=default, help=help_text, **kind)
 
 
 def options_from(args: argparse.Namespace, cls: type[_O], base: Optional[_O] = None) -> _O:
     """The ``cls`` of the options :func:`add_options` added: ``base`` (default ``cls()``) with the
     values ``args`` holds (None, not given, leaves ``base``'s)."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    given = {field: getattr(args, flag.dest) for field, flag in _rows(cls).items()
+             if getattr(args, flag.dest, None) is not None}
     return (base if base is not None else cls()).replace(**given)
 
 

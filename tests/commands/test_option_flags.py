@@ -46,17 +46,16 @@ def test_each_field_has_one_row_and_no_two_share_a_flag_or_a_name():
 @pytest.mark.parametrize("command", sorted(OFFERED))
 def test_each_offered_field_has_exactly_one_flag_and_each_options_flag_one_field(command):
     actions = [a for a in parsers()[command]._actions if a.option_strings]
-    all_fields = {f.name for cls in RECORDS for f in dataclasses.fields(cls)}
-    all_flags = {flag.name for rows in FLAGS.values() for flag in rows.values()}
+    all_flags = {flag.name: flag for rows in FLAGS.values() for flag in rows.values()}
     for cls, fields in OFFERED[command].items():
         for field in fields:
-            setting = [a for a in actions if a.dest == field]
-            assert len(setting) == 1 and setting[0].option_strings == [FLAGS[cls][field].name], (command, field)
-    offered = {field for fields in OFFERED[command].values() for field in fields}
-    # vice versa: no other option sets a field, and no option of the table is there for another setting
-    assert {a.dest for a in actions if a.dest in all_fields} == offered
-    assert {s for a in actions for s in a.option_strings if s in all_flags} == {
-        FLAGS[cls][f].name for cls, fields in OFFERED[command].items() for f in fields}
+            flag = FLAGS[cls][field]
+            setting = [a for a in actions if flag.name in a.option_strings or a.dest == flag.dest]
+            assert len(setting) == 1 and setting[0].option_strings == [flag.name], (command, field)
+    # vice versa: no option of the table is there for a field the command does not offer, nor under another dest
+    offered = {FLAGS[cls][f].name for cls, fields in OFFERED[command].items() for f in fields}
+    assert {s for a in actions for s in a.option_strings if s in all_flags} == offered
+    assert {a.dest for a in actions if a.dest in {f.dest for f in all_flags.values()}} == {all_flags[s].dest for s in offered}
 
 
 @pytest.mark.parametrize("command", sorted(OFFERED))
