@@ -230,8 +230,8 @@ def per_class_table(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mappin
     ``difficult``; ``ap_voc07`` (VOC2007's 11-point AP) and ``ap_all_point`` (VOC2010+'s area),
     both by :func:`voc_ap`; ``ap_coco50`` (COCO-style AP at the same IoU, torchmetrics, by
     :func:`coco_ap_per_class`). The hit IoU is ``options.hit_iou`` (or the loose ``hit_iou``, not
-    both); the table shows every AP rule, so ``options.ap_rule`` plays no part. NaN where a class has no non-difficult box; the mean row
-    averages the other classes (and sums the box counts). Inputs as :func:`voc_ap`; boxes are
+    both); the table shows every AP rule, so ``options.ap_rule`` plays no part. NaN where a class
+    has no non-difficult box; the mean row averages the other classes (and sums the box counts). Inputs as :func:`voc_ap`; boxes are
     the project's half-open ones by default (``inclusive=False``), as
     :func:`ssd_lesson.model.evaluate.evaluate_detections` gives them.
     """
