@@ -20,7 +20,7 @@ _CORE = {
     "core.boxes": ("box_area", "box_iou", "centers_to_corners", "corners_to_centers"),
     "core.loss": ("SSDLossResult", "classification_loss", "loss_gradients", "regression_loss", "ssd_loss",
                   "validate_inputs"),
-    "core.options": ("DecodeOptions", "LossOptions"),
+    "core.options": ("DecodeOptions", "EvalOptions", "LossOptions"),
     "core.matching": ("FORCED_OVERLAP", "IOU_THRESHOLD", "PAD_LABEL", "Match", "match_boxes", "match_one_image"),
 }
 _HOME = {name: module for module, names in _CORE.items() for name in names}
@@ -47,4 +47,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the names, eagerly
     from .core.boxes import box_area, box_iou, centers_to_corners, corners_to_centers
     from .core.loss import SSDLossResult, classification_loss, loss_gradients, regression_loss, ssd_loss, validate_inputs
     from .core.matching import FORCED_OVERLAP, IOU_THRESHOLD, PAD_LABEL, Match, match_boxes, match_one_image
-    from .core.options import DecodeOptions, LossOptions
+    from .core.options import DecodeOptions, EvalOptions, LossOptions

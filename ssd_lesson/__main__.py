@@ -15,24 +15,31 @@ from typing import Optional, Sequence
 
 from pathlib import Path
 
-from .commands.cli import (UserError, add_loss_options, check_writable, loss_options_from, nonnegative_int,
-                           out_folder, positive_int, private_tempdir, run_command, sigterm_as_exit)
+from .commands.cli import (HelpFormatter, UserError, check_writable, nonnegative_int, out_folder, positive_int,
+                           private_tempdir, run_command, sigterm_as_exit)
 
 # No module here imports torch when loaded: ``python -m ssd_lesson --help`` answers without it (it takes
 # about 3 s to import); each subcommand imports what it needs when chosen.
 
 
-def _dissect(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m ssd_lesson dissect",
+def _dissect_parser() -> argparse.ArgumentParser:
+    from .commands.option_flags import add_loss_options
+    from .core.options import LossOptions
+
+    p = argparse.ArgumentParser(prog="python -m ssd_lesson dissect", formatter_class=HelpFormatter,
                                 description="Walk the article's steps on the default example: print its tables, save its figures.")
     p.add_argument("--out", type=out_folder, default="ssd_lesson_out",
                    help="folder for the figures (created; other files in it are left alone)")
     p.add_argument("--rows", type=positive_int, default=30, help="predicted boxes shown in Tables 1 and 2")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for the fallback random activations")
-    from .core.options import LossOptions
-
     add_loss_options(p, LossOptions())
-    args = p.parse_args(argv)
+    return p
+
+
+def _dissect(argv: Sequence[str]) -> int:
+    from .commands.option_flags import loss_options_from
+
+    args = _dissect_parser().parse_args(argv)
     check_writable(args.out, "--out", folder=True)
     from .commands.dissect import run_dissect
 

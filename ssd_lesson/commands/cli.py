@@ -6,6 +6,7 @@ Every subcommand of ``python -m ssd_lesson`` runs through :func:`run_command`: i
 argument or file) into one line on stderr. ``--debug`` anywhere on the command line, or
 ``SSD_LESSON_DEBUG=1``, shows the traceback instead. The ``type=`` validators below check an
 option's value when it is parsed, before any work starts, and name the option.
+:class:`HelpFormatter` makes every ``--help`` show each option's default.
 """
 from __future__ import annotations
 
@@ -18,14 +19,11 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
-
-if TYPE_CHECKING:
-    from ..core.options import LossOptions
+from typing import Callable, Iterator, Sequence
 
 __all__ = ["UserError", "DEBUG_ENV", "debug_enabled", "run_command", "positive_int", "nonnegative_int", "at_least",
            "fraction", "unit_interval", "finite_float", "positive_float", "nonnegative_float", "in_file", "out_folder", "out_file",
-           "add_loss_options", "loss_options_from", "check_writable", "private_tempdir"]
+           "HelpFormatter", "check_writable", "private_tempdir"]
 
 DEBUG_ENV = "SSD_LESSON_DEBUG"
 #: What the library raises for bad input; its messages name the argument or the file.
@@ -90,6 +88,17 @@ def run_command(fn: Callable[[Sequence[str]], int], argv: Sequence[str]) -> int:
             raise
         print(f"error: {_message(e)} (--debug shows where)", file=sys.stderr)
         return 2
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, ``(default: X)``, except where there is none to show: a
+    flag's False, a None (the help says what happens then), or a help that already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 # ---------------------------------------------------------------- option validators (argparse ``type=``)
@@ -190,37 +199,6 @@ def out_file(text: str) -> Path:
     if blocker is not None:
         raise argparse.ArgumentTypeError(f"{text}: {blocker} is a file, not a folder")
     return path
-
-
-# ---------------------------------------------------------------- the loss options, shared by dissect and train
-def add_loss_options(parser: argparse.ArgumentParser, defaults: "LossOptions") -> None:
-    """The options of a :class:`~ssd_lesson.core.options.LossOptions`, with ``defaults``' values as defaults;
-    :func:`loss_options_from` reads them back as one object."""
-    from ..core.options import CLASSIFICATIONS, MATCH_ON, REDUCTIONS
-
-    g = parser.add_argument_group("loss options (ssd_lesson.LossOptions)")
-    g.add_argument("--match-on", choices=MATCH_ON, default=defaults.match_on,
-                   help="match ground truth to the predicted boxes (the article) or the anchor boxes (the lesson's "
-                   "code); default %(default)s")
-    g.add_argument("--iou-threshold", type=fraction, default=defaults.iou_threshold,
-                   help="boxes whose best overlap is not above it become background (default %(default)s)")
-    g.add_argument("--loss", choices=CLASSIFICATIONS, default=defaults.classification,
-                   help="classification loss: the lesson's BCE or its focal loss (default %(default)s)")
-    g.add_argument("--focal-alpha", type=unit_interval, default=defaults.focal_alpha,
-                   help="focal loss: the weight of the object term, in [0, 1] (default %(default)s)")
-    g.add_argument("--focal-gamma", type=nonnegative_float, default=defaults.focal_gamma,
-                   help="focal loss: the exponent of (1 - p_t) (default %(default)s)")
-    g.add_argument("--regression", choices=REDUCTIONS, default=defaults.regression_reduction,
-                   help="box loss: mean over the positives' coordinates (the lesson's code) or the sum of each "
-                   "positive's MAE (the article's wording; trains a body from scratch better); default %(default)s")
-
-
-def loss_options_from(args: argparse.Namespace) -> "LossOptions":
-    """The :class:`~ssd_lesson.core.options.LossOptions` of options added by :func:`add_loss_options`."""
-    from ..core.options import LossOptions
-
-    return LossOptions(match_on=args.match_on, iou_threshold=args.iou_threshold, classification=args.loss,
-                       focal_alpha=args.focal_alpha, focal_gamma=args.focal_gamma, regression_reduction=args.regression)
 
 
 def check_writable(path: str | Path, option: str, folder: bool = False) -> None:

@@ -4,7 +4,10 @@ The command line of :mod:`ssd_lesson.model.evaluate`. The checkpoint's
 :class:`~ssd_lesson.model.checkpoint.CheckpointRecord` says which collage set it was trained
 on (its size, seed and photographs: its validation split is the default data; for a checkpoint
 trained with ``--photos train``, that of collages cut from the photographs kept out), how its mAP was
-decoded, and what loss it trained with (printed); options given on the command line win.
+decoded, and what loss it trained with (printed); options given on the command line win. The
+decoding options and the hit IoU are made from the fields of
+:class:`~ssd_lesson.core.options.DecodeOptions` and :class:`~ssd_lesson.core.options.EvalOptions`
+(:mod:`ssd_lesson.commands.option_flags`).
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import sys
 import warnings
 from typing import Sequence
 
-from .cli import UserError, at_least, check_writable, fraction, nonnegative_int, out_file, positive_int, run_command
+from .cli import HelpFormatter, UserError, at_least, check_writable, nonnegative_int, out_file, positive_int, run_command
+from .option_flags import add_options
 
 __all__ = ["evaluate_main"]
 
@@ -22,11 +26,14 @@ __all__ = ["evaluate_main"]
 DEFAULT_COLLAGE = dict(n_images=1000, seed=0)
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ssd_lesson evaluate",
+def _parser() -> argparse.ArgumentParser:
+    from ..core.options import DecodeOptions, EvalOptions
+
+    p = argparse.ArgumentParser(prog="python -m ssd_lesson evaluate", formatter_class=HelpFormatter,
                 description="AP per class of a checkpoint: Pascal VOC2007 (11-point), VOC2010+ (all points) and "
-                            "COCO-style AP@0.5 (torchmetrics), difficult objects ignored by all three.")
-    p.add_argument("--checkpoint", default=None, help="default: the shipped data/checkpoints/ssd_collage.pth")
+                            "COCO-style AP (torchmetrics) at the hit IoU, difficult objects ignored by all three.")
+    p.add_argument("--checkpoint", default=None, help="the checkpoint to score (default: the shipped "
+                   "data/checkpoints/ssd_collage.pth)")
     p.add_argument("--data", choices=("collage", "voc"), default="collage",
                    help="collage: the offline set the checkpoint was trained on; voc: Pascal VOC 2007")
     p.add_argument("--split", choices=("train", "val", "trainval", "test"), default=None,
@@ -40,13 +47,17 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="collage: cut from the photographs the checkpoint trained on, or from those kept out of its "
                         "training (ssd_lesson.data.collage.HELD_OUT_PHOTOS); default: held_out for a checkpoint "
                         "trained with --photos train, else trained")
-    p.add_argument("--iou-threshold", type=fraction, default=0.5, help="IoU a detection needs to count as a hit")
-    p.add_argument("--score-threshold", type=fraction, default=None,
-                   help="keep detections scored above it (default: what the checkpoint's mAP was measured with)")
-    p.add_argument("--batch-size", type=positive_int, default=16)
+    add_options(p, EvalOptions, EvalOptions(), leave_out={"ap_rule": "the table shows both VOC rules"})
+    add_options(p, DecodeOptions, default_from="what the checkpoint's mAP was measured with")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images run through the model at once")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--csv", type=out_file, default=None, help="also write the table to this CSV file")
     p.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
+    return p
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = _parser()
     args = p.parse_args(list(argv))
     if args.data == "voc" and (args.n_images is not None or args.seed is not None or args.photos is not None):
         p.error("argument --n-images/--seed/--photos: only for --data collage")
@@ -132,8 +143,10 @@ def _format(table) -> str:
 def evaluate_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson evaluate ...``: 0 done; 2 wrong options or missing data; 1 an existing --csv."""
     args = _parse(argv)  # a wrong option, a missing file or folder: run_command prints UserError's one line
+    from ..core.options import DecodeOptions, EvalOptions
     from ..model.checkpoint import CheckpointRecord  # after the options: --help answers without torch
     from ..model.evaluate import evaluate_detections
+    from .option_flags import options_from
 
     path, model = _load_model(args)
     from ..data.voc import VOC_CLASSES
@@ -147,18 +160,17 @@ def evaluate_main(argv: Sequence[str]) -> int:
     records, what = _records(args, record)
     if not records:
         raise UserError(f"{what}: no images to evaluate")
-    options = record.decode_options
-    if args.score_threshold is not None:
-        options = options.replace(score_threshold=args.score_threshold)
+    options = options_from(args, DecodeOptions, base=record.decode_options)  # the command line's over the record's
+    eval_options = options_from(args, EvalOptions)
     print(f"checkpoint {path}; {what}: {len(records)} images", flush=True)
     if record.loss_options is not None:
         print(f"trained with the loss: {record.loss_options.describe()}")
     with contextlib.redirect_stdout(sys.stderr):  # the progress bar, on a terminal; stdout keeps the table
         ev = evaluate_detections(model, records, options, batch_size=args.batch_size)
-    table = ev.table(iou_threshold=args.iou_threshold)
+    table = ev.table(eval_options)
     n_det = sum(len(p["labels"]) for p in ev.preds)
     print(f"{n_det} detections (score > {options.score_threshold:g}, NMS at IoU {options.nms_iou:g}, at most "
-          f"{options.max_per_image} per image); IoU > {args.iou_threshold:g} (VOC) / >= (COCO); "
+          f"{options.max_per_image} per image); hit IoU > {eval_options.hit_iou:g} (VOC) / >= (COCO); "
           "difficult objects count neither way; '-' = no non-difficult box of that class")
     print(_format(table))
     if args.csv is not None:

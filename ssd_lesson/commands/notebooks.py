@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from ..data.files import atomic_write
+from .cli import HelpFormatter
 from .site import page_copy, page_name, write_index
 
 if TYPE_CHECKING:
@@ -29,6 +30,12 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 DEFAULT_OUT = Path("ssd_lesson_out/notebooks")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+#: What ``--help`` says: the module docstring's content, in plain text.
+DESCRIPTION = ("Execute the numbered notebook series in order, for instructors and CI; export it as HTML. "
+               "Executed copies go to an output folder (--out), so a learner's own edits to the notebooks are never "
+               "overwritten; --inplace (for maintainers) refreshes the committed notebooks themselves. --html DIR "
+               "writes pages that work offline: each widget shows its own figure as a static image, its formulas "
+               "are typeset at export time, and no script is loaded from a CDN.")
 
 
 def series(folder: Optional[Path] = None) -> list[Path]:
@@ -249,7 +256,7 @@ def write_solutions(out_dir: Path, only: Optional[str] = None, folder: Optional[
 
 
 def notebooks_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m ssd_lesson notebooks", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m ssd_lesson notebooks", description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("--execute", action="store_true", help="execute the series in order")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where executed copies go")
     p.add_argument("--inplace", action="store_true", help="overwrite the notebooks in notebooks/ (maintainers)")

@@ -2,7 +2,7 @@
 
 The command line of :mod:`ssd_lesson.model.train`: the data (the offline collage set or
 Pascal VOC 2007), the model, the schedule and the loss options (one
-:class:`~ssd_lesson.core.options.LossOptions`, by default :meth:`LossOptions.lesson_code`).
+:class:`~ssd_lesson.core.options.LossOptions`, by default :meth:`LossOptions.training`).
 The checkpoint carries a :class:`~ssd_lesson.model.checkpoint.CheckpointRecord`: the command with
 every option spelled out (:func:`full_command`, so running it again makes the same model whatever
 the defaults become) and the parsed options, the loss options, the data (for collages, which
@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import (add_loss_options, at_least, check_writable, in_file, loss_options_from, nonnegative_float, out_file,
-                  positive_float, positive_int)
+from .cli import (HelpFormatter, at_least, check_writable, in_file, nonnegative_float, out_file, positive_float,
+                  positive_int)
+from .option_flags import add_loss_options, loss_options_from
 
 __all__ = ["train_main", "full_command"]
 
@@ -28,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     from ..model import BODIES
 
     p = argparse.ArgumentParser(prog="python -m ssd_lesson train",
-                                description="Train the lesson's SSD with fastai and save a checkpoint after every epoch.")
+                                description="Train the lesson's SSD with fastai and save a checkpoint after every epoch.",
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", choices=("collage", "voc"), default="collage",
                    help="collage: offline set made from photos in installed wheels; voc: Pascal VOC 2007 (train/val)")
     p.add_argument("--data-dir", default=None, help="voc: the dataset folder (default: $SSD_LESSON_VOC or fastai's); "
@@ -36,22 +38,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-images", type=at_least(5), default=1000, help="collage: images in the set (20%% of them valid; at least 5)")
     p.add_argument("--photos", choices=("all", "train"), default="all",
                    help="collage: cut objects from all annotated photos, or keep ssd_lesson.data.collage.HELD_OUT_PHOTOS out")
-    p.add_argument("--body", choices=BODIES, default="resnet34")
+    p.add_argument("--body", choices=BODIES, default="resnet34", help="the backbone the head sits on")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
                    help="ImageNet weights for the body when loadable (a warning and random weights otherwise)")
     p.add_argument("--n-hidden", type=positive_int, default=256, help="channels of the head's conv blocks")
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--bs", type=positive_int, default=32)
+    p.add_argument("--epochs", type=positive_int, default=10, help="epochs of the one-cycle schedule")
+    p.add_argument("--bs", type=positive_int, default=32, help="images per batch")
     p.add_argument("--lr", type=positive_float, default=1e-2, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--wd", type=nonnegative_float, default=None, help="weight decay (default: fastai's, 0.01, decoupled)")
     p.add_argument("--box-penalty", type=nonnegative_float, default=0.0,
                    help="weight of mean(box_actns**2) added to the loss the gradient comes from, not to the reported "
-                   "one (keeps the box activations off tanh's flat ends); default %(default)s")
+                   "one (keeps the box activations off tanh's flat ends)")
     p.add_argument("--init", type=in_file, default=None,
                    help="start from this checkpoint's weights (its body, head and classes must match)")
     p.add_argument("--lr-find", action="store_true", help="run fastai's lr_find first and use its 'valley' suggestion")
-    add_loss_options(p, LossOptions.lesson_code())
-    p.add_argument("--seed", type=at_least(0), default=0)
+    add_loss_options(p, LossOptions.training())
+    p.add_argument("--seed", type=at_least(0), default=0, help="seed of the collage set, the initial weights, the shuffling and the augmentation")
     p.add_argument("--out", type=out_file, default=Path("runs/ssd_collage.pth"), help="checkpoint path")
     p.add_argument("--half", action="store_true", help="store the checkpoint's weights as float16 (half the size)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint at --out")

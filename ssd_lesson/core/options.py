@@ -1,16 +1,19 @@
-"""The options of the loss and of decoding, each default written once, here.
+"""The options of the loss, of decoding and of evaluation, each default written once, here.
 
 :class:`LossOptions` says how :func:`~ssd_lesson.core.loss.ssd_loss` scores a batch,
 :class:`DecodeOptions` how :func:`~ssd_lesson.model.infer.decode` turns activations into
-detections. Both are frozen and validated when made, so a wrong value is refused where it
-is written, and both travel as one object from the command line, the notebooks, the widgets
-and training down to the core. A function that also takes the options as loose keywords
+detections, :class:`EvalOptions` how average precision scores those detections
+(:func:`~ssd_lesson.model.voc_eval.voc_ap`). Each is frozen and validated when made, so a wrong
+value is refused where it is written, and each travels as one object from the command line
+(whose options are made from these fields), the notebooks, the widgets and training down to
+the core. A function that also takes the options as loose keywords
 (``ssd_loss(..., match_on="anchors")``) resolves them with :meth:`LossOptions.resolve`:
 keywords or an options object, never both (a ``TypeError`` naming both).
 
 Presets name what the course compares: :meth:`LossOptions.article` (match on the predicted
 boxes, sum the boxes' L1) and :meth:`LossOptions.lesson_code` (match on the anchor boxes,
-average the L1, what ``train`` trains with by default). The plain ``LossOptions()`` is what
+average the L1); :meth:`LossOptions.training` is what training uses unless told otherwise (the
+lesson code's). The plain ``LossOptions()`` is what
 notebooks 04-08 and ``dissect`` show: the article's matching with the lesson code's mean.
 """
 from __future__ import annotations
@@ -24,22 +27,24 @@ FORCED_OVERLAP = 1.99
 #: The lesson's threshold: a box whose overlap is not above it becomes background.
 IOU_THRESHOLD = 0.4
 
-__all__ = ["FORCED_OVERLAP", "IOU_THRESHOLD", "MatchOn", "Classification", "Reduction", "LossOptions",
-           "DecodeOptions", "MATCH_ON", "CLASSIFICATIONS", "REDUCTIONS"]
+__all__ = ["FORCED_OVERLAP", "IOU_THRESHOLD", "MatchOn", "Classification", "Reduction", "APRule", "LossOptions",
+           "DecodeOptions", "EvalOptions", "MATCH_ON", "CLASSIFICATIONS", "REDUCTIONS", "AP_RULES"]
 
 MatchOn = Literal["predictions", "anchors"]
 Classification = Literal["bce", "focal"]
 Reduction = Literal["mean", "sum"]
+APRule = Literal["voc07", "all_point"]
 #: The values each choice may take (the command line's ``choices``), in the order shown.
 MATCH_ON: tuple[str, ...] = ("predictions", "anchors")
 CLASSIFICATIONS: tuple[str, ...] = ("bce", "focal")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")
+AP_RULES: tuple[str, ...] = ("voc07", "all_point")
 
 _O = TypeVar("_O", bound="_Options")
 
 
 class _Options:
-    """What both option records share: a copy with changes, a plain dict and back, and :meth:`resolve`."""
+    """What the option records share: a copy with changes, a plain dict and back, and :meth:`resolve`."""
 
     def replace(self: _O, **changes: Any) -> _O:
         """A copy with ``changes`` (validated again)."""
@@ -69,7 +74,8 @@ class _Options:
         if options is None:
             return cls(**given)
         if not isinstance(options, cls):
-            raise TypeError(f"{caller}: options must be a {cls.__name__}, got {type(options).__name__}")
+            article = "an" if cls.__name__[0] in "AEIOU" else "a"
+            raise TypeError(f"{caller}: options must be {article} {cls.__name__}, got {type(options).__name__}")
         if given:
             shown = ", ".join(f"{k}={v!r}" for k, v in given.items())
             raise TypeError(f"{caller}: got both options={options!r} and {shown}; pass one of them "
@@ -113,9 +119,15 @@ class LossOptions(_Options):
 
     @classmethod
     def lesson_code(cls) -> "LossOptions":
-        """The lesson's code: IoU with the anchor boxes, L1 averaged over the positives' coordinates
-        (what ``train`` and :func:`~ssd_lesson.model.train.ssd_learner` train with unless told otherwise)."""
+        """The lesson's code: IoU with the anchor boxes, L1 averaged over the positives' coordinates."""
         return cls(match_on="anchors", regression_reduction="mean")
+
+    @classmethod
+    def training(cls) -> "LossOptions":
+        """What training uses unless told otherwise (``train``, :func:`~ssd_lesson.model.train.ssd_learner`,
+        :class:`~ssd_lesson.model.train.SSDLoss`): :meth:`lesson_code`. Matching on the fixed anchor boxes
+        keeps the targets still while the predicted boxes are random."""
+        return cls.lesson_code()
 
     def describe(self) -> str:
         """One line for a reader: ``match on anchors, IoU > 0.4, BCE, L1 summed``."""
@@ -153,6 +165,46 @@ class DecodeOptions(_Options):
             raise ValueError(f"nms_iou: must be in [0, 1], got {self.nms_iou!r}")
         if isinstance(self.max_per_image, bool) or not _is_integer(self.max_per_image) or self.max_per_image < 1:
             raise ValueError(f"max_per_image: must be an integer >= 1, got {self.max_per_image!r}")
+
+
+@dataclass(frozen=True)
+class EvalOptions(_Options):
+    """How average precision scores detections (:func:`~ssd_lesson.model.voc_eval.voc_ap`,
+    :func:`~ssd_lesson.model.metrics.per_class_table`, ``python -m ssd_lesson evaluate``).
+
+    hit_iou: a detection is a hit (a true positive) when its IoU with a ground-truth box of its class
+        that no better-scored detection claimed is above it (Pascal VOC's criterion; COCO's rule
+        counts ``>=``), in ``[0, 1)``. Not the matching threshold of the loss
+        (:attr:`LossOptions.iou_threshold`): that one says which boxes train on which object.
+    ap_rule: how a precision-recall curve becomes one number: ``"voc07"``, VOC2007's 11-point
+        interpolation (the mean of the best precision at recall 0, 0.1, ..., 1), or ``"all_point"``,
+        VOC2010's area under the curve made non-increasing. COCO's AP
+        (:func:`~ssd_lesson.model.metrics.coco_ap_per_class`) is a protocol of its own (101 recall
+        points, ``>=``, no devkit ``+1``) and takes only ``hit_iou``.
+    """
+
+    hit_iou: float = 0.5
+    ap_rule: APRule = "voc07"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hit_iou, bool) or not 0 <= self.hit_iou < 1:  # NaN fails too
+            raise ValueError(f"hit_iou: must be in [0, 1) (an IoU), got {self.hit_iou!r}")
+        if self.ap_rule not in AP_RULES:
+            raise ValueError(f"ap_rule must be one of {', '.join(map(repr, AP_RULES))}, got {self.ap_rule!r}")
+
+    @property
+    def use_07_metric(self) -> bool:
+        """The devkit's name for ``ap_rule == "voc07"``."""
+        return self.ap_rule == "voc07"
+
+    @staticmethod
+    def rule_of(use_07_metric: Optional[bool]) -> Optional[APRule]:
+        """The ``ap_rule`` of the devkit's ``use_07_metric`` flag (None stays None: not given)."""
+        if use_07_metric is None:
+            return None
+        if not isinstance(use_07_metric, bool):
+            raise TypeError(f"use_07_metric must be True or False, got {use_07_metric!r}")
+        return "voc07" if use_07_metric else "all_point"
 
 
 def _is_integer(x: Any) -> bool:

@@ -51,7 +51,8 @@ class FocalWidget(_Shown):
     """
 
     def __init__(self, example: Any, anchors: Any, class_logits: torch.Tensor, box_actns: torch.Tensor,
-                 options: Optional[LossOptions] = None, gamma: float = 1.0, alpha: float = 0.25, dpi: int = 80,
+                 options: Optional[LossOptions] = None, gamma: float = LossOptions.focal_gamma,
+                 alpha: float = LossOptions.focal_alpha, dpi: int = 80,
                  image_format: Literal["png", "jpeg"] = "png"):
         self.scene, self.anchors, self.dpi = plots.as_scene(example), anchors, dpi
         self.options = options or LossOptions()

@@ -21,6 +21,7 @@ from ..core.boxes import box_iou
 from .draw import (BOX_COLORS, GT_COLORS, Scene, _boxes, _figure, _np, _panels, as_scene, draw_box, draw_ground_truth,
                    fit_margin, fit_margins, show_detections, show_image)
 from ..core.loss import classification_loss
+from ..core.options import LossOptions
 
 __all__ = ["gradient_figure", "detections_figure", "regression_figure", "match_modes_figure", "focal_curves_figure",
            "box_loss_figure", "training_progress_figure", "detection_panels_figure", "spread_by_overlap"]
@@ -228,7 +229,8 @@ def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_a
     return fig
 
 
-def focal_curves_figure(gammas: Sequence[float] = (1.0, 2.0), alpha: float = 0.25, size: float = 4.0) -> Figure:
+def focal_curves_figure(gammas: Sequence[float] = (1.0, 2.0), alpha: float = LossOptions.focal_alpha,
+                        size: float = 4.0) -> Figure:
     """Notebook 6: the loss of one (box, class) term against the probability the model gives that class.
 
     Left: the box's own class (target 1); right: any other class, or every class of a

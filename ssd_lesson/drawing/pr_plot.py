@@ -56,7 +56,7 @@ def draw_pr_curve(ax: Axes, result: VOCResult, cls: int | str, class_names: Opti
     ax.set_ylim(0, 1.05)
     ax.set_xlabel(f"recall (of {int(result.n_positives[c])} non-difficult boxes)")
     ax.set_ylabel("precision")
-    ax.set_title(f"{name}: {prec.numel()} detections scored, IoU > {result.iou_threshold:g}")
+    ax.set_title(f"{name}: {prec.numel()} detections scored, IoU > {result.options.hit_iou:g}")
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     return ax

@@ -15,6 +15,7 @@ import torch
 from ..data.voc import VOC_CLASSES
 from ..core.loss import SSDLossResult, classification_loss, regression_loss
 from ..core.matching import FORCED_OVERLAP, PAD_LABEL
+from ..core.options import LossOptions
 
 __all__ = ["gt_columns", "iou_table", "match_table", "style_match_table", "box_classes", "regression_table",
            "regression_totals", "loss_table", "compare_matches", "one_hot_table", "box_class_losses"]
@@ -162,7 +163,7 @@ def one_hot_table(result: SSDLossResult, rows: Rows, b: int = 0,
 
 
 def box_class_losses(class_logits: torch.Tensor, result: SSDLossResult, b: int = 0,
-                     gammas: Sequence[float] = (1.0, 2.0), alpha: float = 0.25) -> pd.DataFrame:
+                     gammas: Sequence[float] = (1.0, 2.0), alpha: float = LossOptions.focal_alpha) -> pd.DataFrame:
     """Each box's share of the classification loss: BCE and focal (one column per gamma).
 
     Every column is :func:`~ssd_lesson.core.loss.classification_loss` run on one box at a

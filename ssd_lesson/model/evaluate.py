@@ -5,7 +5,8 @@ their own size, as the annotations are) and returns the detections and the groun
 ``difficult`` flags included, as per-image dicts; :func:`ssd_lesson.model.metrics.per_class_table`
 turns them into the table the command prints: per class the boxes, VOC2007's 11-point AP,
 VOC2010's all-point AP (both by the devkit's rules, :func:`ssd_lesson.model.metrics.voc_ap`) and
-torchmetrics' COCO-style AP at IoU 0.5, with ``difficult`` as ``iscrowd``.
+torchmetrics' COCO-style AP, with ``difficult`` as ``iscrowd``, all at the hit IoU of an
+:class:`~ssd_lesson.core.options.EvalOptions`.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 
 from ..core.anchors import make_anchors
-from ..core.options import DecodeOptions
+from ..core.options import DecodeOptions, EvalOptions
 
 __all__ = ["Evaluation", "record_targets", "evaluate_detections"]
 
@@ -28,18 +29,21 @@ class Evaluation(NamedTuple):
     targets: list[dict]
     class_names: tuple[str, ...]
 
-    def voc(self, use_07_metric: bool = True, iou_threshold: float = 0.5):
-        """:func:`~ssd_lesson.model.metrics.voc_ap` of these detections (a ``VOCResult``)."""
+    def voc(self, options: Optional[EvalOptions] = None, *, hit_iou: Optional[float] = None,
+            use_07_metric: Optional[bool] = None):
+        """:func:`~ssd_lesson.model.metrics.voc_ap` of these detections (a ``VOCResult``): ``options``
+        (default ``EvalOptions()``, VOC2007's 11-point AP) or the loose keywords, not both."""
         from .metrics import voc_ap
 
-        return voc_ap(self.preds, self.targets, iou_threshold=iou_threshold, use_07_metric=use_07_metric,
+        return voc_ap(self.preds, self.targets, options, hit_iou=hit_iou, use_07_metric=use_07_metric,
                       num_classes=len(self.class_names), inclusive=False)
 
-    def table(self, iou_threshold: float = 0.5):
-        """:func:`~ssd_lesson.model.metrics.per_class_table` of these detections (a ``pandas.DataFrame``)."""
+    def table(self, options: Optional[EvalOptions] = None, *, hit_iou: Optional[float] = None):
+        """:func:`~ssd_lesson.model.metrics.per_class_table` of these detections (a ``pandas.DataFrame``)
+        at ``options.hit_iou`` (or the loose ``hit_iou``, not both)."""
         from .metrics import per_class_table
 
-        return per_class_table(self.preds, self.targets, self.class_names, iou_threshold=iou_threshold)
+        return per_class_table(self.preds, self.targets, self.class_names, options, hit_iou=hit_iou)
 
 
 def record_targets(records: Sequence) -> list[dict]:

@@ -24,9 +24,9 @@ from torch import Tensor
 
 from ..core.anchors import Anchors
 from ..core.matching import PAD_LABEL
-from ..core.options import DecodeOptions
+from ..core.options import DecodeOptions, EvalOptions
 from .infer import _YX_TO_XY, Detections, decode
-from .voc_eval import VOC07_RECALLS, VOCResult, average_precision, voc_ap
+from .voc_eval import VOC07_RECALLS, VOCResult, average_precision, eval_options, voc_ap
 
 __all__ = ["detection_map", "MeanAP", "map_metrics", "voc_ap", "VOCResult", "average_precision", "VOC07_RECALLS",
            "coco_ap_per_class", "per_class_table"]
@@ -75,8 +75,11 @@ def detection_map(detections: Sequence[Detections], gt_boxes: Sequence[Tensor], 
 class _MAPState:
     """One torchmetrics accumulator shared by the mAP@0.5 and COCO-mAP columns (computed once per epoch).
 
-    ``voc07=True`` also keeps the decoded detections for the VOC07 column (:func:`voc_ap`).
+    ``voc07=True`` also keeps the decoded detections for the VOC07 column (:func:`voc_ap` with the
+    default hit IoU and VOC2007's rule, whatever the default rule becomes: the column is named so).
     """
+
+    eval_options = EvalOptions().replace(ap_rule="voc07")
 
     def __init__(self, anchors: Anchors, sync: bool = True, voc07: bool = False, options: DecodeOptions = DecodeOptions()):
         self.anchors, self.options, self.sync, self.voc07 = anchors, options, sync, voc07
@@ -109,7 +112,7 @@ class _MAPState:
             parts: list = [None] * dist.get_world_size()
             dist.all_gather_object(parts, (preds, targets))
             preds, targets = [p for ps, _ in parts for p in ps], [t for _, ts in parts for t in ts]
-        return voc_ap(preds, targets, use_07_metric=True, num_classes=self.num_classes, inclusive=False).map
+        return voc_ap(preds, targets, self.eval_options, num_classes=self.num_classes, inclusive=False).map
 
     def value(self, key: str) -> Optional[float]:
         if self.n == 0:
@@ -185,18 +188,21 @@ def _tm_inputs(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str
     return tm_preds, tm_targets
 
 
-def coco_ap_per_class(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]], *,
-                      num_classes: int = 20, iou_threshold: float = 0.5) -> tuple[Tensor, float]:
-    """COCO-style AP at one IoU threshold per class (torchmetrics, pycocotools backend) and its mean.
+def coco_ap_per_class(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
+                      options: Optional[EvalOptions] = None, *, hit_iou: Optional[float] = None,
+                      num_classes: int = 20) -> tuple[Tensor, float]:
+    """COCO-style AP at one IoU, ``options.hit_iou``, per class (torchmetrics, pycocotools backend) and its mean.
 
-    Same inputs as :func:`voc_ap` (project boxes, half-open); ``difficult`` boxes are passed
-    as ``iscrowd``, so COCO ignores detections on them too. COCO counts IoU ``>=`` the
-    threshold without the devkit's ``+1``, interpolates at 101 recall points and keeps up to
+    Same inputs as :func:`voc_ap` (project boxes, half-open; ``options`` or the loose ``hit_iou``,
+    not both; ``options.ap_rule`` is VOC's and plays no part); ``difficult`` boxes are passed as
+    ``iscrowd``, so COCO ignores detections on them too. COCO counts IoU ``>=`` the hit IoU
+    without the devkit's ``+1``, interpolates at 101 recall points and keeps up to
     the most detections any image has (at least 100). Returns ``(ap (C,) float64, NaN for a
     class without a non-crowd box, mean over the others)``; no images at all: all NaN.
     """
     from .voc_eval import _gather
 
+    options = eval_options(options, "coco_ap_per_class", hit_iou=hit_iou)
     _gather(preds, "preds", num_classes, True), _gather(targets, "targets", num_classes, False)  # validation
     if len(preds) != len(targets):
         raise ValueError(f"coco_ap_per_class: {len(preds)} images in preds but {len(targets)} in targets")
@@ -204,7 +210,7 @@ def coco_ap_per_class(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapp
     if len(preds) == 0:  # no images: no class has a box to find (torchmetrics would answer without the keys)
         return ap, math.nan
     most = max([100] + [len(p["labels"]) for p in preds])
-    metric = _new_map_metric(sync=False, iou_thresholds=[float(iou_threshold)], class_metrics=True,
+    metric = _new_map_metric(sync=False, iou_thresholds=[float(options.hit_iou)], class_metrics=True,
                              max_detection_thresholds=[1, 10, most])
     metric.update(*_tm_inputs(preds, targets))
     r = metric.compute()
@@ -216,23 +222,27 @@ def coco_ap_per_class(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapp
 
 
 def per_class_table(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
-                    class_names: Sequence[str], *, iou_threshold: float = 0.5, inclusive: bool = False):
+                    class_names: Sequence[str], options: Optional[EvalOptions] = None, *,
+                    hit_iou: Optional[float] = None, inclusive: bool = False):
     """A ``pandas.DataFrame``, one row per class and a last ``mean`` row.
 
     Columns: ``class``; ``gt_boxes`` (non-difficult boxes: recall's denominator) and
     ``difficult``; ``ap_voc07`` (VOC2007's 11-point AP) and ``ap_all_point`` (VOC2010+'s area),
     both by :func:`voc_ap`; ``ap_coco50`` (COCO-style AP at the same IoU, torchmetrics, by
-    :func:`coco_ap_per_class`). NaN where a class has no non-difficult box; the mean row
-    averages the other classes (and sums the box counts). Inputs as :func:`voc_ap`; boxes are
+    :func:`coco_ap_per_class`). The hit IoU is ``options.hit_iou`` (or the loose ``hit_iou``, not
+    both); the table shows every AP rule, so ``options.ap_rule`` plays no part. NaN where a class
+    has no non-difficult box; the mean row averages the other classes (and sums the box counts). Inputs as :func:`voc_ap`; boxes are
     the project's half-open ones by default (``inclusive=False``), as
     :func:`ssd_lesson.model.evaluate.evaluate_detections` gives them.
     """
     import pandas as pd
 
+    options = eval_options(options, "per_class_table", hit_iou=hit_iou)
     C = len(class_names)
-    kw = dict(iou_threshold=iou_threshold, num_classes=C, inclusive=inclusive)
-    v07, vall = voc_ap(preds, targets, use_07_metric=True, **kw), voc_ap(preds, targets, use_07_metric=False, **kw)
-    coco, coco_mean = coco_ap_per_class(preds, targets, num_classes=C, iou_threshold=iou_threshold)
+    kw = dict(num_classes=C, inclusive=inclusive)
+    v07 = voc_ap(preds, targets, options.replace(ap_rule="voc07"), **kw)
+    vall = voc_ap(preds, targets, options.replace(ap_rule="all_point"), **kw)
+    coco, coco_mean = coco_ap_per_class(preds, targets, options, num_classes=C)
     table = pd.DataFrame({"class": list(class_names), "gt_boxes": v07.n_positives.tolist(),
                           "difficult": v07.n_difficult.tolist(), "ap_voc07": v07.ap.tolist(),
                           "ap_all_point": vall.ap.tolist(), "ap_coco50": coco.tolist()})

@@ -4,8 +4,8 @@ The loss is the foundation's :func:`~ssd_lesson.core.loss.ssd_loss`, divided by 
 size (fastai's reported losses are then per image and comparable across ``--bs``;
 Adam hardly cares about the scale). Its classification and regression parts, mAP@0.5
 and COCO mAP are recorded as metrics every epoch. The loss options travel as one
-:class:`~ssd_lesson.core.options.LossOptions`, by default :meth:`LossOptions.lesson_code`
-(match on anchors, box loss averaged over the positives); ``regression_reduction="sum"``
+:class:`~ssd_lesson.core.options.LossOptions`, by default :meth:`LossOptions.training`
+(the lesson code's: match on anchors, box loss averaged over the positives); ``regression_reduction="sum"``
 (the article's wording) doubled mAP@0.5 on the offline collage set, where the mean's box
 gradient is too weak to train a body from scratch, and made the shipped checkpoint.
 :func:`fit` also runs under ``torchrun`` / ``accelerate launch`` through fastai's
@@ -48,7 +48,7 @@ class SSDLoss:
     :class:`LossPart` metrics.
     """
 
-    def __init__(self, anchors: Anchors, options: LossOptions = LossOptions.lesson_code()):
+    def __init__(self, anchors: Anchors, options: LossOptions = LossOptions.training()):
         self.anchors, self.options = anchors, options
         self.last: Optional[SSDLossResult] = None
 
@@ -153,12 +153,12 @@ class EpochCheckpoint(Callback):
             self.saved_epoch = self.epoch + 1
 
 
-def ssd_learner(dls, model: SSDModel, options: LossOptions = LossOptions.lesson_code(), *, metrics: bool = True,
+def ssd_learner(dls, model: SSDModel, options: LossOptions = LossOptions.training(), *, metrics: bool = True,
                 cbs: Sequence[Callback] = (), voc_metric: bool = False,
                 decode_options: DecodeOptions = DecodeOptions()) -> Learner:
     """A fastai ``Learner`` (Adam, as fastai defaults) for ``model`` on ``dls`` with the SSD loss of ``options``.
 
-    The default, :meth:`LossOptions.lesson_code`, matches on anchors as the lesson's code does
+    The default, :meth:`LossOptions.training`, matches on anchors as the lesson's code does
     (the article matches on predicted boxes, which moves targets around while the boxes are
     still random). ``metrics`` adds the loss parts, mAP@0.5 and COCO mAP on the validation set
     (detections decoded with ``decode_options``); ``voc_metric`` also Pascal VOC2007's 11-point

@@ -8,19 +8,21 @@ of ``VOCevaldet.m``) does, one class at a time:
 2. each detection's IoU with the class's ground-truth boxes in its image, widths and heights
    counted the devkit's way for inclusive pixel coordinates (``xmax - xmin + 1``), and the
    best-overlapping box (the first of equals);
-3. a detection is a true positive when that IoU is strictly above the threshold, that box is
-   not difficult and no earlier detection claimed it; it counts as nothing when that box is
-   difficult (and the IoU above the threshold); anything else is a false positive;
+3. a detection is a true positive when that IoU is strictly above the hit IoU
+   (:attr:`~ssd_lesson.core.options.EvalOptions.hit_iou`), that box is not difficult and no
+   earlier detection claimed it; it counts as nothing when that box is difficult (and the IoU
+   above the hit IoU); anything else is a false positive;
 4. recall = true positives / the class's non-difficult boxes, precision = true positives /
    (true + false positives), as cumulative sums down the sorted list;
-5. AP: VOC2007's 11-point interpolation (the mean over recall thresholds 0, 0.1, ..., 1 of
-   the highest precision at a recall at least that high), or from VOC2010 on the area under
-   the curve whose precision is made non-increasing (every point).
+5. AP, by :attr:`~ssd_lesson.core.options.EvalOptions.ap_rule`: VOC2007's 11-point
+   interpolation (``"voc07"``: the mean over recall thresholds 0, 0.1, ..., 1 of the highest
+   precision at a recall at least that high), or from VOC2010 on the area under the curve
+   whose precision is made non-increasing (``"all_point"``).
 
 Steps 2 and 3 are vectorised over all classes at once (detections sorted by class, then
 score; boxes grouped by image and class): "not claimed by an earlier detection" is "the
 first, in score order, of the detections whose best box is that non-difficult box with IoU
-above the threshold", a scatter of minimum positions; the cumulative sums are one pass too.
+above the hit IoU", a scatter of minimum positions; the cumulative sums are one pass too.
 Only the AP of each class's curve is a loop over classes; none is over detections.
 
 Boxes are ``(y0, x0, y1, x1)`` in pixels. VOC's XML gives inclusive pixels (``xmin=1 ..
@@ -33,12 +35,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["VOCResult", "voc_ap", "average_precision", "VOC07_RECALLS"]
+from ..core.options import EvalOptions
+
+__all__ = ["VOCResult", "voc_ap", "average_precision", "eval_options", "VOC07_RECALLS"]
 
 # voc_eval.py's np.arange(0., 1.1, 0.1): k * 0.1 in float64. So the fourth threshold is
 # 0.30000000000000004 and a recall of exactly 3/10 does not reach it (nor 0.6 = 6/10, 0.7, ...
@@ -59,6 +63,7 @@ class VOCResult(NamedTuple):
     non-difficult box. ``scores[c][k]`` is the score of the k-th point's detection.
     n_positives: ``(C,)`` int64 non-difficult boxes per class (recall's denominator);
     n_difficult: ``(C,)`` int64 difficult boxes per class.
+    options: the :class:`~ssd_lesson.core.options.EvalOptions` it was scored with.
     """
 
     map: float
@@ -68,8 +73,7 @@ class VOCResult(NamedTuple):
     scores: tuple[Tensor, ...]
     n_positives: Tensor
     n_difficult: Tensor
-    iou_threshold: float
-    use_07_metric: bool
+    options: EvalOptions
 
 
 def _tensor(d: Mapping, key: str, where: str) -> Tensor:
@@ -168,14 +172,26 @@ def _iou(d: Tensor, g: Tensor, extra: float) -> Tensor:
     return inter / (area_d + area_g - inter)
 
 
-def average_precision(recall: Tensor, precision: Tensor, use_07_metric: bool = True) -> float:
+def eval_options(options: Optional[EvalOptions], caller: str, *, hit_iou: Optional[float] = None,
+                 use_07_metric: Optional[bool] = None) -> EvalOptions:
+    """The :class:`~ssd_lesson.core.options.EvalOptions` ``caller`` runs with: ``options``, or the loose
+    keywords given over the defaults (``use_07_metric``, the devkit's flag, sets ``ap_rule``); both at
+    once is a ``TypeError`` naming both (:meth:`~ssd_lesson.core.options.EvalOptions.resolve`)."""
+    return EvalOptions.resolve(options, caller, hit_iou=hit_iou, ap_rule=EvalOptions.rule_of(use_07_metric))
+
+
+def average_precision(recall: Tensor, precision: Tensor, use_07_metric: Optional[bool] = None, *,
+                      options: Optional[EvalOptions] = None) -> float:
     """AP of one class's curve (recall non-decreasing), as the devkit's ``voc_ap``.
 
-    ``use_07_metric``: the mean over the 11 recall thresholds :data:`VOC07_RECALLS` of the
-    highest precision at a recall at least that high (0 where the recall never gets there).
-    Otherwise the area under the curve after making precision non-increasing (each point
-    takes the highest precision at its recall or beyond), summed where the recall changes.
+    The rule is ``options.ap_rule`` (default ``EvalOptions().ap_rule``), or ``use_07_metric``, the
+    devkit's flag (not both). ``"voc07"``: the mean over the 11 recall thresholds
+    :data:`VOC07_RECALLS` of the highest precision at a recall at least that high (0 where the
+    recall never gets there). ``"all_point"``: the area under the curve after making precision
+    non-increasing (each point takes the highest precision at its recall or beyond), summed
+    where the recall changes.
     """
+    use_07_metric = eval_options(options, "average_precision", use_07_metric=use_07_metric).use_07_metric
     recall, precision = recall.to(torch.float64), precision.to(torch.float64)
     if use_07_metric:
         best_after = precision.flip(0).cummax(0).values.flip(0) if precision.numel() else precision
@@ -191,8 +207,9 @@ def average_precision(recall: Tensor, precision: Tensor, use_07_metric: bool = T
     return float(((mrec[i + 1] - mrec[i]) * mpre[i + 1]).sum())
 
 
-def voc_ap(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]], *, iou_threshold: float = 0.5,
-           use_07_metric: bool = True, num_classes: int = 20, inclusive: bool = True) -> VOCResult:
+def voc_ap(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
+           options: Optional[EvalOptions] = None, *, hit_iou: Optional[float] = None,
+           use_07_metric: Optional[bool] = None, num_classes: int = 20, inclusive: bool = True) -> VOCResult:
     """Pascal VOC average precision per class and its mean (the module docstring has the rules).
 
     Args:
@@ -200,8 +217,10 @@ def voc_ap(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, An
             ``labels (N,)`` integer class ids in ``0..num_classes-1``.
         targets: one dict per image, in the same order: ``boxes (M, 4)``, ``labels (M,)`` and
             ``difficult (M,)`` bool (optional: missing means none is difficult).
-        iou_threshold: a detection must overlap its box by strictly more than this.
-        use_07_metric: VOC2007's 11-point AP (True) or VOC2010+'s area under the curve (False).
+        options: the hit IoU (a detection must overlap its box by strictly more than it) and the AP
+            rule (VOC2007's 11-point AP or VOC2010+'s area under the curve); default ``EvalOptions()``.
+        hit_iou, use_07_metric: the same as loose keywords (``use_07_metric=False`` is
+            ``ap_rule="all_point"``), over the defaults; given with ``options``, a ``TypeError``.
         num_classes: classes ``0..num_classes-1``; ``ap`` has one entry each.
         inclusive: True: boxes are inclusive pixel coordinates (VOC's XML) and widths and heights
             are ``x1 - x0 + 1`` as in the devkit; False: half-open boxes, as the project's
@@ -214,8 +233,7 @@ def voc_ap(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, An
     """
     if not (isinstance(num_classes, int) and num_classes >= 1):
         raise ValueError(f"voc_ap: num_classes must be a positive int, got {num_classes!r}")
-    if not (isinstance(iou_threshold, (int, float)) and 0 <= iou_threshold < 1):
-        raise ValueError(f"voc_ap: iou_threshold must be in [0, 1), got {iou_threshold!r}")
+    options = eval_options(options, "voc_ap", hit_iou=hit_iou, use_07_metric=use_07_metric)
     P = _gather(preds, "preds", num_classes, is_pred=True)
     T = _gather(targets, "targets", num_classes, is_pred=False)
     if len(preds) != len(targets):
@@ -254,7 +272,7 @@ def voc_ap(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, An
             iou = _iou(d_box[h], padded[d_key[h]], extra).masked_fill(~valid[d_key[h]], -math.inf)
             best[k:k + step], j[k:k + step] = iou.max(1)  # the first of equal maxima, as np.argmax
         gt = starts[d_key[has]] + j  # each detection's best box, an index into the grouped boxes
-        hit = best > iou_threshold
+        hit = best > options.hit_iou
         claim = hit & ~g_diff[gt]
         pos = has[claim]  # positions, in the order above, of detections whose best box is free to claim
         # the first claim of each box wins: the smallest position, which is the best score (same class)
@@ -277,8 +295,7 @@ def voc_ap(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, An
     for c, (a, b) in enumerate(zip(lo.tolist(), ends.tolist())):
         precisions.append(prec[a:b]), recalls.append(rec[a:b]), point_scores.append(k_score[a:b])
         if int(n_pos[c]):
-            ap[c] = average_precision(rec[a:b], prec[a:b], use_07_metric)
+            ap[c] = average_precision(rec[a:b], prec[a:b], options=options)
     scored = n_pos > 0
     m = float(ap[scored].mean()) if scored.any() else math.nan
-    return VOCResult(m, ap, tuple(precisions), tuple(recalls), tuple(point_scores), n_pos, n_diff,
-                     float(iou_threshold), bool(use_07_metric))
+    return VOCResult(m, ap, tuple(precisions), tuple(recalls), tuple(point_scores), n_pos, n_diff, options)

@@ -34,7 +34,10 @@ def collage(tmp_path_factory):
     (["--bogus"], "error: unrecognized arguments: --bogus"),
     (["--n-images", "2"], "error: argument --n-images: must be at least 5, got 2"),
     (["--seed", "-1"], "error: argument --seed: must be at least 0, got -1"),
-    (["--iou-threshold", "1.5"], "error: argument --iou-threshold: must be in [0, 1), got 1.5"),
+    (["--hit-iou", "1.5"], "error: argument --hit-iou: must be in [0, 1), got 1.5"),
+    (["--iou-threshold", "0.5"], "error: unrecognized arguments: --iou-threshold 0.5"),  # matching's, not evaluation's
+    (["--nms-iou", "2"], "error: argument --nms-iou: must be in [0, 1], got 2"),
+    (["--max-per-image", "0"], "error: argument --max-per-image: must be at least 1, got 0"),
     (["--score-threshold", "nan"], "error: argument --score-threshold: must be a finite number, got 'nan'"),
     (["--batch-size", "0"], "error: argument --batch-size: must be at least 1, got 0"),
     (["--data", "voc", "--seed", "3"], "error: argument --n-images/--seed/--photos: only for --data collage"),
@@ -198,3 +201,39 @@ def test_collage_data_follows_the_checkpoint_s_record(monkeypatch, tmp_path, cap
     _, what = E._records(argparse.Namespace(**{**vars(args), "photos": "held_out"}), CheckpointRecord())
     assert asked[-1] == (1000, 0, {"photos": "held_out"}) and "kept out" not in what
     assert "trained on those photographs too, so they are not held out of it" in capsys.readouterr().err
+
+
+def test_the_command_line_s_decoding_and_hit_iou_reach_the_table(monkeypatch, capsys):
+    """--score-threshold/--nms-iou/--max-per-image change the record's DecodeOptions field by field; --hit-iou
+    is the EvalOptions the table is scored with: one detection at IoU 0.6 is a hit at 0.5, a miss at 0.7."""
+    import torch
+
+    from ssd_lesson import DecodeOptions, EvalOptions
+    from ssd_lesson.commands import evaluate as E
+    from ssd_lesson.data.voc import VOC_CLASSES
+    from ssd_lesson.model import evaluate as model_evaluate
+    from ssd_lesson.model.checkpoint import CheckpointRecord
+
+    recorded = DecodeOptions(score_threshold=0.2, nms_iou=0.4, max_per_image=50)
+    model = type("Model", (), {"class_names": VOC_CLASSES, "record": CheckpointRecord(decode_options=recorded)})()
+    monkeypatch.setattr(E, "_load_model", lambda args: ("ckpt.pth", model))
+    monkeypatch.setattr(E, "_records", lambda args, record: (["a record"], "one image"))
+    used = []
+    # ground truth 0..10 x 0..10; the detection 0..10 x 0..6 overlaps it by 60/100
+    ev = model_evaluate.Evaluation([dict(boxes=torch.tensor([[0.0, 0, 10, 6]]), scores=torch.tensor([0.9]),
+                                         labels=torch.tensor([0]))],
+                                   [dict(boxes=torch.tensor([[0.0, 0, 10, 10]]), labels=torch.tensor([0]),
+                                         difficult=torch.tensor([False]))], VOC_CLASSES)
+    monkeypatch.setattr(model_evaluate, "evaluate_detections", lambda m, records, options, **kw: used.append(options) or ev)
+    from ssd_lesson.commands.cli import run_command
+
+    def mean_voc07(*argv):
+        assert run_command(E.evaluate_main, list(argv)) == 0
+        out = capsys.readouterr().out
+        return out, float(next(line.split()[3] for line in out.splitlines() if line.startswith("mean")))
+
+    out, ap = mean_voc07()
+    assert used[-1] == recorded and ap == 1.0 and "hit IoU > 0.5 (VOC)" in out and EvalOptions().hit_iou == 0.5
+    out, ap = mean_voc07("--hit-iou", "0.7", "--nms-iou", "0.3", "--max-per-image", "5")
+    assert used[-1] == DecodeOptions(score_threshold=0.2, nms_iou=0.3, max_per_image=5) and ap == 0.0
+    assert "hit IoU > 0.7 (VOC)" in out and "(score > 0.2, NMS at IoU 0.3, at most 5 per image)" in out

@@ -135,7 +135,7 @@ def random_case(seed, n_images=30, num_classes=6, ties=False):
 def test_equals_the_devkit_reference_on_random_cases(seed, use_07):
     preds, targets = random_case(seed, ties=seed % 2 == 1)
     thr, inclusive = (0.5, 0.7)[seed % 3 == 2], seed % 4 != 3
-    r = voc_ap(preds, targets, iou_threshold=thr, use_07_metric=use_07, num_classes=6, inclusive=inclusive)
+    r = voc_ap(preds, targets, hit_iou=thr, use_07_metric=use_07, num_classes=6, inclusive=inclusive)
     want = []
     for c in range(6):
         ap, rec, prec = devkit_voc_eval(preds, targets, c, thr, use_07, plus_one=float(inclusive))
@@ -220,7 +220,7 @@ def test_iou_must_be_strictly_above_the_threshold_in_inclusive_pixels():
                                  ((0, 0, 99, 50), False, 1.0), ((0, 0, 99, 49.5), False, 0.0)]:
         preds, targets = one_class([(0, box, .9)], [(0, G1, False)])
         assert voc_ap(preds, targets, num_classes=1, inclusive=inclusive).map == pytest.approx(want, abs=1e-15), (box, inclusive)
-        assert voc_ap(preds, targets, num_classes=1, inclusive=inclusive, iou_threshold=0.4).map == pytest.approx(1.0)
+        assert voc_ap(preds, targets, num_classes=1, inclusive=inclusive, hit_iou=0.4).map == pytest.approx(1.0)
 
 
 def test_best_overlap_decides_even_when_difficult_or_claimed():
@@ -401,6 +401,42 @@ def test_per_class_table_of_no_images_is_all_nan():
     assert table["class"].tolist() == ["cat", "dog", "mean"]
     assert table["gt_boxes"].tolist() == [0, 0, 0] and table["difficult"].tolist() == [0, 0, 0]
     assert table[["ap_voc07", "ap_all_point", "ap_coco50"]].isna().all().all()
+
+
+# ---------------------------------------------------------------- the evaluation options
+def test_every_ap_function_takes_one_eval_options_or_its_loose_keywords_never_both():
+    """The hit IoU and the AP rule travel as one EvalOptions; the loose keywords (hit_iou, the devkit's
+    use_07_metric) give the same numbers, and both at once is a TypeError naming both."""
+    from ssd_lesson import EvalOptions
+    from ssd_lesson.model.evaluate import Evaluation
+
+    preds, targets = random_case(1, num_classes=6)
+    strict = EvalOptions(hit_iou=0.7, ap_rule="all_point")
+    r = voc_ap(preds, targets, strict, num_classes=6)
+    assert r.options == strict and voc_ap(preds, targets, num_classes=6).options == EvalOptions()
+    loose = voc_ap(preds, targets, hit_iou=0.7, use_07_metric=False, num_classes=6)
+    assert loose.options == strict and torch.equal(r.ap.nan_to_num(-1), loose.ap.nan_to_num(-1))
+    assert r.map != voc_ap(preds, targets, num_classes=6).map  # the options did something
+    assert average_precision(r.recall[0], r.precision[0], options=strict) == average_precision(r.recall[0], r.precision[0],
+                                                                                               use_07_metric=False)
+    names = list("abcdef")
+    np.testing.assert_array_equal(per_class_table(preds, targets, names, strict)["ap_coco50"].to_numpy(),
+                                  per_class_table(preds, targets, names, hit_iou=0.7)["ap_coco50"].to_numpy())
+    ev = Evaluation(preds, targets, tuple(names))
+    assert ev.voc(strict).map == ev.voc(hit_iou=0.7, use_07_metric=False).map == voc_ap(preds, targets, strict,
+                                                                                         num_classes=6, inclusive=False).map
+    for call, name in [(lambda: voc_ap(preds, targets, strict, hit_iou=0.5, num_classes=6), "voc_ap"),
+                       (lambda: average_precision(r.recall[0], r.precision[0], True, options=strict), "average_precision"),
+                       (lambda: coco_ap_per_class(preds, targets, strict, hit_iou=0.5, num_classes=6), "coco_ap_per_class"),
+                       (lambda: per_class_table(preds, targets, names, strict, hit_iou=0.5), "per_class_table"),
+                       (lambda: ev.voc(strict, use_07_metric=True), "voc_ap"),
+                       (lambda: ev.table(strict, hit_iou=0.5), "per_class_table")]:
+        with pytest.raises(TypeError, match=rf"^{name}: got both options=EvalOptions\(hit_iou=0.7, ap_rule='all_point'\) and "):
+            call()
+    with pytest.raises(TypeError, match="voc_ap: options must be an EvalOptions, got float"):
+        voc_ap(preds, targets, 0.5, num_classes=6)  # the old positional hit IoU is refused, not misread
+    with pytest.raises(ValueError, match=r"hit_iou: must be in \[0, 1\)"):
+        voc_ap(preds, targets, hit_iou=1.5, num_classes=6)
 
 
 # ---------------------------------------------------------------- the training metric

@@ -1,0 +1,131 @@
+"""The command line's options for the option records, made from their fields.
+
+Every field of :class:`~ssd_lesson.core.options.LossOptions`, :class:`~ssd_lesson.core.options.DecodeOptions`
+and :class:`~ssd_lesson.core.options.EvalOptions` has one row in :data:`FLAGS`: its flag, how its
+text is read (a choice, or a validator of :mod:`ssd_lesson.commands.cli` that names the flag
+when the value is wrong) and its help. :func:`add_options` adds one option per field to a
+command, with the defaults of the options object it is given, and :func:`options_from` reads
+them back as one object. So a new option is its field (in ``core/options.py``) plus its row
+here; a field without a row is refused when a command builds its parser (and by the tests).
+Each option's ``dest`` is argparse's for its flag (``--loss``: ``loss``), as the checkpoints record
+the parsed options by it. Different settings have different flags:
+``--iou-threshold`` is the loss's matching threshold, ``--hit-iou`` evaluation's.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, TypeVar
+
+from ..core.options import (AP_RULES, CLASSIFICATIONS, MATCH_ON, REDUCTIONS, DecodeOptions, EvalOptions,
+                            LossOptions)
+from .cli import fraction, nonnegative_float, positive_int, unit_interval
+
+__all__ = ["Flag", "FLAGS", "OPTION_GROUPS", "add_options", "options_from", "add_loss_options", "loss_options_from"]
+
+_O = TypeVar("_O", LossOptions, DecodeOptions, EvalOptions)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One field's option: ``name`` (``--match-on``), ``help`` (plain text; the default is added by
+    the help formatter), and either ``choices`` or ``parse`` (an argparse ``type=`` validator)."""
+
+    name: str
+    help: str
+    choices: Optional[tuple[str, ...]] = None
+    parse: Optional[Callable[[str], Any]] = None
+
+    @property
+    def dest(self) -> str:
+        """Where argparse keeps the value: ``--match-on`` in ``match_on``."""
+        return self.name.lstrip("-").replace("-", "_")
+
+
+#: One row per field of each options record, in the fields' order.
+FLAGS: dict[type, dict[str, Flag]] = {
+    LossOptions: {
+        "match_on": Flag("--match-on", "match ground truth to the predicted boxes (the article) or the anchor "
+                         "boxes (the lesson's code)", choices=MATCH_ON),
+        "iou_threshold": Flag("--iou-threshold", "matching: boxes whose best overlap is not above it become "
+                              "background", parse=fraction),
+        "classification": Flag("--loss", "classification loss: the lesson's BCE or its focal loss",
+                               choices=CLASSIFICATIONS),
+        "focal_alpha": Flag("--focal-alpha", "focal loss: the weight of the object term, in [0, 1]",
+                            parse=unit_interval),
+        "focal_gamma": Flag("--focal-gamma", "focal loss: the exponent of (1 - p_t)", parse=nonnegative_float),
+        "regression_reduction": Flag("--regression", "box loss: mean over the positives' coordinates (the "
+                                     "lesson's code) or the sum of each positive's MAE (the article's wording; "
+                                     "trains a body from scratch better)", choices=REDUCTIONS),
+    },
+    DecodeOptions: {
+        "score_threshold": Flag("--score-threshold", "keep detections scored above it", parse=fraction),
+        "nms_iou": Flag("--nms-iou", "non-maximum suppression: within a class, drop a box overlapping a better "
+                        "one by more than this", parse=unit_interval),
+        "max_per_image": Flag("--max-per-image", "keep at most this many detections per image, best first",
+                              parse=positive_int),
+    },
+    EvalOptions: {
+        "hit_iou": Flag("--hit-iou", "the IoU with a ground-truth box a detection needs to count as a "
+                        "hit (above it for VOC, at least it for COCO)", parse=fraction),
+        "ap_rule": Flag("--ap-rule", "VOC2007's 11-point AP or VOC2010's all-point area",
+                        choices=AP_RULES),
+    },
+}
+#: The title of each record's group in ``--help``.
+OPTION_GROUPS = {LossOptions: "loss options (ssd_lesson.LossOptions)",
+                 DecodeOptions: "decoding options (ssd_lesson.DecodeOptions)",
+                 EvalOptions: "evaluation options (ssd_lesson.EvalOptions)"}
+
+
+def _rows(cls: type) -> dict[str, Flag]:
+    """``FLAGS[cls]``, refused unless it has exactly one row per field of ``cls``."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    rows = FLAGS.get(cls, {})
+    if list(rows) != fields:
+        missing, extra = [f for f in fields if f not in rows], [r for r in rows if r not in fields]
+        raise TypeError(f"option_flags.FLAGS[{cls.__name__}] must have one row per field, in order: "
+                        f"missing {missing}, not fields {extra}")
+    return rows
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type[_O], defaults: Optional[_O] = None, *,
+                leave_out: Mapping[str, str] = {}, default_from: Optional[str] = None) -> None:
+    """One option per field of ``cls`` in a group of ``parser``, defaulting to ``defaults``' values.
+
+    ``defaults=None``: every option defaults to None, meaning "not given", and ``default_from`` says
+    in the help where the value then comes from (evaluate: the checkpoint's record). ``leave_out``:
+    fields this command does not offer, each with why (kept in the call so that the reason is read
+    where the command is).
+    """
+    unknown = sorted(set(leave_out) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise TypeError(f"add_options: {cls.__name__} has no field(s) {unknown}")
+    rows = _rows(cls)
+    group = parser.add_argument_group(OPTION_GROUPS.get(cls, f"{cls.__name__} options"))
+    for field, flag in rows.items():
+        if field in leave_out:
+            continue
+        default = getattr(defaults, field) if defaults is not None else None
+        help_text = flag.help + (f" (default: {default_from})" if defaults is None and default_from else "")
+        kind = dict(choices=flag.choices) if flag.choices is not None else dict(type=flag.parse)
+        group.add_argument(flag.name, default=default, help=help_text, **kind)
+
+
+def options_from(args: argparse.Namespace, cls: type[_O], base: Optional[_O] = None) -> _O:
+    """The ``cls`` of the options :func:`add_options` added: ``base`` (default ``cls()``) with the
+    values ``args`` holds (None, not given, leaves ``base``'s)."""
+    given = {field: getattr(args, flag.dest) for field, flag in _rows(cls).items()
+             if getattr(args, flag.dest, None) is not None}
+    return (base if base is not None else cls()).replace(**given)
+
+
+def add_loss_options(parser: argparse.ArgumentParser, defaults: LossOptions) -> None:
+    """Every :class:`~ssd_lesson.core.options.LossOptions` field as an option, ``defaults``' values as defaults."""
+    add_options(parser, LossOptions, defaults)
+
+
+def loss_options_from(args: argparse.Namespace) -> LossOptions:
+    """The :class:`~ssd_lesson.core.options.LossOptions` of the options :func:`add_loss_options` added."""
+    return options_from(args, LossOptions)
