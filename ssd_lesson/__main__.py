@@ -75,12 +75,17 @@ def _notebooks(argv: Sequence[str]) -> int:
     p.add_argument("--out", type=out_folder, default=None)
     p.add_argument("--html", type=out_folder, default=None)
     p.add_argument("--only", default=None)
+    p.add_argument("--solutions", action="store_true")
     args, _ = p.parse_known_args(argv)
     found = sorted(Path(NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))
-    if args.execute and found and args.only is not None and not any(args.only in f.name for f in found):
+    runs = args.execute or args.solutions  # the key is executed too
+    if runs and found and args.only is not None and not any(args.only in f.name for f in found):
         raise UserError(f"--only {args.only!r} matches no notebook in {NOTEBOOK_DIR} ({found[0].name} .. {found[-1].name})")
-    if args.execute:
-        check_notebook_outputs(args.out, args.html, args.inplace)
+    if args.solutions and args.inplace:
+        raise UserError("--solutions writes the instructors' key as a copy in --out; it cannot be --inplace "
+                        "(that would replace the learners' notebooks with the solved ones)")
+    if runs:
+        check_notebook_outputs(args.out, args.html, args.inplace, key=args.solutions)
     elif args.html is not None:
         check_writable(args.html, "--html", folder=True)
 

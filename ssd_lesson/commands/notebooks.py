@@ -47,11 +47,13 @@ def series(folder: Optional[Path] = None) -> list[Path]:
     return found
 
 
-def check_notebook_outputs(out_dir: Optional[Path], html_dir: Optional[Path], inplace: bool) -> None:
+def check_notebook_outputs(out_dir: Optional[Path], html_dir: Optional[Path], inplace: bool,
+                           key: bool = False) -> None:
     """Refuse, before any notebook runs, outputs that would overwrite the series or cannot be written.
 
     ``--out`` naming the series' own folder rewrites the committed notebooks: that is ``--inplace``,
-    which must be asked for by name. ``UserError`` naming the option.
+    which must be asked for by name, and never for the instructors' ``key`` (``--solutions``), which
+    would replace the learners' notebooks with the solved ones. ``UserError`` naming the option.
     """
     from .cli import UserError, check_writable
 
@@ -60,6 +62,9 @@ def check_notebook_outputs(out_dir: Optional[Path], html_dir: Optional[Path], in
     else:
         out_dir = Path(out_dir or DEFAULT_OUT)
         if out_dir.resolve() == NOTEBOOK_DIR.resolve():
+            if key:
+                raise UserError(f"--out {out_dir} is the notebook series itself: --solutions would replace the "
+                                "learners' notebooks with the solved key; choose another --out")
             raise UserError(f"--out {out_dir} is the notebook series itself: its notebooks would be overwritten; "
                             "pass --inplace if that is what you mean (maintainers), or choose another --out")
         check_writable(out_dir, "--out", folder=True)
@@ -245,6 +250,8 @@ def write_solutions(out_dir: Path, only: Optional[str] = None, folder: Optional[
     if not paths:
         raise FileNotFoundError(f"no notebook in {folder or NOTEBOOK_DIR} matches {only!r}")
     out_dir = Path(out_dir)
+    if out_dir.resolve() == NOTEBOOK_DIR.resolve():
+        raise ValueError(f"out_dir {out_dir} is the learners' series: the key must go to a folder of its own")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in paths:
@@ -274,9 +281,6 @@ def notebooks_main(argv: Sequence[str]) -> int:
               file=sys.stderr)
         return 2
     if args.solutions:
-        if args.inplace:
-            print("ssd_lesson notebooks: --solutions writes a copy to --out; it cannot be --inplace", file=sys.stderr)
-            return 2
         write_solutions(args.out, args.only)
         args.execute, paths = True, series(args.out)  # run the solved copies where they are
     if not args.execute and args.html is not None:

@@ -3,6 +3,7 @@ slip, written here as a learner would write it (not with the checker's own slip 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -261,10 +262,22 @@ def test_the_solutions_key_fills_every_your_turn_cell_and_each_filled_cell_says_
         assert capsys.readouterr().out.startswith(f"{name}: Right, on all ")
 
 
-def test_solutions_cannot_be_inplace(capsys):
-    from ssd_lesson.commands.notebooks import notebooks_main
-    assert notebooks_main(["--solutions", "--inplace"]) == 2
-    assert "--solutions writes a copy to --out" in capsys.readouterr().err
+def test_solutions_cannot_be_inplace_nor_written_over_the_series(capsys, monkeypatch):
+    from ssd_lesson.__main__ import main
+    from ssd_lesson.commands.notebooks import NOTEBOOK_DIR, write_solutions
+
+    monkeypatch.chdir(NOTEBOOK_DIR.parent)
+
+    before = {p.name: p.read_bytes() for p in NOTEBOOK_DIR.glob("*.ipynb")}
+    assert main(["notebooks", "--solutions", "--inplace"]) == 2
+    assert capsys.readouterr().err.startswith("error: --solutions writes the instructors' key as a copy in --out")
+    for out in (str(NOTEBOOK_DIR), "notebooks", "notebooks/"):
+        assert main(["notebooks", "--solutions", "--only", "04", "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --out {Path(out)} is the notebook series itself: --solutions would replace"), err
+    with pytest.raises(ValueError, match="is the learners' series"):
+        write_solutions(NOTEBOOK_DIR, only="04")
+    assert {p.name: p.read_bytes() for p in NOTEBOOK_DIR.glob("*.ipynb")} == before
 
 
 @pytest.mark.slow
