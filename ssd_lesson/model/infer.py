@@ -67,6 +67,10 @@ def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, options
                          f"{tuple(class_logits.shape[:2])}")
     if class_logits.shape[1] != len(anchors):
         raise ValueError(f"class_logits: has {class_logits.shape[1]} boxes but anchors has {len(anchors)}")
+    for name, t in (("class_logits", class_logits), ("box_actns", box_actns)):
+        n_nan = int(torch.isnan(t).sum())  # NaN scores no box: without this, a diverged model "detects nothing"
+        if n_nan:
+            raise ValueError(f"{name}: {n_nan} of {t.numel()} values are NaN (has the model diverged?)")
     boxes = activations_to_boxes(box_actns.float(), anchors.to(box_actns.device)).clamp(0, 1)
     scores = class_logits[..., :-1].float().sigmoid()  # (B, A, C): one independent score per class
     out = []

@@ -59,7 +59,8 @@ def detection_map(detections: Sequence[Detections], gt_boxes: Sequence[Tensor], 
     Returns:
         ``{"map_50": ..., "map": ...}``: AP at IoU 0.5 (VOC's criterion; interpolated at COCO's
         101 recall points) and COCO's AP averaged over IoU 0.5:0.95, both averaged over the
-        classes present in the ground truth or the detections.
+        classes present in the ground truth or the detections. Both are NaN when no image has ground
+        truth: precision over no objects is undefined (torchmetrics says -1, which reads as a score).
     """
     if len(detections) == 0:
         raise ValueError("detection_map: no images to evaluate; is the valid split empty?")
@@ -68,6 +69,8 @@ def detection_map(detections: Sequence[Detections], gt_boxes: Sequence[Tensor], 
     metric = _new_map_metric(sync=False)
     targets = [_tm_targets(b[None], lab[None])[0] for b, lab in zip(gt_boxes, gt_labels)]
     metric.update([_tm_pred(d) for d in detections], targets)
+    if not any(bool((lab >= 0).any()) for lab in gt_labels):
+        return {"map_50": float("nan"), "map": float("nan")}
     r = metric.compute()
     return {"map_50": float(r["map_50"]), "map": float(r["map"])}
 
