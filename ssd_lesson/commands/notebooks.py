@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from ..data.files import atomic_write
+from ..io.files import atomic_write
 
 if TYPE_CHECKING:
     import nbformat
@@ -63,7 +63,7 @@ def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inp
                    only: Optional[str] = None, timeout: int = 600, folder: Optional[Path] = None) -> dict[str, float]:
     """Run each notebook top to bottom in its own kernel; return seconds per notebook.
 
-    Each executed notebook is written whole or not at all (:func:`~ssd_lesson.data.files.atomic_write`).
+    Each executed notebook is written whole or not at all (:func:`~ssd_lesson.io.files.atomic_write`).
     Ctrl-C stops the running notebook's kernel and raises :class:`SeriesInterrupted`, which says
     which notebooks were completed. ``out_dir`` may not be the series' own folder unless ``inplace``.
     """

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from ..core.anchors import Anchors, make_anchors
-from ..data.images import DATA_DIR, Example
+from ..data.example import Example
+from ..data.paths import DATA_DIR
 from ..core.loss import SSDLossResult, ssd_loss
 from ..core.options import LossOptions
 from ..model.checkpoint import CHECKPOINT_DIR, find_checkpoint
@@ -83,8 +84,8 @@ def synthetic_example(size: int = 224, seed: int = 0) -> Example:
 
 
 def load_example(offline: bool = False, voc: Optional[str] = None) -> Example:
-    """:func:`ssd_lesson.data.images.lesson_example` (VOC, else the embedded photo collage), else :func:`synthetic_example`."""
-    from ..data.images import lesson_example
+    """:func:`ssd_lesson.data.example.lesson_example` (VOC, else the embedded photo collage), else :func:`synthetic_example`."""
+    from ..data.example import lesson_example
 
     try:
         return lesson_example(voc=voc, offline=offline)

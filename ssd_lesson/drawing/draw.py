@@ -184,7 +184,7 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
     ``(y0, x0, y1, x1)`` pixels of that image (as :func:`ssd_lesson.model.infer.predict` returns);
     ``scores=None`` draws ground truth (no score).
     """
-    from ..data.images import denormalize
+    from ..data.transforms import denormalize
 
     if isinstance(image, torch.Tensor):
         image = denormalize(image) if image.is_floating_point() else image.permute(1, 2, 0).cpu().numpy()
@@ -207,7 +207,7 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
 def plot_photo_annotations(out_path: str | Path, records: Optional[Sequence[Any]] = None) -> Path:
     """Save the check plot of the offline photos: each with its numbered boxes ``i: class`` (difficult dashed)."""
     from ..data.collage import photo_records
-    from ..data.images import load_image
+    from ..data.transforms import load_image
 
     records = photo_records() if records is None else records
     cols = 3

@@ -88,8 +88,8 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
     """Images for the model: ``(B, 3, size, size)`` normalised, and each input's ``(height, width)``.
 
     Accepts a tensor ``(3, H, W)`` / ``(B, 3, H, W)``, a numpy ``(H, W, 3)`` image (as
-    :func:`ssd_lesson.data.images.load_image` returns), a PIL image (read as that uint8 array:
-    :func:`~ssd_lesson.data.images.image_array`), or a list of those; other sizes are resized.
+    :func:`ssd_lesson.data.transforms.load_image` returns), a PIL image (read as that uint8 array:
+    :func:`~ssd_lesson.data.transforms.image_array`), or a list of those; other sizes are resized.
     The values are read by dtype: uint8 is 0-255, uint16 0-65535 (tensor or numpy). Floats:
     ``normalized=True`` means already ImageNet-normalised (what the DataLoaders give, values
     about -2.1..2.6), ``normalized=False`` RGB fractions 0..1; the default (None) is True for
@@ -99,7 +99,7 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
     """
     from PIL import Image
 
-    from ..data.images import IMAGENET_MEAN, IMAGENET_STD, image_array
+    from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_array
 
     if isinstance(images, (list, tuple)):
         if not images:

@@ -28,7 +28,7 @@ from fastai.torch_core import num_distrib, set_seed
 from torch import Tensor
 
 from ..core.anchors import Anchors, make_anchors
-from ..data.files import held_signals
+from ..io.files import held_signals
 from ..core.loss import SSDLossResult, ssd_loss
 from ..core.options import DecodeOptions, LossOptions
 from .checkpoint import CheckpointRecord, load_checkpoint, save_checkpoint

@@ -70,9 +70,9 @@ def test_wheel_carries_the_data(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("ssd_lesson-*.whl")
     site = tmp_path / "site"
     subprocess.run(pip + ["install", str(wheel), "--no-deps", "-q", "--target", str(site)], check=True, capture_output=True)
-    code = ("import ssd_lesson.data.images as d, ssd_lesson.course.lesson as s; "
+    code = ("import ssd_lesson.data.paths as d, ssd_lesson.data.voc as v, ssd_lesson.course.lesson as s; "
             "print(d.__file__); print(d.DATA_DIR); print(s.find_checkpoint()); "
-            "print(len(d.parse_voc_xml(d.EXAMPLE_DIR / 'example.xml', d.EXAMPLE_DIR).class_names))")
+            "print(len(v.parse_voc_xml(d.EXAMPLE_DIR / 'example.xml', d.EXAMPLE_DIR).class_names))")
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     module, data_dir, checkpoint, n_objects = out.stdout.split("\n")[:4]

@@ -21,7 +21,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 #: The layers, lowest first: the sub-packages of ``ssd_lesson``. A module's layer is its sub-package;
 #: it may import its own layer and those below. The package's own modules (``__init__``, ``__main__``)
 #: sit above them all, and no layer imports them.
-LAYERS = ["core", "data", "model", "drawing", "course", "commands"]
+LAYERS = ["io", "core", "data", "model", "drawing", "course", "commands"]
 #: Where each third-party dependency may be imported, by layer. The core needs torch only.
 ALLOWED = {
     "fastai": {"data", "model"},
@@ -130,6 +130,11 @@ def third_party(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", sorted((PACKAGE / "core").glob("*.py")), ids=lambda p: p.name)
 def test_core_modules_import_torch_only(path):
     assert third_party(path) <= {"torch"}, f"{path.name} imports {sorted(third_party(path) - {'torch'})}"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "io").glob("*.py")), ids=lambda p: p.name)
+def test_io_modules_import_the_standard_library_only(path):
+    assert third_party(path) == set(), f"{path.name} imports {sorted(third_party(path))}"
 
 
 @pytest.mark.parametrize("dependency", sorted(ALLOWED))
