@@ -90,7 +90,7 @@ def test_the_layers_are_the_sub_packages():
     subpackages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
     assert subpackages == sorted(LAYERS), f"sub-packages {subpackages}, layers {LAYERS}"
     assert {p.stem for p in MODULES} >= {"boxes", "anchors", "matching", "loss", "options", "lesson", "images", "voc",
-                                         "draw", "figures", "plots", "widgets", "checkpoint"}
+                                         "draw", "figures", "plots", "threshold", "checkpoint"}
 
 
 def test_no_layer_imports_a_higher_one():
