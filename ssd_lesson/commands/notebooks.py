@@ -209,10 +209,10 @@ def export_series(html_dir: Path, only: Optional[str] = None, folder: Optional[P
 
 def write_solutions(out_dir: Path, only: Optional[str] = None, folder: Optional[Path] = None) -> list[Path]:
     """The instructors' key: copies of the series in ``out_dir`` with every "your turn" cell filled in
-    with its solution (:func:`ssd_lesson.course.solutions.fill_solutions`), not yet executed; return them."""
+    with its solution (:func:`ssd_lesson.course.exercises.solutions.fill_solutions`), not yet executed; return them."""
     import nbformat
 
-    from ..course.solutions import fill_solutions
+    from ..course.exercises.solutions import fill_solutions
 
     paths = [p for p in series(folder) if only is None or only in p.name]
     if not paths:
