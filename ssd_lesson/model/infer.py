@@ -22,11 +22,10 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from ..core.anchors import Anchors, activations_to_boxes, make_anchors
+from ..core.boxes import YX_TO_XY
 from ..core.options import DecodeOptions
 
 __all__ = ["Detections", "decode", "prepare_images", "predict"]
-
-_YX_TO_XY = [1, 0, 3, 2]  # (y0, x0, y1, x1) <-> (x0, y0, x1, y1); its own inverse
 
 
 class Detections(NamedTuple):
@@ -73,7 +72,7 @@ def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, options
     for b in range(boxes.shape[0]):
         anchor_i, cls = torch.nonzero(scores[b] > options.score_threshold, as_tuple=True)
         s, bx = scores[b, anchor_i, cls], boxes[b, anchor_i]
-        keep = batched_nms(bx[:, _YX_TO_XY], s, cls, options.nms_iou)[:options.max_per_image]  # sorted by score
+        keep = batched_nms(bx[:, YX_TO_XY], s, cls, options.nms_iou)[:options.max_per_image]  # sorted by score
         out.append(Detections(bx[keep], cls[keep], s[keep]))
     return out
 
