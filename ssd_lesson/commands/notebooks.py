@@ -1,11 +1,11 @@
 """Execute the numbered notebook series in order, for instructors and CI; export it as HTML.
 
-Executed copies go to an output folder, so a learner's own edits to the
-notebooks are never overwritten; ``--inplace`` (for maintainers) refreshes the
-committed notebooks themselves. ``--html DIR`` writes pages that work offline:
+Executed copies go to an output folder (--out), so a learner's own edits to the
+notebooks are never overwritten; --inplace (for maintainers) refreshes the
+committed notebooks themselves. --html DIR writes pages that work offline:
 each widget shows its own figure as a static image (the widget embeds it in its
 display data; for notebooks saved without it, it comes from the saved widget
-state), its formulas are typeset at export time (:mod:`ssd_lesson.drawing.formulas`), and
+state), its formulas are typeset at export time (ssd_lesson.drawing.formulas), and
 no script is loaded from a CDN: the pages need no network at all.
 """
 from __future__ import annotations
