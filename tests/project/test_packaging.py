@@ -93,3 +93,14 @@ def test_readme_python_example_runs():
     assert scope["class_logits"].grad.shape == (2, 189, 21) and scope["box_actns"].grad.shape == (2, 189, 4)
     assert res.match.gt_idx.shape == res.match.positive.shape == (2, 189)
     assert not (res.match.gt_idx[1] == 1).any()  # the padding row (-1) is never matched
+
+
+def test_the_wheel_lists_every_sub_package():
+    """setuptools installs only the packages pyproject.toml names: a new sub-package left out of the list
+    would be missing from the wheel while every test of the checkout passes."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ssd_lesson").rglob("__init__.py")}
+    assert folders - listed == set(), f"not in pyproject.toml's packages: {sorted(folders - listed)}"
+    assert {"ssd_lesson.io", "ssd_lesson.course.widgets", "ssd_lesson.course.exercises"} <= listed
