@@ -98,8 +98,6 @@ def test_readme_python_example_runs():
 def test_the_wheel_lists_every_sub_package():
     """setuptools installs only the packages pyproject.toml names: a new sub-package left out of the list
     would be missing from the wheel while every test of the checkout passes."""
-    import tomllib
-
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     folders = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ssd_lesson").rglob("__init__.py")}
     assert folders - listed == set(), f"not in pyproject.toml's packages: {sorted(folders - listed)}"
