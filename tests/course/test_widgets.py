@@ -350,3 +350,18 @@ def test_threshold_widget_takes_its_threshold_from_one_place(case):
     assert ThresholdWidget(ex, anchors, cl, ba, threshold=0.3, dpi=30).options.iou_threshold == pytest.approx(0.3)
     with pytest.raises(TypeError, match=r"ThresholdWidget: got both options=.* and iou_threshold=0.5"):
         ThresholdWidget(ex, anchors, cl, ba, threshold=0.5, options=LossOptions(), dpi=30)
+
+
+def test_threshold_widget_has_one_home():
+    """One module defines it and only the widgets package re-exports it: a reader finds it in one place."""
+    import ast
+    from pathlib import Path
+
+    import ssd_lesson
+
+    assert ThresholdWidget.__module__ == "ssd_lesson.course.widgets.threshold"
+    package = Path(ssd_lesson.__file__).parent
+    binding = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                     if any(isinstance(n, ast.ImportFrom) and "ThresholdWidget" in {a.name for a in n.names}
+                            for n in ast.walk(ast.parse(p.read_text()))))
+    assert binding == ["course/widgets/__init__.py"]
