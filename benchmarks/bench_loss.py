@@ -1,4 +1,4 @@
-"""Time the SSD loss four ways, forward + backward, on identical inputs (issue 7).
+"""Time the SSD loss four ways, forward + backward, on identical inputs.
 
 1. ``eager``       ``ssd_lesson.ssd_loss`` batched over images, eager PyTorch;
 2. ``compiled``    the same function under ``torch.compile`` (compile time reported apart);
@@ -295,7 +295,7 @@ def peak_memory_bytes(fn: LossFn, x: Inputs) -> Optional[int]:
 
 @dataclass
 class Config:
-    """What to run; the defaults are the full grid of issue 7."""
+    """What to run; the defaults are the full grid (every batch size, layout, device and method)."""
 
     batches: tuple[int, ...] = (1, 8, 32, 128)
     n_anchors: tuple[int, ...] = (189, 8732)

@@ -39,7 +39,7 @@ def _steps_follow(w: Any) -> Iterator[Callable[[], Any]]:
 def _widgets(lesson: Any) -> dict[str, tuple[Callable[[], Any], Callable[[Any], Iterator[Callable[[], Any]]]]]:
     """name -> (build, steps): each built as its notebook builds it."""
     from ssd_lesson.course import widgets
-    from ssd_lesson.course.follow import FollowBox
+    from ssd_lesson.course.widgets.follow import FollowBox
 
     ex, anchors, cl, ba = lesson.example, lesson.anchors, lesson.class_logits, lesson.box_actns
     found: dict[str, Any] = {
@@ -48,8 +48,8 @@ def _widgets(lesson: Any) -> dict[str, tuple[Callable[[], Any], Callable[[Any], 
                                  _steps_threshold),
         "FollowBox (08)": (lambda: FollowBox(ex, anchors, cl, ba, index=99, image_format="jpeg"), _steps_follow),
     }
-    from ssd_lesson.course.widgets_loss import DetectionWidget, FocalWidget
-    from ssd_lesson.course.widgets_more import AnchorWidget, IouWidget
+    from ssd_lesson.course.widgets import DetectionWidget, FocalWidget
+    from ssd_lesson.course.widgets import AnchorWidget, IouWidget
     from ssd_lesson.data.voc import VOC_CLASSES
     from ssd_lesson.drawing import plots
 
@@ -67,7 +67,7 @@ def _widgets(lesson: Any) -> dict[str, tuple[Callable[[], Any], Callable[[Any], 
 
 
 def _steps_anchor(w: Any) -> Iterator[Callable[[], Any]]:
-    from ssd_lesson.course.widgets_more import GRID_CHOICES, RATIO_CHOICES, ZOOM_CHOICES
+    from ssd_lesson.course.widgets import GRID_CHOICES, RATIO_CHOICES, ZOOM_CHOICES
 
     for g in GRID_CHOICES[1:] + GRID_CHOICES[:1]:  # the lesson's 189 and its neighbours (SSD300 apart: 8,732)
         yield lambda g=g: w.set(grids=g)

@@ -17,7 +17,9 @@ import numpy as np
 from PIL import Image
 
 from ssd_lesson.data.collage import object_crops, package_file, paste_objects
-from ssd_lesson.data.images import EXAMPLE_DIR, load_image, parse_voc_xml, write_voc_xml
+from ssd_lesson.data.paths import EXAMPLE_DIR
+from ssd_lesson.data.transforms import load_image
+from ssd_lesson.data.voc import parse_voc_xml, write_voc_xml
 
 BACKGROUND = "skimage/data/grass.png"  # a field, as in the article's photo (CC0)
 # (crop, box (y0, x0, y1, x1) in pixels of the 224x224 image), pasted in this order: later ones on top.

@@ -48,7 +48,8 @@ def notebooks(series: str, *argv: str) -> int:
 def collage(n_images: str, seed: str, out: str) -> None:
     """Ask for the collage set at ``out`` (as ``train`` does), then read every image and annotation of it."""
     from ssd_lesson.data.collage import make_collage_once
-    from ssd_lesson.data.images import load_image, load_voc
+    from ssd_lesson.data.transforms import load_image
+    from ssd_lesson.data.voc import load_voc
 
     make_collage_once(int(n_images), int(seed), out)
     records = load_voc(out, "trainval")

@@ -206,9 +206,9 @@ def check_writable(path: str | Path, option: str, folder: bool = False) -> None:
 
     ``path`` is a file (its folder must take new files: outputs are written beside it and renamed
     into place) or, with ``folder=True``, a folder (created if missing). See
-    :func:`ssd_lesson.data.files.unwritable_reason`.
+    :func:`ssd_lesson.io.files.unwritable_reason`.
     """
-    from ..data.files import unwritable_reason
+    from ..io.files import unwritable_reason
 
     why = unwritable_reason(path, folder=folder)
     if why is not None:

@@ -16,7 +16,7 @@ import torch
 
 from ..drawing import plots, tables
 from ..core.anchors import Anchors, make_anchors
-from ..data.images import Example
+from ..data.example import Example
 from ..course.lesson import example_activations, load_example
 from ..core.loss import SSDLossResult, ssd_loss
 from ..core.matching import FORCED_OVERLAP

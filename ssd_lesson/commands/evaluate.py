@@ -174,7 +174,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
           "difficult objects count neither way; '-' = no non-difficult box of that class")
     print(_format(table))
     if args.csv is not None:
-        from ..data.files import atomic_write
+        from ..io.files import atomic_write
 
         with atomic_write(args.csv) as tmp:  # a Ctrl-C leaves the old file or the whole table
             table.to_csv(tmp, index=False)

@@ -1,11 +1,11 @@
 """Execute the numbered notebook series in order, for instructors and CI; export it as HTML.
 
-Executed copies go to an output folder, so a learner's own edits to the
-notebooks are never overwritten; ``--inplace`` (for maintainers) refreshes the
-committed notebooks themselves. ``--html DIR`` writes pages that work offline:
+Executed copies go to an output folder (--out), so a learner's own edits to the
+notebooks are never overwritten; --inplace (for maintainers) refreshes the
+committed notebooks themselves. --html DIR writes pages that work offline:
 each widget shows its own figure as a static image (the widget embeds it in its
 display data; for notebooks saved without it, it comes from the saved widget
-state), its formulas are typeset at export time (:mod:`ssd_lesson.drawing.formulas`), and
+state), its formulas are typeset at export time (ssd_lesson.drawing.formulas), and
 no script is loaded from a CDN: the pages need no network at all.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from ..data.files import atomic_write
+from ..io.files import atomic_write
 from .cli import HelpFormatter
 from .site import page_copy, page_name, write_index
 
@@ -77,7 +77,7 @@ def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inp
                    key: bool = False) -> dict[str, float]:
     """Run each notebook top to bottom in its own kernel; return seconds per notebook.
 
-    Each executed notebook is written whole or not at all (:func:`~ssd_lesson.data.files.atomic_write`).
+    Each executed notebook is written whole or not at all (:func:`~ssd_lesson.io.files.atomic_write`).
     Ctrl-C stops the running notebook's kernel and raises :class:`SeriesInterrupted`, which says
     which notebooks were completed. ``out_dir`` may not be the series' own folder unless ``inplace``.
     """
@@ -241,10 +241,10 @@ def export_series(html_dir: Path, only: Optional[str] = None, folder: Optional[P
 
 def write_solutions(out_dir: Path, only: Optional[str] = None, folder: Optional[Path] = None) -> list[Path]:
     """The instructors' key: copies of the series in ``out_dir`` with every "your turn" cell filled in
-    with its solution (:func:`ssd_lesson.course.solutions.fill_solutions`), not yet executed; return them."""
+    with its solution (:func:`ssd_lesson.course.exercises.solutions.fill_solutions`), not yet executed; return them."""
     import nbformat
 
-    from ..course.solutions import fill_solutions
+    from ..course.exercises.solutions import fill_solutions
 
     paths = [p for p in series(folder) if only is None or only in p.name]
     if not paths:

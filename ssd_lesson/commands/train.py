@@ -92,7 +92,8 @@ def train_main(argv: Sequence[str]) -> int:
     args = _parse(argv)  # first: --help and a wrong option answer without importing torch
     from ..core.options import DecodeOptions
     from ..data.collage import collage_records
-    from ..data.images import VOC_CLASSES, find_voc, load_voc, make_dataloaders
+    from ..data.images import make_dataloaders
+    from ..data.voc import VOC_CLASSES, find_voc, load_voc
     from ..model.checkpoint import CheckpointRecord, InitCheckpoint, TrainingData
     from ..model.net import create_ssd_model
     from ..model.train import (BatchLosses, BoxActivationPenalty, EpochCheckpoint, fit, initial_model, is_main_process,

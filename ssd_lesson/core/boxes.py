@@ -11,7 +11,11 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["box_iou", "iou_of_corners", "box_area", "corners_to_centers", "centers_to_corners"]
+__all__ = ["box_iou", "iou_of_corners", "box_area", "corners_to_centers", "centers_to_corners", "YX_TO_XY"]
+
+#: The column order that turns ``(y0, x0, y1, x1)`` boxes into torchvision's and COCO's ``(x0, y0, x1, y1)``
+#: (``boxes[:, YX_TO_XY]``), and back: it is its own inverse. A list, so that it indexes one dimension.
+YX_TO_XY = [1, 0, 3, 2]
 
 
 def box_area(boxes: Tensor) -> Tensor:

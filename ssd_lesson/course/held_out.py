@@ -27,7 +27,7 @@ def checkpoint_summary(model: Any) -> str:
     record = model.record
     if record is None:
         return f"a {model.body_name} model not loaded from a checkpoint (nothing recorded)"
-    where = lesson._shown_path(record.path) if record.path is not None else "(not saved)"
+    where = lesson.shown_path(record.path) if record.path is not None else "(not saved)"
     lines = record.summary().splitlines()
     seen = photos_seen(model)
     if seen is not None:
@@ -61,9 +61,9 @@ def lesson_model(verbose: bool = True) -> Any:
     from ..model.checkpoint import load_checkpoint
     from ..model.net import create_ssd_model
 
-    path, short = lesson.find_checkpoint(), lesson._short_model_path()
+    path, short = lesson.find_checkpoint(), lesson.short_model_path()
     if path is not None:
-        line = f"model: the trained checkpoint {lesson._shown_path(path)}"
+        line = f"model: the trained checkpoint {lesson.shown_path(path)}"
     elif short.is_file():
         path, line = short, "no trained checkpoint in data/checkpoints: using the 2-epoch model notebook 9 saved (expect weak results)"
     else:
@@ -119,7 +119,7 @@ def _held_out_collages(model: Any, n_valid: int) -> tuple[list, str]:
         records = (valid + train)[:n_valid]
         what = f"collages of photos kept out of its training ({', '.join(kept_out)})"
     else:
-        records = lesson._collage(seed)[1][:n_valid]
+        records = lesson.collage_split(seed)[1][:n_valid]
         what = (f"validation collages (seed {seed}): new arrangements, on new background crops, of objects cut from "
                 f"the same photos it trained on ({', '.join(photos_seen(model) or photo_set('all'))}); "
                 "no photograph is held out")

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from ..core.anchors import Anchors, make_anchors
-from ..data.images import DATA_DIR, Example
+from ..data.example import Example
+from ..data.paths import DATA_DIR
 from ..core.loss import SSDLossResult, ssd_loss
 from ..core.options import LossOptions
 from ..model.checkpoint import CHECKPOINT_DIR, find_checkpoint
@@ -33,7 +34,8 @@ from ..data.voc import BACKGROUND, VOC_CLASSES
 __all__ = ["CHECKPOINT_DIR", "OUT_ENV_VAR", "output_dir", "cache_dir", "Lesson", "start_lesson", "setup_notebook",
            "in_notebook", "notebook_state",
            "synthetic_example", "load_example", "example_activations", "find_checkpoint", "lesson_records",
-           "save_short_model", "voc_status", "SHORT_MODEL", "COLLAGE_IMAGES"]
+           "save_short_model", "short_model_path", "collage_split", "shown_path", "voc_status", "SHORT_MODEL",
+           "COLLAGE_IMAGES"]
 
 OUT_ENV_VAR = "SSD_LESSON_OUT"
 #: The small model notebooks 09 and 10 train and use when no trained checkpoint ships.
@@ -83,8 +85,8 @@ def synthetic_example(size: int = 224, seed: int = 0) -> Example:
 
 
 def load_example(offline: bool = False, voc: Optional[str] = None) -> Example:
-    """:func:`ssd_lesson.data.images.lesson_example` (VOC, else the embedded photo collage), else :func:`synthetic_example`."""
-    from ..data.images import lesson_example
+    """:func:`ssd_lesson.data.example.lesson_example` (VOC, else the embedded photo collage), else :func:`synthetic_example`."""
+    from ..data.example import lesson_example
 
     try:
         return lesson_example(voc=voc, offline=offline)
@@ -109,19 +111,19 @@ def example_activations(example: Example, anchors: Optional[Anchors] = None, see
         model = load_checkpoint(path, spec=anchors.spec)
         with torch.no_grad():
             class_logits, box_actns = model(example.batch()[0])
-        source = f"Activations: the trained model in {_shown_path(path)} ({model.body_name} body)"
+        source = f"Activations: the trained model in {shown_path(path)} ({model.body_name} body)"
     else:
         g = torch.Generator().manual_seed(seed)
         class_logits = torch.randn(1, len(anchors), BACKGROUND + 1, generator=g) * scale
         box_actns = torch.randn(1, len(anchors), 4, generator=g) * scale
-        why = "checkpoint=False" if checkpoint is False else f"no checkpoint in {_shown_path(CHECKPOINT_DIR)}"
+        why = "checkpoint=False" if checkpoint is False else f"no checkpoint in {shown_path(CHECKPOINT_DIR)}"
         source = f"Activations: seeded random (torch.randn * {scale:g}, seed {seed}); {why}"
     if verbose:
         print(source)
     return class_logits, box_actns, source
 
 
-def _shown_path(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """``path`` relative to the project (``data/checkpoints/x.pth``) when inside it: no machine's paths in outputs."""
     try:
         return str(Path(path).resolve().relative_to(DATA_DIR.parent.resolve()))
@@ -271,7 +273,7 @@ def lesson_records(n_train: int = 160, n_valid: int = 40, seed: int = 0, verbose
         train, valid = load_voc(voc, "train")[:n_train], load_voc(voc, "val")[:n_valid]
         line = f"Using Pascal VOC 2007 ({voc}): a short run on {len(train)} train / {len(valid)} valid images"
     else:
-        train, valid = _collage(seed)
+        train, valid = collage_split(seed)
         line = (f"VOC not found: using the offline collage set ({COLLAGE_IMAGES} images, seed {seed}): "
                 f"{len(train)} train / {len(valid)} valid images")
     if verbose:
@@ -279,14 +281,16 @@ def lesson_records(n_train: int = 160, n_valid: int = 40, seed: int = 0, verbose
     return train, valid
 
 
-def _collage(seed: int) -> tuple[list, list]:
+def collage_split(seed: int) -> tuple[list, list]:
+    """The offline collage set's train and valid records (``COLLAGE_IMAGES`` images made from ``seed``, in the cache)."""
     from ..data.collage import collage_records
 
     train, valid, _ = collage_records(COLLAGE_IMAGES, seed=seed, root=cache_dir(), verbose=False)
     return train, valid
 
 
-def _short_model_path() -> Path:
+def short_model_path() -> Path:
+    """Where :func:`save_short_model` keeps notebook 09's short-trained model (in the cache folder)."""
     return cache_dir() / "ssd_short.pth"
 
 
@@ -295,5 +299,5 @@ def save_short_model(model: Any, options: Optional[LossOptions] = None) -> Path:
     ``options`` it was trained with (``learn.loss_func.options``) in its record."""
     from ..model.checkpoint import CheckpointRecord, save_checkpoint
 
-    return save_checkpoint(model, _short_model_path(), record=CheckpointRecord(
+    return save_checkpoint(model, short_model_path(), record=CheckpointRecord(
         command="notebook 09's short training", loss_options=options))

@@ -9,7 +9,7 @@ is the path inside the installed package). From those:
 * :func:`render_collage`: one 224x224 image of 1-4 crops pasted on a real
   background photo that holds no VOC object; boxes are exact by construction;
 * :func:`make_collage_dataset`: a VOC-layout detection set of such images, with
-  train and val splits, read back by :func:`ssd_lesson.data.images.load_voc`;
+  train and val splits, read back by :func:`ssd_lesson.data.voc.load_voc`;
 * :func:`collage_records`: the train and valid records of the set ``(n_images, seed)``,
   made once under a folder (what ``train``, ``evaluate`` and notebooks 09-10 use).
 
@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .images import DATA_DIR, load_image
+from .paths import DATA_DIR
+from .transforms import load_image
 from .voc import Record, load_voc, parse_voc_xml, write_voc_xml
 
 __all__ = ["PHOTO_ANNOTATIONS", "BACKGROUNDS", "HELD_OUT_PHOTOS", "PHOTO_SETS", "photo_set", "package_file",

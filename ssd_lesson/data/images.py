@@ -1,186 +1,36 @@
-"""The lesson's example image, images and boxes, and the batches the model trains on.
+"""The training images as the model sees them: a dataset of items, their batches, and fastai's DataLoaders.
 
 Conventions (the core library and the loss rely on them):
 
 * A :class:`~ssd_lesson.data.voc.Record` holds boxes ``(y0, x0, y1, x1)`` in **pixels** of the
   original image (see :mod:`ssd_lesson.data.voc`, which reads Pascal VOC).
 * Training batches hold boxes as **fractions** of the image (0..1), so resizing
-  the image never changes them.
+  the image never changes them (:mod:`ssd_lesson.data.transforms`).
 * A batch is ``(images (B, 3, S, S) float32, gt_boxes (B, G, 4) float32,
   gt_labels (B, G) int64)``, with G the batch's largest object count; shorter
   images are padded at the end with label ``PAD_LABEL`` (-1) and box zeros. An image
   with no objects is all padding, and a batch with no objects at all has G = 0.
 
-fastai is imported only by the DataLoaders, so reading the example stays light.
+fastai is imported only by the DataLoaders, so importing this module stays light.
 """
 from __future__ import annotations
 
-import os
 import random
-import warnings
-from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from ..core.matching import PAD_LABEL
-from .voc import (BACKGROUND, ENV_VAR, VOC_CLASSES, Record, VocNotFoundWarning, find_voc, image_error, load_voc,
-                  parse_voc_xml, read_fastai_json, read_fastai_split, read_voc_split, voc_layout, voc_missing_message,
-                  write_voc_xml)
+from .transforms import hflip, normalize, resize_record, to_pixels
+from .voc import BACKGROUND, VOC_CLASSES, Record
 
-__all__ = [
-    "DATA_DIR", "EXAMPLE_DIR", "IMAGENET_MEAN", "IMAGENET_STD", "LESSON_OBJECTS", "Example", "find_lesson_record",
-    "lesson_example", "load_image", "image_array", "to_fractions", "to_pixels", "resize_record", "hflip", "normalize", "denormalize",
-    "DetectionDataset", "collate_detections", "make_dataloaders",
-    # re-exported from ssd_lesson.data.voc, where they live
-    "VOC_CLASSES", "BACKGROUND", "ENV_VAR", "VocNotFoundWarning", "Record", "parse_voc_xml", "write_voc_xml",
-    "read_voc_split", "read_fastai_json", "read_fastai_split", "voc_layout", "load_voc", "find_voc",
-    "voc_missing_message",
-]
-
-def _data_dir() -> Path:
-    """The project's ``data/``: ``ssd_lesson/_data`` when installed from a wheel, else the checkout's."""
-    package = Path(__file__).resolve().parents[1]
-    for folder in (package / "_data", package.parent / "data"):
-        if (folder / "example" / "example.xml").is_file():
-            return folder
-    return package.parent / "data"  # absent: whoever reads a file from it names the missing file
+__all__ = ["DetectionDataset", "collate_detections", "make_dataloaders",
+           # the notebooks import these three from here too; they live in transforms and voc
+           "to_pixels", "BACKGROUND", "VOC_CLASSES"]
 
 
-DATA_DIR = _data_dir()
-EXAMPLE_DIR = DATA_DIR / "example"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# The article's image: exactly these objects (count per class).
-LESSON_OBJECTS = Counter({"cow": 1, "person": 1, "bicycle": 1, "motorbike": 1})
-
-# ---------------------------------------------------------------- the lesson's example image
-def find_lesson_record(records: Sequence[Record]) -> Record | None:
-    """The record whose objects are exactly one cow, person, bicycle and motorbike (lowest id), or None."""
-    hits = [r for r in records if Counter(r.class_names) == LESSON_OBJECTS]
-    return min(hits, key=lambda r: r.image_id) if hits else None
-
-
-@dataclass(eq=False)
-class Example:
-    """One image ready for the dissection notebooks.
-
-    image: ``(H, W, 3)`` uint8, original size; image224: ``(224, 224, 3)`` uint8, squished.
-    boxes: ``(G, 4)`` float32 ``(y0, x0, y1, x1)`` fractions (valid for both images).
-    labels: ``(G,)`` int64; classes: their names; source: one line saying where it came from.
-    """
-
-    image: np.ndarray
-    image224: np.ndarray
-    boxes: np.ndarray
-    labels: np.ndarray
-    classes: list[str]
-    source: str
-    record: Record
-
-    def batch(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(1, 3, 224, 224)`` normalised image, ``(1, G, 4)`` boxes, ``(1, G)`` labels."""
-        return (normalize(self.image224).unsqueeze(0), torch.from_numpy(self.boxes).unsqueeze(0),
-                torch.from_numpy(self.labels).unsqueeze(0))
-
-
-def lesson_example(voc: str | Path | None = None, offline: bool = False, size: int = 224) -> Example:
-    """The article's example: a VOC 2007 trainval image with one cow, person, bicycle and motorbike.
-
-    ``voc`` is passed to :func:`find_voc` (None: env var / fastai default). Without VOC
-    (or with ``offline=True``), the embedded example ``data/example/example.xml`` is used.
-    """
-    record, source = None, ""
-    root = None if offline else find_voc(voc)
-    if root is not None:
-        record = find_lesson_record(load_voc(root, "trainval"))
-        if record is None:
-            warnings.warn(f"{root}: no trainval image has exactly one cow, person, bicycle and motorbike;"
-                          " using the embedded offline example", VocNotFoundWarning, stacklevel=2)
-        else:
-            source = f"Using Pascal VOC 2007 image {record.image_id} ({record.image_path})"
-    if record is None:
-        record = parse_voc_xml(EXAMPLE_DIR / "example.xml", EXAMPLE_DIR)
-        source = ("Using the embedded offline example (data/example: a collage of real photographs shipped"
-                  " with scikit-image and matplotlib); README.md, 'Data: Pascal VOC 2007', says how to get VOC")
-        asked = voc if voc is not None else os.environ.get(ENV_VAR) or None
-        if root is None and not offline and asked is not None:  # a path that was asked for: say it was not used
-            named = f"voc={str(voc)!r}" if voc is not None else f"${ENV_VAR}={asked!r}"
-            where = Path(asked).expanduser().absolute()
-            why = "does not exist" if not where.exists() else "holds no Pascal VOC 2007 in either layout"
-            source = f"{named}: Pascal VOC 2007 not found there ({where} {why}). " + source
-    image = load_image(record.image_path)
-    small, boxes, labels = resize_record(record, size, image=image)
-    return Example(image, small, boxes, labels, record.class_names, source, record)
-
-
-# ---------------------------------------------------------------- images and boxes
-def load_image(path: str | Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB (greyscale and RGBA converted; 16-bit greyscale scaled by 1/257, not
-    clipped to white), upright: the EXIF orientation is applied, as viewers do. Errors (a decompression
-    bomb included) are one ``ValueError`` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image not found")
-    try:
-        with Image.open(path) as stored:
-            return image_array(stored)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:  # OSError: truncated or corrupt
-        raise image_error(path, e) from None
-
-
-def image_array(image: Image.Image) -> np.ndarray:
-    """A PIL image as :func:`load_image` reads a file: ``(H, W, 3)`` uint8 RGB, upright (EXIF orientation
-    applied), greyscale / RGBA / palette converted, 16-bit greyscale scaled by 1/257."""
-    im = ImageOps.exif_transpose(image)  # upright, as viewers show it (see ssd_lesson.data.voc)
-    if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit greyscale (PIL's 32-bit "I" holds it too)
-        grey = (np.asarray(im, dtype=np.float64).clip(0, 65535) / 257).round().astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
-    return np.asarray(im.convert("RGB"))
-
-
-def to_fractions(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``(G, 4)`` pixel boxes ``(y0, x0, y1, x1)`` to fractions of the image."""
-    return (np.asarray(boxes, np.float32).reshape(-1, 4) / np.array([height, width, height, width], np.float32))
-
-
-def to_pixels(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``(G, 4)`` fraction boxes back to pixels of a ``height x width`` image."""
-    return (np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([height, width, height, width], np.float32))
-
-
-def resize_record(record: Record, size: int = 224, image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(size, size, 3)`` uint8 image (squished, as in the lesson), ``(G, 4)`` fraction boxes, ``(G,)`` labels."""
-    image = load_image(record.image_path) if image is None else image
-    small = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-    return small, to_fractions(record.boxes, record.height, record.width), record.labels.copy()
-
-
-def hflip(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror an ``(H, W, 3)`` image left-right and its ``(G, 4)`` fraction boxes with it."""
-    b = np.asarray(boxes, np.float32).copy()
-    b[:, 1], b[:, 3] = 1 - boxes[:, 3], 1 - boxes[:, 1]
-    return np.ascontiguousarray(image[:, ::-1]), b
-
-
-def normalize(image: np.ndarray) -> Tensor:
-    """``(H, W, 3)`` uint8 to the model's ``(3, H, W)`` float32, ImageNet mean/std normalised."""
-    t = torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1).float().div_(255)  # a copy: PIL arrays are read-only
-    return (t - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
-
-
-def denormalize(t: Tensor) -> np.ndarray:
-    """``(3, H, W)`` normalised image back to ``(H, W, 3)`` uint8 for plotting."""
-    t = t.detach().cpu().float() * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    return (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-
-
-# ---------------------------------------------------------------- batches
 class DetectionDataset(torch.utils.data.Dataset):
     """Items ``(image (3, S, S) float32, boxes (G, 4) float32 fractions, labels (G,) int64)``.
 

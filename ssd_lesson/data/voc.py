@@ -1,7 +1,7 @@
 """Pascal VOC 2007: its classes, its two layouts on disk, and finding it on this machine.
 
 Images are read as viewers show them: the EXIF orientation of a phone photo is applied, to the
-pixels (:func:`ssd_lesson.data.images.load_image`) and to the size the readers check the annotations
+pixels (:func:`ssd_lesson.data.transforms.load_image`) and to the size the readers check the annotations
 against, so an annotation is read on the upright image. A :class:`Record` holds one image's boxes ``(y0, x0, y1, x1)`` in **pixels** of the
 original image, measured at pixel edges: a VOC XML ``xmin=1 .. xmax=W`` box spans
 ``x0=0 .. x1=W``. The COCO-style json of fastai's ``pascal_2007`` gives the same numbers
@@ -307,7 +307,7 @@ def voc_missing_message(looked_in: Sequence[str] = (), reason: str = "") -> str:
     return (f"Pascal VOC 2007 was not found{': ' + reason if reason else ''}."
             + (f"\nLooked in:{where}" if where else "")
             + "\nTo use it, either:"
-            "\n  - run ssd_lesson.data.images.find_voc(download=True) (fastai's untar_data(URLs.PASCAL_2007),"
+            "\n  - run ssd_lesson.data.voc.find_voc(download=True) (fastai's untar_data(URLs.PASCAL_2007),"
             " into fastai's data folder ~/.fastai/data/pascal_2007 or $FASTAI_HOME/data), or"
             "\n  - download https://s3.amazonaws.com/fast-ai-imagelocal/pascal_2007.tgz (fastai layout) or"
             " VOCtrainval_06-Nov-2007.tar + VOCtest_06-Nov-2007.tar (official VOCdevkit/VOC2007 layout),"
@@ -380,7 +380,7 @@ def _turned_note(path: Path) -> str:
 
 def _image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of the image as viewers show it: the EXIF orientation applied, as
-    :func:`ssd_lesson.data.images.load_image` applies it (a phone photo stored sideways is read upright)."""
+    :func:`ssd_lesson.data.transforms.load_image` applies it (a phone photo stored sideways is read upright)."""
     try:
         with Image.open(path) as im:
             w, h = im.size

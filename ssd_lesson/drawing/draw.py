@@ -39,7 +39,8 @@ GT_COLORS = [matplotlib.colormaps["tab10"](i) for i in (0, 1, 2, 3, 4, 6, 8, 9, 
 BOX_COLORS = ["#e6194b", "#3cb44b", "#ffd000", "#4363d8", "#f58231", "#911eb4", "#00c8d7", "#f032e6",
               "#9acd32", "#008080", "#9a6324", "#800000"]  # bright, distinct; the fastai notebook cycles 12 too
 BG_COLOR = "#9a9a9a"
-_LABEL_BOX = dict(boxstyle="square,pad=0.15", facecolor="black", alpha=0.75, linewidth=1.2)  # edge: the box's colour
+#: The dark box behind a box's label (its edge takes the box's colour), shared by every figure that names boxes.
+LABEL_BOX = dict(boxstyle="square,pad=0.15", facecolor="black", alpha=0.75, linewidth=1.2)
 
 
 class Scene(NamedTuple):
@@ -60,15 +61,16 @@ class Scene(NamedTuple):
         return f"{i}: {self.class_names[int(self.labels[i])]}"
 
 
-def _np(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
+    """``x`` (a tensor, on any device, or anything array-like) as a numpy array of the same shape."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 
-def _boxes(x: Any) -> np.ndarray:
+def as_box_array(x: Any) -> np.ndarray:
     """``(A, 4)`` numpy boxes from a tensor or array of shape ``(A, 4)`` or ``(1, A, 4)``."""
-    a = _np(x).astype(float)
+    a = to_numpy(x).astype(float)
     return a[0] if a.ndim == 3 else a
 
 
@@ -82,9 +84,9 @@ def as_scene(example: Any, class_names: Sequence[str] = VOC_CLASSES) -> Scene:
         image = getattr(example, "image224", None)
         image = example.image if image is None else image
         boxes, labels = example.boxes, example.labels
-    boxes, labels = _boxes(boxes).reshape(-1, 4), _np(labels).reshape(-1).astype(int)
+    boxes, labels = as_box_array(boxes).reshape(-1, 4), to_numpy(labels).reshape(-1).astype(int)
     keep = labels != PAD_LABEL  # drop padding rows
-    return Scene(_np(image), boxes[keep], labels[keep], tuple(class_names))
+    return Scene(to_numpy(image), boxes[keep], labels[keep], tuple(class_names))
 
 
 # ---------------------------------------------------------------- primitives
@@ -95,7 +97,7 @@ def default_margin(grid: int) -> float:
 
 def fit_margin(boxes: Any, base: float = 0.0, pad: float = 0.04) -> float:
     """At least ``base``, and wide enough that every box in ``(..., 4)`` ``boxes`` stays in view."""
-    b = _np(boxes).reshape(-1, 4)
+    b = to_numpy(boxes).reshape(-1, 4)
     overshoot = max(0.0, float(-b[:, :2].min()), float(b[:, 2:].max()) - 1) if len(b) else 0.0
     return max(base, overshoot + pad if overshoot > 0 else 0.0)
 
@@ -103,7 +105,7 @@ def fit_margin(boxes: Any, base: float = 0.0, pad: float = 0.04) -> float:
 def fit_margins(boxes: Any, pad: float = 0.02) -> tuple[float, float, float, float]:
     """``(top, left, bottom, right)`` white margins just wide enough for ``boxes`` ``(..., 4)``, plus ``pad``
     on each side a box leaves the image (0 on the others), as fractions of the image side."""
-    b = _np(boxes).reshape(-1, 4)
+    b = to_numpy(boxes).reshape(-1, 4)
     if not len(b):
         return (0.0, 0.0, 0.0, 0.0)
     over = [float(-b[:, 0].min()), float(-b[:, 1].min()), float(b[:, 2].max()) - 1, float(b[:, 3].max()) - 1]
@@ -138,7 +140,7 @@ def draw_box(ax: Axes, box: Any, color: Any, label: Optional[str] = None, lw: fl
     text = None
     if label is not None:
         text = ax.text(x0, y0, label, color="white", fontsize=fontsize, va="top", ha="left", alpha=alpha,
-                       bbox={**_LABEL_BOX, "edgecolor": color}, clip_on=True, gid=gid)
+                       bbox={**LABEL_BOX, "edgecolor": color}, clip_on=True, gid=gid)
         placer_for(ax).add(text, box, color, priority=priority, drop_if_crowded=drop_label_if_crowded)
     return rect, text
 
@@ -154,7 +156,8 @@ def draw_grid(ax: Axes, grid: int, anchor_dots: bool = True) -> None:
         ax.scatter(xs.ravel(), ys.ravel(), s=9, color="white", edgecolors="black", linewidths=0.4, zorder=3)
 
 
-def _figure(nrows: int, ncols: int, panel: float = 3.0, dpi: int = 100) -> tuple[Figure, np.ndarray]:
+def figure_grid(nrows: int, ncols: int, panel: float = 3.0, dpi: int = 100) -> tuple[Figure, np.ndarray]:
+    """A figure of ``nrows x ncols`` panels of ``panel`` inches, and its ``(nrows, ncols)`` array of axes."""
     fig = Figure(figsize=(ncols * panel, nrows * panel * 1.08), dpi=dpi, layout="constrained")
     return fig, np.asarray(fig.subplots(nrows, ncols, squeeze=False))
 
@@ -166,10 +169,10 @@ def draw_ground_truth(ax: Axes, scene: Scene, margin: float = 0.0, fontsize: flo
         draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], scene.gt_label(i), lw=2, fontsize=fontsize, gid=f"gt:{i}")
 
 
-def _panels(n: int, ncols: int, panel: float) -> tuple[Figure, np.ndarray]:
+def panel_figure(n: int, ncols: int, panel: float) -> tuple[Figure, np.ndarray]:
     """``n`` panels on a grid of ``ncols`` columns; the spare axes are switched off."""
     ncols = max(1, min(n, ncols))
-    fig, axes = _figure(max(1, math.ceil(n / ncols)), ncols, panel)
+    fig, axes = figure_grid(max(1, math.ceil(n / ncols)), ncols, panel)
     fig.set_layout_engine("compressed")  # square image panels: no gaps, titles kept inside the figure
     for ax in axes.ravel()[n:]:
         ax.set_axis_off()
@@ -184,7 +187,7 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
     ``(y0, x0, y1, x1)`` pixels of that image (as :func:`ssd_lesson.model.infer.predict` returns);
     ``scores=None`` draws ground truth (no score).
     """
-    from ..data.images import denormalize
+    from ..data.transforms import denormalize
 
     if isinstance(image, torch.Tensor):
         image = denormalize(image) if image.is_floating_point() else image.permute(1, 2, 0).cpu().numpy()
@@ -192,7 +195,7 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
     ax.set_axis_off()
     colours = [BOX_COLORS[i % len(BOX_COLORS)] for i in range(len(class_names))]  # bright: no grey on grey brick
     outline = [patheffects.withStroke(linewidth=3, foreground="black")]
-    for i, ((y0, x0, y1, x1), lab) in enumerate(zip(_np(boxes).tolist(), _np(labels).tolist())):
+    for i, ((y0, x0, y1, x1), lab) in enumerate(zip(to_numpy(boxes).tolist(), to_numpy(labels).tolist())):
         if scores is not None and float(scores[i]) < min_score:
             continue
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colours[lab], lw=2, path_effects=outline))
@@ -207,7 +210,7 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
 def plot_photo_annotations(out_path: str | Path, records: Optional[Sequence[Any]] = None) -> Path:
     """Save the check plot of the offline photos: each with its numbered boxes ``i: class`` (difficult dashed)."""
     from ..data.collage import photo_records
-    from ..data.images import load_image
+    from ..data.transforms import load_image
 
     records = photo_records() if records is None else records
     cols = 3

@@ -15,8 +15,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
 from ..core.anchors import Anchors
-from .draw import (_LABEL_BOX, BG_COLOR, BOX_COLORS, GT_COLORS, Scene, _boxes, _figure, _np, as_scene, default_margin,
-                   draw_box, draw_grid, draw_ground_truth, fit_margin, fit_margins, show_image)
+from .draw import (BG_COLOR, BOX_COLORS, GT_COLORS, LABEL_BOX, Scene, as_box_array, as_scene, default_margin, draw_box,
+                   draw_grid, draw_ground_truth, figure_grid, fit_margin, fit_margins, show_image, to_numpy)
 from ..core.matching import FORCED_OVERLAP
 
 __all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "grid_figures", "grid_row_figure",
@@ -32,8 +32,8 @@ def panel_margin(anchors: Anchors, boxes: Any, grid: int, scale: int,
                  with_anchors: bool = True) -> tuple[float, float, float, float]:
     """The ``(top, left, bottom, right)`` margins one (grid, zoom-ratio) panel needs: on each side just
     wide enough for its boxes (and anchor boxes), so the image fills the rest (:func:`fit_margins`)."""
-    idx = _np(anchors.select(grid, scale))
-    b = [_boxes(boxes)[idx]] + ([_np(anchors.corners[idx])] if with_anchors else [])
+    idx = to_numpy(anchors.select(grid, scale))
+    b = [as_box_array(boxes)[idx]] + ([to_numpy(anchors.corners[idx])] if with_anchors else [])
     return fit_margins(np.concatenate(b), TIGHT)
 
 
@@ -47,7 +47,7 @@ def _columns(nrows: int, ncols: int, panel: float, first: float = GT_WIDTH, extr
 
 def ground_truth_figure(example: Any, size: float = 5.0) -> Figure:
     """Fig. 1, top left: the example with its numbered, labelled ground-truth boxes."""
-    fig, axes = _figure(1, 1, size)
+    fig, axes = figure_grid(1, 1, size)
     scene = as_scene(example)
     draw_ground_truth(axes[0, 0], scene, fontsize=11)
     axes[0, 0].set_xlabel("ground truth" if len(scene.labels) else "ground truth: no objects in this image")
@@ -64,7 +64,7 @@ def draw_grid_panel(ax: Axes, example: Any, anchors: Anchors, boxes: Any, grid: 
     """
     scene = as_scene(example)
     idx = anchors.select(grid, scale).tolist()
-    b = _boxes(boxes)[idx]
+    b = as_box_array(boxes)[idx]
     show_image(ax, scene.image, default_margin(grid) if margin is None else margin)
     if show_grid:
         draw_grid(ax, grid)
@@ -160,8 +160,8 @@ def _draw_all(ax: Axes, scene: Scene, anchors: Anchors, boxes: np.ndarray, numbe
 def all_anchors_figure(example: Any, anchors: Anchors, size: float = 6.0) -> Figure:
     """The aside: all anchor boxes (189 by default) over the image, coloured by grid."""
     scene = as_scene(example)
-    fig, axes = _figure(1, 1, size)
-    _draw_all(axes[0, 0], scene, anchors, _np(anchors.corners), False, fit_margin(anchors.corners, 0.05))
+    fig, axes = figure_grid(1, 1, size)
+    _draw_all(axes[0, 0], scene, anchors, to_numpy(anchors.corners), False, fit_margin(anchors.corners, 0.05))
     axes[0, 0].set_title(f"all {len(anchors)} anchor boxes", fontsize=11)
     return fig
 
@@ -169,8 +169,8 @@ def all_anchors_figure(example: Any, anchors: Anchors, size: float = 6.0) -> Fig
 def all_predictions_figure(example: Any, anchors: Anchors, pred_boxes: Any, numbers: bool = False,
                            size: float = 5.0) -> Figure:
     """Fig. 4: the ground truth beside all predicted boxes (column 3 of Figs. 1-3 gathered)."""
-    scene, boxes = as_scene(example), _boxes(pred_boxes)
-    fig, axes = _figure(1, 2, size)
+    scene, boxes = as_scene(example), as_box_array(pred_boxes)
+    fig, axes = figure_grid(1, 2, size)
     margin = fit_margin(boxes, 0.1)
     draw_ground_truth(axes[0, 0], scene, fontsize=10)
     axes[0, 0].set_title("ground truth", fontsize=11)
@@ -190,7 +190,7 @@ def grid_panel_figure(example: Any, anchors: Anchors, boxes: Any, grid: int = 4,
     """
     if margin is None:
         margin = panel_margin(anchors, boxes, grid, scale, with_anchors=False)
-    fig, axes = _figure(1, 1, size)
+    fig, axes = figure_grid(1, 1, size)
     draw_grid_panel(axes[0, 0], example, anchors, boxes, grid, scale, margin, fontsize=10)
     return fig
 
@@ -201,7 +201,7 @@ def predictions_by_grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, 
     Every panel is drawn exactly as in :func:`grid_figure` (same numbering, colours and
     margin), so each can be found in its figure. Needs the same scales on every grid.
     """
-    scene, boxes = as_scene(example), _boxes(pred_boxes)
+    scene, boxes = as_scene(example), as_box_array(pred_boxes)
     grids = list(anchors.spec.grids)
     ks = {anchors.spec.k(i) for i in range(len(grids))}
     if len(ks) != 1:
@@ -227,8 +227,8 @@ def draw_class_panel(ax: Axes, example: Any, anchors: Anchors, pred_boxes: Any, 
     """
     scene = as_scene(example)
     idx = anchors.select(grid, scale).tolist()
-    boxes, gt_idx = _boxes(pred_boxes), _np(gt_idx).reshape(-1)
-    bg = np.zeros(len(boxes), bool) if background is None else _np(background).reshape(-1).astype(bool)
+    boxes, gt_idx = as_box_array(pred_boxes), to_numpy(gt_idx).reshape(-1)
+    bg = np.zeros(len(boxes), bool) if background is None else to_numpy(background).reshape(-1).astype(bool)
     if len(scene.labels) == 0:  # an image without objects: every box is background, in Fig. 5 too
         bg = np.ones(len(boxes), bool)
     show_image(ax, scene.image, default_margin(grid) if margin is None else margin)
@@ -252,13 +252,13 @@ def style_class_box(rect: Rectangle, text: Text, n: int, scene: Scene, gt: int, 
         rect.set(edgecolor=c, linestyle="-", alpha=1.0, lw=1.4, zorder=3)  # objects drawn over background
         text.set(text=f"{n}: {scene.class_names[int(scene.labels[gt])]}", color="white", alpha=1.0, fontstyle="normal",
                  zorder=3.1)
-        text.get_bbox_patch().set(edgecolor=c, alpha=_LABEL_BOX["alpha"])
+        text.get_bbox_patch().set(edgecolor=c, alpha=LABEL_BOX["alpha"])
 
 
 def _class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, background: Any = None,
                   grids: Optional[Sequence[int]] = None, panel: float = 2.9, title: Optional[str] = None,
                   scales: Optional[Sequence[int]] = None) -> tuple[Figure, dict[int, tuple[int, Rectangle, Text]]]:
-    scene, boxes = as_scene(example), _boxes(pred_boxes)
+    scene, boxes = as_scene(example), as_box_array(pred_boxes)
     grids = list(anchors.spec.grids if grids is None else grids)
     rows = _rows(anchors, grids, scales)
     fig, axes = _columns(len(rows), 1 + len(grids), panel, extra=0.4 if title else 0.0)
@@ -316,7 +316,7 @@ def iou_heatmap(ious: Any, example: Any, anchors: Anchors, match: Any = None, b:
     truth is marked with a dot, and the forced matches (overlap 1.99) with a star.
     """
     scene = as_scene(example)
-    m = _np(ious).astype(float)
+    m = to_numpy(ious).astype(float)
     m = m[b] if m.ndim == 3 else m
     m = m[:, : len(scene.labels)]
     fig = Figure(figsize=(11, 2.2 + 0.35 * m.shape[1]), layout="constrained")  # 990 px: shown at its own size
@@ -329,7 +329,7 @@ def iou_heatmap(ious: Any, example: Any, anchors: Anchors, match: Any = None, b:
     if m.shape[1] == 0:  # an image without objects
         ax.set_title("no objects in this image: no IoU to show, every predicted box is background", fontsize=10)
     if match is not None and m.shape[1] > 0:
-        gt_idx, ov = _np(match.gt_idx), _np(match.gt_overlap)
+        gt_idx, ov = to_numpy(match.gt_idx), to_numpy(match.gt_overlap)
         gt_idx, ov = (gt_idx[b], ov[b]) if gt_idx.ndim == 2 else (gt_idx, ov)
         forced = ov == FORCED_OVERLAP
         a = np.arange(len(gt_idx))

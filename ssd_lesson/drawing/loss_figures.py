@@ -18,8 +18,8 @@ from matplotlib.patches import Patch
 
 from ..core.anchors import Anchors
 from ..core.boxes import box_iou
-from .draw import (BOX_COLORS, GT_COLORS, Scene, _boxes, _figure, _np, _panels, as_scene, draw_box, draw_ground_truth,
-                   fit_margin, fit_margins, show_detections, show_image)
+from .draw import (BOX_COLORS, GT_COLORS, Scene, as_box_array, as_scene, draw_box, draw_ground_truth, figure_grid,
+                   fit_margin, fit_margins, panel_figure, show_detections, show_image, to_numpy)
 from ..core.loss import classification_loss
 from ..core.options import LossOptions
 
@@ -48,10 +48,10 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
     if per_object < 1:
         raise ValueError(f"per_object must be at least 1, got {per_object}")
     scene = as_scene(example)
-    pos = _np(result.match.positive[b]).astype(bool)
-    gt_idx, overlap = _np(result.match.gt_idx[b]), _np(result.match.gt_overlap[b]).astype(float)
-    pred, gtb = _np(result.pred_boxes[b]).astype(float), _np(result.target_boxes[b]).astype(float)
-    gb, gl = _np(box_grad).astype(float), _np(logit_grad).astype(float)
+    pos = to_numpy(result.match.positive[b]).astype(bool)
+    gt_idx, overlap = to_numpy(result.match.gt_idx[b]), to_numpy(result.match.gt_overlap[b]).astype(float)
+    pred, gtb = to_numpy(result.pred_boxes[b]).astype(float), to_numpy(result.target_boxes[b]).astype(float)
+    gb, gl = to_numpy(box_grad).astype(float), to_numpy(logit_grad).astype(float)
     objects = sorted({int(gt_idx[a]) for a in np.flatnonzero(pos)}) or [0]
     rows = -(-len(objects) // 2)
     fig = Figure(figsize=(11, max(6.2, 3.0 * rows)), layout="constrained")
@@ -119,8 +119,8 @@ def detections_figure(example: Any, boxes: Any, labels: Any, scores: Any, size: 
     """Ground truth beside detections ``(N, 4)`` labelled ``'class score'`` (notebooks 9-10)."""
     scene = as_scene(example)
     names = scene.class_names if class_names is None else class_names
-    boxes, labels, scores = _boxes(boxes).reshape(-1, 4), _np(labels).reshape(-1), _np(scores).reshape(-1)
-    fig, axes = _figure(1, 2, size)
+    boxes, labels, scores = as_box_array(boxes).reshape(-1, 4), to_numpy(labels).reshape(-1), to_numpy(scores).reshape(-1)
+    fig, axes = figure_grid(1, 2, size)
     margin = fit_margin(boxes, 0.0)
     draw_ground_truth(axes[0, 0], scene, margin, fontsize=10)
     axes[0, 0].set_title("ground truth", fontsize=11)
@@ -146,9 +146,9 @@ def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 4, pan
     if per_panel < 1:
         raise ValueError(f"per_panel must be at least 1, got {per_panel}")
     scene = as_scene(example)
-    pos = np.flatnonzero(_np(result.match.positive[b]))
-    pred, gtb = _np(result.pred_boxes[b]).astype(float), _np(result.target_boxes[b]).astype(float)
-    gt_idx = _np(result.match.gt_idx[b])
+    pos = np.flatnonzero(to_numpy(result.match.positive[b]))
+    pred, gtb = to_numpy(result.pred_boxes[b]).astype(float), to_numpy(result.target_boxes[b]).astype(float)
+    gt_idx = to_numpy(result.match.gt_idx[b])
     groups = []  # (object, its positives in this panel, part k of n)
     for g in sorted({int(gt_idx[a]) for a in pos}):
         mine = [int(a) for a in pos if int(gt_idx[a]) == g]
@@ -187,7 +187,7 @@ def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 4, pan
 
 def _draw_positives(ax: Axes, scene: Scene, boxes: np.ndarray, result: Any, b: int, margin: float,
                     ls: Any = "-") -> None:
-    pos, gt_idx = np.flatnonzero(_np(result.match.positive[b])), _np(result.match.gt_idx[b])
+    pos, gt_idx = np.flatnonzero(to_numpy(result.match.positive[b])), to_numpy(result.match.gt_idx[b])
     show_image(ax, scene.image, margin)
     for i, box in enumerate(scene.boxes):  # wide, pale bands: cannot be taken for a box line
         draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=6, alpha=0.35)
@@ -207,12 +207,12 @@ def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_a
     index and coloured by the ground truth it answers to (a wide, pale band behind them).
     """
     scene = as_scene(example)
-    pp, pa = _boxes(by_predictions.pred_boxes[b]), _boxes(by_anchors.pred_boxes[b])
-    corners = _np(anchors.corners).astype(float)
-    shown = [pp[_np(by_predictions.match.positive[b])], corners[_np(by_anchors.match.positive[b])],
-             pa[_np(by_anchors.match.positive[b])]]
+    pp, pa = as_box_array(by_predictions.pred_boxes[b]), as_box_array(by_anchors.pred_boxes[b])
+    corners = to_numpy(anchors.corners).astype(float)
+    shown = [pp[to_numpy(by_predictions.match.positive[b])], corners[to_numpy(by_anchors.match.positive[b])],
+             pa[to_numpy(by_anchors.match.positive[b])]]
     margin = fit_margins(np.concatenate(shown + [scene.boxes]), 0.03)
-    fig, axes = _figure(1, 3, panel)
+    fig, axes = figure_grid(1, 3, panel)
     fig.set_layout_engine("compressed")
     n_p, n_a = int(by_predictions.match.positive[b].sum()), int(by_anchors.match.positive[b].sum())
     _draw_positives(axes[0, 0], scene, pp, by_predictions, b, margin)
@@ -241,7 +241,7 @@ def focal_curves_figure(gammas: Sequence[float] = (1.0, 2.0), alpha: float = Los
     p = torch.linspace(0.005, 0.995, 199, dtype=torch.float64)
     x = torch.logit(p)
     logits = torch.stack([x, torch.zeros_like(x)], dim=-1).unsqueeze(1)  # (N, 1, 2): one class + background
-    fig, axes = _figure(1, 2, size)
+    fig, axes = figure_grid(1, 2, size)
     for ax, target, name in ((axes[0, 0], 0, "target 1: the box's own class"),
                              (axes[0, 1], 1, "target 0: another class, or background")):
         labels = torch.full((len(p), 1), target)  # class 0, or 1 = background (C)
@@ -264,12 +264,12 @@ def box_loss_figure(anchors: Anchors, losses: dict[str, Any], positive: Any, hei
     ``losses``: ``{name: (A,)}``; ``positive``: ``(A,)`` bool, drawn in orange (the
     background boxes in grey). White lines separate the grids; each title gives the sum.
     """
-    pos = _np(positive).reshape(-1).astype(bool)
+    pos = to_numpy(positive).reshape(-1).astype(bool)
     fig = Figure(figsize=(12, 0.8 + height * len(losses)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(losses), 1, sharex=True))
     colors = np.where(pos, "tab:orange", "#9a9a9a")
     for ax, (name, v) in zip(axes, losses.items()):
-        v = _np(v).reshape(-1).astype(float)
+        v = to_numpy(v).reshape(-1).astype(float)
         ax.bar(np.arange(len(v)), v, width=1.0, color=colors, gid=f"loss:{name}")
         for off in anchors.offsets[1:]:
             ax.axvline(off - 0.5, color="black", lw=0.6, ls=":")
@@ -299,10 +299,10 @@ def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, 
     if per_object is not None and per_object < 1:
         raise ValueError(f"per_object must be at least 1, got {per_object}")
     scene = as_scene(example)
-    pos = _np(positive).reshape(-1).astype(bool)
-    gi = _np(gt_idx).reshape(-1).astype(int)
+    pos = to_numpy(positive).reshape(-1).astype(bool)
+    gi = to_numpy(gt_idx).reshape(-1).astype(int)
     idx = np.flatnonzero(pos)
-    all_boxes = {t: _boxes(b) for t, b in stages.items()}
+    all_boxes = {t: as_box_array(b) for t, b in stages.items()}
     gt = torch.as_tensor(scene.boxes, dtype=torch.float64)
 
     def iou_with_object(boxes: np.ndarray) -> np.ndarray:  # (len(idx),): each positive's IoU with its object
@@ -315,7 +315,7 @@ def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, 
         drawn = np.array(sorted(a for g in sorted(set(gi[idx]))
                                 for a in spread_by_overlap([int(a) for a in idx if gi[a] == g], last, per_object)), int)
     margin = fit_margin(np.concatenate([b[drawn] for b in all_boxes.values()] + [scene.boxes]), 0.05)
-    fig, axes = _figure(1, len(stages), panel)
+    fig, axes = figure_grid(1, len(stages), panel)
     for ax, (title, boxes) in zip(axes[0], all_boxes.items()):
         show_image(ax, scene.image, margin)
         for i, box in enumerate(scene.boxes):
@@ -344,7 +344,7 @@ def detection_panels_figure(images: Sequence[Any], detections: Sequence[Any], cl
     n = len(images)
     if len(detections) != n:
         raise ValueError(f"{n} images but {len(detections)} detections")
-    fig, axes = _panels(n, min(ncols, max(n, 1)), panel)
+    fig, axes = panel_figure(n, min(ncols, max(n, 1)), panel)
     for i, (ax, image, (boxes, labels, scores)) in enumerate(zip(axes.flat, images, detections)):
         show_detections(ax, image, boxes, labels, scores, class_names, min_score=min_score,
                         title=None if titles is None else titles[i])

@@ -23,8 +23,8 @@ import torch
 
 from ..core.anchors import AnchorSpec
 from ..core.options import DecodeOptions, LossOptions
-from ..data.files import atomic_write
-from ..data.images import DATA_DIR
+from ..io.files import atomic_write
+from ..data.paths import DATA_DIR
 from .net import SSDModel, create_ssd_model
 
 __all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "TrainingData", "InitCheckpoint", "CheckpointRecord",

@@ -60,13 +60,13 @@ def evaluate_detections(model, records: Sequence, options: Optional[DecodeOption
 
     ``options``: how to decode (default: those the model's checkpoint measured its mAP with,
     ``model.record.decode_options``, else ``DecodeOptions()``; a low score threshold, as AP
-    rewards low-scored hits ranked below the rest). Images are read with :func:`ssd_lesson.data.images.load_image`, ``batch_size`` at a time, and
+    rewards low-scored hits ranked below the rest). Images are read with :func:`ssd_lesson.data.transforms.load_image`, ``batch_size`` at a time, and
     resized for the model by :func:`ssd_lesson.model.infer.predict`, which gives the boxes back in
     pixels of each image. ``progress``: a fastprogress bar over the images.
     """
     from fastprogress.fastprogress import progress_bar
 
-    from ..data.images import load_image
+    from ..data.transforms import load_image
     from .infer import predict
 
     if len(records) == 0:

@@ -22,11 +22,10 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from ..core.anchors import Anchors, activations_to_boxes, make_anchors
+from ..core.boxes import YX_TO_XY
 from ..core.options import DecodeOptions
 
 __all__ = ["Detections", "decode", "prepare_images", "predict"]
-
-_YX_TO_XY = [1, 0, 3, 2]  # (y0, x0, y1, x1) <-> (x0, y0, x1, y1); its own inverse
 
 
 class Detections(NamedTuple):
@@ -77,7 +76,7 @@ def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, options
     for b in range(boxes.shape[0]):
         anchor_i, cls = torch.nonzero(scores[b] > options.score_threshold, as_tuple=True)
         s, bx = scores[b, anchor_i, cls], boxes[b, anchor_i]
-        keep = batched_nms(bx[:, _YX_TO_XY], s, cls, options.nms_iou)[:options.max_per_image]  # sorted by score
+        keep = batched_nms(bx[:, YX_TO_XY], s, cls, options.nms_iou)[:options.max_per_image]  # sorted by score
         out.append(Detections(bx[keep], cls[keep], s[keep]))
     return out
 
@@ -92,8 +91,8 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
     """Images for the model: ``(B, 3, size, size)`` normalised, and each input's ``(height, width)``.
 
     Accepts a tensor ``(3, H, W)`` / ``(B, 3, H, W)``, a numpy ``(H, W, 3)`` image (as
-    :func:`ssd_lesson.data.images.load_image` returns), a PIL image (read as that uint8 array:
-    :func:`~ssd_lesson.data.images.image_array`), or a list of those; other sizes are resized.
+    :func:`ssd_lesson.data.transforms.load_image` returns), a PIL image (read as that uint8 array:
+    :func:`~ssd_lesson.data.transforms.image_array`), or a list of those; other sizes are resized.
     The values are read by dtype: uint8 is 0-255, uint16 0-65535 (tensor or numpy). Floats:
     ``normalized=True`` means already ImageNet-normalised (what the DataLoaders give, values
     about -2.1..2.6), ``normalized=False`` RGB fractions 0..1; the default (None) is True for
@@ -103,7 +102,7 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
     """
     from PIL import Image
 
-    from ..data.images import IMAGENET_MEAN, IMAGENET_STD, image_array
+    from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_array
 
     if isinstance(images, (list, tuple)):
         if not images:

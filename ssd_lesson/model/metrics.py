@@ -24,8 +24,9 @@ from torch import Tensor
 
 from ..core.anchors import Anchors
 from ..core.matching import PAD_LABEL
+from ..core.boxes import YX_TO_XY
 from ..core.options import DecodeOptions, EvalOptions
-from .infer import _YX_TO_XY, Detections, decode
+from .infer import Detections, decode
 from .voc_eval import VOC07_RECALLS, VOCResult, average_precision, eval_options, voc_ap
 
 __all__ = ["detection_map", "MeanAP", "map_metrics", "voc_ap", "VOCResult", "average_precision", "VOC07_RECALLS",
@@ -33,12 +34,12 @@ __all__ = ["detection_map", "MeanAP", "map_metrics", "voc_ap", "VOCResult", "ave
 
 
 def _tm_pred(d: Detections) -> dict:
-    return dict(boxes=d.boxes[:, _YX_TO_XY].float().cpu(), labels=d.labels.cpu(), scores=d.scores.float().cpu())
+    return dict(boxes=d.boxes[:, YX_TO_XY].float().cpu(), labels=d.labels.cpu(), scores=d.scores.float().cpu())
 
 
 def _tm_targets(gt_boxes: Tensor, gt_labels: Tensor) -> list[dict]:
     """Padded ``(B, G, 4)`` / ``(B, G)`` ground truth (label -1 = padding) to torchmetrics' per-image dicts."""
-    return [dict(boxes=b[lab != PAD_LABEL][:, _YX_TO_XY].float().cpu(), labels=lab[lab != PAD_LABEL].cpu())
+    return [dict(boxes=b[lab != PAD_LABEL][:, YX_TO_XY].float().cpu(), labels=lab[lab != PAD_LABEL].cpu())
             for b, lab in zip(gt_boxes, gt_labels)]
 
 
@@ -75,7 +76,7 @@ def detection_map(detections: Sequence[Detections], gt_boxes: Sequence[Tensor], 
     return {"map_50": float(r["map_50"]), "map": float(r["map"])}
 
 
-class _MAPState:
+class MAPState:
     """One torchmetrics accumulator shared by the mAP@0.5 and COCO-mAP columns (computed once per epoch).
 
     ``voc07=True`` also keeps the decoded detections for the VOC07 column (:func:`voc_ap` with the
@@ -146,7 +147,7 @@ class MeanAP(_FastaiMetric):
     of the model's input (the batches know no other size), for the devkit's IoU.
     """
 
-    def __init__(self, state: _MAPState, key: str = "map_50", owner: bool = True):
+    def __init__(self, state: MAPState, key: str = "map_50", owner: bool = True):
         self.state, self.key, self.owner = state, key, owner
 
     def reset(self) -> None:
@@ -170,7 +171,7 @@ class MeanAP(_FastaiMetric):
 def map_metrics(anchors: Anchors, options: DecodeOptions = DecodeOptions(), voc07: bool = False) -> list[MeanAP]:
     """``[mAP50, mAP_coco]`` fastai metrics of the detections decoded with ``options``, and ``mAP_voc07``
     after them with ``voc07=True`` (see :class:`MeanAP` for what it does without ``difficult`` flags)."""
-    state = _MAPState(anchors, voc07=voc07, options=options)
+    state = MAPState(anchors, voc07=voc07, options=options)
     return [MeanAP(state, "map_50", owner=True), MeanAP(state, "map", owner=False)] + (
         [MeanAP(state, "voc07", owner=False)] if voc07 else [])
 
@@ -179,7 +180,7 @@ def map_metrics(anchors: Anchors, options: DecodeOptions = DecodeOptions(), voc0
 def _tm_inputs(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]]) -> tuple[list, list]:
     """The project's per-image dicts to torchmetrics' (``xyxy``; ``difficult`` -> ``iscrowd``)."""
     def xyxy(b: Any) -> Tensor:
-        return torch.as_tensor(b).detach().float().cpu().reshape(-1, 4)[:, _YX_TO_XY]
+        return torch.as_tensor(b).detach().float().cpu().reshape(-1, 4)[:, YX_TO_XY]
 
     tm_preds = [dict(boxes=xyxy(p["boxes"]), scores=torch.as_tensor(p["scores"]).detach().float().cpu(),
                      labels=torch.as_tensor(p["labels"]).detach().long().cpu()) for p in preds]
@@ -203,10 +204,10 @@ def coco_ap_per_class(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapp
     the most detections any image has (at least 100). Returns ``(ap (C,) float64, NaN for a
     class without a non-crowd box, mean over the others)``; no images at all: all NaN.
     """
-    from .voc_eval import _gather
+    from .voc_eval import gather_checked
 
     options = eval_options(options, "coco_ap_per_class", hit_iou=hit_iou)
-    _gather(preds, "preds", num_classes, True), _gather(targets, "targets", num_classes, False)  # validation
+    gather_checked(preds, "preds", num_classes, True), gather_checked(targets, "targets", num_classes, False)  # validation
     if len(preds) != len(targets):
         raise ValueError(f"coco_ap_per_class: {len(preds)} images in preds but {len(targets)} in targets")
     ap = torch.full((num_classes,), math.nan, dtype=torch.float64)

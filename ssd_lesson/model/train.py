@@ -28,11 +28,11 @@ from fastai.torch_core import num_distrib, set_seed
 from torch import Tensor
 
 from ..core.anchors import Anchors, make_anchors
-from ..data.files import held_signals
+from ..io.files import held_signals
 from ..core.loss import SSDLossResult, ssd_loss
 from ..core.options import DecodeOptions, LossOptions
 from .checkpoint import CheckpointRecord, load_checkpoint, save_checkpoint
-from .metrics import _MAPState, map_metrics
+from .metrics import MAPState, map_metrics
 from .net import SSDModel
 
 __all__ = ["SSDLoss", "LossPart", "BatchLosses", "BoxActivationPenalty", "EpochCheckpoint", "ssd_learner", "initial_model",
@@ -177,7 +177,7 @@ def ssd_learner(dls, model: SSDModel, options: LossOptions = LossOptions.trainin
 def evaluate(model: SSDModel, dl, loss_func: SSDLoss, decode_options: DecodeOptions = DecodeOptions()) -> dict[str, float]:
     """Validation losses per image and mAP of ``model`` on all of ``dl``, without fastai's
     Learner (so no collective calls: rank 0 can run it alone after distributed training)."""
-    state = _MAPState(loss_func.anchors, sync=False, options=decode_options)
+    state = MAPState(loss_func.anchors, sync=False, options=decode_options)
     totals, n = {"valid_loss": 0.0, "clas_loss": 0.0, "regr_loss": 0.0}, 0
     was_training = model.training
     model.eval()

@@ -86,7 +86,7 @@ def _tensor(d: Mapping, key: str, where: str) -> Tensor:
         raise TypeError(f"{where}[{key!r}] must be a tensor or array, got {type(v).__name__} ({e})") from None
 
 
-def _gather(items: Any, name: str, num_classes: int, is_pred: bool) -> dict[str, Tensor]:
+def gather_checked(items: Any, name: str, num_classes: int, is_pred: bool) -> dict[str, Tensor]:
     """Validate one side's per-image dicts and concatenate them, with each row's image index.
 
     Shapes and dtypes are checked per image; values (finite, class range, y0 <= y1) once on the
@@ -234,8 +234,8 @@ def voc_ap(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, An
     if not (isinstance(num_classes, int) and num_classes >= 1):
         raise ValueError(f"voc_ap: num_classes must be a positive int, got {num_classes!r}")
     options = eval_options(options, "voc_ap", hit_iou=hit_iou, use_07_metric=use_07_metric)
-    P = _gather(preds, "preds", num_classes, is_pred=True)
-    T = _gather(targets, "targets", num_classes, is_pred=False)
+    P = gather_checked(preds, "preds", num_classes, is_pred=True)
+    T = gather_checked(targets, "targets", num_classes, is_pred=False)
     if len(preds) != len(targets):
         raise ValueError(f"voc_ap: {len(preds)} images in preds but {len(targets)} in targets; give one dict per image in each")
     n_images, extra, C = len(targets), 1.0 if inclusive else 0.0, num_classes

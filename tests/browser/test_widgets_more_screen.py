@@ -43,8 +43,8 @@ def screen(lab, browser):
 def here():
     """The same widgets in the test process: the library's numbers."""
     from ssd_lesson.course.lesson import start_lesson
-    from ssd_lesson.course.widgets_loss import DetectionWidget, FocalWidget
-    from ssd_lesson.course.widgets_more import AnchorWidget, IouWidget
+    from ssd_lesson.course.widgets import DetectionWidget, FocalWidget
+    from ssd_lesson.course.widgets import AnchorWidget, IouWidget
     from ssd_lesson.data.voc import VOC_CLASSES
     from ssd_lesson.drawing import plots
 

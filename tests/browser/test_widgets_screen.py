@@ -51,7 +51,7 @@ def test_widget_fits_the_screen_and_every_arrow_step_shows(screen, out_dir, n, s
 @pytest.fixture(scope="module")
 def follow():
     """FollowBox built here, in the test process, on the same example: the library's numbers and pixels."""
-    from ssd_lesson.course.follow import FollowBox
+    from ssd_lesson.course.widgets.follow import FollowBox
     from ssd_lesson.course.lesson import start_lesson
 
     ex, anchors, class_logits, box_actns, _, _ = start_lesson(verbose=False)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from ssd_lesson.course.solutions import SOLUTIONS
-from ssd_lesson.course.your_turn import CODE_EXERCISES
+from ssd_lesson.course.exercises.solutions import SOLUTIONS
+from ssd_lesson.course.exercises.code_exercises import CODE_EXERCISES
 
 pytestmark = pytest.mark.browser
 

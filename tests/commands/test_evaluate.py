@@ -76,7 +76,7 @@ def test_not_a_checkpoint_and_existing_csv(tmp_path):
 
 
 def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp_path):
-    from ssd_lesson.data.images import VOC_CLASSES
+    from ssd_lesson.data.voc import VOC_CLASSES
     from ssd_lesson.model.checkpoint import find_checkpoint, load_checkpoint
     from ssd_lesson.model.evaluate import evaluate_detections
     from ssd_lesson.model.metrics import coco_ap_per_class
@@ -133,7 +133,7 @@ def test_voc_layout_with_a_difficult_object(collage, tmp_path):
     difficult in its XML, the table counts it apart and scores as voc_ap does with that flag."""
     import shutil
 
-    from ssd_lesson.data.images import load_voc
+    from ssd_lesson.data.voc import load_voc
     from ssd_lesson.model.checkpoint import find_checkpoint, load_checkpoint
     from ssd_lesson.model.evaluate import evaluate_detections
 

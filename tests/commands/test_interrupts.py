@@ -51,7 +51,7 @@ def test_signal_during_checkpoint_write_leaves_a_whole_file_and_no_tmp(tmp_path,
 
 
 def test_failed_checkpoint_write_keeps_the_old_file(tmp_path, monkeypatch):
-    from ssd_lesson.data.files import atomic_write
+    from ssd_lesson.io.files import atomic_write
 
     path = tmp_path / "m.pth"
     path.write_bytes(b"old checkpoint")
@@ -123,7 +123,7 @@ def test_an_incomplete_old_collage_set_is_replaced(tmp_path):
 
 def test_held_signals_deliver_ctrl_c_when_the_outermost_block_ends():
     """EpochCheckpoint holds Ctrl-C around the save and its bookkeeping; save_checkpoint holds it again inside."""
-    from ssd_lesson.data.files import held_signals
+    from ssd_lesson.io.files import held_signals
 
     steps = []
     with pytest.raises(KeyboardInterrupt):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ssd_lesson.data.files import unwritable_reason
+from ssd_lesson.io.files import unwritable_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 UNWRITABLE = Path("/sys/ssd-lesson-test")  # a folder nobody, root included, can create files in

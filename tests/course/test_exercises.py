@@ -13,7 +13,8 @@ import torch
 
 from ssd_lesson import box_iou, ssd_loss
 from ssd_lesson.drawing import tables
-from ssd_lesson.course.exercises import EXERCISES, _same, check, solve
+from ssd_lesson.course.exercises import EXERCISES, check, solve
+from ssd_lesson.course.exercises.questions import _same
 from ssd_lesson.course.lesson import start_lesson
 
 NB_DIR = Path(__file__).resolve().parents[2] / "notebooks"

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ssd_lesson import FORCED_OVERLAP, activations_to_boxes, loss_gradients, make_anchors, ssd_loss
-from ssd_lesson.course.follow import FollowBox, follow_box_figure, follow_box_text
+from ssd_lesson import FORCED_OVERLAP, LossOptions, activations_to_boxes, loss_gradients, make_anchors, ssd_loss
+from ssd_lesson.course.widgets.follow import FollowBox, follow_box_figure, follow_box_text
 from ssd_lesson.course.lesson import example_activations, load_example
 from ssd_lesson.drawing.tables import box_class_losses
 from ssd_lesson.course.widgets import BoxWidget, ThresholdWidget
@@ -211,7 +211,7 @@ def _outline_distance_by_sampling(box, y, x, n=4001):
 
 
 def test_nearest_outline_agrees_with_sampled_outlines():
-    from ssd_lesson.course.follow import nearest_outline
+    from ssd_lesson.course.widgets.follow import nearest_outline
 
     g = torch.Generator().manual_seed(0)
     for _ in range(40):
@@ -303,7 +303,7 @@ def test_a_change_redraws_at_once_outside_a_kernel_even_where_an_event_loop_runs
     import asyncio
     import threading
 
-    from ssd_lesson.course.shown import Coalesce
+    from ssd_lesson.course.widgets.base import Coalesce
 
     drawn = []
     coalesce = Coalesce(lambda: drawn.append(len(drawn)))
@@ -322,7 +322,7 @@ def test_a_change_redraws_at_once_outside_a_kernel_even_where_an_event_loop_runs
 def test_hold_redraws_once_after_several_changes_and_not_after_an_error():
     """``Coalesce.hold()``: the changes inside the block ask for no redraw; one follows when it ends,
     none when it ends with an error (the widget's ``set`` refused a value)."""
-    from ssd_lesson.course.shown import Coalesce
+    from ssd_lesson.course.widgets.base import Coalesce
 
     drawn = []
     coalesce = Coalesce(lambda: drawn.append("redraw"))
@@ -338,3 +338,30 @@ def test_hold_redraws_once_after_several_changes_and_not_after_an_error():
     coalesce()
     assert drawn == ["redraw", "redraw"]
 
+
+
+def test_threshold_widget_takes_its_threshold_from_one_place(case):
+    """The threshold comes from ``threshold`` or from ``options``, never both: the keyword would
+    otherwise override the options without a word."""
+    ex, anchors, cl, ba = case
+    assert ThresholdWidget(ex, anchors, cl, ba, dpi=30).threshold == pytest.approx(0.4)
+    w = ThresholdWidget(ex, anchors, cl, ba, options=LossOptions(iou_threshold=0.5, match_on="anchors"), dpi=30)
+    assert w.threshold == pytest.approx(0.5) and w.options.match_on == "anchors"
+    assert ThresholdWidget(ex, anchors, cl, ba, threshold=0.3, dpi=30).options.iou_threshold == pytest.approx(0.3)
+    with pytest.raises(TypeError, match=r"ThresholdWidget: got both options=.* and iou_threshold=0.5"):
+        ThresholdWidget(ex, anchors, cl, ba, threshold=0.5, options=LossOptions(), dpi=30)
+
+
+def test_threshold_widget_has_one_home():
+    """One module defines it and only the widgets package re-exports it: a reader finds it in one place."""
+    import ast
+    from pathlib import Path
+
+    import ssd_lesson
+
+    assert ThresholdWidget.__module__ == "ssd_lesson.course.widgets.threshold"
+    package = Path(ssd_lesson.__file__).parent
+    binding = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                     if any(isinstance(n, ast.ImportFrom) and "ThresholdWidget" in {a.name for a in n.names}
+                            for n in ast.walk(ast.parse(p.read_text()))))
+    assert binding == ["course/widgets/__init__.py"]

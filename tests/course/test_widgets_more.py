@@ -13,11 +13,11 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 
-from ssd_lesson import make_anchors, ssd_loss
+from ssd_lesson import LossOptions, make_anchors, ssd_loss
 from ssd_lesson.core.anchors import AnchorSpec
 from ssd_lesson.course.lesson import example_activations, load_example
-from ssd_lesson.course.widgets_loss import DetectionWidget, FocalWidget
-from ssd_lesson.course.widgets_more import GRID_CHOICES, RATIO_CHOICES, ZOOM_CHOICES, AnchorWidget, IouWidget
+from ssd_lesson.course.widgets import DetectionWidget, FocalWidget
+from ssd_lesson.course.widgets import GRID_CHOICES, RATIO_CHOICES, ZOOM_CHOICES, AnchorWidget, IouWidget
 from ssd_lesson.data.voc import VOC_CLASSES
 from ssd_lesson.drawing import plots
 from ssd_lesson.model.infer import decode
@@ -164,3 +164,17 @@ def test_several_controls_set_at_once_redraw_once(case):
         widget._later.redraw = lambda real=real: calls.append(1) or real()
         widget.set(**change)
         assert calls == [1], type(widget).__name__
+
+
+def test_focal_widget_takes_gamma_and_alpha_from_one_place(case):
+    """The sliders start at the keywords or at the options' focal_gamma/focal_alpha, never both."""
+    ex, anchors, cl, ba = case
+    w = FocalWidget(ex, anchors, cl, ba, dpi=30)
+    assert (w.gamma, w.alpha) == (1.0, 0.25)  # the lesson's
+    w = FocalWidget(ex, anchors, cl, ba, options=LossOptions(focal_gamma=2.0, focal_alpha=0.5), dpi=30)
+    assert (w.gamma, w.alpha) == (2.0, 0.5)
+    assert (FocalWidget(ex, anchors, cl, ba, gamma=3.0, dpi=30).gamma, w.alpha) == (3.0, 0.5)
+    with pytest.raises(TypeError, match=r"FocalWidget: got both options=.* and focal_gamma=2.0"):
+        FocalWidget(ex, anchors, cl, ba, options=LossOptions(), gamma=2.0, dpi=30)
+    with pytest.raises(TypeError, match=r"FocalWidget: got both options=.* and focal_alpha=0.5"):
+        FocalWidget(ex, anchors, cl, ba, options=LossOptions(), alpha=0.5, dpi=30)

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from ssd_lesson import box_iou, match_boxes
 from ssd_lesson.course.exercises import check
-from ssd_lesson.course.solutions import FUNCTION_NAMES, SOLUTIONS, STUBS
-from ssd_lesson.course.your_turn import CODE_EXERCISES
+from ssd_lesson.course.exercises.solutions import FUNCTION_NAMES, SOLUTIONS, STUBS
+from ssd_lesson.course.exercises.code_exercises import CODE_EXERCISES
 
 
 def _function(source: str):
@@ -222,7 +222,7 @@ def test_each_notebook_02_to_08_and_11_has_its_your_turn_cell():
     import json
     from pathlib import Path
 
-    from ssd_lesson.course.solutions import cell_source
+    from ssd_lesson.course.exercises.solutions import cell_source
     found = {}
     for path in sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         cells = json.loads(path.read_text())["cells"]
@@ -244,7 +244,7 @@ def test_the_solutions_key_fills_every_your_turn_cell_and_each_filled_cell_says_
     import nbformat
 
     from ssd_lesson.commands.notebooks import write_solutions
-    from ssd_lesson.course.solutions import cell_source
+    from ssd_lesson.course.exercises.solutions import cell_source
     written = write_solutions(tmp_path)
     assert [p.name for p in written] == sorted(p.name for p in written) and len(written) >= 11
     filled = {}

@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lesson.data import images as D
+from ssd_lesson.data import example as E, images as D, transforms as T, voc as V
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- boxes, resizing, flipping
 def test_fraction_round_trip_and_resize_keeps_objects_in_their_boxes(voc_root):
-    rec = {r.image_id: r for r in D.load_voc(voc_root, "trainval")}["000012"]
-    frac = D.to_fractions(rec.boxes, rec.height, rec.width)
+    rec = {r.image_id: r for r in V.load_voc(voc_root, "trainval")}["000012"]
+    frac = T.to_fractions(rec.boxes, rec.height, rec.width)
     np.testing.assert_allclose(frac, [[19 / 50, 9 / 60, 45 / 50, 40 / 60]], rtol=1e-6)
-    np.testing.assert_allclose(D.to_pixels(frac, rec.height, rec.width), rec.boxes, atol=1e-4)
-    image, boxes, labels = D.resize_record(rec, 224)
-    assert image.shape == (224, 224, 3) and image.dtype == np.uint8 and labels.tolist() == [D.VOC_CLASSES.index("car")]
+    np.testing.assert_allclose(T.to_pixels(frac, rec.height, rec.width), rec.boxes, atol=1e-4)
+    image, boxes, labels = T.resize_record(rec, 224)
+    assert image.shape == (224, 224, 3) and image.dtype == np.uint8 and labels.tolist() == [V.VOC_CLASSES.index("car")]
     np.testing.assert_allclose(boxes, frac)
     # The drawn rectangle sits at boxes * 224 after the squish (to within the resampling blur).
     y0, x0, y1, x1 = boxes[0] * 224
@@ -33,7 +33,7 @@ def test_fraction_round_trip_and_resize_keeps_objects_in_their_boxes(voc_root):
 def test_hflip_moves_boxes_with_the_image():
     image = np.zeros((10, 20, 3), np.uint8)
     image[2:5, 4:12] = 255  # box (0.2, 0.2, 0.5, 0.6)
-    flipped, boxes = D.hflip(image, np.array([[0.2, 0.2, 0.5, 0.6]], np.float32))
+    flipped, boxes = T.hflip(image, np.array([[0.2, 0.2, 0.5, 0.6]], np.float32))
     np.testing.assert_allclose(boxes, [[0.2, 0.4, 0.5, 0.8]], atol=1e-6)
     ys, xs = np.nonzero(flipped[..., 0])
     assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (2, 5, 8, 16)  # = boxes * (10, 20, 10, 20)
@@ -41,10 +41,10 @@ def test_hflip_moves_boxes_with_the_image():
 
 def test_normalize_round_trip():
     image = (np.arange(4 * 5 * 3) % 256).astype(np.uint8).reshape(4, 5, 3)
-    t = D.normalize(image)
+    t = T.normalize(image)
     assert t.shape == (3, 4, 5) and t.dtype == torch.float32
     assert math.isclose(float(t[0, 0, 0]), (0 / 255 - 0.485) / 0.229, rel_tol=1e-5)
-    np.testing.assert_array_equal(D.denormalize(t), image)
+    np.testing.assert_array_equal(T.denormalize(t), image)
 
 
 # ---------------------------------------------------------------- batching
@@ -67,7 +67,7 @@ def test_collated_batch_feeds_ssd_loss(voc_root):
     from ssd_lesson.core.anchors import make_anchors
     from ssd_lesson.core.loss import ssd_loss
 
-    recs = {r.image_id: r for r in D.load_voc(voc_root, "trainval")}
+    recs = {r.image_id: r for r in V.load_voc(voc_root, "trainval")}
     ds = D.DetectionDataset([recs["000005"], recs["000010"], recs["000007"]])
     images, gt_boxes, gt_labels = D.collate_detections([ds[i] for i in range(3)])
     assert gt_boxes.shape == (3, 5, 4) and gt_labels[1].tolist() == [-1] * 5 and gt_labels[2, 4] == -1
@@ -77,10 +77,10 @@ def test_collated_batch_feeds_ssd_loss(voc_root):
     res = ssd_loss(logits, actns, gt_boxes, gt_labels, anchors)
     assert torch.isfinite(res.total)
     # The empty image: every box is background; BCE of logit 0 is log 2 for each of 189 x 20 columns, / 20.
-    assert (res.target_labels[1] == D.BACKGROUND).all()
+    assert (res.target_labels[1] == V.BACKGROUND).all()
     assert math.isclose(float(res.classification[1]), 189 * math.log(2), rel_tol=1e-5)
     assert float(res.regression[1]) == 0.0
-    assert (res.target_labels[0] != D.BACKGROUND).sum() >= 5  # every object of image 0 is matched
+    assert (res.target_labels[0] != V.BACKGROUND).sum() >= 5  # every object of image 0 is matched
 
 
 def test_dataloaders_feed_a_fastai_learner(voc_root):
@@ -89,7 +89,7 @@ def test_dataloaders_feed_a_fastai_learner(voc_root):
     from ssd_lesson.core.anchors import make_anchors
     from ssd_lesson.core.loss import ssd_loss
 
-    recs = D.load_voc(voc_root, "train") + D.load_voc(voc_root, "val")
+    recs = V.load_voc(voc_root, "train") + V.load_voc(voc_root, "val")
     make = lambda seed: D.make_dataloaders(recs[:3], recs[3:], bs=2, size=64, augment=True, seed=seed, device="cpu")  # noqa: E731
     dls, again = make(1), make(1)
     for _ in range(2):  # same seed: same shuffles and flips, epoch after epoch
@@ -122,9 +122,9 @@ def test_dataloaders_feed_a_fastai_learner(voc_root):
 
 
 def test_augment_flips_some_items_and_their_boxes(voc_root):
-    rec = {r.image_id: r for r in D.load_voc(voc_root, "trainval")}["000012"]
+    rec = {r.image_id: r for r in V.load_voc(voc_root, "trainval")}["000012"]
     image, boxes, _ = D.DetectionDataset([rec], size=32)[0]
-    flipped = D.hflip(np.zeros((1, 1, 3)), boxes.numpy())[1]
+    flipped = T.hflip(np.zeros((1, 1, 3)), boxes.numpy())[1]
     ds = D.DetectionDataset([rec], size=32, augment=True, seed=0)
     outcomes = []
     for epoch in range(12):
@@ -142,24 +142,24 @@ def test_augment_flips_some_items_and_their_boxes(voc_root):
 # ---------------------------------------------------------------- the lesson's example
 def test_lesson_rule_picks_lowest_trainval_id(voc_root, fastai_root):
     for root in (voc_root, fastai_root):
-        assert D.find_lesson_record(D.load_voc(root, "trainval")).image_id == "000007"
-        ex = D.lesson_example(voc=root)
+        assert E.find_lesson_record(V.load_voc(root, "trainval")).image_id == "000007"
+        ex = E.lesson_example(voc=root)
         assert ex.source.startswith("Using Pascal VOC 2007 image 000007")
         assert ex.classes == ["cow", "person", "bicycle", "motorbike"] and ex.image.shape == (40, 44, 3)
         assert ex.image224.shape == (224, 224, 3)
         np.testing.assert_allclose(ex.boxes[0], [2 / 40, 1 / 44, 15 / 40, 20 / 44], rtol=1e-6)
-    recs = {r.image_id: r for r in D.load_voc(voc_root, "trainval")}
-    assert D.find_lesson_record([recs["000005"], recs["000012"]]) is None  # an extra person is not the example
+    recs = {r.image_id: r for r in V.load_voc(voc_root, "trainval")}
+    assert E.find_lesson_record([recs["000005"], recs["000012"]]) is None  # an extra person is not the example
 
 
 def test_lesson_example_falls_back_when_voc_has_no_match(collage_dir):
-    with pytest.warns(D.VocNotFoundWarning, match="exactly one cow"):
-        ex = D.lesson_example(voc=collage_dir)
+    with pytest.warns(V.VocNotFoundWarning, match="exactly one cow"):
+        ex = E.lesson_example(voc=collage_dir)
     assert ex.source.startswith("Using the embedded offline example")
 
 
 def test_embedded_example():
-    ex = D.lesson_example(offline=True)
+    ex = E.lesson_example(offline=True)
     assert ex.source.startswith("Using the embedded offline example")
     assert ex.image.shape == ex.image224.shape == (224, 224, 3) and ex.image.dtype == np.uint8
     assert ex.classes == ["person", "person", "cat", "motorbike"] and ex.labels.tolist() == [14, 14, 7, 13]
@@ -184,7 +184,7 @@ def test_load_image_scales_16_bit_greyscale(tmp_path):
 
     grey = np.array([[0, 257, 32896], [65535, 514, 1000]], np.uint16)
     Image.fromarray(grey).save(tmp_path / "g16.png")
-    got = D.load_image(tmp_path / "g16.png")
+    got = T.load_image(tmp_path / "g16.png")
     assert got.shape == (2, 3, 3) and got.dtype == np.uint8
     assert got[..., 0].tolist() == [[0, 1, 128], [255, 2, 4]]  # /257, not clipped to white
     assert (got[..., 0] == got[..., 2]).all()

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssd_lesson.data.images import load_image, resize_record
+from ssd_lesson.data.transforms import load_image, resize_record
 from ssd_lesson.data.voc import load_voc, parse_voc_xml, read_fastai_json, read_voc_split
 
 ROOT = Path(__file__).resolve().parents[2]

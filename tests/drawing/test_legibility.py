@@ -140,7 +140,7 @@ def _nb09_10(k):
 def _widgets(k):
     """The widgets' figures, in the states a learner reaches: the first box, a saturated one, the 1x1
     box; the threshold at 0 (every box but three positive), at the lesson's 0.4 and at the top."""
-    from ssd_lesson.course.follow import FollowBox
+    from ssd_lesson.course.widgets.follow import FollowBox
     from ssd_lesson.course.widgets import BoxWidget, ThresholdWidget
 
     def box(i):
@@ -161,8 +161,8 @@ def _widgets(k):
 
 def _new_widgets(k):
     """The widgets of notebooks 02, 04, 06 and 10 at their start and at a far setting."""
-    from ssd_lesson.course.widgets_loss import DetectionWidget, FocalWidget
-    from ssd_lesson.course.widgets_more import AnchorWidget, IouWidget
+    from ssd_lesson.course.widgets import DetectionWidget, FocalWidget
+    from ssd_lesson.course.widgets import AnchorWidget, IouWidget
     from ssd_lesson.data.voc import VOC_CLASSES
 
     def detections(score):

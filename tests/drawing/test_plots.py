@@ -7,7 +7,7 @@ import torch
 
 from ssd_lesson import activations_to_boxes, loss_gradients, ssd_loss
 from ssd_lesson.drawing import plots
-from ssd_lesson.data.images import VOC_CLASSES
+from ssd_lesson.data.voc import VOC_CLASSES
 
 from tests.helpers import boxes_in, synthetic_case
 

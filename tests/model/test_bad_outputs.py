@@ -52,3 +52,10 @@ def test_map_with_one_image_without_objects_among_others_is_a_number():
     got = detection_map([_det([box], [3], [0.9]), _det([], [], [])], [torch.tensor([box]), torch.zeros(0, 4)],
                         [torch.tensor([3]), torch.zeros(0, dtype=torch.long)])
     assert got["map_50"] == pytest.approx(1.0)
+
+
+def test_the_detection_widgets_readout_says_when_there_is_no_map():
+    from ssd_lesson.course.widgets.detection import map_text
+
+    assert map_text({"map_50": float("nan"), "map": float("nan")}) == "mAP: none (no ground-truth object in these images)"
+    assert map_text({"map_50": 0.5, "map": 0.25}) == "mAP@0.5 <b>0.5000</b>, mAP@0.5:0.95 0.2500"

@@ -217,7 +217,7 @@ def test_predict_resizes_and_returns_pixel_boxes():
     h, w = 448, 336
     torch.testing.assert_close(dets[1].boxes[0], torch.tensor([0.0375 * h, 0.0375 * w, 0.2125 * h, 0.2125 * w]))
     torch.testing.assert_close(dets[1].boxes[1], torch.tensor([0.175 * h, 0.0, 0.825 * h, w]))
-    # one uint8 (H, W, 3) numpy image, as ssd_lesson.data.images.load_image gives
+    # one uint8 (H, W, 3) numpy image, as ssd_lesson.data.transforms.load_image gives
     image = torch.zeros(100, 50, 3, dtype=torch.uint8).numpy()
     image.flags.writeable = False  # as np.asarray(PIL image) gives: no warning, no error
     with warnings.catch_warnings():

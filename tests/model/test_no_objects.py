@@ -10,7 +10,7 @@ from ssd_lesson.commands.dissect import figure_names, run_dissect
 from ssd_lesson.core.anchors import make_anchors
 from ssd_lesson.core.loss import ssd_loss
 from ssd_lesson.course.lesson import load_example
-from ssd_lesson.data.images import Example
+from ssd_lesson.data.example import Example
 from ssd_lesson.drawing.loss_figures import gradient_figure
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ssd_lesson import FORCED_OVERLAP, classification_loss, loss_gradients, make_anchors, regression_loss, ssd_loss
 from ssd_lesson.drawing import plots, tables
-from ssd_lesson.data.images import BACKGROUND, VOC_CLASSES
+from ssd_lesson.data.voc import BACKGROUND, VOC_CLASSES
 from ssd_lesson.course.lesson import example_activations, load_example
 
 from tests.helpers import boxes_in, checks_output, opens_with_the_kit, stdout, synthetic_case, tagged

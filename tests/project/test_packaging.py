@@ -99,9 +99,9 @@ def test_wheel_carries_the_data(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("ssd_lesson-*.whl")
     site = tmp_path / "site"
     subprocess.run(pip + ["install", str(wheel), "--no-deps", "-q", "--target", str(site)], check=True, capture_output=True)
-    code = ("import ssd_lesson.data.images as d, ssd_lesson.course.lesson as s; "
+    code = ("import ssd_lesson.data.paths as d, ssd_lesson.data.voc as v, ssd_lesson.course.lesson as s; "
             "print(d.__file__); print(d.DATA_DIR); print(s.find_checkpoint()); "
-            "print(len(d.parse_voc_xml(d.EXAMPLE_DIR / 'example.xml', d.EXAMPLE_DIR).class_names))")
+            "print(len(v.parse_voc_xml(d.EXAMPLE_DIR / 'example.xml', d.EXAMPLE_DIR).class_names))")
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     module, data_dir, checkpoint, n_objects = out.stdout.split("\n")[:4]
@@ -122,3 +122,12 @@ def test_readme_python_example_runs():
     assert scope["class_logits"].grad.shape == (2, 189, 21) and scope["box_actns"].grad.shape == (2, 189, 4)
     assert res.match.gt_idx.shape == res.match.positive.shape == (2, 189)
     assert not (res.match.gt_idx[1] == 1).any()  # the padding row (-1) is never matched
+
+
+def test_the_wheel_lists_every_sub_package():
+    """setuptools installs only the packages pyproject.toml names: a new sub-package left out of the list
+    would be missing from the wheel while every test of the checkout passes."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ssd_lesson").rglob("__init__.py")}
+    assert folders - listed == set(), f"not in pyproject.toml's packages: {sorted(folders - listed)}"
+    assert {"ssd_lesson.io", "ssd_lesson.course.widgets", "ssd_lesson.course.exercises"} <= listed

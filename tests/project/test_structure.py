@@ -21,7 +21,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 #: The layers, lowest first: the sub-packages of ``ssd_lesson``. A module's layer is its sub-package;
 #: it may import its own layer and those below. The package's own modules (``__init__``, ``__main__``)
 #: sit above them all, and no layer imports them.
-LAYERS = ["core", "data", "model", "drawing", "course", "commands"]
+LAYERS = ["io", "core", "data", "model", "drawing", "course", "commands"]
 #: Where each third-party dependency may be imported, by layer. The core needs torch only.
 ALLOWED = {
     "fastai": {"data", "model"},
@@ -38,13 +38,48 @@ def module_name(path: Path, package: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def import_base(node: ast.ImportFrom, path: Path, package: Path) -> list[str]:
+    """The dotted parts of the module a ``from ... import`` statement in ``path`` reads from, made absolute."""
+    here = module_name(path, package).split(".")
+    if path.name != "__init__.py":
+        here = here[:-1]  # the package the module is in
+    base = here[:len(here) - node.level + 1] if node.level else []
+    return base + (node.module.split(".") if node.module else [])
+
+
+def private_uses(package: Path) -> list[str]:
+    """``"a.b: from a.c import _name"`` or ``"a.b: c._name"`` for every private name (one underscore, not a
+    dunder) that a module of ``package`` takes from another module of it: by ``from x import _name``, or as
+    an attribute of a module it imported (``from . import lesson`` then ``lesson._helper``)."""
+    private = lambda name: name.startswith("_") and not name.startswith("__")  # noqa: E731
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        me, tree = module_name(path, package), ast.parse(path.read_text())
+        modules: dict[str, str] = {}  # a local name -> the package's module it is bound to
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = import_base(node, path, package)
+                if base[:1] != [package.name]:
+                    continue
+                for alias in node.names:
+                    if private(alias.name):
+                        found.append(f"{me}: from {'.'.join(base)} import {alias.name}")
+                    modules[alias.asname or alias.name] = ".".join(base + [alias.name])
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == package.name:  # import pkg.a.b as m: m is pkg.a.b; else pkg
+                        modules[alias.asname or package.name] = alias.name if alias.asname else package.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                    and private(node.attr)):
+                found.append(f"{me}: {node.value.id}.{node.attr}")
+    return sorted(set(found))
+
+
 def imported_modules(path: Path, package: Path) -> set[str]:
     """Every module ``path`` imports, at module level or inside a function, as absolute dotted names
     (``from ..core.loss import ssd_loss`` in ``ssd_lesson/model/train.py`` gives ``ssd_lesson.core.loss``;
     ``from . import plots`` gives ``ssd_lesson.<its package>.plots``)."""
-    here = module_name(path, package).split(".")
-    if path.name != "__init__.py":
-        here = here[:-1]  # the package the module is in
     is_module = lambda parts: (package.parent.joinpath(*parts).with_suffix(".py").is_file()  # noqa: E731
                                 or package.parent.joinpath(*parts, "__init__.py").is_file())
     names = set()
@@ -52,8 +87,7 @@ def imported_modules(path: Path, package: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = here[:len(here) - node.level + 1] if node.level else []
-            module = base + (node.module.split(".") if node.module else [])
+            module = import_base(node, path, package)
             for alias in node.names:  # from x import y: the module x.y when there is one, else x
                 names.add(".".join(module + [alias.name] if is_module(module + [alias.name]) else module))
     return names
@@ -90,7 +124,7 @@ def test_the_layers_are_the_sub_packages():
     subpackages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
     assert subpackages == sorted(LAYERS), f"sub-packages {subpackages}, layers {LAYERS}"
     assert {p.stem for p in MODULES} >= {"boxes", "anchors", "matching", "loss", "options", "lesson", "images", "voc",
-                                         "draw", "figures", "plots", "widgets", "checkpoint"}
+                                         "draw", "figures", "plots", "threshold", "checkpoint"}
 
 
 def test_no_layer_imports_a_higher_one():
@@ -121,6 +155,27 @@ def test_the_checker_finds_an_upward_edge(tmp_path):
         upward_edges(pkg, ["low", "high"])
 
 
+def test_no_module_takes_a_private_name_from_another():
+    """What one module shares with another is public and documented; a leading underscore means
+    "this module's own", so no other module imports it or reads it through the module."""
+    assert private_uses(PACKAGE) == []
+
+
+def test_the_checker_finds_a_private_name_taken_across_modules(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "low").mkdir(parents=True)
+    for init in (pkg / "__init__.py", pkg / "low" / "__init__.py"):
+        init.write_text("")
+    (pkg / "low" / "base.py").write_text("_SECRET = 1\nSHARED = 2\n\ndef _helper():\n    return _SECRET\n")
+    (pkg / "low" / "user.py").write_text("from .base import SHARED, __all__ as ALL\nfrom . import base\n\n"
+                                         "def f():\n    return base.SHARED, SHARED, ALL\n")
+    assert private_uses(pkg) == []  # public names, a dunder, and a module's own privates pass
+    (pkg / "low" / "user.py").write_text("from .base import _SECRET\nfrom pkg.low import base as b\n\n"
+                                         "def f():\n    from ..low import base\n    return base._helper(), b._SECRET\n")
+    assert private_uses(pkg) == ["pkg.low.user: b._SECRET", "pkg.low.user: base._helper",
+                                 "pkg.low.user: from pkg.low.base import _SECRET"]
+
+
 def third_party(path: Path) -> set[str]:
     """Top-level names of the modules outside the package (and the standard library) that ``path`` imports."""
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
@@ -130,6 +185,11 @@ def third_party(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", sorted((PACKAGE / "core").glob("*.py")), ids=lambda p: p.name)
 def test_core_modules_import_torch_only(path):
     assert third_party(path) <= {"torch"}, f"{path.name} imports {sorted(third_party(path) - {'torch'})}"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "io").glob("*.py")), ids=lambda p: p.name)
+def test_io_modules_import_the_standard_library_only(path):
+    assert third_party(path) == set(), f"{path.name} imports {sorted(third_party(path))}"
 
 
 @pytest.mark.parametrize("dependency", sorted(ALLOWED))

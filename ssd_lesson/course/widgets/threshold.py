@@ -14,18 +14,18 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..core.anchors import Anchors
-from ..core.loss import SSDLossResult, ssd_loss
-from ..core.matching import FORCED_OVERLAP
-from ..core.options import LossOptions
-from ..drawing import plots
-from ..drawing.placement import placer_for
-from .shown import MARGIN_COLOR, Coalesce, Frames, _Shown, animate
+from ...core.anchors import Anchors
+from ...core.loss import SSDLossResult, ssd_loss
+from ...core.matching import FORCED_OVERLAP
+from ...core.options import LossOptions
+from ...drawing import plots
+from ...drawing.placement import placer_for
+from .base import MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate
 
 __all__ = ["ThresholdWidget"]
 
 
-class ThresholdWidget(_Shown):
+class ThresholdWidget(FigureWidget):
     """The IoU threshold as a slider: the positive boxes, the count and the losses follow it.
 
     One photo panel draws the ground truth (dashed) and only the boxes that are
@@ -37,21 +37,23 @@ class ThresholdWidget(_Shown):
         example: a ``data.Example`` or :class:`~ssd_lesson.drawing.plots.Scene` (its boxes are the ground truth).
         anchors: from ``make_anchors()``.
         class_logits: ``(1, A, C+1)``; box_actns: ``(1, A, 4)``.
-        threshold: the starting value (default ``options.iou_threshold``, the lesson's 0.4).
-        options: the other loss options (:class:`~ssd_lesson.core.options.LossOptions`; the slider sets the threshold).
+        threshold: the starting value (default: the lesson's 0.4); or give it as ``options.iou_threshold``.
+        options: the loss options (:class:`~ssd_lesson.core.options.LossOptions`; the slider moves its
+            ``iou_threshold``). Both ``threshold`` and ``options`` at once is a ``TypeError`` naming both.
         image_format: ``"png"`` or ``"jpeg"`` (smaller, for figures full of photographs).
         max_labels: at most this many positives are named in the photo (the best overlaps; the readout lists all).
     """
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
-                 threshold: Optional[float] = None, options: LossOptions = LossOptions(),
+                 threshold: Optional[float] = None, options: Optional[LossOptions] = None,
                  dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = 0.05, top: float = 0.95,
                  max_labels: int = 12):
-        self.scene, self.anchors, self.dpi, self.options = plots.as_scene(example), anchors, dpi, options
-        threshold = options.iou_threshold if threshold is None else threshold
-        self.max_labels = max_labels
-        if math.isnan(float(threshold)):
+        if threshold is not None and math.isnan(float(threshold)):
             raise ValueError(f"threshold nan is not a number; the slider takes 0.0 to {top}")
+        options = LossOptions.resolve(options, "ThresholdWidget", iou_threshold=threshold)
+        threshold = options.iou_threshold
+        self.scene, self.anchors, self.dpi, self.options = plots.as_scene(example), anchors, dpi, options
+        self.max_labels = max_labels
         self.class_logits, self.box_actns = class_logits.detach(), box_actns.detach()
         self.gt_boxes = torch.as_tensor(np.asarray(self.scene.boxes), dtype=self.box_actns.dtype).unsqueeze(0)
         self.gt_labels = torch.as_tensor(np.asarray(self.scene.labels), dtype=torch.int64).unsqueeze(0)

@@ -1,6 +1,6 @@
 """A matplotlib figure shown inside an ipywidget, at its own pixel size, with a static copy for offline pages.
 
-The widgets (:mod:`ssd_lesson.course.widgets`, :mod:`ssd_lesson.course.follow`, ...) each own one
+The widgets (:mod:`ssd_lesson.course.widgets`: one module each) derive from :class:`FigureWidget`; each owns one
 :class:`~matplotlib.figure.Figure`, draw it once and then, on every change, only what moves
 (:class:`Frames`), and show it as image bytes in an ``ipywidgets.Image``: this works under
 ``%matplotlib inline`` (no ipympl) and in tests without a browser.
@@ -18,6 +18,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
+
+__all__ = ["MARGIN_COLOR", "FigureWidget", "Frames", "Coalesce", "animate", "encode", "pixel_size", "show"]
 
 MARGIN_COLOR = "#5a5a5a"  # around the photo: white dashes and light boxes stay visible
 
@@ -42,8 +44,13 @@ def show(image: W.Image, fig: Figure, dpi: int) -> None:
     image.layout.width, image.layout.height = f"{w}px", f"{h}px"
 
 
-class _Shown:
-    """Shared plumbing: the widget tree is ``self.widget``; displaying the object displays it."""
+class FigureWidget:
+    """The base of every widget of the course: one matplotlib figure shown in an ``ipywidgets.Image``.
+
+    A subclass sets ``widget`` (the tree of controls and the image), ``figure``, ``image`` and ``dpi``;
+    displaying the object displays ``widget``, with a static copy of the figure for pages that show
+    no widgets (:meth:`_repr_mimebundle_`).
+    """
 
     widget: W.Widget
     figure: Figure

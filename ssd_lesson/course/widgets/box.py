@@ -1,8 +1,7 @@
-"""Two ipywidgets for the notebooks: a box's four activations (notebook 3) and the IoU threshold (notebook 5,
-:mod:`ssd_lesson.course.threshold`).
+"""A box's four activations as a widget (notebook 3): slide them and see the predicted box move.
 
-Each widget owns one matplotlib :class:`~matplotlib.figure.Figure` and redraws
-*that* figure on every change, shown at its own pixel size (:mod:`ssd_lesson.course.shown`). Controls and figure fit one
+The widget owns one matplotlib :class:`~matplotlib.figure.Figure` and redraws
+*that* figure on every change, shown at its own pixel size (:mod:`ssd_lesson.course.widgets.base`). Controls and figure fit one
 1440x900 screen, and every keyboard step of a control changes the figure.
 ``.set(...)`` moves the controls as a learner would; the attributes
 (``.pred_box``, ``.positive_count``, ...) hold exactly what is on display.
@@ -19,12 +18,12 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..drawing import plots
-from ..core.anchors import Anchors, activations_to_boxes
-from ..drawing.placement import placer_for
-from .shown import MARGIN_COLOR, Coalesce, Frames, _Shown, animate
+from ...drawing import plots
+from ...core.anchors import Anchors, activations_to_boxes
+from ...drawing.placement import placer_for
+from .base import MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate
 
-__all__ = ["BoxWidget", "ThresholdWidget"]
+__all__ = ["BoxWidget"]
 
 ACTIVATIONS = ("dy", "dx", "dh", "dw")
 TANH_LIMIT = 0.99  # the sliders move tanh(activation) in [-0.99, 0.99] (activation +-2.65)
@@ -87,7 +86,7 @@ def _checked_activations(box_actns: Any, count: int) -> torch.Tensor:
     return t
 
 
-class BoxWidget(_Shown):
+class BoxWidget(FigureWidget):
     """Pick one of the anchor boxes and slide its activations ``(dy, dx, dh, dw)`` in tanh space.
 
     Each slider moves ``tanh(activation)`` in ``[-0.99, 0.99]`` by 0.03 a key press: the
@@ -282,5 +281,3 @@ class BoxWidget(_Shown):
         self._moving = [c for c in (*ax.get_children(), *self.inset.get_children()) if c not in before]
         animate(*self._moving)
 
-
-from .threshold import ThresholdWidget  # noqa: E402  (its own module; imported here as before)

@@ -1,7 +1,7 @@
 """The checker of the "your turn" cells: the learner writes one step of the loss as a function.
 
 ``check_code(name, fn)`` runs ``fn`` on the exercise's seeded random cases and edge cases
-(:mod:`.your_turn_cases`), compares each result with the library's, and prints one message:
+(:mod:`.box_cases`, :mod:`.loss_cases`), compares each result with the library's, and prints one message:
 
 - *not answered yet* when ``fn`` is the starting stub (returns None, or raises ``NotImplementedError``);
 - *Right* when every case agrees;
@@ -19,8 +19,9 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .your_turn_cases import ANCHORS, DECODE, IOU, MATCH, Case, CodeExercise
-from .your_turn_losses import ANCHOR_TARGETS, BCE, GRAD, L1
+from .box_cases import ANCHORS, DECODE, IOU, MATCH
+from .cases import Case, CodeExercise
+from .loss_cases import ANCHOR_TARGETS, BCE, GRAD, L1
 
 __all__ = ["check_code", "run_cases", "CODE_EXERCISES"]
 

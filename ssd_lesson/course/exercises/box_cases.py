@@ -1,76 +1,28 @@
-"""The code exercises of the "your turn" cells: their cases, the library's answer, and the slips they catch.
+"""The code exercises of notebooks 02 to 05 (anchor boxes, decoding, IoU, matching): their cases,
+the library's answer, and the slips they catch.
 
-Each :class:`CodeExercise` holds seeded random cases plus the edge cases that catch real mistakes
-(a box that overlaps nothing, two objects wanting the same box, an IoU of exactly 0.4, boxes at the
+Each :class:`~ssd_lesson.course.exercises.cases.CodeExercise` holds seeded random cases plus the
+edge cases that catch real mistakes (a box that overlaps nothing, two objects wanting the same box, an IoU of exactly 0.4, boxes at the
 image edge, an image without objects), the library function that gives the right answer, and the
 slips a learner makes, each as the answer that slip would give and its own hint.
 Boxes are ``(y0, x0, y1, x1)`` fractions of the image; anchors are also ``(cy, cx, h, w)``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-from ..core.anchors import AnchorSpec, activations_to_boxes, make_anchors
-from ..core.boxes import box_iou, corners_to_centers
-from ..core.matching import FORCED_OVERLAP, IOU_THRESHOLD, match_boxes
+from ...core.anchors import AnchorSpec, activations_to_boxes, make_anchors
+from ...core.boxes import box_iou, corners_to_centers
+from ...core.matching import FORCED_OVERLAP, IOU_THRESHOLD, match_boxes
+from .cases import LESSON_ANCHORS, Case, CodeExercise, Slip, random_boxes, seeded
 
-__all__ = ["Case", "Slip", "CodeExercise", "ANCHORS", "DECODE", "IOU", "MATCH"]
+__all__ = ["ANCHORS", "DECODE", "IOU", "MATCH"]
 
 #: The side of the model's input, in pixels (the slip "pixels for fractions").
 IMAGE_SIZE = 224
-
-
-class Case(NamedTuple):
-    """One call of the learner's function: ``fn(*args)``; ``names`` name the arguments in messages."""
-
-    label: str
-    names: tuple[str, ...]
-    args: tuple[Any, ...]
-    hint: str = ""  # said when the learner's function fails on this case
-
-    def clone_args(self) -> tuple[Any, ...]:
-        """Fresh copies, so a function that writes into its inputs cannot change the next call's."""
-        return tuple(a.clone() if isinstance(a, Tensor) else a for a in self.args)
-
-    def describe(self) -> str:
-        def one(n: str, a: Any) -> str:
-            if isinstance(a, Tensor):
-                vals = " ".join(str((a.double() * 1e4).round().div(1e4).tolist() if a.is_floating_point() else a.tolist()).split())
-                return f"{n} = {vals}" if a.numel() <= 24 else f"{n} of shape {tuple(a.shape)}"
-            return f"{n} = {a!r}"
-        return ", ".join(one(n, a) for n, a in zip(self.names, self.args))
-
-
-class Slip(NamedTuple):
-    """A likely mistake: ``wrong(*args)`` is what it gives, ``hint`` what to say about it."""
-
-    hint: str
-    wrong: Callable[..., Any]
-
-
-class CodeExercise(NamedTuple):
-    signature: str
-    returns: str
-    outputs: tuple[str, ...]  # names of the returned values, in order
-    cases: Callable[[], list[Case]]
-    right: Callable[..., Any]
-    slips: dict[str, Slip]
-    hint: str
-    why: str
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _random_boxes(n: int, g: torch.Generator) -> Tensor:
-    """``(n, 4)`` boxes inside the image, at least 0.05 on a side."""
-    lo = torch.rand(n, 2, generator=g) * 0.8
-    size = 0.05 + torch.rand(n, 2, generator=g) * (1 - lo - 0.05)
-    return torch.cat([lo, lo + size], dim=1)
 
 
 # ---- 02: the anchor boxes of one grid --------------------------------------------------------------------------
@@ -86,7 +38,7 @@ def _anchor_boxes(grid: int, zooms: tuple, ratios: tuple, order: str = "zoom out
 
 
 def _anchor_cases() -> list[Case]:
-    g = _gen(2)
+    g = seeded(2)
     names = ("grid", "zooms", "ratios")
     cases = [Case("the lesson's 4x4 grid", names, (4, LESSON_ZOOMS, LESSON_RATIOS)),
              Case("the 1x1 grid: boxes bigger than the image, past its edges", names, (1, LESSON_ZOOMS, LESSON_RATIOS)),
@@ -123,8 +75,6 @@ ANCHORS = CodeExercise(
 
 # ---- 03: one anchor's activations to its predicted box --------------------------------------------------------
 
-_ANCHORS = make_anchors(dtype=torch.float64)
-
 
 def _decode(actn: Tensor, anchor: Tensor, cell: float, squash: Callable[[Tensor], Tensor] = torch.tanh,
             move: float = 0.5, grow: float = 0.5) -> Tensor:
@@ -135,20 +85,20 @@ def _decode(actn: Tensor, anchor: Tensor, cell: float, squash: Callable[[Tensor]
 
 
 def _decode_right(actn: Tensor, anchor: Tensor, cell: float) -> Tensor:
-    """The library's decoding, for the anchor of ``_ANCHORS`` that ``anchor`` is."""
-    index = int(((_ANCHORS.centers_hw - anchor).abs().sum(dim=1) + (_ANCHORS.grid_sizes[:, 0] - cell).abs()).argmin())
-    actns = torch.zeros(len(_ANCHORS), 4, dtype=torch.float64)
+    """The library's decoding, for the anchor of ``LESSON_ANCHORS`` that ``anchor`` is."""
+    index = int(((LESSON_ANCHORS.centers_hw - anchor).abs().sum(dim=1) + (LESSON_ANCHORS.grid_sizes[:, 0] - cell).abs()).argmin())
+    actns = torch.zeros(len(LESSON_ANCHORS), 4, dtype=torch.float64)
     actns[index] = actn
-    return activations_to_boxes(actns, _ANCHORS)[index]
+    return activations_to_boxes(actns, LESSON_ANCHORS)[index]
 
 
 def _decode_cases() -> list[Case]:
-    g = _gen(3)
+    g = seeded(3)
     names = ("actn", "anchor", "cell")
 
     def case(label: str, index: int, actn: Tensor) -> Case:
         return Case(f"{label} (anchor box {index})", names,
-                    (actn.double(), _ANCHORS.centers_hw[index].clone(), float(_ANCHORS.grid_sizes[index, 0])))
+                    (actn.double(), LESSON_ANCHORS.centers_hw[index].clone(), float(LESSON_ANCHORS.grid_sizes[index, 0])))
     cases = [case("random activations", int(torch.randint(0, 189, (1,), generator=g)), torch.randn(4, generator=g))
              for _ in range(3)]
     cases += [case("activations all 0: the anchor box itself", 99, torch.zeros(4)),
@@ -190,9 +140,9 @@ def _iou_variant(box: Tensor, others: Tensor, clamp: bool = True, union: str = "
 
 
 def _iou_cases() -> list[Case]:
-    g = _gen(4)
+    g = seeded(4)
     names = ("box", "others")
-    cases = [Case("random boxes", names, (_random_boxes(1, g)[0], _random_boxes(5, g))) for _ in range(2)]
+    cases = [Case("random boxes", names, (random_boxes(1, g)[0], random_boxes(5, g))) for _ in range(2)]
     far = torch.tensor([[0.6, 0.6, 0.9, 0.9], [0.0, 0.5, 0.3, 1.0], [0.7, 0.0, 1.0, 0.2]])
     cases += [Case("a box that overlaps nothing", names, (torch.tensor([0.05, 0.05, 0.3, 0.35]), far),
                    "intersection height and width are 0 when the boxes do not meet (clamp at 0)"),
@@ -244,7 +194,7 @@ def _match_variant(ious: Tensor, forced: float | None = FORCED_OVERLAP, claim_id
 
 
 def _match_cases() -> list[Case]:
-    g = _gen(5)
+    g = seeded(5)
     names = ("ious",)
     random = torch.rand(8, 3, generator=g) * 0.7
     random[[2, 5]] = 0

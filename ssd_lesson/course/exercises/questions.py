@@ -13,10 +13,10 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 
-from ..core.anchors import activations_to_boxes
-from ..model.infer import decode
-from ..core.matching import FORCED_OVERLAP
-from .your_turn import CODE_EXERCISES, check_code
+from ...core.anchors import activations_to_boxes
+from ...model.infer import decode
+from ...core.matching import FORCED_OVERLAP
+from .code_exercises import CODE_EXERCISES, check_code
 
 __all__ = ["EXERCISES", "Exercise", "check", "solve"]
 
@@ -181,7 +181,7 @@ def check(name: str, answer: Any, **context: Any) -> bool:
     """Print whether ``answer`` to exercise ``name`` is right (never the answer itself); return it.
 
     For a code exercise (``"05.match"``, ...) ``answer`` is the learner's function, run on the checker's
-    own cases (:func:`~ssd_lesson.course.your_turn.check_code`); ``context`` is not used.
+    own cases (:func:`~ssd_lesson.course.exercises.code_exercises.check_code`); ``context`` is not used.
     """
     if name in CODE_EXERCISES:
         return check_code(name, answer)

@@ -1,6 +1,6 @@
 """The code exercises of notebooks 06, 07, 08 and 11: the loss's parts, one image at a time.
 
-Like :mod:`.your_turn_cases`: seeded cases plus edge cases, the library's answer, and the slips.
+Like :mod:`.box_cases`: seeded cases plus edge cases, the library's answer, and the slips.
 Boxes are ``(y0, x0, y1, x1)`` fractions of the image; class ids are ``0..C-1`` with ``C`` background.
 """
 from __future__ import annotations
@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core.boxes import box_iou
-from ..core.loss import classification_loss, regression_loss, ssd_loss
-from ..core.matching import IOU_THRESHOLD, match_boxes
-from .your_turn_cases import _ANCHORS, Case, CodeExercise, Slip, _gen, _random_boxes
+from ...core.boxes import box_iou
+from ...core.loss import classification_loss, regression_loss, ssd_loss
+from ...core.matching import IOU_THRESHOLD, match_boxes
+from .cases import LESSON_ANCHORS, Case, CodeExercise, Slip, random_boxes, seeded
 
 __all__ = ["BCE", "L1", "GRAD", "ANCHOR_TARGETS"]
 
@@ -29,7 +29,7 @@ def _bce_variant(logits: Tensor, target: Tensor, keep_background: bool = False, 
 
 
 def _bce_cases() -> list[Case]:
-    g = _gen(6)
+    g = seeded(6)
     names = ("logits", "target")
 
     def random(A: int, C: int, background: float) -> tuple[Tensor, Tensor]:
@@ -76,11 +76,11 @@ def _l1_variant(pred: Tensor, target: Tensor, positive: Tensor, mask: bool = Tru
 
 
 def _l1_cases(empty_hint: str = "with no positives both losses are 0 (divide by max(n, 1))") -> list[Case]:
-    g = _gen(7)
+    g = seeded(7)
     names = ("pred", "target", "positive")
 
     def random(A: int, p: float) -> tuple[Tensor, Tensor, Tensor]:
-        return _random_boxes(A, g), _random_boxes(A, g), torch.rand(A, generator=g) < p
+        return random_boxes(A, g), random_boxes(A, g), torch.rand(A, generator=g) < p
     one = random(5, 0.0)
     one[2][3] = True
     return [Case("6 boxes, some positive", names, random(6, 0.5)), Case("one positive box", names, one),
@@ -140,7 +140,7 @@ BACKGROUND_ID = 20
 def _targets_right(anchor_boxes: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> Tensor:
     A = anchor_boxes.shape[0]
     zeros = torch.zeros(1, A, BACKGROUND_ID + 1, dtype=torch.float64)
-    res = ssd_loss(zeros, torch.zeros(1, A, 4, dtype=torch.float64), gt_boxes[None].double(), gt_labels[None], _ANCHORS,
+    res = ssd_loss(zeros, torch.zeros(1, A, 4, dtype=torch.float64), gt_boxes[None].double(), gt_labels[None], LESSON_ANCHORS,
                    match_on="anchors")
     return res.target_labels[0]
 
@@ -160,10 +160,10 @@ def _targets_variant(anchor_boxes: Tensor, gt_boxes: Tensor, gt_labels: Tensor, 
 
 
 def _targets_cases() -> list[Case]:
-    g = _gen(11)
+    g = seeded(11)
     names = ("anchor_boxes", "gt_boxes", "gt_labels")
-    corners = _ANCHORS.corners.clone()
-    return [Case("three random objects", names, (corners, _random_boxes(3, g), torch.randint(0, 20, (3,), generator=g))),
+    corners = LESSON_ANCHORS.corners.clone()
+    return [Case("three random objects", names, (corners, random_boxes(3, g), torch.randint(0, 20, (3,), generator=g))),
             Case("a small object at the image's edge and a large one", names,
                  (corners, torch.tensor([[0.0, 0.9, 0.08, 1.0], [0.1, 0.1, 0.95, 0.9]], dtype=torch.float64),
                   torch.tensor([14, 11]))),

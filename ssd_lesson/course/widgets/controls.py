@@ -1,0 +1,24 @@
+"""The slider the focal and detection widgets share, and the check of a value set from code."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ipywidgets as W
+
+__all__ = ["value_slider", "finite_value"]
+
+
+def value_slider(name: str, value: float, lo: float, hi: float, step: float) -> W.FloatSlider:
+    """A slider named ``name`` from ``lo`` to ``hi`` in steps of ``step``, starting at ``value``;
+    it reports while it is dragged (``continuous_update``), its value to two decimals."""
+    return W.FloatSlider(value=value, min=lo, max=hi, step=step, description=name, readout_format=".2f",
+                         continuous_update=True, style={"description_width": "90px"}, layout=W.Layout(width="340px"))
+
+
+def finite_value(name: str, value: Any, lo: float, hi: float) -> float:
+    """``value`` as a float for the slider ``name`` (which clamps it to ``[lo, hi]``); NaN is a ``ValueError``."""
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError(f"{name} = nan is not a number; the slider takes {lo:g} to {hi:g}")
+    return v
