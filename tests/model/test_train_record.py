@@ -153,7 +153,12 @@ def test_a_run_from_init_records_where_it_started_and_what_it_saw(tmp_path, monk
     argv = ["--body", "tiny", "--no-pretrained", "--n-hidden", "128", "--n-images", "6", "--photos", "train", "--bs", "2",
             "--epochs", "1", "--lr", "0.001", "--wd", "0.001", "--box-penalty", "0.5", "--init", str(base),
             "--regression", "sum", "--data-dir", str(tmp_path), "--out", str(out)]
+    from ssd_lesson.model import checkpoint
+
+    read, real_read = [], checkpoint._read_checkpoint
+    monkeypatch.setattr(checkpoint, "_read_checkpoint", lambda path, *a: read.append(Path(path)) or real_read(path, *a))
     assert train_main(argv) == 0
+    assert read == [base]  # --init is read once
     model = load_checkpoint(out)
     record = model.record
     assert record.command == full_command(_parse(argv)) and "--wd 0.001 --box-penalty 0.5 --init " + str(base) in record.command
