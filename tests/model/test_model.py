@@ -375,6 +375,7 @@ def test_predict_and_decode_options_and_shapes():
 @pytest.mark.parametrize("content,says", [
     (b"", "not a checkpoint"), (bytes(range(256)) * 4, "not a checkpoint"), ("truncated", "not a checkpoint"),
     ("pickled object", "refused: it holds Python objects"), ("missing key", "lacks the key 'model'"),
+    ("older layout, missing key", "lacks the key 'head_kwargs'"),
 ])
 def test_load_checkpoint_refuses_what_is_not_a_checkpoint(model, tmp_path, content, says):
     path = tmp_path / "bad.pth"
@@ -386,6 +387,13 @@ def test_load_checkpoint_refuses_what_is_not_a_checkpoint(model, tmp_path, conte
     elif content == "missing key":
         ckpt = torch.load(good, weights_only=True)
         del ckpt["model"]
+        torch.save(ckpt, path)
+    elif content == "older layout, missing key":  # the shipped checkpoints' layout
+        from ssd_lesson.model.checkpoint import find_checkpoint
+
+        ckpt = torch.load(find_checkpoint(), weights_only=True)
+        assert ckpt["format"] == "ssd_lesson.checkpoint/1"
+        del ckpt["head_kwargs"]
         torch.save(ckpt, path)
     else:
         path.write_bytes(content)
