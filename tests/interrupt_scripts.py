@@ -11,8 +11,8 @@ def slow_checkpoint_write(path: str, ready: str) -> None:
     (touching ``ready`` then) until a signal comes."""
     import torch
 
-    from ssd_lesson.core.anchors import AnchorSpec
     from ssd_lesson.model import checkpoint
+    from ssd_lesson.model.config import ModelConfig
 
     real_save = torch.save
 
@@ -25,7 +25,7 @@ def slow_checkpoint_write(path: str, ready: str) -> None:
         Path(f).write_bytes(data)
 
     class Small(torch.nn.Module):
-        spec, class_names, body_name, size, head_kwargs = AnchorSpec(), ("cat", "dog"), "tiny", 224, {}
+        config = ModelConfig(body="tiny", class_names=("cat", "dog"))
 
         def __init__(self):
             super().__init__()

@@ -220,7 +220,7 @@ def check_writable(path: str | Path, option: str, folder: bool = False) -> None:
 def sigterm_as_exit() -> Iterator[None]:
     """While the command runs, SIGTERM (``kill``, a job scheduler, a container stopping) ends it as an exit
     would, status 143, so that every ``finally`` runs: the private temporary folder is removed and a
-    checkpoint being written is finished first (:func:`ssd_lesson.data.files.held_signals`). Python's default
+    checkpoint being written is finished first (:func:`ssd_lesson.io.files.held_signals`). Python's default
     for SIGTERM is to die at once, leaving both behind. Only in the main thread, where handlers run."""
     if threading.current_thread() is not threading.main_thread():
         yield

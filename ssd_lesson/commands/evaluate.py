@@ -1,7 +1,7 @@
 """``python -m ssd_lesson evaluate``: a checkpoint's AP per class, Pascal VOC's way and COCO's.
 
 The command line of :mod:`ssd_lesson.model.evaluate`. The checkpoint's
-:class:`~ssd_lesson.model.checkpoint.CheckpointRecord` says which collage set it was trained
+:class:`~ssd_lesson.model.record.CheckpointRecord` says which collage set it was trained
 on (its size, seed and photographs: its validation split is the default data; for a checkpoint
 trained with ``--photos train``, that of collages cut from the photographs kept out), how its mAP was
 decoded, and what loss it trained with (printed); options given on the command line win. The
@@ -98,19 +98,20 @@ def _records(args, record) -> tuple[list, str]:
     from ..data.voc import find_voc, load_voc
 
     if args.data == "collage":
-        trained = record.data if record.data is not None and record.data.kind == "collage" else None
+        trained = record.data if record.trained_on_collages() else None
         n = args.n_images or (trained.n_images if trained else None) or DEFAULT_COLLAGE["n_images"]
-        seed = next(s for s in (args.seed, trained.seed if trained else None, DEFAULT_COLLAGE["seed"]) if s is not None)
-        own = (trained.photos if trained else None) or "all"  # the photographs its training collages were cut from
-        choice = args.photos or ("held_out" if own == "train" else "trained")
-        if choice == "held_out" and own == "all":
-            print("warning: --photos held_out: this checkpoint trained on those photographs too, so they are not "
-                  "held out of it", file=sys.stderr)
+        seed = next(s for s in (args.seed, record.collage_seed(), DEFAULT_COLLAGE["seed"]) if s is not None)
+        own = (trained.photos if trained else None) or "all"  # the photographs its own training collages were cut from
+        kept_out = record.photos_kept_out()  # the record's rule: its --init chain counts too
+        choice = args.photos or ("held_out" if kept_out else "trained")
+        if choice == "held_out" and not kept_out:
+            print("warning: --photos held_out: this checkpoint (or one it started from) trained on those photographs "
+                  "too, so they are not held out of it", file=sys.stderr)
         photos = "held_out" if choice == "held_out" else own
         split = args.split or "val"
         _, valid, folder = collage_records(n, seed, args.data_dir or "runs", photos=photos)
         records = valid if split == "val" else load_voc(folder, split)
-        kept = "; photographs kept out of its training" if own == "train" and photos == "held_out" else ""
+        kept = "; photographs kept out of its training" if kept_out and photos == "held_out" else ""
         return records, f"collage set {folder} ({n} images, seed {seed}, {photos} photos{kept}), split {split}"
     with warnings.catch_warnings(record=True) as caught:  # find_voc's warning is many lines: one is enough here
         warnings.simplefilter("always")
@@ -144,7 +145,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson evaluate ...``: 0 done; 2 wrong options or missing data; 1 an existing --csv."""
     args = _parse(argv)  # a wrong option, a missing file or folder: run_command prints UserError's one line
     from ..core.options import DecodeOptions, EvalOptions
-    from ..model.checkpoint import CheckpointRecord  # after the options: --help answers without torch
+    from ..model.record import CheckpointRecord  # after the options: --help answers without torch
     from ..model.evaluate import evaluate_detections
     from .option_flags import options_from
 

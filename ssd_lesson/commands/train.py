@@ -3,19 +3,19 @@
 The command line of :mod:`ssd_lesson.model.train`: the data (the offline collage set or
 Pascal VOC 2007), the model, the schedule and the loss options (one
 :class:`~ssd_lesson.core.options.LossOptions`, by default :meth:`LossOptions.training`).
-The checkpoint carries a :class:`~ssd_lesson.model.checkpoint.CheckpointRecord`: the command with
+The checkpoint carries a :class:`~ssd_lesson.model.record.CheckpointRecord`: the command with
 every option spelled out (:func:`full_command`, so running it again makes the same model whatever
-the defaults become) and the parsed options, the loss options, the data (for collages, which
-photographs: ``--photos``), the seed, the checkpoint it started from (``--init``) and each epoch's
-validation numbers.
+the defaults become), the loss options, the data (for collages, which photographs: ``--photos``), the
+seed, the checkpoint it started from (``--init``, with its own record) and each epoch's validation numbers.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from .cli import (HelpFormatter, at_least, check_writable, in_file, nonnegative_float, out_file, positive_float,
                   positive_int)
@@ -82,11 +82,6 @@ def full_command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def _plain(options: dict[str, Any]) -> dict[str, Any]:
-    """Parsed options as plain values (paths as strings), for the checkpoint."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
-
-
 def train_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson train ...``: returns the exit status (0 done, 1 or 2 refused, 130 on Ctrl-C)."""
     args = _parse(argv)  # first: --help and a wrong option answer without importing torch
@@ -94,10 +89,10 @@ def train_main(argv: Sequence[str]) -> int:
     from ..data.collage import collage_records
     from ..data.images import make_dataloaders
     from ..data.voc import VOC_CLASSES, find_voc, load_voc
-    from ..model.checkpoint import CheckpointRecord, InitCheckpoint, TrainingData
     from ..model.net import create_ssd_model
-    from ..model.train import (BatchLosses, BoxActivationPenalty, EpochCheckpoint, fit, initial_model, is_main_process,
-                               n_processes, set_seed, ssd_learner)
+    from ..model.record import CheckpointRecord, InitCheckpoint, TrainingData
+    from ..model.train import (BatchLosses, BoxActivationPenalty, EpochCheckpoint, draw_as_fresh_models, fit,
+                               initial_model, is_main_process, n_processes, set_seed, ssd_learner)
 
     options = loss_options_from(args)
     rank0 = is_main_process()
@@ -107,8 +102,11 @@ def train_main(argv: Sequence[str]) -> int:
         say(f"error: {out} exists; pass --force to overwrite it, or choose another --out", file=sys.stderr)
         return 1
     check_writable(out, "--out")  # before the data and a whole epoch
-    if args.init is not None:  # refused before the data is made; loaded again below, in the order the RNG needs
-        initial_model(args.init, args.body, args.n_hidden, VOC_CLASSES)
+    init, start = None, None
+    if args.init is not None:  # read once, here: a checkpoint that does not fit is refused before the data is made
+        start = initial_model(args.init, args.body, args.n_hidden, VOC_CLASSES)
+        init = InitCheckpoint(path=str(args.init), sha256=hashlib.sha256(Path(args.init).read_bytes()).hexdigest(),
+                              record=start.record.replace(path=None))
     if args.data == "collage":
         train_recs, valid_recs, where = collage_records(args.n_images, args.seed, args.data_dir or "runs",
                                                         photos=args.photos)
@@ -125,8 +123,12 @@ def train_main(argv: Sequence[str]) -> int:
         return 2
     set_seed(args.seed, reproducible=True)
     dls = make_dataloaders(train_recs, valid_recs, bs=args.bs, augment=True, seed=args.seed)
-    if args.init is not None:
-        model = initial_model(args.init, args.body, args.n_hidden, VOC_CLASSES)
+    if start is not None:
+        model = start
+        # The random draws of two fresh models' initial weights, on purpose: train --init made them here when it
+        # built its models before filling them from the checkpoint, and the shipped checkpoint's recorded command
+        # (README, step 2) reproduces its weights bit for bit only with the same draws before training.
+        draw_as_fresh_models(start.config, times=2)
     else:
         model = create_ssd_model(args.body, pretrained=args.pretrained, n_hidden=args.n_hidden, class_names=VOC_CLASSES)
     batch_losses = BatchLosses()
@@ -136,13 +138,10 @@ def train_main(argv: Sequence[str]) -> int:
     if args.wd is not None:
         learn.wd = args.wd
     collage = args.data == "collage"
-    data = TrainingData(args.data, str(where), args.n_images if collage else None, args.seed if collage else None,
-                        len(train_recs), len(valid_recs), args.photos if collage else None)
-    # InitCheckpoint.of loads --init once more, drawing from the seeded global RNG (a model's random init) before
-    # training: the shipped checkpoint was made so, and its recorded command reproduces it only in this order.
-    init = None if args.init is None else InitCheckpoint.of(args.init)
+    data = TrainingData(args.data, str(where), args.n_images if collage else None, len(train_recs), len(valid_recs),
+                        args.photos if collage else None)
     record = CheckpointRecord(command=full_command(args), loss_options=options, decode_options=decode_options, data=data,
-                              seed=args.seed, options=_plain(vars(args)), init=init)
+                              seed=args.seed, init=init)
     ckpt = EpochCheckpoint(out, half=args.half, record=record)
     say(f"{args.data}: {len(train_recs)} train / {len(valid_recs)} valid images; body {args.body}; "
         f"{args.epochs} epochs of {len(dls.train)} batches of {args.bs}"

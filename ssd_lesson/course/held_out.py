@@ -31,9 +31,7 @@ def checkpoint_summary(model: Any) -> str:
     lines = record.summary().splitlines()
     seen = photos_seen(model)
     if seen is not None:
-        from ..data.collage import HELD_OUT_PHOTOS
-
-        kept_out = [p for p in HELD_OUT_PHOTOS if p not in seen]
+        kept_out = record.photos_kept_out()
         at = next((i for i, ln in enumerate(lines) if ln.startswith("its validation numbers")), len(lines))
         lines.insert(at, f"photos its training objects were cut from: {', '.join(seen)}; "
                          f"kept out of training: {', '.join(kept_out) or 'none'}")
@@ -42,17 +40,10 @@ def checkpoint_summary(model: Any) -> str:
 
 def photos_seen(model: Any) -> Optional[tuple[str, ...]]:
     """The annotated photographs whose objects ``model``'s training collages (its own and those of the
-    checkpoint it started from, as ``model.record`` says) were cut from; None when it was not trained
-    on the collage set (or nothing is recorded)."""
-    from ..data.collage import photo_set
-
-    record = model.record
-    if record is None or record.data is None or record.data.kind != "collage":  # VOC, or saved outside train
-        return None
-    sets = {record.data.photos or "all"}
-    if record.init is not None:  # a start not trained on collages, or not recorded: counted as all of them
-        sets.add(record.init.photos or "all")
-    return tuple(sorted({name for s in sets for name in photo_set(s)}))
+    checkpoints it started from, as ``model.record`` says) were cut from; None when it was not trained
+    on the collage set (or nothing is recorded). The record's rule, the one ``evaluate`` follows too
+    (:meth:`~ssd_lesson.model.record.CheckpointRecord.photos_seen`)."""
+    return None if model.record is None else model.record.photos_seen()
 
 
 def lesson_model(verbose: bool = True) -> Any:
@@ -91,18 +82,14 @@ def held_out_records(model: Any, n_valid: int = 40, verbose: bool = True) -> lis
 
 def _recorded_seed(model: Any) -> int:
     """The collage seed ``model`` was trained with (its record), else the default 0."""
-    data = model.record.data if model.record is not None else None
-    return data.seed if data is not None and data.seed is not None else 0
+    seed = model.record.collage_seed() if model.record is not None else None
+    return seed if seed is not None else 0
 
 
 def _kept_out(model: Any) -> list[str]:
-    """The photographs kept out of ``model``'s training (``train --photos train``): those of
-    ``photo_set("held_out")`` when it saw all the others, else none."""
-    from ..data.collage import photo_set
-
-    seen = photos_seen(model) or photo_set("all")
-    unseen = [p for p in photo_set("all") if p not in seen]
-    return unseen if unseen and set(unseen) == set(photo_set("held_out")) else []
+    """The photographs kept out of ``model``'s training and of the checkpoints it started from
+    (:meth:`~ssd_lesson.model.record.CheckpointRecord.photos_kept_out`); none when nothing is recorded."""
+    return [] if model.record is None else list(model.record.photos_kept_out())
 
 
 def _held_out_collages(model: Any, n_valid: int) -> tuple[list, str]:

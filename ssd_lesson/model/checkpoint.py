@@ -1,199 +1,41 @@
 """Checkpoints: the model's weights, what rebuilds it, and a typed record of how it was made.
 
-:func:`save_checkpoint` writes the weights with the anchor spec, class names, body and size,
-and a :class:`CheckpointRecord`: the command with every option, the loss options it trained with,
-the decode options its mAP was measured with, its data (for collages, which photographs their
-objects were cut from), seed, epoch, validation metrics, and the checkpoint it started from
-(:class:`InitCheckpoint`).
+:func:`save_checkpoint` writes the weights with the model's
+:class:`~ssd_lesson.model.config.ModelConfig` (body, size, head, anchor spec, class names) and its
+:class:`~ssd_lesson.model.record.CheckpointRecord` (the command, the loss and decode options, the
+data, seed, epoch, validation metrics, and the checkpoint it started from).
 :func:`load_checkpoint` rebuilds the model and hangs the record on it as ``model.record``
 (with the path it was read from), so evaluation and the notebooks use the loss it was trained
-with. Files are read with ``torch.load(weights_only=True)``: plain values only, never code.
-:func:`find_checkpoint` finds the shipped one in ``data/checkpoints/``.
+with. Files are read with ``torch.load(weights_only=True)``: plain values only, never code; files of
+the older layout (the shipped ones: the configuration's fields side by side, the record in its older
+layout) are read too. :func:`find_checkpoint` finds the shipped one in ``data/checkpoints/``.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
 from ..core.anchors import AnchorSpec
-from ..core.options import DecodeOptions, LossOptions
 from ..io.files import atomic_write
 from ..data.paths import DATA_DIR
+from .config import ModelConfig, spec_from_dict, spec_to_dict
 from .net import SSDModel, create_ssd_model
+from .record import CheckpointRecord, InitCheckpoint, TrainingData
 
-__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "TrainingData", "InitCheckpoint", "CheckpointRecord",
-           "LEGACY_LOSS_OPTIONS", "find_checkpoint", "save_checkpoint", "load_checkpoint", "check_classes", "spec_to_dict",
-           "spec_from_dict"]
+__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FORMAT", "OLDER_CHECKPOINT_FORMAT", "TrainingData", "InitCheckpoint", "CheckpointRecord",
+           "find_checkpoint", "save_checkpoint", "load_checkpoint", "check_classes", "spec_to_dict", "spec_from_dict"]
 
 CHECKPOINT_DIR = DATA_DIR / "checkpoints"
-CHECKPOINT_FORMAT = "ssd_lesson.checkpoint/1"
-CHECKPOINT_KEYS = ("state_dict", "spec", "class_names", "body", "size", "head_kwargs")
-#: What ``train`` trained with before checkpoints recorded their loss options (its defaults then:
-#: match on the anchor boxes, the L1 summed), unless the recorded command said otherwise.
-LEGACY_LOSS_OPTIONS = LossOptions.lesson_code().replace(regression_reduction="sum")
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """The images a checkpoint was trained on.
-
-    kind: ``"collage"`` (the offline set, remade from ``n_images``, ``seed`` and ``photos``) or ``"voc"``;
-    folder: where they were; n_train, n_valid: images in each split; photos: for collages, the
-    photographs their objects were cut from (``ssd_lesson.data.collage.photo_set(photos)``: ``"all"``,
-    the default, or ``"train"``, which keeps ``HELD_OUT_PHOTOS`` out); None for VOC.
-    """
-
-    kind: Literal["collage", "voc"]
-    folder: str
-    n_images: Optional[int] = None
-    seed: Optional[int] = None
-    n_train: Optional[int] = None
-    n_valid: Optional[int] = None
-    photos: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        if self.kind == "collage" and self.photos is None:  # not given (or recorded before --photos): all of them
-            object.__setattr__(self, "photos", "all")
-
-
-@dataclass(frozen=True)
-class InitCheckpoint:
-    """The checkpoint a training run started from (``train --init``).
-
-    path: as given to ``--init``; sha256: of the file's bytes when training started (so a changed file is
-    noticed); command: the command recorded in it; photos: the collage photographs it was trained on
-    (:attr:`TrainingData.photos`; None when it was not trained on collages).
-    """
-
-    path: str
-    sha256: str
-    command: Optional[str] = None
-    photos: Optional[str] = None
-
-    @classmethod
-    def of(cls, path: str | Path) -> "InitCheckpoint":
-        """The record of checkpoint ``path`` (loaded with :func:`load_checkpoint`, which builds its model)."""
-        record = load_checkpoint(path).record
-        data = record.data
-        return cls(path=str(path), sha256=hashlib.sha256(Path(path).read_bytes()).hexdigest(), command=record.command,
-                   photos=data.photos if data is not None and data.kind == "collage" else None)
-
-
-@dataclass(frozen=True)
-class CheckpointRecord:
-    """How a checkpoint was made; every field may be unknown (None) for a model saved outside ``train``.
-
-    command: the command line, every option spelled out (``train`` records so since issue 22;
-    older checkpoints, the exact command typed); loss_options: the :class:`LossOptions` it trained
-    with; decode_options: the :class:`DecodeOptions` its mAP metrics were decoded with; data: its
-    :class:`TrainingData`; seed: training's seed; epoch: epochs finished; metrics: the last epoch's
-    validation numbers by name; options: the command's parsed options by name (plain values; empty
-    when not recorded); init: the checkpoint it started from (:class:`InitCheckpoint`), None when it
-    started from scratch; note: a correction or remark added afterwards; path: the file it was read
-    from (not saved).
-    """
-
-    command: Optional[str] = None
-    loss_options: Optional[LossOptions] = None
-    decode_options: DecodeOptions = DecodeOptions()
-    data: Optional[TrainingData] = None
-    seed: Optional[int] = None
-    epoch: Optional[int] = None
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
-    init: Optional[InitCheckpoint] = None
-    note: Optional[str] = None
-    path: Optional[Path] = None
-
-    def replace(self, **changes: Any) -> "CheckpointRecord":
-        """A copy with ``changes``."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for the file (``path`` is where it is, not what it holds)."""
-        return dict(command=self.command, loss_options=None if self.loss_options is None else self.loss_options.to_dict(),
-                    decode_options=self.decode_options.to_dict(),
-                    data=None if self.data is None else dataclasses.asdict(self.data), seed=self.seed,
-                    epoch=self.epoch, metrics={k: float(v) for k, v in self.metrics.items()}, options=dict(self.options),
-                    init=None if self.init is None else dataclasses.asdict(self.init), note=self.note)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], path: Optional[Path] = None) -> "CheckpointRecord":
-        """Inverse of :meth:`to_dict`; also reads the older ``extra`` dict (``data`` a folder name,
-        ``n_images``, ``n_train``, ``n_valid`` beside it, loss options maybe missing: see :func:`_legacy`)."""
-        if not isinstance(d.get("data"), (dict, type(None))) or "decode_options" not in d:
-            return _legacy(d, path)
-        return cls(command=d.get("command"),
-                   loss_options=None if d.get("loss_options") is None else LossOptions.from_dict(d["loss_options"]),
-                   decode_options=DecodeOptions.from_dict(d["decode_options"]),
-                   data=None if d.get("data") is None else TrainingData(**d["data"]), seed=d.get("seed"),
-                   epoch=d.get("epoch"), metrics=dict(d.get("metrics") or {}), **_added_in_issue_22(d), path=path)
-
-    def summary(self) -> str:
-        """Lines for a reader: the command, the checkpoint it started from, the loss, a note, the validation
-        numbers (the unknown ones left out)."""
-        lines = [f"made with: {self.command or '(command not recorded)'}"]
-        if self.init is not None:
-            lines.append(f"starting from {self.init.path} (sha256 {self.init.sha256[:12]}...), made with: "
-                         f"{self.init.command or '(command not recorded)'}")
-        if self.loss_options is not None:
-            lines.append(f"its loss: {self.loss_options.describe()}")
-        if self.note:
-            lines.append(f"note: {self.note}")
-        if self.metrics:
-            lines.append("its validation numbers: " + ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items()))
-        return "\n".join(lines)
-
-
-def _flag(tokens: Sequence[str], name: str) -> Optional[str]:
-    """The value after ``name`` in a command line (``--name value`` or ``--name=value``), else None."""
-    for i, t in enumerate(tokens):
-        if t == name and i + 1 < len(tokens):
-            return tokens[i + 1]
-        if t.startswith(name + "="):
-            return t.split("=", 1)[1]
-    return None
-
-
-def _added_in_issue_22(d: Mapping[str, Any]) -> dict[str, Any]:
-    """The record's ``options``, ``init`` and ``note`` from a saved dict (new or ``extra``); absent ones are unknown."""
-    return dict(options=dict(d.get("options") or {}), note=d.get("note"),
-                init=None if d.get("init") is None else InitCheckpoint(**d["init"]))
-
-
-def _legacy(d: Mapping[str, Any], path: Optional[Path]) -> CheckpointRecord:
-    """A record from the ``extra`` dict of checkpoints saved before :class:`CheckpointRecord` (the shipped ones:
-    ``data/checkpoints/ssd_collage.pth`` and ``base/ssd_collage_anchors.pth`` record their loss options, full
-    command, parsed options, collage photos and, the first, the checkpoint it started from)."""
-    command = d.get("command")
-    tokens = (command or "").split()
-    if d.get("loss_options") is not None:
-        loss = LossOptions.from_dict(d["loss_options"])
-    elif command:  # what the command chose over the then defaults
-        chosen = dict(match_on=_flag(tokens, "--match-on"), regression_reduction=_flag(tokens, "--regression"),
-                      classification=_flag(tokens, "--loss"),
-                      iou_threshold=None if _flag(tokens, "--iou-threshold") is None else float(_flag(tokens, "--iou-threshold")))
-        loss = LEGACY_LOSS_OPTIONS.replace(**{k: v for k, v in chosen.items() if v is not None})
-    else:
-        loss = None
-    data = None
-    if d.get("data") is not None:
-        folder = str(d["data"])
-        m = re.search(r"collage-n(\d+)-seed(\d+)", folder)
-        kind = _flag(tokens, "--data") or ("collage" if m else "voc")
-        n_images = d.get("n_images") or (int(m.group(1)) if m else None)
-        seed = d.get("seed") if d.get("seed") is not None else (int(m.group(2)) if m else None)
-        data = TrainingData(kind, folder, n_images, seed if kind == "collage" else None, d.get("n_train"), d.get("n_valid"),
-                            d.get("photos") if kind == "collage" else None)
-    seed = d.get("seed") if d.get("seed") is not None else (data.seed if data is not None else None)
-    return CheckpointRecord(command=command, loss_options=loss, data=data, seed=seed, epoch=d.get("epoch"),
-                            metrics=dict(d.get("metrics") or {}), **_added_in_issue_22(d), path=path)
+#: The layout :func:`save_checkpoint` writes: the weights, the model's configuration, its record.
+CHECKPOINT_FORMAT = "ssd_lesson.checkpoint/2"
+#: The older layout, still read: the configuration's fields side by side (the head's in ``head_kwargs``), the
+#: record in its older layout (:meth:`CheckpointRecord.read`).
+OLDER_CHECKPOINT_FORMAT = "ssd_lesson.checkpoint/1"
+#: The keys each layout needs.
+_KEYS = {CHECKPOINT_FORMAT: ("state_dict", "model"),
+         OLDER_CHECKPOINT_FORMAT: ("state_dict", "spec", "class_names", "body", "size", "head_kwargs")}
 
 
 def find_checkpoint(checkpoint: str | Path | None = None) -> Optional[Path]:
@@ -206,28 +48,15 @@ def find_checkpoint(checkpoint: str | Path | None = None) -> Optional[Path]:
     return found[0] if found else None
 
 
-def spec_to_dict(spec: AnchorSpec) -> dict:
-    """An :class:`AnchorSpec` as plain lists (for saving)."""
-    return dataclasses.asdict(spec)
-
-
-def spec_from_dict(d: dict) -> AnchorSpec:
-    """Inverse of :func:`spec_to_dict`."""
-    tup = lambda x: tuple(tup(v) for v in x) if isinstance(x, (list, tuple)) else x  # noqa: E731
-    return AnchorSpec(**{k: (None if v is None else tup(v)) for k, v in d.items()})
-
-
 def save_checkpoint(model: SSDModel, path: str | Path, *, half: bool = False,
                     record: Optional[CheckpointRecord] = None) -> Path:
-    """Save weights, anchor spec, class names, body, size and ``record`` (default: the model's own
+    """Save the weights, the model's :class:`ModelConfig` and ``record`` (default: the model's own
     ``record``, else an empty one); written atomically (a crash mid-save leaves the previous file
     intact). ``half`` stores float weights as float16."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     record = record if record is not None else (getattr(model, "record", None) or CheckpointRecord())
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
-    ckpt = dict(format=CHECKPOINT_FORMAT, state_dict=sd, spec=spec_to_dict(model.spec),
-                class_names=list(model.class_names), body=model.body_name, size=model.size,
-                head_kwargs=model.head_kwargs, record=record.to_dict())
+    ckpt = dict(format=CHECKPOINT_FORMAT, state_dict=sd, model=model.config.to_dict(), record=record.to_dict())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:  # Ctrl-C / SIGTERM wait for the rename: the old file or the whole new one
@@ -269,12 +98,21 @@ def _read_checkpoint(path: Path, map_location: Any) -> dict:
                     or "EOF" in ln), type(e).__name__)
         raise ValueError(f"{path}: not a checkpoint: torch.load cannot read it ({why.split('. ')[0][:120]}); "
                          "empty, truncated or another kind of file") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in _KEYS:
         raise ValueError(f"{path}: not an ssd_lesson checkpoint (saved by ssd_lesson.model.checkpoint.save_checkpoint)")
-    for key in CHECKPOINT_KEYS:
+    keys = _KEYS[ckpt["format"]]
+    for key in keys:
         if key not in ckpt:
-            raise ValueError(f"{path}: the checkpoint lacks the key {key!r} (it needs {', '.join(CHECKPOINT_KEYS)})")
+            raise ValueError(f"{path}: the checkpoint lacks the key {key!r} (it needs {', '.join(keys)})")
     return ckpt
+
+
+def _model_config(ckpt: Mapping[str, Any]) -> ModelConfig:
+    """The checkpoint's :class:`ModelConfig`, from either layout."""
+    if ckpt["format"] == CHECKPOINT_FORMAT:
+        return ModelConfig.from_dict(ckpt["model"])
+    return ModelConfig(body=ckpt["body"], size=ckpt["size"], spec=spec_from_dict(ckpt["spec"]),
+                       class_names=tuple(ckpt["class_names"]), **ckpt["head_kwargs"])
 
 
 def load_checkpoint(path: str | Path, *, spec: Optional[AnchorSpec] = None,
@@ -292,24 +130,23 @@ def load_checkpoint(path: str | Path, *, spec: Optional[AnchorSpec] = None,
         raise FileNotFoundError(f"{path}: no such checkpoint")
     ckpt = _read_checkpoint(path, map_location)
     try:
-        saved_spec = spec_from_dict(ckpt["spec"])
+        config = _model_config(ckpt)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: the checkpoint's 'spec' is not an anchor spec ({e})") from None
-    if spec is not None and spec != saved_spec:
-        raise ValueError(f"{path}: checkpoint was trained for anchor spec {saved_spec}, not the requested {spec}")
+        raise ValueError(f"{path}: the checkpoint's model configuration is malformed ({e})") from None
+    if spec is not None and spec != config.spec:
+        raise ValueError(f"{path}: checkpoint was trained for anchor spec {config.spec}, not the requested {spec}")
     if class_names is not None:
-        check_classes(ckpt["class_names"], class_names, path)
+        check_classes(config.class_names, class_names, path)
     try:
-        record = CheckpointRecord.from_dict(ckpt.get("record", ckpt.get("extra")) or {}, path)
-    except (TypeError, ValueError) as e:
+        record = CheckpointRecord.read(ckpt.get("record") or {}, older_layout=ckpt["format"] == OLDER_CHECKPOINT_FORMAT,
+                                       path=path)
+    except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: the checkpoint's record is malformed ({e})") from None
-    names = ckpt["class_names"]
-    model = create_ssd_model(ckpt["body"], pretrained=False, spec=saved_spec, n_classes=len(names),
-                             class_names=names, size=ckpt["size"], **ckpt["head_kwargs"])
+    model = create_ssd_model(config, pretrained=False)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     except (RuntimeError, AttributeError) as e:
-        raise ValueError(f"{path}: the checkpoint's 'state_dict' does not fit its {ckpt['body']} model "
+        raise ValueError(f"{path}: the checkpoint's 'state_dict' does not fit its {config.body} model "
                          f"({str(e).strip().splitlines()[0]})") from None
     model.record = record
     return model.eval()

@@ -8,14 +8,15 @@ activations per cell, flattened in the anchor order of :func:`~ssd_lesson.core.a
 ``class_logits (B, 189, 21)`` and ``box_actns (B, 189, 4)`` for the default spec.
 Boxes decoded from them are ``(y0, x0, y1, x1)`` fractions of the image.
 
-Checkpoints (:mod:`ssd_lesson.model.checkpoint`) hold the weights with the anchor spec,
-class names and body, so one call rebuilds the model, and a record of how it was trained.
+The model's configuration (body, input size, head, anchor spec, classes) is one
+:class:`~ssd_lesson.model.config.ModelConfig`; checkpoints (:mod:`ssd_lesson.model.checkpoint`)
+hold the weights with it, so one call rebuilds the model, and a record of how it was trained.
 """
 from __future__ import annotations
 
 import os
 import warnings
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +24,13 @@ from torch import Tensor, nn
 
 from ..core.anchors import AnchorSpec
 from . import BODIES  # defined in the package, torch-free: train --help lists them
+from .config import ModelConfig, resolve_model_config
 
 if TYPE_CHECKING:
-    from .checkpoint import CheckpointRecord
+    from .record import CheckpointRecord
 
-__all__ = ["BODIES", "ConvBlock", "OutConv", "SSDHead", "SSDModel", "create_body", "create_ssd_model", "layer_shapes"]
-
+__all__ = ["BODIES", "ModelConfig", "ConvBlock", "OutConv", "SSDHead", "SSDModel", "create_body", "create_ssd_model",
+           "layer_shapes"]
 
 
 class ConvBlock(nn.Sequential):
@@ -100,17 +102,35 @@ class SSDHead(nn.Module):
 
 class SSDModel(nn.Module):
     """Body + :class:`SSDHead`. Input ``(B, 3, size, size)`` normalised images; output
-    ``(class_logits (B, A, C+1), box_actns (B, A, 4))``. Carries what a checkpoint needs:
-    ``spec``, ``class_names``, ``body_name``, ``size`` and ``head_kwargs``; ``record`` is the
-    :class:`~ssd_lesson.model.checkpoint.CheckpointRecord` of the checkpoint it was loaded from (else None)."""
+    ``(class_logits (B, A, C+1), box_actns (B, A, 4))``. ``config`` is the
+    :class:`~ssd_lesson.model.config.ModelConfig` that builds it again (``spec``, ``class_names``,
+    ``body_name`` and ``size`` read from it); ``record`` is the
+    :class:`~ssd_lesson.model.record.CheckpointRecord` of the checkpoint it was loaded from (else None)."""
 
-    def __init__(self, body: nn.Module, head: SSDHead, spec: AnchorSpec, class_names: Sequence[str],
-                 body_name: str, size: int, head_kwargs: dict[str, Any]):
+    def __init__(self, body: nn.Module, head: SSDHead, config: ModelConfig):
         super().__init__()
-        self.body, self.head = body, head
-        self.spec, self.class_names, self.body_name = spec, tuple(class_names), body_name
-        self.size, self.head_kwargs = size, dict(head_kwargs)
+        self.body, self.head, self.config = body, head, config
         self.record: Optional["CheckpointRecord"] = None
+
+    @property
+    def spec(self) -> AnchorSpec:
+        """The anchor boxes the outputs are ordered by."""
+        return self.config.spec
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The object classes, in output order."""
+        return self.config.class_names
+
+    @property
+    def body_name(self) -> str:
+        """The body's name (one of ``BODIES``)."""
+        return self.config.body
+
+    @property
+    def size(self) -> int:
+        """The input images' height and width in pixels."""
+        return self.config.size
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         if images.dim() != 4 or images.shape[1] != 3:
@@ -154,32 +174,35 @@ def create_body(name: str = "resnet34", pretrained: bool = True) -> nn.Module:
     return fastai_create_body(net, pretrained=loaded, cut=meta["cut"])
 
 
-def create_ssd_model(body: str = "resnet34", pretrained: bool = True, spec: AnchorSpec = AnchorSpec(),
-                     n_classes: int = 20, class_names: Optional[Sequence[str]] = None, size: int = 224,
-                     n_hidden: int = 256, drop: float = 0.1, class_bias: float = -4.0) -> SSDModel:
-    """Build the lesson's SSD for ``size x size`` images and the anchors of ``spec``.
+def create_ssd_model(config: Union[ModelConfig, str, None] = None, pretrained: bool = True, *,
+                     body: Optional[str] = None, spec: Optional[AnchorSpec] = None, n_classes: Optional[int] = None,
+                     class_names: Optional[Sequence[str]] = None, size: Optional[int] = None,
+                     n_hidden: Optional[int] = None, drop: Optional[float] = None,
+                     class_bias: Optional[float] = None) -> SSDModel:
+    """Build the lesson's SSD of ``config`` (a :class:`ModelConfig`), for ``size x size`` images and the anchors of ``spec``.
 
-    ``class_names`` defaults to the 20 VOC classes in lesson order (then ``n_classes`` must be 20).
-    ``pretrained``: ImageNet weights for the body when loadable (else a warning and random weights).
+    Instead of a config, its fields may be given as keywords (the others :class:`ModelConfig`'s defaults), and
+    ``config`` may be the body's name (``create_ssd_model("tiny", pretrained=False, n_hidden=128)``); a config
+    and fields at once is a ``TypeError``. ``class_names`` defaults to the 20 VOC classes in lesson order (then
+    ``n_classes``, if given, must be 20). ``pretrained``: ImageNet weights for the body when loadable (else a
+    warning and random weights).
     """
-    if class_names is None:
-        from ..data.voc import VOC_CLASSES
-
-        if n_classes != len(VOC_CLASSES):
-            raise ValueError(f"n_classes={n_classes}: pass class_names (the default names are the {len(VOC_CLASSES)} VOC classes)")
-        class_names = VOC_CLASSES
-    if len(class_names) != n_classes:
-        raise ValueError(f"{len(class_names)} class_names given for n_classes={n_classes}")
-    net = create_body(body, pretrained)
+    if isinstance(config, str):  # the body's name, as the lesson calls it
+        if body is not None:
+            raise TypeError(f"create_ssd_model: the body given twice ({config!r} and body={body!r})")
+        config, body = None, config
+    config = resolve_model_config(config, n_classes=n_classes, body=body, spec=spec, class_names=class_names, size=size,
+                                  n_hidden=n_hidden, drop=drop, class_bias=class_bias)
+    net = create_body(config.body, pretrained)
     with torch.no_grad():  # the feature map's channels and size at this input size
         was = net.training
-        feats = net.eval()(torch.zeros(1, 3, size, size))
+        feats = net.eval()(torch.zeros(1, 3, config.size, config.size))
         net.train(was)
     if feats.shape[-1] != feats.shape[-2]:
         raise ValueError(f"the body gives a non-square {tuple(feats.shape[-2:])} feature map")
-    head_kwargs = dict(n_hidden=n_hidden, drop=drop, class_bias=class_bias)
-    head = SSDHead(spec, feats.shape[1], feats.shape[-1], n_classes, **head_kwargs)
-    return SSDModel(net, head, spec, class_names, body, size, head_kwargs)
+    head = SSDHead(config.spec, feats.shape[1], feats.shape[-1], config.n_classes, n_hidden=config.n_hidden,
+                   drop=config.drop, class_bias=config.class_bias)
+    return SSDModel(net, head, config)
 
 
 def layer_shapes(model: SSDModel, images: Tensor) -> dict[str, Any]:

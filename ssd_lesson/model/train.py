@@ -31,12 +31,14 @@ from ..core.anchors import Anchors, make_anchors
 from ..io.files import held_signals
 from ..core.loss import SSDLossResult, ssd_loss
 from ..core.options import DecodeOptions, LossOptions
-from .checkpoint import CheckpointRecord, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ModelConfig
 from .metrics import MAPState, map_metrics
-from .net import SSDModel
+from .net import SSDModel, create_ssd_model
+from .record import CheckpointRecord
 
 __all__ = ["SSDLoss", "LossPart", "BatchLosses", "BoxActivationPenalty", "EpochCheckpoint", "ssd_learner", "initial_model",
-           "evaluate", "fit", "is_main_process", "n_processes", "set_seed"]
+           "draw_as_fresh_models", "evaluate", "fit", "is_main_process", "n_processes", "set_seed"]
 
 
 class SSDLoss:
@@ -119,17 +121,30 @@ class BoxActivationPenalty(Callback):
 
 
 def initial_model(path: str | Path, body: str, n_hidden: int, class_names: Optional[Sequence[str]] = None) -> SSDModel:
-    """The model of checkpoint ``path``, in training mode, to train on from (``train --init``).
+    """The model of checkpoint ``path``, in training mode, to train on from (``train --init``), its record in
+    ``model.record``.
 
     Its body and head must be ``body`` / ``n_hidden`` (the options the run records) and, when given, its
     classes ``class_names``; else a ``ValueError`` naming the checkpoint and both.
     """
     model = load_checkpoint(path, class_names=class_names)
-    saved_hidden = model.head_kwargs.get("n_hidden")
-    if model.body_name != body or saved_hidden != n_hidden:
-        raise ValueError(f"--init {path}: the checkpoint is a {model.body_name} body with n_hidden {saved_hidden}, "
+    saved = model.config
+    if saved.body != body or saved.n_hidden != n_hidden:
+        raise ValueError(f"--init {path}: the checkpoint is a {saved.body} body with n_hidden {saved.n_hidden}, "
                          f"not the requested --body {body} --n-hidden {n_hidden}")
     return model.train()
+
+
+def draw_as_fresh_models(config: ModelConfig, times: int) -> None:
+    """Advance the global random-number generator as building ``times`` fresh models of ``config`` would
+    (their random initial weights), by building and dropping them.
+
+    ``train --init`` calls it where it once built models it then filled from the checkpoint: the shuffles and
+    dropout masks of training come after these draws, and the recorded commands of the shipped checkpoints
+    (README) reproduce their weights bit for bit only when the draws are the same.
+    """
+    for _ in range(times):
+        create_ssd_model(config, pretrained=False)
 
 
 class EpochCheckpoint(Callback):

@@ -188,7 +188,7 @@ def test_collage_data_follows_the_checkpoint_s_record(monkeypatch, tmp_path, cap
     monkeypatch.setattr(collage, "collage_records", lambda n, seed, root, **kw: asked.append((n, seed, kw)) or
                         ([], ["a record"], Path(root) / "set"))
     args = argparse.Namespace(data="collage", n_images=None, seed=None, split=None, data_dir=str(tmp_path), photos=None)
-    held = CheckpointRecord(data=TrainingData("collage", "runs/x", 30, 2, photos="train"))
+    held = CheckpointRecord(data=TrainingData("collage", "runs/x", 30, photos="train"), seed=2)
     records, what = E._records(args, held)
     assert records == ["a record"] and asked == [(30, 2, {"photos": "held_out"})]
     assert what == (f"collage set {tmp_path / 'set'} (30 images, seed 2, held_out photos; photographs kept out of its "
@@ -212,7 +212,7 @@ def test_the_command_line_s_decoding_and_hit_iou_reach_the_table(monkeypatch, ca
     from ssd_lesson.commands import evaluate as E
     from ssd_lesson.data.voc import VOC_CLASSES
     from ssd_lesson.model import evaluate as model_evaluate
-    from ssd_lesson.model.checkpoint import CheckpointRecord
+    from ssd_lesson.model.record import CheckpointRecord
 
     recorded = DecodeOptions(score_threshold=0.2, nms_iou=0.4, max_per_image=50)
     model = type("Model", (), {"class_names": VOC_CLASSES, "record": CheckpointRecord(decode_options=recorded)})()
@@ -237,3 +237,49 @@ def test_the_command_line_s_decoding_and_hit_iou_reach_the_table(monkeypatch, ca
     out, ap = mean_voc07("--hit-iou", "0.7", "--nms-iou", "0.3", "--max-per-image", "5")
     assert used[-1] == DecodeOptions(score_threshold=0.2, nms_iou=0.3, max_per_image=5) and ap == 0.0
     assert "hit IoU > 0.7 (VOC)" in out and "(score > 0.2, NMS at IoU 0.3, at most 5 per image)" in out
+
+
+def test_a_train_photos_run_started_from_an_all_photos_checkpoint_keeps_nothing_out(monkeypatch, tmp_path, capsys):
+    """``--photos train`` with ``--init`` from a checkpoint trained on every photograph: its start saw the held-out
+    photographs, so evaluate never calls them "kept out" (and warns when asked for them, as for an all-photos
+    checkpoint); notebook 10's helpers, asking the same record, agree."""
+    import argparse
+
+    from ssd_lesson.commands import evaluate as E
+    from ssd_lesson.course import held_out as H
+    from ssd_lesson.data import collage
+    from ssd_lesson.model.record import CheckpointRecord, InitCheckpoint, TrainingData
+
+    asked = []
+    monkeypatch.setattr(collage, "collage_records", lambda n, seed, root, **kw: asked.append((n, seed, kw)) or
+                        ([], ["a record"], Path(root) / "set"))
+    everything = CheckpointRecord(command="python -m ssd_lesson train --photos all",
+                                  data=TrainingData("collage", "runs/all", 30, 24, 6, photos="all"), seed=2)
+    record = CheckpointRecord(command="python -m ssd_lesson train --photos train --init all.pth",
+                              data=TrainingData("collage", "runs/train", 30, 24, 6, photos="train"), seed=2,
+                              init=InitCheckpoint("all.pth", "0" * 64, everything))
+    args = argparse.Namespace(data="collage", n_images=None, seed=None, split=None, data_dir=str(tmp_path), photos=None)
+    _, what = E._records(args, record)  # the default: its own validation collages, not "held out" ones
+    assert asked[-1] == (30, 2, {"photos": "train"}) and "kept out" not in what
+    assert what == f"collage set {tmp_path / 'set'} (30 images, seed 2, train photos), split val"
+    assert capsys.readouterr().err == ""
+    _, what = E._records(argparse.Namespace(**{**vars(args), "photos": "held_out"}), record)
+    assert asked[-1] == (30, 2, {"photos": "held_out"}) and "kept out" not in what
+    assert "trained on those photographs too, so they are not held out of it" in capsys.readouterr().err
+
+    class Loaded:  # what notebook 10's helpers read of a loaded model
+        body_name = "tiny"
+
+    model = Loaded()
+    model.record = record
+    assert H.photos_seen(model) == collage.photo_set("all") and H._kept_out(model) == []
+    assert H.checkpoint_summary(model).splitlines()[-1] == (
+        f"photos its training objects were cut from: {', '.join(collage.photo_set('all'))}; kept out of training: none")
+    with pytest.raises(ValueError, match="no photograph was kept out of this model's training"):
+        H.memory_table(model)
+    # the same run started from a --photos train checkpoint keeps them out, for both
+    model.record = record.replace(init=InitCheckpoint("train.pth", "0" * 64, everything.replace(
+        data=TrainingData("collage", "runs/train", 30, 24, 6, photos="train"))))
+    _, what = E._records(args, model.record)
+    assert asked[-1] == (30, 2, {"photos": "held_out"}) and what.endswith("photographs kept out of its training), split val")
+    assert H._kept_out(model) == list(collage.HELD_OUT_PHOTOS)

@@ -47,7 +47,7 @@ def test_signal_during_checkpoint_write_leaves_a_whole_file_and_no_tmp(tmp_path,
     assert "saved" not in out  # the program did not go on after the signal
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my_model.pth", "ready"]
     ckpt = torch.load(path, weights_only=True)  # the whole new file
-    assert ckpt["class_names"] == ["cat", "dog"] and ckpt["state_dict"]["lin.weight"].shape == (2, 4)
+    assert ckpt["model"]["class_names"] == ["cat", "dog"] and ckpt["state_dict"]["lin.weight"].shape == (2, 4)
 
 
 def test_failed_checkpoint_write_keeps_the_old_file(tmp_path, monkeypatch):

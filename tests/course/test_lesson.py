@@ -101,7 +101,7 @@ def test_held_out_records_use_the_seed_the_model_was_trained_with(out_dir, monke
     monkeypatch.setattr(K, "COLLAGE_IMAGES", 10)
     monkeypatch.setenv("SSD_LESSON_VOC", str(out_dir / "no_voc_here"))
     model = create_ssd_model(**K.SHORT_MODEL)
-    model.record = CheckpointRecord(data=TrainingData("collage", "runs/collage-n1000-seed3", 1000, 3), seed=3)
+    model.record = CheckpointRecord(data=TrainingData("collage", "runs/collage-n1000-seed3", 1000), seed=3)
     valid = H.held_out_records(model, verbose=False)
     assert valid and all("collage-n10-seed3" in str(r.image_path) for r in valid)
     model.record = CheckpointRecord()  # a checkpoint that records no data: the default seed, 0
@@ -114,7 +114,7 @@ def test_held_out_records_say_what_the_map_measures(out_dir, monkeypatch):
     monkeypatch.setattr(K, "COLLAGE_IMAGES", 10)
     monkeypatch.setenv("SSD_LESSON_VOC", str(out_dir / "no_voc_here"))
     model = create_ssd_model(**K.SHORT_MODEL)
-    model.record = CheckpointRecord(data=TrainingData("collage", "runs/collage-n1000-seed0", 1000, 0, photos="train"), seed=0)
+    model.record = CheckpointRecord(data=TrainingData("collage", "runs/collage-n1000-seed0", 1000, photos="train"), seed=0)
     assert H.photos_seen(model) == photo_set("train")
     records, line = H._held_out_collages(model, 40)
     assert len(records) == 10 and all("collage-n10-seed0-held_out-photos" in str(r.image_path) for r in records)
@@ -122,7 +122,8 @@ def test_held_out_records_say_what_the_map_measures(out_dir, monkeypatch):
                            f"({', '.join(HELD_OUT_PHOTOS)}); ")
     assert line.endswith(f"{sum(len(r.labels) for r in records)} objects of the classes motorbike, person")
     # a model that started from one trained on every photo has seen them all: nothing is held out
-    model.record = model.record.replace(init=InitCheckpoint("base.pth", "0" * 64, "...", photos="all"))
+    model.record = model.record.replace(init=InitCheckpoint("base.pth", "0" * 64, CheckpointRecord(
+        command="...", data=TrainingData("collage", photos="all"))))
     assert H.photos_seen(model) == photo_set("all")
     records, line = H._held_out_collages(model, 40)
     assert "validation collages (seed 0): new arrangements" in line and "no photograph is held out" in line
@@ -166,10 +167,10 @@ def test_memory_table_sets_trained_photos_beside_kept_out_ones(out_dir, monkeypa
 
     monkeypatch.setattr(K, "COLLAGE_IMAGES", 10)
     model = create_ssd_model(**K.SHORT_MODEL)
-    model.record = CheckpointRecord(data=TrainingData("collage", "runs/x", 1000, 0, photos="all"), seed=0)
+    model.record = CheckpointRecord(data=TrainingData("collage", "runs/x", 1000, photos="all"), seed=0)
     with pytest.raises(ValueError, match="no photograph was kept out of this model's training"):
         H.memory_table(model)
-    model.record = CheckpointRecord(data=TrainingData("collage", "runs/x", 1000, 0, photos="train"), seed=0)
+    model.record = CheckpointRecord(data=TrainingData("collage", "runs/x", 1000, photos="train"), seed=0)
     seen, line = H.seen_photo_records(model)
     assert len(seen) == 2 and all("collage-n10-seed0-train-photos" in str(r.image_path) for r in seen)
     assert line == f"2 validation collages of photos it trained on ({', '.join(photo_set('train'))})"

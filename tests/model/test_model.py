@@ -15,6 +15,7 @@ from ssd_lesson.model.infer import Detections, decode, predict
 from ssd_lesson.model.metrics import detection_map, map_metrics
 from ssd_lesson import DecodeOptions, LossOptions
 from ssd_lesson.model.checkpoint import CheckpointRecord, InitCheckpoint, TrainingData, load_checkpoint, save_checkpoint
+from ssd_lesson.model.config import ModelConfig
 from ssd_lesson.model.net import create_ssd_model
 
 
@@ -110,6 +111,23 @@ def test_unknown_body():
         create_ssd_model("vgg", pretrained=False)
 
 
+def test_a_model_config_builds_the_model_the_keywords_build():
+    config = ModelConfig(body="tiny", n_hidden=16, spec=AnchorSpec(grids=(4, 2)), class_names=("cat", "dog"))
+    torch.manual_seed(0)
+    by_config = create_ssd_model(config, pretrained=False)
+    torch.manual_seed(0)
+    by_keywords = create_ssd_model("tiny", pretrained=False, n_hidden=16, spec=AnchorSpec(grids=(4, 2)),
+                                   class_names=("cat", "dog"))
+    assert by_config.config == by_keywords.config == config and by_config.spec == config.spec
+    assert by_config.class_names == ("cat", "dog") and by_config.body_name == "tiny" and by_config.size == 224
+    assert all(torch.equal(a, b) for a, b in zip(by_config.state_dict().values(), by_keywords.state_dict().values()))
+    assert by_config.head.outs[0].classes.out_channels == 9 * 3  # k = 9 anchor boxes, 2 classes + background
+    with pytest.raises(TypeError, match=r"not both \(got config and n_hidden\)"):
+        create_ssd_model(config, pretrained=False, n_hidden=32)
+    with pytest.raises(TypeError, match="the body given twice"):
+        create_ssd_model("tiny", pretrained=False, body="resnet18")
+
+
 @pytest.mark.parametrize("shape, match", [((1, 3, 200, 224), "expects 224x224 images, got 200x224"),
                                           ((1, 1, 224, 224), r"shape \(B, 3, 224, 224\)"),
                                           ((3, 224, 224), r"shape \(B, 3, 224, 224\)")])
@@ -132,9 +150,12 @@ def test_checkpoint_round_trip_gives_identical_outputs(model, tmp_path):
     x = torch.randn(2, 3, 224, 224)
     record = CheckpointRecord(command="python -m ssd_lesson train --epochs 3", loss_options=LossOptions.article(),
                               decode_options=DecodeOptions(score_threshold=0.1),
-                              data=TrainingData("collage", "runs/collage-n20-seed4", 20, 4, 16, 4, photos="train"), seed=4,
-                              epoch=3, metrics={"mAP50": 0.25}, options={"epochs": 3, "init": "base.pth", "wd": None},
-                              init=InitCheckpoint("base.pth", "ab" * 32, "python -m ssd_lesson train --epochs 9", "all"),
+                              data=TrainingData("collage", "runs/collage-n20-seed4", 20, 16, 4, photos="train"), seed=4,
+                              epoch=3, metrics={"mAP50": 0.25},
+                              init=InitCheckpoint("base.pth", "ab" * 32, CheckpointRecord(
+                                  command="python -m ssd_lesson train --epochs 9", loss_options=LossOptions.lesson_code(),
+                                  data=TrainingData("voc", "VOC2007", n_train=2501, n_valid=2510), seed=1, epoch=9,
+                                  init=InitCheckpoint("first.pth", "cd" * 32))),
                               note="a remark")
     path = save_checkpoint(model, tmp_path / "m.pth", record=record)
     loaded = load_checkpoint(path)
@@ -353,7 +374,8 @@ def test_predict_and_decode_options_and_shapes():
 
 @pytest.mark.parametrize("content,says", [
     (b"", "not a checkpoint"), (bytes(range(256)) * 4, "not a checkpoint"), ("truncated", "not a checkpoint"),
-    ("pickled object", "refused: it holds Python objects"), ("missing key", "lacks the key 'head_kwargs'"),
+    ("pickled object", "refused: it holds Python objects"), ("missing key", "lacks the key 'model'"),
+    ("older layout, missing key", "lacks the key 'head_kwargs'"),
 ])
 def test_load_checkpoint_refuses_what_is_not_a_checkpoint(model, tmp_path, content, says):
     path = tmp_path / "bad.pth"
@@ -364,6 +386,13 @@ def test_load_checkpoint_refuses_what_is_not_a_checkpoint(model, tmp_path, conte
         torch.save({"format": "ssd_lesson.checkpoint/1", "payload": _NotPlain()}, path)
     elif content == "missing key":
         ckpt = torch.load(good, weights_only=True)
+        del ckpt["model"]
+        torch.save(ckpt, path)
+    elif content == "older layout, missing key":  # the shipped checkpoints' layout
+        from ssd_lesson.model.checkpoint import find_checkpoint
+
+        ckpt = torch.load(find_checkpoint(), weights_only=True)
+        assert ckpt["format"] == "ssd_lesson.checkpoint/1"
         del ckpt["head_kwargs"]
         torch.save(ckpt, path)
     else:

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from ssd_lesson.commands.cli import loss_options_from
 from ssd_lesson.commands.train import _parse, full_command, train_main
 from ssd_lesson.data import collage as C
 from ssd_lesson import LossOptions
-from ssd_lesson.model.checkpoint import InitCheckpoint, TrainingData, load_checkpoint
+from ssd_lesson.model.checkpoint import load_checkpoint
+from ssd_lesson.model.record import CheckpointRecord, InitCheckpoint, TrainingData
 from ssd_lesson.model.train import BoxActivationPenalty
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,24 +73,29 @@ def _short(argv: list[str], out: Path, data_dir: Path) -> list[str]:
 
 
 def test_shipped_checkpoints_records_read_into_the_typed_record(monkeypatch):
-    """The two shipped checkpoints' records: how they were trained (both with --photos train), and the command
-    that made each, which parses back to the recorded options."""
+    """The two shipped checkpoints' records (the older layout): how they were trained (both with --photos train),
+    and the command that made each, which parses back to options that agree with the record's typed facts."""
     monkeypatch.chdir(ROOT)  # the recorded --init is relative to the clone
     base_path = ROOT / "data" / "checkpoints" / "base" / "ssd_collage_anchors.pth"
     shipped, base = load_checkpoint(SHIPPED).record, load_checkpoint(base_path).record
     assert shipped.loss_options == LossOptions(match_on="predictions", regression_reduction="sum")
     assert base.loss_options == LossOptions(match_on="anchors", regression_reduction="sum")
     for record, epochs in ((shipped, 2), (base, 16)):
-        assert record.data == TrainingData("collage", "runs/collage-n1000-seed0-train-photos", 1000, 0, 800, 200,
+        assert record.data == TrainingData("collage", "runs/collage-n1000-seed0-train-photos", 1000, 800, 200,
                                            photos="train")
-        assert record.seed == 0 and record.epoch == epochs and record.options["epochs"] == epochs
-        recorded = _parse(shlex.split(record.command)[4:])  # the command, parsed, gives the recorded options
-        # --force is recorded as given but left out of the command: whoever reruns it decides about overwriting
-        assert {k: v for k, v in vars(recorded).items() if k != "force"} == {
-            k: Path(v) if k in ("out", "init") and v is not None else v for k, v in record.options.items() if k != "force"}
+        assert record.seed == 0 and record.epoch == epochs
+        recorded = _parse(shlex.split(record.command)[4:])  # the command, parsed: the same facts as the record's
+        assert (recorded.data, recorded.n_images, recorded.photos, recorded.seed, recorded.epochs) == (
+            record.data.kind, record.data.n_images, record.data.photos, record.seed, epochs)
+        assert loss_options_from(recorded) == record.loss_options and ROOT / recorded.out == record.path
+        assert recorded.body == "tiny" and recorded.n_hidden == 128 and not recorded.force  # --force left to the rerun
+        assert record.photos_seen() == C.photo_set("train") and record.photos_kept_out() == C.HELD_OUT_PHOTOS
     assert base.init is None and base.note is None and shipped.note is None
+    # the older layout kept of the start only its command and photographs: they are read into its record
     assert shipped.init == InitCheckpoint("data/checkpoints/base/ssd_collage_anchors.pth",
-                                          hashlib.sha256(base_path.read_bytes()).hexdigest(), base.command, "train")
+                                          hashlib.sha256(base_path.read_bytes()).hexdigest(),
+                                          CheckpointRecord(command=base.command, data=TrainingData("collage", photos="train")))
+    assert _parse(shlex.split(shipped.command)[4:]).init == Path(shipped.init.path) and shipped.init.command == base.command
     assert shipped.metrics["mAP50"] == pytest.approx(0.6166, abs=1e-4) and base.metrics["mAP50"] == pytest.approx(0.5419, abs=1e-4)
 
 
@@ -98,9 +105,9 @@ def test_shipped_checkpoint_command_reruns_to_the_same_first_epoch_losses(tmp_pa
     argv = shlex.split(record.command)
     assert argv[:4] == ["python", "-m", "ssd_lesson", "train"]
     recorded = vars(_parse(argv[4:]))  # the tests run in the clone, where the recorded --init is
-    assert set(recorded) == set(record.options)  # every option is recorded; the printed command leaves --force out
-    assert {k: str(v) if isinstance(v, Path) else v for k, v in recorded.items()} == {**record.options, "force": False}
-    assert "--force" not in argv
+    assert recorded["seed"] == record.seed and recorded["photos"] == record.data.photos  # the command is the record's
+    assert str(recorded["init"]) == record.init.path and recorded["force"] is False
+    assert "--force" not in argv  # the printed command leaves --force to whoever reruns it
     assert recorded["match_on"] == record.loss_options.match_on
     assert recorded["regression"] == record.loss_options.regression_reduction
     # the printed command, shortened, run as a learner would run it (a new process) ...
@@ -146,15 +153,22 @@ def test_a_run_from_init_records_where_it_started_and_what_it_saw(tmp_path, monk
     argv = ["--body", "tiny", "--no-pretrained", "--n-hidden", "128", "--n-images", "6", "--photos", "train", "--bs", "2",
             "--epochs", "1", "--lr", "0.001", "--wd", "0.001", "--box-penalty", "0.5", "--init", str(base),
             "--regression", "sum", "--data-dir", str(tmp_path), "--out", str(out)]
+    from ssd_lesson.model import checkpoint
+
+    read, real_read = [], checkpoint._read_checkpoint
+    monkeypatch.setattr(checkpoint, "_read_checkpoint", lambda path, *a: read.append(Path(path)) or real_read(path, *a))
     assert train_main(argv) == 0
+    assert read == [base]  # --init is read once
     model = load_checkpoint(out)
     record = model.record
     assert record.command == full_command(_parse(argv)) and "--wd 0.001 --box-penalty 0.5 --init " + str(base) in record.command
-    assert record.options["box_penalty"] == 0.5 and record.options["wd"] == 0.001 and record.options["init"] == str(base)
+    recorded = _parse(shlex.split(record.command)[4:])
+    assert recorded.box_penalty == 0.5 and recorded.wd == 0.001 and recorded.init == base
     assert record.data.photos == "train" and record.data.folder == str(tmp_path / "collage-n6-seed0-train-photos")
     base_record = load_checkpoint(base).record
-    assert record.init == InitCheckpoint(str(base), hashlib.sha256(base.read_bytes()).hexdigest(), base_record.command,
-                                         "train")
+    assert record.init == InitCheckpoint(str(base), hashlib.sha256(base.read_bytes()).hexdigest(),
+                                         base_record.replace(path=None))  # its whole record, as it was
+    assert record.init.command == base_record.command and record.init.record.data.photos == "train"
     assert photos_seen(model) == C.photo_set("train")  # neither it nor its start saw the held-out photos
     lines = checkpoint_summary(model).splitlines()
     assert lines[2] == f"starting from {base} (sha256 {record.init.sha256[:12]}...), made with: {base_record.command}"

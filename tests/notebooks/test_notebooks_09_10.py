@@ -225,8 +225,8 @@ def inference(tmp_path_factory):
     if "VOC not found" not in load_out:
         pytest.skip("notebook 10 ran on Pascal VOC; these checks rebuild the offline collage set")
     model = load(path)
-    data = model.record.data
-    seed = data.seed if data is not None and data.seed is not None else 0
+    seed = model.record.collage_seed()
+    seed = 0 if seed is None else seed
     kept_out = "photos kept out of its training" in load_out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

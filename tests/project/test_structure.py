@@ -76,14 +76,28 @@ def private_uses(package: Path) -> list[str]:
     return sorted(set(found))
 
 
-def imported_modules(path: Path, package: Path) -> set[str]:
-    """Every module ``path`` imports, at module level or inside a function, as absolute dotted names
-    (``from ..core.loss import ssd_loss`` in ``ssd_lesson/model/train.py`` gives ``ssd_lesson.core.loss``;
-    ``from . import plots`` gives ``ssd_lesson.<its package>.plots``)."""
+def import_nodes(tree: ast.AST, module_level: bool = False) -> list[ast.stmt]:
+    """The ``import`` statements of ``tree``; with ``module_level``, only those run when the module is imported
+    (at the top, or under an ``if``/``try``, ``if TYPE_CHECKING:`` included; not inside a function)."""
+    found, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        todo += [c for c in ast.iter_child_nodes(node)
+                 if not (module_level and isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))]
+    return found
+
+
+def imported_modules(path: Path, package: Path, module_level: bool = False) -> set[str]:
+    """Every module ``path`` imports, at module level or inside a function (only the former with
+    ``module_level``), as absolute dotted names (``from ..core.loss import ssd_loss`` in
+    ``ssd_lesson/model/train.py`` gives ``ssd_lesson.core.loss``; ``from . import plots`` gives
+    ``ssd_lesson.<its package>.plots``)."""
     is_module = lambda parts: (package.parent.joinpath(*parts).with_suffix(".py").is_file()  # noqa: E731
                                 or package.parent.joinpath(*parts, "__init__.py").is_file())
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in import_nodes(ast.parse(path.read_text()), module_level):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -107,6 +121,33 @@ def upward_edges(package: Path, layers: list[str]) -> list[str]:
                 name = lambda i: layers[i] if i < len(layers) else "the package itself"  # noqa: E731
                 edges.append(f"{me} -> {other} (layer {name(mine)} imports the higher {name(theirs)})")
     return edges
+
+
+def import_circles(package: Path) -> list[str]:
+    """``"a -> b -> a"`` for import circles between the modules of ``package``, through imports run when a module
+    is imported (:func:`import_nodes`; a type annotation's ``if TYPE_CHECKING:`` import counts: the two modules
+    still lean on each other). At least one circle of every knot is named, each starting at its smallest name."""
+    graph = {module_name(p, package): {m for m in imported_modules(p, package, module_level=True)
+                                       if m.split(".")[0] == package.name}
+             for p in sorted(package.rglob("*.py"))}
+    circles: set[str] = set()
+    done: set[str] = set()
+
+    def visit(module: str, way: list[str]) -> None:
+        for other in sorted(graph.get(module, set()) - {module}):
+            if other in way:  # back to a module on the way here: a circle
+                circle = way[way.index(other):]
+                first = circle.index(min(circle))
+                circle = circle[first:] + circle[:first]
+                circles.add(" -> ".join([*circle, circle[0]]))
+            elif other not in done:
+                visit(other, [*way, other])
+        done.add(module)
+
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    return sorted(circles)
 
 
 def layer_of(module: str, package: Path, layers: list[str]) -> int:
@@ -174,6 +215,30 @@ def test_the_checker_finds_a_private_name_taken_across_modules(tmp_path):
                                          "def f():\n    from ..low import base\n    return base._helper(), b._SECRET\n")
     assert private_uses(pkg) == ["pkg.low.user: b._SECRET", "pkg.low.user: base._helper",
                                  "pkg.low.user: from pkg.low.base import _SECRET"]
+
+
+def test_no_import_circle():
+    assert import_circles(PACKAGE) == []
+
+
+def test_the_checker_finds_an_import_circle(tmp_path):
+    """Two modules of a tiny package that import each other at module level (one for a type annotation only)
+    are a circle; an import inside a function runs later and makes none; a longer circle is named whole."""
+    pkg = tmp_path / "pkg"
+    (pkg / "low").mkdir(parents=True)
+    for init in (pkg / "__init__.py", pkg / "low" / "__init__.py"):
+        init.write_text("")
+    (pkg / "low" / "net.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                                        "    from .record import Record\n")
+    (pkg / "low" / "record.py").write_text("from . import net\n")
+    assert import_circles(pkg) == ["pkg.low.net -> pkg.low.record -> pkg.low.net"]
+    (pkg / "low" / "net.py").write_text("def build():\n    from .record import Record\n    return Record\n")
+    assert import_circles(pkg) == []
+    (pkg / "low" / "net.py").write_text("from pkg.low import train\n")
+    (pkg / "low" / "train.py").write_text("import os\n")
+    assert import_circles(pkg) == []  # record -> net -> train, and no way back
+    (pkg / "low" / "train.py").write_text("from .record import *\n")
+    assert import_circles(pkg) == ["pkg.low.net -> pkg.low.train -> pkg.low.record -> pkg.low.net"]
 
 
 def third_party(path: Path) -> set[str]:
