@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lesson.commands.cli import loss_options_from
+from ssd_lesson.commands.option_flags import loss_options_from
 from ssd_lesson.commands.train import _parse, full_command, train_main
 from ssd_lesson.data import collage as C
 from ssd_lesson import LossOptions
