@@ -12,16 +12,33 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-from .cli import (HelpFormatter, at_least, check_writable, in_file, nonnegative_float, out_file, positive_float,
+from .cli import (HelpFormatter, UserError, at_least, check_writable, in_file, nonnegative_float, out_file, positive_float,
                   positive_int)
 from .option_flags import add_loss_options, loss_options_from
 
 __all__ = ["train_main", "full_command"]
+
+
+#: What ``train`` makes when only ``--data`` is given. On the collage set, the recipe of the shipped model's
+#: first step (README): the tiny body from scratch, which trains on a laptop CPU in minutes (a resnet34
+#: without ImageNet weights, which cannot be downloaded offline, took an hour). On Pascal VOC, the lesson's
+#: resnet34 with ImageNet weights. An option given on the command line wins.
+RECIPES = {
+    "collage": dict(body="tiny", pretrained=False, n_hidden=128, epochs=16, out=Path("runs/ssd_collage.pth")),
+    "voc": dict(body="resnet34", pretrained=True, n_hidden=256, epochs=10, out=Path("runs/ssd_voc.pth")),
+}
+
+
+def _recipe_help(name: str) -> str:
+    """``(default: tiny with --data collage, resnet34 with --data voc)``."""
+    shown = {True: "on", False: "off"}
+    return "(default: " + ", ".join(f"{shown.get(r[name], r[name])} with --data {data}" for data, r in RECIPES.items()) + ")"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,11 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-images", type=at_least(5), default=1000, help="collage: images in the set (20%% of them valid; at least 5)")
     p.add_argument("--photos", choices=("all", "train"), default="all",
                    help="collage: cut objects from all annotated photos, or keep ssd_lesson.data.collage.HELD_OUT_PHOTOS out")
-    p.add_argument("--body", choices=BODIES, default="resnet34", help="the backbone the head sits on")
-    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
-                   help="ImageNet weights for the body when loadable (a warning and random weights otherwise)")
-    p.add_argument("--n-hidden", type=positive_int, default=256, help="channels of the head's conv blocks")
-    p.add_argument("--epochs", type=positive_int, default=10, help="epochs of the one-cycle schedule")
+    p.add_argument("--body", choices=BODIES, default=None, help=f"the backbone the head sits on {_recipe_help('body')}")
+    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                   help="ImageNet weights for the body when loadable (a warning and random weights otherwise) "
+                   + _recipe_help("pretrained"))
+    p.add_argument("--n-hidden", type=positive_int, default=None,
+                   help=f"channels of the head's conv blocks {_recipe_help('n_hidden')}")
+    p.add_argument("--epochs", type=positive_int, default=None, help=f"epochs of the one-cycle schedule {_recipe_help('epochs')}")
     p.add_argument("--bs", type=positive_int, default=32, help="images per batch")
     p.add_argument("--lr", type=positive_float, default=1e-2, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--wd", type=nonnegative_float, default=None, help="weight decay (default: fastai's, 0.01, decoupled)")
@@ -54,14 +73,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-find", action="store_true", help="run fastai's lr_find first and use its 'valley' suggestion")
     add_loss_options(p, LossOptions.training())
     p.add_argument("--seed", type=at_least(0), default=0, help="seed of the collage set, the initial weights, the shuffling and the augmentation")
-    p.add_argument("--out", type=out_file, default=Path("runs/ssd_collage.pth"), help="checkpoint path")
+    p.add_argument("--out", type=out_file, default=None, help=f"checkpoint path {_recipe_help('out')}")
     p.add_argument("--half", action="store_true", help="store the checkpoint's weights as float16 (half the size)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint at --out")
     return p
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    return _parser().parse_args(list(argv))
+    """The options, with what the command line left unset taken from ``--data``'s recipe (:data:`RECIPES`)."""
+    args = _parser().parse_args(list(argv))
+    for name, value in RECIPES[args.data].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
 
 
 def full_command(args: argparse.Namespace) -> str:
@@ -78,17 +102,24 @@ def full_command(args: argparse.Namespace) -> str:
         elif action.nargs == 0:  # store_true
             parts += [flag] if value else []
         elif value is not None:
-            parts += [flag, str(value)]
+            parts += [flag, shlex.quote(str(value))]  # a path with a space stays one argument in a shell
     return " ".join(parts)
 
 
 def train_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson train ...``: returns the exit status (0 done, 1 or 2 refused, 130 on Ctrl-C)."""
     args = _parse(argv)  # first: --help and a wrong option answer without importing torch
+    if args.data == "voc":  # then the data, before torch and fastai: a wrong path answers at once
+        from ..data.voc import find_voc
+
+        try:
+            voc_root = find_voc(args.data_dir, warn="raise")
+        except FileNotFoundError as e:
+            raise UserError(f"{e}\nOr train offline with --data collage.") from None
     from ..core.options import DecodeOptions
     from ..data.collage import collage_records
     from ..data.images import make_dataloaders
-    from ..data.voc import VOC_CLASSES, find_voc, load_voc
+    from ..data.voc import VOC_CLASSES, load_voc
     from ..model.net import create_ssd_model
     from ..model.record import CheckpointRecord, InitCheckpoint, TrainingData
     from ..model.train import (BatchLosses, BoxActivationPenalty, EpochCheckpoint, draw_as_fresh_models, fit,
@@ -111,11 +142,7 @@ def train_main(argv: Sequence[str]) -> int:
         train_recs, valid_recs, where = collage_records(args.n_images, args.seed, args.data_dir or "runs",
                                                         photos=args.photos)
     else:
-        where = find_voc(args.data_dir, warn=True)  # asked for: the full advice when it is not there
-        if where is None:
-            say("error: Pascal VOC 2007 not found (see the advice above); use --data collage to train offline",
-                file=sys.stderr)
-            return 2
+        where = voc_root
         train_recs, valid_recs = load_voc(where, "train"), load_voc(where, "val")
     if not train_recs or not valid_recs:
         say(f"error: {where}: the {'train' if not train_recs else 'valid'} split is empty; need at least one image in each "

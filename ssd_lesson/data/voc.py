@@ -18,7 +18,7 @@ import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -301,8 +301,8 @@ def _fastai_default_voc() -> Path:
     return fastai_path("data") / "pascal_2007"
 
 
-def voc_missing_message(looked_in: Sequence[str] = (), reason: str = "") -> str:
-    """What to do when Pascal VOC 2007 is not on this machine."""
+def voc_missing_message(looked_in: Sequence[str] = (), reason: str = "", fallback: bool = True) -> str:
+    """What to do when Pascal VOC 2007 is not on this machine (``fallback``: and what is used meanwhile)."""
     where = "".join(f"\n  - {p}" for p in looked_in)
     return (f"Pascal VOC 2007 was not found{': ' + reason if reason else ''}."
             + (f"\nLooked in:{where}" if where else "")
@@ -313,11 +313,13 @@ def voc_missing_message(looked_in: Sequence[str] = (), reason: str = "") -> str:
             " VOCtrainval_06-Nov-2007.tar + VOCtest_06-Nov-2007.tar (official VOCdevkit/VOC2007 layout),"
             f" unpack it anywhere and set the environment variable {ENV_VAR}=/path/to/pascal_2007"
             " (or /path/to/VOCdevkit/VOC2007), or pass that path to find_voc(path)."
-            "\nUntil then the embedded offline example is used (data/example: real photographs"
-            " shipped with scikit-image and matplotlib), and offline training uses make_collage_dataset().")
+            + ("\nUntil then the embedded offline example is used (data/example: real photographs"
+               " shipped with scikit-image and matplotlib), and offline training uses make_collage_dataset()."
+               if fallback else ""))
 
 
-def find_voc(path: str | Path | None = None, download: bool = False, warn: bool | None = None) -> Path | None:
+def find_voc(path: str | Path | None = None, download: bool = False,
+             warn: bool | Literal["raise"] | None = None) -> Path | None:
     """Locate Pascal VOC 2007: ``path``, else ``$SSD_LESSON_VOC``, else fastai's default folder.
 
     ``download=True`` fetches it with fastai's ``untar_data(URLs.PASCAL_2007)`` when it
@@ -326,7 +328,8 @@ def find_voc(path: str | Path | None = None, download: bool = False, warn: bool 
     :class:`VocNotFoundWarning` with the full advice (what to download, where to put it,
     that the embedded offline example is used instead) comes only when VOC was asked for,
     by ``path``, ``$SSD_LESSON_VOC`` or ``download``, or when ``warn=True``; ``warn=False``
-    never warns.
+    never warns. ``warn="raise"`` (a command that needs VOC): a ``FileNotFoundError`` whose first line
+    says where it was looked for, the advice after it.
     """
     if warn is None:
         warn = path is not None or bool(os.environ.get(ENV_VAR)) or download
@@ -342,6 +345,9 @@ def find_voc(path: str | Path | None = None, download: bool = False, warn: bool 
             what, p = f"fastai's default folder, unavailable: {type(e).__name__}: {e}", None
     if p is not None and voc_layout(p) is not None:
         return voc_layout(p)[1]
+    if warn == "raise":
+        raise FileNotFoundError(f"Pascal VOC 2007 not found in {p} ({what})\n"
+                                + voc_missing_message([f"{p} ({what})"], fallback=False).split("\n", 1)[1])
     reason = ""
     if download:
         try:

@@ -153,12 +153,27 @@ def test_version(capsys):
     assert capsys.readouterr().out.splitlines() == [f"ssd-lesson {__version__}"] * 2
 
 
-def test_train_asked_for_missing_voc_gives_the_advice_then_one_error(tmp_path):
+def test_train_asked_for_missing_voc_says_so_first_then_where_it_looked(tmp_path):
     r = run_cli(f"train --data voc --data-dir {tmp_path / 'nowhere'} --out {tmp_path / 'm.pth'}", tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.startswith("warning: Pascal VOC 2007 was not found") and "SSD_LESSON_VOC=/path/to/pascal_2007" in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("error: Pascal VOC 2007 not found")
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == f"error: Pascal VOC 2007 not found in {tmp_path / 'nowhere'} (the path you gave)"
+    assert lines[1:3] == ["Looked in:", f"  - {tmp_path / 'nowhere'} (the path you gave)"]
+    assert "SSD_LESSON_VOC=/path/to/pascal_2007" in r.stderr and lines[-1] == "Or train offline with --data collage."
+    assert "Until then" not in r.stderr  # the lesson's offline fallback is not what a train command does
     assert not (tmp_path / "m.pth").exists()
+
+
+def test_a_wrong_voc_path_answers_before_torch_is_imported(monkeypatch, tmp_path, capsys):
+    """The data is checked right after the options: a learner waits for no import to hear the path is wrong."""
+    import sys
+
+    from ssd_lesson.commands.cli import run_command
+    from ssd_lesson.commands.train import train_main
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # importing torch now fails: it must not be needed
+    assert run_command(train_main, ["--data", "voc", "--data-dir", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith("error: Pascal VOC 2007 not found in")
 
 
 def test_a_real_process_answers_help_without_torch_and_refuses_in_one_line(tmp_path):

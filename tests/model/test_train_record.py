@@ -28,12 +28,29 @@ def test_full_command_spells_out_every_option_and_parses_back():
     args = _parse(["--body", "tiny", "--no-pretrained", "--photos", "train", "--box-penalty", "0.5", "--half"])
     cmd = full_command(args)
     assert cmd.startswith("python -m ssd_lesson train --data collage --n-images 1000 --photos train --body tiny "
-                          "--no-pretrained --n-hidden 256 --epochs 10 --bs 32 --lr 0.01 --box-penalty 0.5 ")
+                          "--no-pretrained --n-hidden 128 --epochs 16 --bs 32 --lr 0.01 --box-penalty 0.5 ")
     assert cmd.endswith(" --match-on anchors --iou-threshold 0.4 --loss bce --focal-alpha 0.25 --focal-gamma 1.0 "
                         "--regression mean --seed 0 --out runs/ssd_collage.pth --half")
     assert "--force" not in cmd and "--init" not in cmd and "--wd" not in cmd  # unset options are left out
     again = _parse(shlex.split(cmd)[4:])
     assert vars(again) == vars(args)
+
+
+def test_full_command_quotes_paths_a_shell_would_split(tmp_path):
+    odd = tmp_path / "my runs" / "it's $HOME.pth"
+    args = _parse(["--data-dir", str(tmp_path / "a folder"), "--out", str(odd)])
+    words = shlex.split(full_command(args))
+    assert words[words.index("--out") + 1] == str(odd) and words[words.index("--data-dir") + 1] == str(tmp_path / "a folder")
+    assert vars(_parse(words[4:])) == vars(args)
+
+
+@pytest.mark.parametrize("data, body, pretrained, epochs, out", [
+    ("collage", "tiny", False, 16, "runs/ssd_collage.pth"), ("voc", "resnet34", True, 10, "runs/ssd_voc.pth")])
+def test_each_data_has_its_recipe_and_the_command_line_wins(data, body, pretrained, epochs, out):
+    args = _parse(["--data", data])
+    assert (args.body, args.pretrained, args.epochs, args.out) == (body, pretrained, epochs, Path(out))
+    mine = _parse(["--data", data, "--body", "resnet18", "--pretrained", "--epochs", "3", "--out", "m.pth"])
+    assert (mine.body, mine.pretrained, mine.epochs, mine.out) == ("resnet18", True, 3, Path("m.pth"))
 
 
 def test_held_out_photos_never_reach_a_train_photos_collage():
