@@ -25,7 +25,7 @@ from .net import SSDModel, create_ssd_model
 from .record import CheckpointRecord, InitCheckpoint, TrainingData
 
 __all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FORMAT", "OLDER_CHECKPOINT_FORMAT", "TrainingData", "InitCheckpoint", "CheckpointRecord",
-           "find_checkpoint", "save_checkpoint", "load_checkpoint", "check_classes", "spec_to_dict", "spec_from_dict"]
+           "find_checkpoint", "save_checkpoint", "load_checkpoint", "check_classes", "spec_to_dict", "spec_from_dict", "plain"]
 
 CHECKPOINT_DIR = DATA_DIR / "checkpoints"
 #: The layout :func:`save_checkpoint` writes: the weights, the model's configuration, its record.
@@ -56,12 +56,34 @@ def save_checkpoint(model: SSDModel, path: str | Path, *, half: bool = False,
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     record = record if record is not None else (getattr(model, "record", None) or CheckpointRecord())
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
-    ckpt = dict(format=CHECKPOINT_FORMAT, state_dict=sd, model=model.config.to_dict(), record=record.to_dict())
+    ckpt = dict(format=CHECKPOINT_FORMAT, state_dict=sd, model=plain(model.config.to_dict(), "model"),
+                record=plain(record.to_dict(), "record"))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:  # Ctrl-C / SIGTERM wait for the rename: the old file or the whole new one
         torch.save(ckpt, tmp)
     return path
+
+
+def plain(value: Any, where: str) -> Any:
+    """``value`` as the plain values a checkpoint may hold (it is read back with ``weights_only=True``, which
+    refuses anything else): a numpy number becomes its Python number, a path its text. Anything
+    else is a ``TypeError`` naming where it is (``record.data.n_images``), at save time, not when reading back."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if isinstance(value, Mapping):
+        for k in value:
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: a key {k!r} ({type(k).__name__}); a checkpoint's keys are text")
+        return {k: plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    raise TypeError(f"{where}: a {type(value).__module__}.{type(value).__name__} ({value!r:.60}); a checkpoint holds "
+                    "tensors and plain values only (numbers, text, lists, dicts)")
 
 
 def check_classes(class_names: Sequence[str], expected: Sequence[str], checkpoint: str | Path) -> None:
@@ -90,7 +112,8 @@ def _read_checkpoint(path: Path, map_location: Any) -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # empty, truncated, random bytes, or pickled objects beyond plain values
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-        unsupported = [ln for ln in lines if "Unsupported global" in ln]
+        # torch words it "Unsupported global: ..." or "unsupported GLOBAL posix.system whose module ... is blocked"
+        unsupported = [ln for ln in lines if "unsupported global" in ln.lower()]
         if unsupported:
             raise ValueError(f"{path}: refused: it holds Python objects beyond tensors and plain values, which loading "
                              f"could run as code ({unsupported[0]}); ssd_lesson checkpoints hold none") from None
@@ -131,8 +154,9 @@ def load_checkpoint(path: str | Path, *, spec: Optional[AnchorSpec] = None,
     ckpt = _read_checkpoint(path, map_location)
     try:
         config = _model_config(ckpt)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: the checkpoint's model configuration is malformed ({e})") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a list for a dict, a size given as text, ...
+        raise ValueError(f"{path}: the checkpoint's model configuration is malformed "
+                         f"({type(e).__name__}: {e})") from None
     if spec is not None and spec != config.spec:
         raise ValueError(f"{path}: checkpoint was trained for anchor spec {config.spec}, not the requested {spec}")
     if class_names is not None:
@@ -140,8 +164,8 @@ def load_checkpoint(path: str | Path, *, spec: Optional[AnchorSpec] = None,
     try:
         record = CheckpointRecord.read(ckpt.get("record") or {}, older_layout=ckpt["format"] == OLDER_CHECKPOINT_FORMAT,
                                        path=path)
-    except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: the checkpoint's record is malformed ({e})") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f"{path}: the checkpoint's record is malformed ({type(e).__name__}: {e})") from None
     model = create_ssd_model(config, pretrained=False)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
