@@ -218,14 +218,16 @@ def _match_cases() -> list[Case]:
     return [Case("random overlaps, boxes 2 and 5 overlapping nothing", names, (random,)),
             Case("two objects want the same box", names, (same,),
                  "both objects claim box 1; the later claim wins, as in a loop over the objects"),
-            Case("an IoU of exactly 0.4", names, (edge,), "a box is positive when its overlap is above 0.4, not equal"),
+            Case("an IoU of exactly 0.4", names, (edge,),
+                 "a box that no object claims is positive when its overlap is above 0.4, the lesson's threshold; "
+                 "exactly 0.4 is not above it"),
             Case("weak overlaps; object 2 overlaps no box", names, (weak,),
                  "an object that overlaps nothing still claims a box: the first one (argmax of a column of 0s)"),
             Case("an image without objects", names, (torch.zeros(4, 0),),
                  "with no objects every box is background: gt_idx 0, gt_overlap 0, positive False; "
                  "ious.max(dim=1) fails on an empty dimension, so handle ious.shape[1] == 0 first"),
             Case("unforced overlaps of 0.38, 0.42 and 0.48", names, (near,),
-                 "a box that no object claims is positive exactly when its overlap is above 0.4, the lesson's threshold"),
+                 "a box that no object claims is positive when its overlap is above 0.4, the lesson's threshold"),
             Case("30 boxes and 6 objects", names, (torch.rand(30, 6, generator=g) * 0.6,))]
 
 
