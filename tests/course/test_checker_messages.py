@@ -106,6 +106,17 @@ def test_autograd_is_refused_in_the_by_hand_exercise_and_put_back_afterwards(cap
     assert _said(capsys, "05.match", _solution("05.match"))[0]  # autograd is allowed where the exercise allows it
 
 
+def test_autograd_through_a_grad_imported_before_the_check_is_named_too(capsys):
+    from torch.autograd import grad as imported_grad  # bound before the checker runs: not the checker's refusal
+
+    def by_imported_grad(pred, target, positive):
+        p = pred.clone().requires_grad_(True)
+        err = (p - target).abs()[positive]
+        return imported_grad(err.sum() / (4 * max(len(err), 1)), p)[0]
+    ok, out = _said(capsys, "08.grad", by_imported_grad)
+    assert not ok and "your function asks autograd for the gradient" in out, out
+
+
 def test_nan_where_0_is_expected_counts_as_a_difference(capsys):
     def divides_by_n(pred, target, positive):  # NaN for an image without positives
         return torch.sign(pred - target) / (4 * positive.sum()) * positive[:, None]
@@ -175,3 +186,25 @@ def test_a_result_on_cuda_is_compared_on_cuda(capsys):
     assert ok, out
     ok, out = _said(capsys, "05.match", lambda ious: tuple(t.cuda() for t in right(ious))[:2] + (right(ious)[2].cuda() & False,))
     assert not ok and "positive (shape (8,)) is [False, False, False, False, False, False, False, False]" in out, out
+
+
+@pytest.mark.slow
+def test_in_an_ipython_shell_an_endless_loop_is_stopped_and_the_next_cell_runs():
+    """As in a notebook: the learner's cell prints the message, and the shell runs the next cell."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cells = ["from ssd_lesson.course.exercises import check, learner_call\nlearner_call.TIME_LIMIT_S = 0.5",
+             "def my_match(ious):\n    while True:\n        pass\n\ncheck('05.match', my_match)",
+             "print('next cell', 1 + 1)"]
+    code = ("from IPython.core.interactiveshell import InteractiveShell\nsh = InteractiveShell.instance()\n"
+            f"for cell in {cells!r}:\n    r = sh.run_cell(cell)\n    assert r.success, r.error_in_exec\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if not line.startswith("Out[")]  # check's True/False
+    assert len(lines) == 2 and lines[0].startswith("05.match: your function did not return within 0.5 s"), r.stdout
+    assert lines[1] == "next cell 2"

@@ -7,14 +7,15 @@ never raising and never hanging:
   ``SIGALRM`` when the checker runs in the main thread (as in a Jupyter kernel), so the kernel stays usable;
   elsewhere it is left running in a daemon thread and the checker moves on;
 - an exercise done "by hand" runs with autograd switched off and ``.backward()`` / ``torch.autograd.grad``
-  refused, so a gradient computed by autograd is recognised and named;
+  refused, so a gradient computed by autograd is recognised and named (also an error raised inside autograd);
 - inputs the function changed in place (``actn.tanh_()``, ``ious[...] = 0``) are named.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import torch
@@ -71,16 +72,31 @@ def _refuse_autograd(*args: Any, **kwargs: Any) -> Any:
 
 
 @contextmanager
-def _without_autograd() -> Iterator[None]:
-    """No graph is recorded, and the two ways to ask autograd for a gradient raise :class:`_AutogradUsed`
-    (``Tensor.backward`` calls ``torch.autograd.backward``)."""
+def _autograd_refused(refuse: bool) -> Iterator[None]:
+    """While the learner's function runs, the two ways to ask autograd for a gradient raise
+    :class:`_AutogradUsed` (``Tensor.backward`` calls ``torch.autograd.backward``); put back afterwards, in
+    the checker's own thread, even when the function is left running in another."""
+    if not refuse:
+        yield
+        return
     saved = torch.autograd.backward, torch.autograd.grad
     torch.autograd.backward, torch.autograd.grad = _refuse_autograd, _refuse_autograd  # type: ignore[assignment]
     try:
-        with torch.no_grad():
-            yield
+        yield
     finally:
         torch.autograd.backward, torch.autograd.grad = saved  # type: ignore[assignment]
+
+
+def _from_autograd(e: BaseException) -> bool:
+    """Whether ``e`` was raised inside torch's autograd (a gradient asked of a tensor made without autograd,
+    through a ``grad`` imported before the checker ran)."""
+    where = os.path.join("torch", "autograd", "")
+    tb = e.__traceback__
+    while tb is not None:
+        if where in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _fresh(args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -95,14 +111,12 @@ def _changed(before: Tensor, after: Tensor) -> bool:
 
 def _run(fn: Callable[..., Any], args: tuple[Any, ...], by_hand: bool) -> Call:
     try:
-        if by_hand:
-            with _without_autograd():
-                return Call("returned", fn(*args))
-        return Call("returned", fn(*args))
+        with torch.no_grad() if by_hand else nullcontext():  # no_grad is per thread: set where fn runs
+            return Call("returned", fn(*args))
     except _AutogradUsed:
         return Call("autograd")
     except Exception as e:  # noqa: BLE001 - the learner's error is the message, not a traceback
-        return Call("raised", e)
+        return Call("autograd") if by_hand and _from_autograd(e) else Call("raised", e)
 
 
 def _run_in_thread(fn: Callable[..., Any], args: tuple[Any, ...], by_hand: bool, seconds: float) -> Call:
@@ -120,16 +134,17 @@ def call_learner(fn: Callable[..., Any], args: tuple[Any, ...], names: tuple[str
     (default :data:`TIME_LIMIT_S`)."""
     seconds = TIME_LIMIT_S if seconds is None else seconds
     given = _fresh(args)
-    if _can_use_alarm():
-        try:
-            with _alarm(seconds):
-                call = _run(fn, given, by_hand)
-        except _TookTooLong:  # also when the alarm goes off just as the function returns: too close to call
-            return Call("timeout", False)
-    else:
-        call = _run_in_thread(fn, given, by_hand, seconds)
-        if call.outcome == "timeout":
-            return call
+    with _autograd_refused(by_hand):
+        if _can_use_alarm():
+            try:
+                with _alarm(seconds):
+                    call = _run(fn, given, by_hand)
+            except _TookTooLong:  # also when the alarm goes off just as the function returns: too close to call
+                return Call("timeout", False)
+        else:
+            call = _run_in_thread(fn, given, by_hand, seconds)
+    if call.outcome == "timeout":
+        return call
     if call.outcome == "returned":
         for name, before, after in zip(names, args, given):
             if isinstance(before, Tensor) and isinstance(after, Tensor) and _changed(before, after):
