@@ -205,3 +205,27 @@ def test_the_solutions_command_writes_and_executes_the_key(tmp_path, capsys):
             for o in c.get("outputs", []) if o.get("output_type") == "stream"]
     assert len(said) == 1 and said[0].startswith("04.iou_one_box: Right, on all"), said
     assert (NOTEBOOK_DIR / "04_iou.ipynb").read_bytes() == before
+
+
+def test_the_cases_hold_each_threshold_boundary_and_anchor_sets_other_than_the_lessons():
+    """05: unforced overlaps below 0.4, exactly 0.4, in (0.4, 0.45] and in (0.45, 0.5], so that >=, 0.35, 0.45 and 0.5
+    all differ from > 0.4; 11: an anchor box at exactly 0.4 that no object claims, and an anchor set of another size;
+    03: an anchor box that is not one of the lesson's 189."""
+    from ssd_lesson import box_iou, make_anchors
+
+    unforced = []
+    for case in CODE_EXERCISES["05.match"].cases():
+        ious = case.args[0]
+        if ious.shape[1]:
+            claimed = set(ious.argmax(dim=0).tolist())
+            unforced += [float(v) for a, v in enumerate(ious.max(dim=1).values.tolist()) if a not in claimed]
+    for lo, hi in ((0.35, 0.4), (0.4, 0.4), (0.4, 0.45), (0.45, 0.5)):
+        assert any(lo < v < hi or v == lo == hi for v in [round(u, 6) for u in unforced]), (lo, hi)
+    targets = {c.label: c.args for c in CODE_EXERCISES["11.anchor_targets"].cases()}
+    anchors, gt, _ = targets["an anchor box overlapping an object by exactly 0.4"]
+    ious = box_iou(anchors, gt)
+    assert ious[0, 0].item() == 0.4 and ious[:, 0].argmax().item() != 0  # exactly 0.4, and not object 0's best
+    assert {len(a) for a, _, _ in targets.values()} >= {189, 40, 4}
+    decode_anchors = [c.args[1] for c in CODE_EXERCISES["03.decode_box"].cases()]
+    assert any(not (make_anchors(dtype=torch.float64).centers_hw - a).abs().sum(dim=1).lt(1e-9).any()
+               for a in decode_anchors)

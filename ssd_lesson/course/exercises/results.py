@@ -73,8 +73,9 @@ def read_outputs(value: Any, outputs: Sequence[str], kinds: Sequence[str]) -> Un
     n = len(outputs)
     if n > 1:
         if not isinstance(value, (tuple, list)) or len(value) != n:
-            count = {2: "a pair (a tuple of two", 3: "a tuple of three ("}.get(n, f"a tuple of {n} (")
-            return Unreadable(f"{count}: {', '.join(outputs)}) is asked for, yours returned {show(value)}")
+            names = ", ".join(outputs)
+            asked = f"a pair (a tuple of two: {names})" if n == 2 else f"a tuple of {n} ({names})"
+            return Unreadable(f"{asked} is asked for, yours returned {show(value)}")
         parts = tuple(value)
     else:
         parts = (value,)
