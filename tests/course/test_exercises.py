@@ -109,6 +109,19 @@ def test_checker_marks_right_wrong_and_unanswered(name, contexts, capsys):
                 assert shown not in text, text
 
 
+#: An operation spelled out: an equation, a product or quotient with a number or a bracket, "times 224",
+#: "divided by 4", a sum with a number.
+FORMULA = re.compile(r"=|\s[x×*/]\s*[\d(]|\btimes\s+\d|\bdivided? (?:by|the)\b.*?\d|[+-]\s*\d")
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_a_hint_points_at_the_idea_not_at_the_operation(name):
+    """A hint that states the formula turns the question into arithmetic."""
+    hint = EXERCISES[name].hint
+    assert not FORMULA.search(hint), hint
+    assert FORMULA.search("the MAE is a fraction; times 224 gives pixels") and FORMULA.search("4 x (n + 8)")
+
+
 def test_unknown_exercise_names_the_known_ones():
     with pytest.raises(KeyError, match="01.area"):
         check("99.nothing", 1)

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from ssd_lesson import box_iou, match_boxes
 from ssd_lesson.course.exercises import check
 from ssd_lesson.course.exercises.solutions import FUNCTION_NAMES, SOLUTIONS, STUBS
 from ssd_lesson.course.exercises.code_exercises import CODE_EXERCISES
@@ -49,119 +47,17 @@ def test_a_function_raising_not_implemented_is_a_stub(capsys):
     assert not ok and out.startswith("05.match: not answered yet")
 
 
-# ---- wrong functions, written the way a learner writes them ------------------------------------------------------
+# ---- wrong functions, written the way a learner writes them (the catalogue of slips is in test_slips.py) -------------
 
-def anchors_xy(grid, zooms, ratios):
-    out = []
-    for r in range(grid):
-        for c in range(grid):
-            for z in zooms:
-                for rh, rw in ratios:
-                    cy, cx, h, w = (r + .5) / grid, (c + .5) / grid, z * rh / grid, z * rw / grid
-                    out.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])  # (x, y): swapped
-    return torch.tensor(out)
-
-
-def anchors_pixels(grid, zooms, ratios):
-    return anchors_xy(grid, zooms, ratios)[:, [1, 0, 3, 2]] * 224
-
-
-def anchors_corner(grid, zooms, ratios):
-    return anchors_xy(grid, zooms, ratios)[:, [1, 0, 3, 2]] - 0.5 / grid
-
-
-def _decode(actn, anchor, cell, squash=torch.tanh, move=0.5, order=(0, 1, 2, 3), scale=1.0):
-    t = squash(actn)
-    cy, cx = anchor[0] + t[0] * move * cell, anchor[1] + t[1] * move * cell
-    h, w = anchor[2] * (1 + t[2] / 2), anchor[3] * (1 + t[3] / 2)
-    box = torch.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2]) * scale
-    return box[list(order)]
-
-
-def _iou(box, others, clamp=True, subtract=True):
-    h = torch.minimum(box[2], others[:, 2]) - torch.maximum(box[0], others[:, 0])
-    w = torch.minimum(box[3], others[:, 3]) - torch.maximum(box[1], others[:, 1])
-    inter = h.clamp(min=0) * w.clamp(min=0) if clamp else h * w
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / (union - inter if subtract else union)
-
-
-def _match(ious, forced=1.99, ge=False, claim=True):
+def _match(ious, forced=1.99):
     A, G = ious.shape
     if G == 0:
         return torch.zeros(A, dtype=torch.long), torch.zeros(A), torch.zeros(A, dtype=torch.bool)
     overlap, idx = ious.max(dim=1)
-    for j in range(G if forced is not None else 0):
+    for j in range(G):
         b = ious[:, j].argmax()
-        overlap[b] = forced
-        if claim:
-            idx[b] = j
-    return idx, overlap, overlap >= 0.4 if ge else overlap > 0.4
-
-
-def _bce(logits, target, cols=None, divide=True, mean=False):
-    C = logits.shape[1] - 1
-    cols = C if cols is None else cols
-    y = F.one_hot(target, C + 1)[:, :cols].float()
-    loss = F.binary_cross_entropy_with_logits(logits[:, :cols], y, reduction="mean" if mean else "sum")
-    return loss if mean else loss / C if divide else loss
-
-
-def _l1(pred, target, positive, swap=False, everything=False):
-    err = (pred - target).abs() if everything else (pred - target)[positive].abs()
-    n = max(len(err), 1)
-    mean, total = err.sum() / (4 * n), err.sum() / 4
-    return (total, mean) if swap else (mean, total)
-
-
-def _grad(pred, target, positive, sign=1, per_box_sum=False, everything=False):
-    n = max(int(positive.sum()), 1)
-    g = sign * torch.sign(pred - target) / (4 if per_box_sum else 4 * n)
-    return g if everything else g * positive[:, None]
-
-
-def _targets(anchor_boxes, gt_boxes, gt_labels, background=20):
-    if len(gt_boxes) == 0:
-        return torch.full((len(anchor_boxes),), 20)
-    m = match_boxes(box_iou(anchor_boxes, gt_boxes)[None], torch.ones(1, len(gt_boxes), dtype=torch.bool))
-    labels = gt_labels[m.gt_idx[0]]
-    return labels if background is None else torch.where(m.positive[0], labels, background)
-
-
-SLIPS = [  # (exercise, learner's wrong function, words its hint must contain)
-    ("02.anchor_boxes", anchors_xy, "(x, y) where the lesson has (y, x)"),
-    ("02.anchor_boxes", anchors_pixels, "Looks like pixels"),
-    ("02.anchor_boxes", anchors_corner, "top-left corners"),
-    ("03.decode_box", lambda a, b, c: _decode(a, b, c, squash=lambda t: t), "tanh is missing"),
-    ("03.decode_box", lambda a, b, c: _decode(a, b, c, move=1.0), "moves up to a whole cell"),
-    ("03.decode_box", lambda a, b, c: _decode(a, b, c, order=(1, 0, 3, 2)), "(x, y) where the lesson has (y, x)"),
-    ("03.decode_box", lambda a, b, c: _decode(a, b, c, scale=224.0), "Looks like pixels"),
-    ("04.iou_one_box", lambda b, o: _iou(b, o, clamp=False), "clamp the overlap"),
-    ("04.iou_one_box", lambda b, o: _iou(b, o, subtract=False), "counts the shared part twice"),
-    ("05.match", lambda ious: _match(ious, ge=True), "Looks like >= where the lesson has >"),
-    ("05.match", lambda ious: _match(ious, forced=None), "forced matches are missing"),
-    ("05.match", lambda ious: _match(ious, forced=1.0), "the lesson writes 1.99"),
-    ("05.match", lambda ious: _match(ious, claim=False), "keeps its own gt_idx"),
-    ("06.bce", lambda lg, t: _bce(lg, t, cols=lg.shape[1]), "kept the background column"),
-    ("06.bce", lambda lg, t: _bce(lg, t, divide=False), "Not divided by C"),
-    ("06.bce", lambda lg, t: _bce(lg, t, mean=True), "Looks like a mean"),
-    ("07.l1", lambda p, t, m: _l1(p, t, m, swap=True), "other way round"),
-    ("07.l1", lambda p, t, m: _l1(p, t, m, everything=True), "only the positives"),
-    ("08.grad", lambda p, t, m: _grad(p, t, m, sign=-1), "points the wrong way"),
-    ("08.grad", lambda p, t, m: _grad(p, t, m, per_box_sum=True), "the article's sum"),
-    ("08.grad", lambda p, t, m: _grad(p, t, m, everything=True), "gradient is 0"),
-    ("11.anchor_targets", lambda a, g, lbl: _targets(a, g, lbl, background=None), "become background, class 20"),
-    ("11.anchor_targets", lambda a, g, lbl: _targets(a, g, lbl, background=0), "Your background is 0"),
-]
-
-
-@pytest.mark.parametrize("name, wrong, words", SLIPS, ids=[f"{n}-{w[:24]}" for n, _, w in SLIPS])
-def test_each_slip_gets_its_own_hint(name, wrong, words, capsys):
-    ok, out = _said(capsys, name, wrong)
-    assert not ok and out.startswith(f"{name}: not quite, on the case '"), out
-    assert words in out, out
-    others = [s.hint for k, s in CODE_EXERCISES[name].slips.items() if words not in s.hint]
-    assert not any(h in out for h in others), out  # one slip's hint, not several
+        overlap[b], idx[b] = forced, j
+    return idx, overlap, overlap > 0.4
 
 
 def test_a_wrong_function_of_no_known_slip_is_shown_its_first_differing_case(capsys):
@@ -200,12 +96,26 @@ def test_a_value_instead_of_a_function_is_not_quite(capsys):
     assert not ok and "pass your function itself" in out
 
 
-def test_inputs_are_fresh_for_every_call(capsys):
+def test_inputs_are_fresh_for_every_call_and_a_function_that_changes_them_is_told_so(capsys):
+    """Each call gets its own copies (a function writing into its input cannot change the next call's), and
+    writing into the caller's tensors is named: a caller's inputs must stay as they were."""
     def writes_into_its_input(ious):
         result = _match(ious)
         ious.fill_(7.0)
         return result
-    assert _said(capsys, "05.match", writes_into_its_input)[0]
+    ok, out = _said(capsys, "05.match", writes_into_its_input)
+    assert not ok and out.startswith("05.match: not quite: your function changed its input ious in place on the case "
+                                     "'random overlaps, boxes 2 and 5 overlapping nothing' (ious = [[0.5812, "), out
+    assert "compute new tensors (torch.tanh(x), not x.tanh_(); y = x + 1, not x += 1), or work on x.clone()" in out
+    cases = CODE_EXERCISES["05.match"].cases()
+
+    def writes_into_a_copy(ious):
+        ious = ious.clone()
+        result = _match(ious)
+        ious.fill_(7.0)
+        return result
+    assert _said(capsys, "05.match", writes_into_a_copy)[0]
+    assert [c.args[0].tolist() for c in CODE_EXERCISES["05.match"].cases()] == [c.args[0].tolist() for c in cases]
 
 
 def test_an_iou_of_exactly_0_4_is_a_case_and_two_objects_share_a_box():
@@ -295,3 +205,27 @@ def test_the_solutions_command_writes_and_executes_the_key(tmp_path, capsys):
             for o in c.get("outputs", []) if o.get("output_type") == "stream"]
     assert len(said) == 1 and said[0].startswith("04.iou_one_box: Right, on all"), said
     assert (NOTEBOOK_DIR / "04_iou.ipynb").read_bytes() == before
+
+
+def test_the_cases_hold_each_threshold_boundary_and_anchor_sets_other_than_the_lessons():
+    """05: unforced overlaps below 0.4, exactly 0.4, in (0.4, 0.45] and in (0.45, 0.5], so that >=, 0.35, 0.45 and 0.5
+    all differ from > 0.4; 11: an anchor box at exactly 0.4 that no object claims, and an anchor set of another size;
+    03: an anchor box that is not one of the lesson's 189."""
+    from ssd_lesson import box_iou, make_anchors
+
+    unforced = []
+    for case in CODE_EXERCISES["05.match"].cases():
+        ious = case.args[0]
+        if ious.shape[1]:
+            claimed = set(ious.argmax(dim=0).tolist())
+            unforced += [float(v) for a, v in enumerate(ious.max(dim=1).values.tolist()) if a not in claimed]
+    for lo, hi in ((0.35, 0.4), (0.4, 0.4), (0.4, 0.45), (0.45, 0.5)):
+        assert any(lo < v < hi or v == lo == hi for v in [round(u, 6) for u in unforced]), (lo, hi)
+    targets = {c.label: c.args for c in CODE_EXERCISES["11.anchor_targets"].cases()}
+    anchors, gt, _ = targets["an anchor box overlapping an object by exactly 0.4"]
+    ious = box_iou(anchors, gt)
+    assert ious[0, 0].item() == 0.4 and ious[:, 0].argmax().item() != 0  # exactly 0.4, and not object 0's best
+    assert {len(a) for a, _, _ in targets.values()} >= {189, 40, 4}
+    decode_anchors = [c.args[1] for c in CODE_EXERCISES["03.decode_box"].cases()]
+    assert any(not (make_anchors(dtype=torch.float64).centers_hw - a).abs().sum(dim=1).lt(1e-9).any()
+               for a in decode_anchors)

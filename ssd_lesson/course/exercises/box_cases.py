@@ -17,7 +17,7 @@ from torch import Tensor
 from ...core.anchors import AnchorSpec, activations_to_boxes, make_anchors
 from ...core.boxes import box_iou, corners_to_centers
 from ...core.matching import FORCED_OVERLAP, IOU_THRESHOLD, match_boxes
-from .cases import LESSON_ANCHORS, Case, CodeExercise, Slip, random_boxes, seeded
+from .cases import LESSON_ANCHORS, Case, CodeExercise, Slip, anchor_set, random_boxes, seeded
 
 __all__ = ["ANCHORS", "DECODE", "IOU", "MATCH"]
 
@@ -85,11 +85,8 @@ def _decode(actn: Tensor, anchor: Tensor, cell: float, squash: Callable[[Tensor]
 
 
 def _decode_right(actn: Tensor, anchor: Tensor, cell: float) -> Tensor:
-    """The library's decoding, for the anchor of ``LESSON_ANCHORS`` that ``anchor`` is."""
-    index = int(((LESSON_ANCHORS.centers_hw - anchor).abs().sum(dim=1) + (LESSON_ANCHORS.grid_sizes[:, 0] - cell).abs()).argmin())
-    actns = torch.zeros(len(LESSON_ANCHORS), 4, dtype=torch.float64)
-    actns[index] = actn
-    return activations_to_boxes(actns, LESSON_ANCHORS)[index]
+    """The library's decoding of ``actn`` for ``anchor``, any anchor box (not only the lesson's)."""
+    return activations_to_boxes(actn.double()[None], anchor_set(anchor[None], torch.tensor([float(cell)])))[0]
 
 
 def _decode_cases() -> list[Case]:
@@ -104,6 +101,10 @@ def _decode_cases() -> list[Case]:
     cases += [case("activations all 0: the anchor box itself", 99, torch.zeros(4)),
               case("large activations at the image's top-left edge", 0, torch.tensor([3.0, -4.0, 5.0, -2.5])),
               case("the 1x1 grid's box, bigger than the image", 188, torch.tensor([0.5, -0.8, 1.2, 0.3]))]
+    cases.append(Case("an anchor box of an 8x8 grid, not one of the lesson's", names,
+                      (torch.tensor([0.3, -1.1, 0.8, -0.4], dtype=torch.float64),
+                       torch.tensor([0.4, 0.7, 0.1, 0.2], dtype=torch.float64), 0.125),
+                      "use the anchor and cell passed in: this anchor box's grid has cells of side 0.125"))
     return cases
 
 
@@ -128,14 +129,15 @@ DECODE = CodeExercise(
 
 # ---- 04: the IoU of one box with several ------------------------------------------------------------------------
 
-def _iou_variant(box: Tensor, others: Tensor, clamp: bool = True, union: str = "union") -> Tensor:
-    h = torch.minimum(box[2], others[:, 2]) - torch.maximum(box[0], others[:, 0])
-    w = torch.minimum(box[3], others[:, 3]) - torch.maximum(box[1], others[:, 1])
-    inter = h.clamp_min(0) * w.clamp_min(0) if clamp else h * w
+def _iou_variant(box: Tensor, others: Tensor, clamp: str = "sides", union: str = "union", swap_ends: bool = False) -> Tensor:
+    lo, hi = (torch.minimum, torch.maximum) if swap_ends else (torch.maximum, torch.minimum)
+    h = hi(box[2], others[:, 2]) - lo(box[0], others[:, 0])
+    w = hi(box[3], others[:, 3]) - lo(box[1], others[:, 1])
+    inter = {"sides": h.clamp_min(0) * w.clamp_min(0), "none": h * w, "product": (h * w).clamp_min(0)}[clamp]
     area_a = (box[2] - box[0]) * (box[3] - box[1])
     area_b = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
     denominator = {"union": area_a + area_b - inter, "sum": area_a + area_b, "box": area_a + 0 * area_b,
-                   "others": area_b}[union]
+                   "others": area_b, "none": torch.ones_like(area_b)}[union]
     return inter / denominator
 
 
@@ -150,15 +152,23 @@ def _iou_cases() -> list[Case]:
                    (torch.tensor([0.0, 0.0, 0.5, 1.0]), torch.tensor([[0.0, 0.0, 0.5, 1.0], [0.5, 0.0, 1.0, 1.0],
                                                                       [0.25, 0.5, 1.0, 1.0], [0.0, 0.9, 0.1, 1.0]]))),
               Case("a box inside another", names, (torch.tensor([0.2, 0.2, 0.8, 0.8]),
-                                                   torch.tensor([[0.4, 0.4, 0.6, 0.5], [0.1, 0.1, 0.9, 0.9]])))]
+                                                   torch.tensor([[0.4, 0.4, 0.6, 0.5], [0.1, 0.1, 0.9, 0.9]]))),
+              Case("one box and 40 others", names, (random_boxes(1, g)[0], random_boxes(40, g)))]
     return cases
 
 
 IOU = CodeExercise(
     "my_iou(box, others)", "one (N,) tensor, an IoU per row of others", ("IoU",),
     _iou_cases, lambda box, others: box_iou(box[None], others)[0],
-    {"clamp": Slip("Boxes that do not meet get an IoU above 0: clamp the overlap's height and width at 0 "
-                   "(two negative sides multiply into a positive area)", lambda *a: _iou_variant(*a, clamp=False)),
+    {"clamp": Slip("Boxes that do not meet get an IoU other than 0: clamp the overlap's height and width at 0 "
+                   "(two negative sides multiply into a positive area)", lambda *a: _iou_variant(*a, clamp="none")),
+     "clamp_product": Slip("Boxes apart in both directions get an IoU above 0: clamp the height and the width each at 0, "
+                           "before multiplying (two negative sides make a positive product)",
+                           lambda *a: _iou_variant(*a, clamp="product")),
+     "ends": Slip("Your overlap runs from the smaller start to the larger end, which spans both boxes: it runs from the "
+                  "larger of the two starts to the smaller of the two ends", lambda *a: _iou_variant(*a, swap_ends=True)),
+     "intersection": Slip("That is the overlap's area: the IoU divides it by the union of the two boxes",
+                          lambda *a: _iou_variant(*a, union="none")),
      "sum": Slip("Your union counts the shared part twice: union = area A + area B - intersection",
                  lambda *a: _iou_variant(*a, union="sum")),
      "box": Slip("You divide by the first box's area: IoU divides by the union of both boxes",
@@ -177,19 +187,21 @@ def _match_right(ious: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _match_variant(ious: Tensor, forced: float | None = FORCED_OVERLAP, claim_idx: bool = True, ge: bool = False,
-                   threshold_first: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+                   threshold_first: bool = False, threshold: float = IOU_THRESHOLD,
+                   first_claim_wins: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     A, G = ious.shape
     if G == 0:
         return _match_right(ious)
     gt_overlap, gt_idx = ious.max(dim=1)
-    positive = gt_overlap >= IOU_THRESHOLD if ge else gt_overlap > IOU_THRESHOLD
+    positive = gt_overlap >= threshold if ge else gt_overlap > threshold
     if forced is not None:
-        for j, box in enumerate(ious.argmax(dim=0).tolist()):
+        claims = list(enumerate(ious.argmax(dim=0).tolist()))
+        for j, box in reversed(claims) if first_claim_wins else claims:
             gt_overlap[box] = forced
             if claim_idx:
                 gt_idx[box] = j
     if not threshold_first:
-        positive = gt_overlap >= IOU_THRESHOLD if ge else gt_overlap > IOU_THRESHOLD
+        positive = gt_overlap >= threshold if ge else gt_overlap > threshold
     return gt_idx, gt_overlap, positive
 
 
@@ -201,15 +213,22 @@ def _match_cases() -> list[Case]:
     same = torch.tensor([[0.1, 0.0], [0.6, 0.5], [0.3, 0.05], [0.0, 0.2]])  # both objects' best box is box 1
     edge = torch.tensor([[0.4, 0.1], [0.2, 0.7], [0.45, 0.0], [0.0, 0.0]])  # box 0's overlap is exactly 0.4
     weak = torch.tensor([[0.05, 0.0, 0.0], [0.1, 0.3, 0.0], [0.0, 0.2, 0.0], [0.0, 0.25, 0.0]])  # object 2 meets nothing
+    # Boxes 1 to 3 are no object's best: their overlaps alone decide, on either side of the threshold.
+    near = torch.tensor([[0.9, 0.0], [0.38, 0.1], [0.0, 0.48], [0.42, 0.2], [0.1, 0.3], [0.0, 0.95]])
     return [Case("random overlaps, boxes 2 and 5 overlapping nothing", names, (random,)),
             Case("two objects want the same box", names, (same,),
                  "both objects claim box 1; the later claim wins, as in a loop over the objects"),
-            Case("an IoU of exactly 0.4", names, (edge,), "a box is positive when its overlap is above 0.4, not equal"),
+            Case("an IoU of exactly 0.4", names, (edge,),
+                 "a box that no object claims is positive when its overlap is above 0.4, the lesson's threshold; "
+                 "exactly 0.4 is not above it"),
             Case("weak overlaps; object 2 overlaps no box", names, (weak,),
                  "an object that overlaps nothing still claims a box: the first one (argmax of a column of 0s)"),
             Case("an image without objects", names, (torch.zeros(4, 0),),
                  "with no objects every box is background: gt_idx 0, gt_overlap 0, positive False; "
-                 "ious.max(dim=1) fails on an empty dimension, so handle ious.shape[1] == 0 first")]
+                 "ious.max(dim=1) fails on an empty dimension, so handle ious.shape[1] == 0 first"),
+            Case("unforced overlaps of 0.38, 0.42 and 0.48", names, (near,),
+                 "a box that no object claims is positive when its overlap is above 0.4, the lesson's threshold"),
+            Case("30 boxes and 6 objects", names, (torch.rand(30, 6, generator=g) * 0.6,))]
 
 
 MATCH = CodeExercise(
@@ -225,7 +244,11 @@ MATCH = CodeExercise(
                        "claimed it, too", lambda ious: _match_variant(ious, claim_idx=False)),
      "threshold_first": Slip("You apply the threshold before the forced matches: a claimed box is positive whatever its "
                              "IoU, so compare gt_overlap with 0.4 after writing the 1.99s",
-                             lambda ious: _match_variant(ious, threshold_first=True))},
+                             lambda ious: _match_variant(ious, threshold_first=True)),
+     "threshold_0.5": Slip("Looks like a threshold of 0.5, the SSD paper's: the lesson's is 0.4",
+                           lambda ious: _match_variant(ious, threshold=0.5)),
+     "first_claim": Slip("When two objects claim the same box, yours lets the first keep it: in the lesson's loop over "
+                         "the objects the later claim overwrites it", lambda ious: _match_variant(ious, first_claim_wins=True))},
     "gt_overlap, gt_idx = ious.max(dim=1); then for each object j, the box ious[:, j].argmax() gets gt_overlap 1.99 and "
     "gt_idx j; positive = gt_overlap > 0.4",
-    "match_boxes does the same for a whole batch, without a loop over objects")
+    "match_boxes does the same for a whole batch, without a loop over objects", kinds=("int", "float", "bool"))

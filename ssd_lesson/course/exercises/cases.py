@@ -11,9 +11,10 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from ...core.anchors import make_anchors
+from ...core.anchors import Anchors, AnchorSpec, make_anchors
+from ...core.boxes import centers_to_corners
 
-__all__ = ["Case", "Slip", "CodeExercise", "LESSON_ANCHORS", "seeded", "random_boxes"]
+__all__ = ["Case", "Slip", "CodeExercise", "LESSON_ANCHORS", "seeded", "random_boxes", "anchor_set"]
 
 
 class Case(NamedTuple):
@@ -45,6 +46,9 @@ class Slip(NamedTuple):
 
 
 class CodeExercise(NamedTuple):
+    """One "your turn" exercise: what the learner writes, the cases it runs on, the library's answer
+    (``right``) and the slips the checker names."""
+
     signature: str
     returns: str
     outputs: tuple[str, ...]  # names of the returned values, in order
@@ -53,6 +57,8 @@ class CodeExercise(NamedTuple):
     slips: dict[str, Slip]
     hint: str
     why: str
+    kinds: tuple[str, ...] = ("float",)  # per output: "float", "int", "bool" tensor, or "number" (see results.KINDS)
+    by_hand: bool = False  # the exercise forbids autograd: the learner's function runs without it
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -69,3 +75,12 @@ def random_boxes(n: int, g: torch.Generator) -> Tensor:
 
 #: The lesson's 189 anchors in float64, as the decode and matching exercises use them.
 LESSON_ANCHORS = make_anchors(dtype=torch.float64)
+
+
+def anchor_set(centers_hw: Tensor, cell: Tensor) -> Anchors:
+    """Any ``(A, 4)`` anchor boxes ``(cy, cx, h, w)`` with their cells' sides ``(A,)``, as the library's
+    :class:`Anchors` (float64): the checker's answers then hold for anchor sets other than the lesson's."""
+    centers = centers_hw.double()
+    index = torch.zeros(centers.shape[0], dtype=torch.int64)
+    return Anchors(AnchorSpec(), centers, centers_to_corners(centers), cell.double().reshape(-1, 1),
+                   index, index, index, index, [0])

@@ -1,27 +1,34 @@
 """The checker of the "your turn" cells: the learner writes one step of the loss as a function.
 
 ``check_code(name, fn)`` runs ``fn`` on the exercise's seeded random cases and edge cases
-(:mod:`.box_cases`, :mod:`.loss_cases`), compares each result with the library's, and prints one message:
+(:mod:`.box_cases`, :mod:`.loss_cases`), each call on fresh copies of the inputs and within a time limit
+(:mod:`.learner_call`), compares each result with the library's on the learner's device (:mod:`.results`),
+and prints one line:
 
-- *not answered yet* when ``fn`` is the starting stub (returns None, or raises ``NotImplementedError``);
-- *Right* when every case agrees;
-- the hint of a known slip (``>=`` for ``>``, tanh forgotten, ...) when every case agrees with that slip;
-- otherwise the first case that differs: its inputs, the shape expected, and the learner's value,
-  never the expected value.
+- *not answered yet* when ``fn`` is the starting stub (returns None, or raises ``NotImplementedError``, on
+  every case); a function that returns None on some cases only is told which;
+- *Right* when every case agrees, in values and in kind (an integer ``gt_idx``, a bool ``positive``, ...);
+- a function that does not return in time, uses autograd where the exercise says "by hand", changes its
+  inputs in place, or returns the wrong kind of thing is told so;
+- the hint of a known slip (``>=`` for ``>``, tanh forgotten, ...) when every case agrees with that slip
+  and with no other;
+- otherwise the first case that differs: its inputs, the shape expected, and the learner's value (for a
+  large tensor, its first differing element or row), never the expected value.
 
 A learner's function that raises is reported in one line with a hint, never a traceback.
 Boxes are ``(y0, x0, y1, x1)`` fractions of the image throughout.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
-import torch
 from torch import Tensor
 
 from .box_cases import ANCHORS, DECODE, IOU, MATCH
 from .cases import Case, CodeExercise
+from . import learner_call
 from .loss_cases import ANCHOR_TARGETS, BCE, GRAD, L1
+from .results import Unreadable, agree, describe_difference, read_outputs, show
 
 __all__ = ["check_code", "run_cases", "CODE_EXERCISES"]
 
@@ -31,136 +38,134 @@ CODE_EXERCISES: dict[str, CodeExercise] = {
     "07.l1": L1, "08.grad": GRAD, "11.anchor_targets": ANCHOR_TARGETS,
 }
 
-#: How close a learner's number must be to the library's (float32 arithmetic in another order).
-TOLERANCE = 1e-4
+def _reference(ex: CodeExercise, case: Case, fn: Callable[..., Any]) -> Optional[tuple[Tensor, ...]]:
+    """The outputs of ``fn`` (the library's answer, or a slip's) on ``case``; None if a slip cannot be read."""
+    out = read_outputs(fn(*case.clone_args()), ex.outputs, ex.kinds)
+    return None if isinstance(out, Unreadable) else out
 
 
-def _as_tensors(out: Any, n: int) -> Optional[tuple[Tensor, ...]]:
-    """The learner's result as ``n`` float64 tensors, or None if it cannot be read as that."""
-    parts = out if n > 1 and isinstance(out, (tuple, list)) else (out,)
-    if len(parts) != n:
-        return None
-    tensors = []
-    for p in parts:
-        try:
-            t = p.detach() if isinstance(p, Tensor) else torch.as_tensor(p)
-            tensors.append(t.to(torch.float64))
-        except Exception:  # noqa: BLE001 - whatever the learner returned, it is not a tensor: say so, never raise
-            return None
-    return tuple(tensors)
+def _input_device(case: Case) -> str:
+    return next((str(a.device) for a in case.args if isinstance(a, Tensor)), "cpu")
 
 
-def _agree(yours: Optional[Sequence[Tensor]], ref: Sequence[Tensor]) -> bool:
-    if yours is None:
-        return False
-    return all(y.shape == r.shape and torch.allclose(y, r.to(torch.float64), atol=TOLERANCE, rtol=TOLERANCE,
-                                                     equal_nan=True) for y, r in zip(yours, ref))
+def _explaining_slip(ex: CodeExercise, results: list[tuple[Case, tuple[Tensor, ...], bool]]) -> Optional[str]:
+    """The one slip that gives the learner's answer on every case the learner got wrong (``results``: case,
+    answer, right or not); None when no slip does, or several do: then naming one could mislead."""
+    explaining = []
+    for slip_name, slip in ex.slips.items():
+        for case, yours, right in results:
+            if right:
+                continue
+            slip_out = _reference(ex, case, slip.wrong)
+            if slip_out is None or not agree(yours, slip_out):
+                break
+        else:
+            explaining.append(slip_name)
+    return explaining[0] if len(explaining) == 1 else None
 
 
-def _reference(ex: CodeExercise, case: Case, fn: Callable[..., Any]) -> tuple[Tensor, ...]:
-    out = _as_tensors(fn(*case.clone_args()), len(ex.outputs))
-    assert out is not None, f"{ex.signature}: the library's answer is not {len(ex.outputs)} tensors"
-    return out
+def run_cases(name: str, fn: Callable[..., Any], seconds: Optional[float] = None) -> tuple[str, Optional[Case], Any]:
+    """Run ``fn`` on every case of exercise ``name``, each call within ``seconds`` (default
+    :data:`~.learner_call.TIME_LIMIT_S`).
 
+    Returns ``(verdict, case, detail)``, ``case`` being the first case concerned:
 
-def _shape(t: Tensor) -> str:
-    return "a number" if t.dim() == 0 else f"shape {tuple(t.shape)}"
-
-
-def _show(value: Any) -> str:
-    """The learner's value on one line, short."""
-    if isinstance(value, Tensor):
-        value = value.detach()
-        text = str(value.tolist()) if value.numel() <= 24 else f"a tensor of shape {tuple(value.shape)}"
-    else:
-        text = repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _is_stub(fn: Callable[..., Any], case: Case) -> bool:
-    try:
-        return fn(*case.clone_args()) is None
-    except NotImplementedError:
-        return True
-    except Exception:  # noqa: BLE001 - any other error is the learner's, reported by check_code
-        return False
-
-
-def run_cases(name: str, fn: Callable[..., Any]) -> tuple[str, Optional[Case], Any]:
-    """Run ``fn`` on every case of exercise ``name``.
-
-    Returns ``(verdict, case, detail)``: ``("right", None, None)``; ``("stub", None, None)``;
-    ``("raised", case, exception)``; ``("unreadable", case, value)`` (not the expected number of tensors);
-    ``("slip", case, slip_name)`` (every differing case agrees with that slip); or ``("differs", case, value)``.
+    - ``("right", None, None)``; ``("stub", None, None)`` (None or ``NotImplementedError`` on every case);
+    - ``("timeout", case, still_running)``, ``("autograd", case, None)`` (a "by hand" exercise),
+      ``("raised", case, exception)``, ``("changed_input", case, input_name)``;
+    - ``("none", case, None)``: None on this case, an answer on others;
+    - ``("unreadable", case, message)``: not the outputs asked for (count, type or dtype);
+    - ``("device", case, device)``: a result on a device whose values cannot be read;
+    - ``("slip", case, slip_name)``: every case agrees with that slip and with no other;
+    - ``("differs", case, description)``.
     """
     ex = CODE_EXERCISES[name]
-    cases = ex.cases()
-    if _is_stub(fn, cases[0]):
+    calls = []
+    for case in ex.cases():
+        call = learner_call.call_learner(fn, case.args, case.names, by_hand=ex.by_hand, seconds=seconds)
+        if call.outcome == "raised" and isinstance(call.value, NotImplementedError):
+            call = call._replace(outcome="returned", value=None)
+        if call.outcome != "returned":
+            return call.outcome, case, call.value
+        calls.append((case, call.value))
+    unanswered = [case for case, value in calls if value is None]
+    if len(unanswered) == len(calls):
         return "stub", None, None
-    first_wrong: Optional[tuple[Case, Any, Optional[tuple[Tensor, ...]]]] = None
-    results = []
-    for case in cases:
-        try:
-            value = fn(*case.clone_args())
-        except Exception as e:  # noqa: BLE001 - the learner's error is the message, not a traceback
-            return "raised", case, e
-        yours = _as_tensors(value, len(ex.outputs))
+    if unanswered:
+        return "none", unanswered[0], None
+    results, first_wrong = [], None
+    for case, value in calls:
+        yours = read_outputs(value, ex.outputs, ex.kinds)
+        if isinstance(yours, Unreadable):
+            return "unreadable", case, yours.message
         ref = _reference(ex, case, ex.right)
-        if yours is None:
-            return "unreadable", case, value
-        results.append((case, yours, ref))
-        if first_wrong is None and not _agree(yours, ref):
-            first_wrong = (case, value, yours)
+        assert ref is not None, f"{ex.signature}: the library's answer is not {ex.returns}"
+        try:
+            right = agree(yours, ref)
+        except (RuntimeError, NotImplementedError):  # a device whose values cannot be read (meta)
+            return "device", case, next(str(y.device) for y in yours if y.device != ref[0].device)
+        results.append((case, yours, right))
+        if first_wrong is None and not right:
+            first_wrong = (case, yours, ref)
     if first_wrong is None:
         return "right", None, None
-    # A slip explains the answer when every case the learner got wrong is what that slip gives.
-    for slip_name, slip in ex.slips.items():
-        if all(_agree(yours, ref) or _agree(yours, _reference(ex, case, slip.wrong)) for case, yours, ref in results):
-            return "slip", first_wrong[0], slip_name
-    return "differs", first_wrong[0], first_wrong[1]
+    slip = _explaining_slip(ex, results)
+    if slip is not None:
+        return "slip", first_wrong[0], slip
+    return "differs", first_wrong[0], describe_difference(ex.outputs, first_wrong[1], first_wrong[2])
 
 
-def _differing(ex: CodeExercise, case: Case, value: Any) -> str:
-    """Which output differs, and how, without the expected values."""
-    ref = _reference(ex, case, ex.right)
-    yours = _as_tensors(value, len(ex.outputs))
-    assert yours is not None
-    parts = []
-    for out_name, y, r, v in zip(ex.outputs, yours, ref, value if len(ex.outputs) > 1 else (value,)):
-        if y.shape != r.shape:
-            parts.append(f"{out_name} should have {_shape(r)}, yours has {_shape(y)}")
-        elif not _agree([y], [r]):
-            wrong = (y - r).abs() > TOLERANCE + TOLERANCE * r.abs()
-            where = "" if y.dim() == 0 else f" (wrong at {int(wrong.sum())} of {y.numel()} places)"
-            parts.append(f"{out_name} ({_shape(r)}) is {_show(v)}{where}")
-    return "; ".join(parts)
+def check_code(name: str, fn: Any, seconds: Optional[float] = None) -> bool:
+    """Print whether the learner's function ``fn`` does exercise ``name``'s step; return True if right.
 
-
-def check_code(name: str, fn: Any) -> bool:
-    """Print whether the learner's function ``fn`` does exercise ``name``'s step; return True if right."""
+    Each call of ``fn`` may take ``seconds`` (default :data:`~.learner_call.TIME_LIMIT_S`)."""
     ex = CODE_EXERCISES[name]
-    if fn is None or (callable(fn) and _is_stub(fn, ex.cases()[0])):
-        print(f"{name}: not answered yet. Write {ex.signature} in this cell, returning {ex.returns}, then run it.")
+    not_answered = f"{name}: not answered yet. Write {ex.signature} in this cell, returning {ex.returns}, then run it."
+    if fn is None:
+        print(not_answered)
         return False
     if not callable(fn):
         print(f"{name}: not quite: pass your function itself (check({name!r}, my_function)), not "
-              f"{type(fn).__name__} {_show(fn)}. Hint: {ex.hint}.")
+              f"{type(fn).__name__} {show(fn)}. Hint: {ex.hint}.")
         return False
-    verdict, case, detail = run_cases(name, fn)
+    limit = learner_call.TIME_LIMIT_S if seconds is None else seconds
+    verdict, case, detail = run_cases(name, fn, limit)
+    if verdict == "stub":
+        print(not_answered)
+        return False
     if verdict == "right":
         print(f"{name}: Right, on all {len(ex.cases())} cases, edge cases included: {ex.why}.")
         return True
     assert case is not None
     where = f"on the case '{case.label}' ({case.describe()})"
-    if verdict == "raised":
+    hint = case.hint or ex.hint
+    if verdict == "timeout":
+        still = (" It may still be running in the background: restart the kernel if the notebook slows down."
+                 if detail else " It was stopped, and the notebook can go on.")
+        print(f"{name}: your function did not return within {limit:g} s {where}: probably an endless loop "
+              f"(a loop whose condition never changes?).{still}")
+    elif verdict == "autograd":
+        print(f"{name}: not quite: your function asks autograd for the gradient (.backward() or torch.autograd.grad) "
+              f"{where}; this exercise asks for it by hand, so the checker runs it with autograd switched off. "
+              f"Hint: {ex.hint}.")
+    elif verdict == "raised":
         message = " ".join(f"{type(detail).__name__}: {detail}".split())
         message = message if len(message) <= 200 else message[:197] + "..."
-        print(f"{name}: your function raised {message} {where}. Hint: {case.hint or ex.hint}.")
+        print(f"{name}: your function raised {message} {where}. Hint: {hint}.")
+    elif verdict == "changed_input":
+        print(f"{name}: not quite: your function changed its input {detail} in place {where}. A caller's tensors must "
+              f"stay as they were: compute new tensors (torch.tanh(x), not x.tanh_(); y = x + 1, not x += 1), "
+              f"or work on x.clone().")
+    elif verdict == "none":
+        print(f"{name}: not quite: your function returned None {where}, while it answered other cases: every path "
+              f"through it must return {ex.returns} (a missing return?).")
     elif verdict == "unreadable":
-        print(f"{name}: not quite: expected {ex.returns}, yours returned {_show(detail)} {where}. Hint: {ex.hint}.")
+        print(f"{name}: not quite: expected {ex.returns}; {detail} {where}. Hint: {ex.hint}.")
+    elif verdict == "device":
+        print(f"{name}: not quite: your result is on the device '{detail}' {where}, where the checker cannot read its "
+              f"values: return it on the inputs' device ({_input_device(case)}).")
     elif verdict == "slip":
         print(f"{name}: not quite, {where}. {ex.slips[detail].hint}.")
     else:
-        print(f"{name}: not quite, {where}: {_differing(ex, case, detail)}. Hint: {case.hint or ex.hint}.")
+        print(f"{name}: not quite, {where}: {detail}. Hint: {hint}.")
     return False

@@ -52,34 +52,37 @@ def _mae(result: Any, row: int = 0) -> float:
 
 EXERCISES: dict[str, Exercise] = {
     "01.area": Exercise(
-        "height x width of box 0, from its fractions: the area of fractions is a fraction of the image's area",
+        "box 0's sides are fractions of the image's sides: what part of the whole image does the box cover?",
         "(y1 - y0) x (x1 - x0)", lambda ex: float((ex.boxes[0, 2] - ex.boxes[0, 0]) * (ex.boxes[0, 3] - ex.boxes[0, 1])),
         5e-4),
     "01.centre_x": Exercise(
-        "the centre is halfway between x0 and x1; a fraction times 224 gives pixels of the model's input",
+        "where along the image's width does box 1's middle lie, and how many pixels wide is the model's "
+        "input?",
         "(x0 + x1) / 2 x 224", lambda ex: float(ex.boxes[1, 1] + ex.boxes[1, 3]) / 2 * 224, 0.05),
     "02.index": Exercise(
-        "the 4x4 grid comes first; cells row by row, 9 boxes each: (row x 4 + column) x 9, then zoom index x 3 "
-        "+ ratio index", "anchors.info(i) reads the index back",
+        "the model's outputs list the grids in order, each grid's cells row by row, and each cell's boxes in "
+        "the order of its zooms and ratios: count the outputs that come before this box", "anchors.info(i) reads the index back",
         lambda anchors: _anchor_at(anchors, 4, 2, 3, 1.0, (1.0, 0.5))),
     "02.first_1x1_with_8x8": Exercise(
-        "an 8x8 grid in front adds 8 x 8 x 9 outputs before the 4x4 grid's 16 x 9 and the 2x2 grid's 4 x 9",
+        "every output of a grid placed in front pushes the later grids' boxes along: how many outputs does an "
+        "8x8 grid have, and which grids still come before the 1x1?",
         "every grid before it shifts it by cells x boxes per cell",
         lambda anchors: 8 * 8 * anchors.spec.k(0) + int(anchors.offsets[2])),
     "03.decode_y0": Exercise(
-        "tanh each activation; the centre moves tanh(dy)/2 cells, the height becomes (1 + tanh(dh)/2) x the anchor's; "
-        "y0 = centre - height / 2",
+        "follow notebook 03's decoding for this one box: the activations are squashed first, then move the "
+        "anchor box's centre and scale its height; y0 is the box's top edge",
         "that is activations_to_boxes for one box",
         lambda box_actns, anchors, index: float(activations_to_boxes(box_actns, anchors)[0, index, 0]), 5e-4),
     "03.max_width": Exercise(
-        "tanh never reaches 1: the width is at most (1 + 1/2) times the anchor box's; find that box's grid, zoom and "
-        "ratio with anchors.info", "the largest factor is 1.5",
+        "how far can tanh go, and so how far can the decoding stretch an anchor box's width? Find this box's "
+        "grid, zoom and ratio with anchors.info", "the largest factor is 1.5",
         lambda anchors, index: 1.5 * float(anchors.centers_hw[index, 3]), 5e-4),
     "04.iou": Exercise(
-        "intersection = overlap height x overlap width (0 if either is negative); union = area A + area B - intersection",
+        "of all the area the two boxes cover, how much do both cover? Count the part they share once in that area",
         "IoU = intersection / union", lambda result, box, gt: float(result.ious[0, box, gt]), 5e-4),
     "04.mean_column": Exercise(
-        "one column of the (189, 4) IoU matrix per ground-truth box: average that column over all 189 boxes",
+        "which part of the IoU matrix belongs to this ground-truth box? The question asks about every box, "
+        "not only those that overlap it",
         "most boxes overlap any one object little or not at all", lambda result, gt: float(result.ious[0, :, gt].mean()),
         5e-4),
     "05.positives_at_0.35": Exercise(
@@ -87,37 +90,44 @@ EXERCISES: dict[str, Exercise] = {
         "raising the threshold can only remove positives",
         lambda result, threshold: int(((result.match.gt_overlap[0] > threshold)).sum())),
     "05.background_overlap": Exercise(
-        "the background boxes are those whose gt_overlap is not above 0.4: average their gt_overlap",
+        "which boxes are background, and what does gt_overlap record for each of them?",
         "most background boxes touch an object a little",
         lambda result: float(result.match.gt_overlap[0][~result.match.positive[0]].mean()), 5e-4),
     "06.bce_zero": Exercise(
-        "BCE of a logit x against target 0 is -log(1 - sigmoid(x)) = log(1 + exp(x))",
+        "binary cross-entropy against a target of 0 asks how much probability the sigmoid of x leaves for "
+        "'no'",
         "a confident 'no' costs little", lambda x: _softplus(x), 5e-4),
     "06.box_share": Exercise(
-        "that box's 20 BCE terms (its own class against 1, the others against 0), summed, divided by C = 20",
+        "the classification loss is a sum over boxes and classes: which terms are this box's, and what does "
+        "the lesson do to the whole sum that it does to each part too?",
         "the shares add up to the classification loss", lambda shares, box: float(shares.loc[box, "BCE"]), 5e-4),
     "07.eight_more": Exercise(
-        "the mean divides the same sum of errors by 4 x (n + 8) instead of 4 x n",
+        "perfect extra positives add no error: which part of the mean changes, the errors it adds up or how "
+        "many corners it shares them among?",
         "perfect extra positives dilute the mean", lambda result: float(result.regression[0]) * len(_positives(result))
         / (len(_positives(result)) + 8), 5e-4),
     "07.mae_pixels": Exercise(
-        "the MAE of Table 4's first row is a fraction of the image side; times 224 gives pixels of the model's input",
+        "Table 4's errors are fractions of the image's side: what is the side of the model's input, in "
+        "pixels?",
         "fractions times the image size give pixels", lambda result: _mae(result) * 224, 0.05),
     "08.grad_doubled": Exercise(
-        "the mean regression loss divides by 4 x (number of positives); twice the positives halves each share",
+        "each corner's share of the mean depends on how many corners the mean runs over: what happens to it "
+        "when there are twice as many positives?",
         "d loss / d corner = +-1 / (4 n)", lambda result: 1 / (8 * len(_positives(result))), 5e-5),
     "08.pushed_down": Exercise(
-        "BCE's gradient on a logit is sigmoid(x) - target: positive (pushed down) for every target 0; the background "
-        "column gets none", "every class column of every box but the positives' own classes",
+        "a logit is pushed down where its target is 0: which entries of the one-hot matrix are 0, and which "
+        "column is not in the loss at all?", "every class column of every box but the positives' own classes",
         lambda result, class_logits: result.match.positive.shape[1] * (class_logits.shape[-1] - 1) - len(_positives(result))),
     "09.images_seen": Exercise(
-        "each epoch is floor(images / batch size) full batches (the last partial one is dropped)",
+        "fastai drops each training epoch's last, incomplete batch",
         "fastai's drop_last for training", lambda n_images, bs, epochs: epochs * (n_images // bs) * bs),
     "09.first_lr": Exercise(
-        "one cycle starts at the peak divided by fit_one_cycle's div (25 by default), then rises to the peak",
+        "one cycle does not start at its peak: see fit_one_cycle's div, or what the recorder kept of every "
+        "batch",
         "learn.recorder.lrs holds every batch's learning rate", lambda learn: float(learn.recorder.lrs[0]), 2e-6),
     "10.after_nms": Exercise(
-        "decode with score_threshold=0.5 (NMS at 0.5 is the default) and count image 0's detections",
+        "decode keeps the pairs scored above its threshold, then removes the duplicates: decode image 0 again "
+        "with the threshold the question names",
         "a higher threshold keeps fewer pairs, and NMS removes the duplicates among them",
         lambda class_logits, box_actns, anchors: len(decode(class_logits[:1], box_actns[:1], anchors,
                                                             score_threshold=0.5)[0].labels)),
