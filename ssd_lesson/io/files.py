@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import stat
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -76,18 +77,26 @@ _KINDS = ((stat.S_ISREG, REGULAR), (stat.S_ISDIR, "folder"), (stat.S_ISCHR, "cha
           (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
 
 
-def _names_a_descriptor(path: Path) -> bool:
-    """``/dev/stdout``, ``/dev/fd/1``, ``/proc/self/fd/1``: the name of an open file descriptor, whatever
-    it refers to (a regular file too, when stdout is redirected to one: replacing it would lose the rest)."""
+def _descriptor_name(path: Path) -> Optional[Path]:
+    """``/dev/stdout``, ``/dev/fd/1``, ``/proc/self/fd/1``: the name of an open file descriptor, whatever it refers
+    to (a regular file too, when stdout is redirected to one: replacing it would lose the rest), as the
+    ``.../fd/N`` path its links lead to; None for any other path."""
     p = Path(os.path.abspath(path))
     for _ in range(40):  # links followed one at a time: the name, not the file, says it is a descriptor
         fd_folder = p.parent
         if fd_folder.name == "fd" and (fd_folder.parent == Path("/dev") or fd_folder.parent.parent == Path("/proc")):
-            return True
+            return p
         if not p.is_symlink():
-            return False
+            return None
         p = Path(os.path.abspath(p.parent / os.readlink(p)))
-    return False
+    return None
+
+
+def _own_descriptor(path: Path) -> Optional[int]:
+    """The number of this process's descriptor that ``path`` names (``/dev/stdout``: 1), else None."""
+    name = _descriptor_name(path)
+    own = name is not None and (name.parent.parent == Path("/dev") or name.parent.parent.name in ("self", str(os.getpid())))
+    return int(name.name) if own and name.name.isdigit() else None
 
 
 def output_kind(path: str | Path) -> Optional[str]:
@@ -95,7 +104,7 @@ def output_kind(path: str | Path) -> Optional[str]:
     ``"character device"``, ``"block device"``, ``"FIFO"``, ``"socket"``, or ``"file descriptor"``
     (``/dev/stdout``, ``/dev/fd/N``: the name of an open descriptor)."""
     path = Path(path)
-    if _names_a_descriptor(path):
+    if _descriptor_name(path) is not None:
         return "file descriptor"
     try:
         mode = os.stat(path).st_mode
@@ -110,7 +119,13 @@ def output_text(path: str | Path) -> Iterator[TextIO]:
     in place, appended to; a regular file, or nothing yet, replaced whole (:func:`atomic_write`);
     anything else a ``ValueError`` naming it."""
     if output_kind(path) in STREAM_KINDS:
-        with open(path, "a", newline="", encoding="utf-8") as f:  # appended: a redirected stdout keeps what it has
+        for printed in (sys.stdout, sys.stderr):  # it may be this process's own stdout: what was printed comes first
+            printed.flush()
+        fd = _own_descriptor(Path(path))
+        # this process's own descriptor (/dev/stdout) is written through a copy of it, at its place in the output
+        # (opening the name anew would write at another offset of a redirected file); anything else appended to
+        with (open(os.dup(fd), "w", newline="", encoding="utf-8") if fd is not None
+              else open(path, "a", newline="", encoding="utf-8")) as f:
             yield f
         return
     with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:

@@ -113,13 +113,13 @@ def test_output_text_writes_a_device_and_a_fifo_in_place(tmp_path):
 def test_output_text_to_dev_stdout_redirected_to_a_file_appends_to_it(tmp_path):
     """``> out.txt``: /dev/stdout is the file itself; replacing it would lose what the command printed before."""
     out = tmp_path / "out.txt"
-    script = ("import sys\nfrom ssd_lesson.io.files import output_text\nprint('printed first', flush=True)\n"
-              "with output_text('/dev/stdout') as f:\n    f.write('a,b\\n')\n")
+    script = ("from ssd_lesson.io.files import output_text\nprint('printed first')\n"  # still in the buffer
+              "with output_text('/dev/stdout') as f:\n    f.write('a,b\\n')\nprint('printed after')\n")
     with out.open("w") as stdout:
         r = subprocess.run([sys.executable, "-c", script], stdout=stdout, stderr=subprocess.PIPE, text=True,
                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert out.read_text() == "printed first\na,b\n"
+    assert out.read_text() == "printed first\na,b\nprinted after\n"
 
 
 # ---------------------------------------------------------------- the commands: refused before any work
