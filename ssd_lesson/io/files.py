@@ -71,7 +71,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
 
 
 REGULAR = "regular file"
-#: Written in place (opened and appended to), never replaced: what is read from them is a stream.
+#: Written in place, never replaced: whatever reads them (a terminal, a pipe, /dev/null) takes a stream.
 STREAM_KINDS = ("character device", "FIFO", "file descriptor")
 _KINDS = ((stat.S_ISREG, REGULAR), (stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"),
           (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
@@ -95,7 +95,9 @@ def _descriptor_name(path: Path) -> Optional[Path]:
 def _own_descriptor(path: Path) -> Optional[int]:
     """The number of this process's descriptor that ``path`` names (``/dev/stdout``: 1), else None."""
     name = _descriptor_name(path)
-    own = name is not None and (name.parent.parent == Path("/dev") or name.parent.parent.name in ("self", str(os.getpid())))
+    if name is None:
+        return None
+    own = name.parent.parent == Path("/dev") or name.parent.parent.name in ("self", str(os.getpid()))
     return int(name.name) if own and name.name.isdigit() else None
 
 

@@ -194,3 +194,20 @@ def test_evaluate_csv_to_a_device_writes_in_place_and_keeps_the_device(tmp_path)
                  "--device", "cpu", "--csv", "/dev/null", "--force", cwd=ROOT)
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "table written to /dev/null", r.stderr
     assert _is_null_device(Path("/dev/null"))
+
+
+def test_evaluate_csv_dev_stdout_prints_the_table_after_the_report(tmp_path):
+    """A real process with stdout redirected to a file: the report, then the CSV, nothing lost or overwritten."""
+    out = tmp_path / "out.txt"
+    with out.open("w") as stdout:
+        r = subprocess.run([sys.executable, "-m", "ssd_lesson", "evaluate", "--data", "collage", "--data-dir",
+                            str(tmp_path / "collage"), "--n-images", "20", "--seed", "0", "--device", "cpu",
+                            "--csv", "/dev/stdout"], cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    header = "class,gt_boxes,difficult,ap_voc07,ap_all_point,ap_coco50"
+    at = lines.index(header)
+    assert any(line.startswith("checkpoint ") for line in lines[:at]) and lines[at - 1].startswith("mean ")  # report, table, CSV
+    assert lines[at + 1].startswith("aeroplane,0,0,") and lines[-1] == "table written to /dev/stdout"
+    assert len(lines) - at == 1 + 21 + 1  # the header, 20 classes and the mean, the last line
