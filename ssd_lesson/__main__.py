@@ -40,7 +40,7 @@ def _dissect(argv: Sequence[str]) -> int:
     from .commands.option_flags import loss_options_from
 
     args = _dissect_parser().parse_args(argv)
-    check_writable(args.out, "--out", folder=True)
+    check_writable(args.out, "--out", folder=True, entries=("*.jpg", "*.png"))  # the figures' names
     from .commands.dissect import run_dissect
 
     run_dissect(out_dir=args.out, n_rows=args.rows, seed=args.seed, options=loss_options_from(args))
@@ -87,7 +87,7 @@ def _notebooks(argv: Sequence[str]) -> int:
     if runs:
         check_notebook_outputs(args.out, args.html, args.inplace, key=args.solutions)
     elif args.html is not None:
-        check_writable(args.html, "--html", folder=True)
+        check_writable(args.html, "--html", folder=True, entries=("*.html",))
 
     return int(notebooks_main(list(argv)) or 0)
 

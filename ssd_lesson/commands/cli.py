@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 
 __all__ = ["UserError", "DEBUG_ENV", "debug_enabled", "run_command", "positive_int", "nonnegative_int", "at_least",
            "fraction", "unit_interval", "finite_float", "positive_float", "nonnegative_float", "in_file", "out_folder", "out_file",
-           "HelpFormatter", "check_writable", "private_tempdir"]
+           "out_file_or_stream", "HelpFormatter", "check_writable", "private_tempdir"]
 
 DEBUG_ENV = "SSD_LESSON_DEBUG"
 #: What the library raises for bad input; its messages name the argument or the file.
@@ -164,6 +164,7 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+# ---------------------------------------------------------------- outputs: what each path is, checked before any work
 def _existing_non_folder(path: Path) -> Path | None:
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
@@ -171,13 +172,52 @@ def _existing_non_folder(path: Path) -> Path | None:
     return None
 
 
-def out_folder(text: str) -> Path:
-    """A folder to write into: absent (it is created) or a folder, never a file."""
-    path = Path(text)
+def _what(path: Path) -> str:
+    """What ``path`` is, in a message: ``"file"`` for a regular one, else its kind (``"character device"``, ...)."""
+    from ..io.files import REGULAR, output_kind
+
+    kind = output_kind(path)
+    return "file" if kind == REGULAR else kind or "missing"
+
+
+def _file_refusal(path: Path, streams: bool) -> str | None:
+    """Why ``path`` cannot be a file output, or None: a folder; anything but a regular file, except, with
+    ``streams``, a stream written in place (``/dev/null``, a FIFO, ``/dev/stdout``); a non-folder on its way."""
+    from ..io.files import REGULAR, STREAM_KINDS, output_kind
+
+    kind = output_kind(path)
+    if kind == "folder":
+        return f"{path} is a folder; give a file name"
+    if kind not in (None, REGULAR) and not (streams and kind in STREAM_KINDS):
+        return (f"{path} is a {kind}, not a regular file; give a file name"
+                + (" (or a character device, a FIFO, /dev/stdout: written in place)" if streams else ""))
+    blocker = _existing_non_folder(path.parent)
+    if blocker is not None:
+        return f"{path}: {blocker} is a {_what(blocker)}, not a folder"
+    return None
+
+
+def _folder_refusal(path: Path, entries: Sequence[str] = ()) -> str | None:
+    """Why ``path`` cannot be a folder output, or None: a non-folder on its way, or an entry it holds that
+    the command would write (matching a pattern of ``entries``) that is not a regular file."""
+    from ..io.files import REGULAR, output_kind
+
     blocker = _existing_non_folder(path)
     if blocker is not None:
-        raise argparse.ArgumentTypeError(f"{text} cannot be a folder: {blocker} is a file")
-    return path
+        return f"{path} cannot be a folder: {blocker} is a {_what(blocker)}"
+    for pattern in entries:
+        for entry in sorted(path.glob(pattern)) if path.is_dir() else ():
+            if output_kind(entry) not in (None, REGULAR):
+                return f"{path}: {entry.name} in it is a {_what(entry)}, not a regular file, and the command writes that file"
+    return None
+
+
+def out_folder(text: str) -> Path:
+    """A folder to write into: absent (it is created) or a folder, never a file or a device."""
+    refusal = _folder_refusal(Path(text))
+    if refusal is not None:
+        raise argparse.ArgumentTypeError(refusal)
+    return Path(text)
 
 
 def in_file(text: str) -> Path:
@@ -191,29 +231,45 @@ def in_file(text: str) -> Path:
 
 
 def out_file(text: str) -> Path:
-    """A file to write: not a folder, and no file where one of its folders should be."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    blocker = _existing_non_folder(path.parent)
-    if blocker is not None:
-        raise argparse.ArgumentTypeError(f"{text}: {blocker} is a file, not a folder")
-    return path
+    """A file to write, replaced whole: absent or a regular file (never a folder, a device, a FIFO), and no
+    file where one of its folders should be."""
+    refusal = _file_refusal(Path(text), streams=False)
+    if refusal is not None:
+        raise argparse.ArgumentTypeError(refusal)
+    return Path(text)
 
 
-def check_writable(path: str | Path, option: str, folder: bool = False) -> None:
+def out_file_or_stream(text: str) -> Path:
+    """As :func:`out_file`, or a stream written in place: a character device (``/dev/null``), a FIFO, ``/dev/stdout``."""
+    refusal = _file_refusal(Path(text), streams=True)
+    if refusal is not None:
+        raise argparse.ArgumentTypeError(refusal)
+    return Path(text)
+
+
+def check_writable(path: str | Path, option: str, folder: bool = False, streams: bool = False,
+                   entries: Sequence[str] = ()) -> None:
     """Refuse, before any work, an output that cannot be written: ``UserError`` naming ``option`` and why.
 
-    ``path`` is a file (its folder must take new files: outputs are written beside it and renamed
-    into place) or, with ``folder=True``, a folder (created if missing). See
-    :func:`ssd_lesson.io.files.unwritable_reason`.
+    ``path`` is a file: a regular file or nothing yet (its folder must take new files: outputs are written
+    beside it and renamed into place), or with ``streams`` also a stream written in place (``/dev/null``,
+    a FIFO, ``/dev/stdout``), never renamed over. With ``folder=True`` it is a folder (created if missing)
+    and each entry it holds matching ``entries`` (``"*.jpg"``: what the command writes there) must be a
+    regular file. See :func:`ssd_lesson.io.files.unwritable_reason`.
     """
-    from ..io.files import unwritable_reason
+    from ..io.files import STREAM_KINDS, output_kind, unwritable_reason
 
+    path = Path(path)
+    refusal = _folder_refusal(path, entries) if folder else _file_refusal(path, streams)
+    if refusal is not None:
+        raise UserError(f"{option} {refusal}")
+    if not folder and streams and output_kind(path) in STREAM_KINDS:
+        if not os.access(path, os.W_OK):
+            raise UserError(f"{option} {path}: cannot be written: permission denied")
+        return
     why = unwritable_reason(path, folder=folder)
     if why is not None:
         raise UserError(f"{option} {path}: cannot be written: {why}")
-
 
 
 @contextlib.contextmanager

@@ -17,7 +17,9 @@ import sys
 import warnings
 from typing import Sequence
 
-from .cli import HelpFormatter, UserError, at_least, check_writable, nonnegative_int, out_file, positive_int, run_command
+from ..io.files import REGULAR, output_kind
+from .cli import (HelpFormatter, UserError, at_least, check_writable, nonnegative_int, out_file_or_stream, positive_int,
+                  run_command)
 from .option_flags import add_options
 
 __all__ = ["evaluate_main"]
@@ -51,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     add_options(p, DecodeOptions, default_from="what the checkpoint's mAP was measured with")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images run through the model at once")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--csv", type=out_file, default=None, help="also write the table to this CSV file")
+    p.add_argument("--csv", type=out_file_or_stream, default=None,
+                   help="also write the table to this CSV file (or, written in place: /dev/stdout, a FIFO)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
     return p
 
@@ -63,10 +66,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         p.error("argument --n-images/--seed/--photos: only for --data collage")
     if args.csv is not None and not args.csv.parent.is_dir():
         p.error(f"argument --csv: the folder {args.csv.parent} does not exist")
-    if args.csv is not None and args.csv.exists() and not args.force:
+    if args.csv is not None and output_kind(args.csv) == REGULAR and not args.force:  # a stream replaces nothing
         raise UserError(f"{args.csv} exists; pass --force to overwrite it, or choose another --csv", code=1)
     if args.csv is not None:
-        check_writable(args.csv, "--csv")
+        check_writable(args.csv, "--csv", streams=True)
     return args
 
 
@@ -175,10 +178,10 @@ def evaluate_main(argv: Sequence[str]) -> int:
           "difficult objects count neither way; '-' = no non-difficult box of that class")
     print(_format(table))
     if args.csv is not None:
-        from ..io.files import atomic_write
+        from ..io.files import output_text
 
-        with atomic_write(args.csv) as tmp:  # a Ctrl-C leaves the old file or the whole table
-            table.to_csv(tmp, index=False)
+        with output_text(args.csv) as f:  # a file: a Ctrl-C leaves the old one or the whole table; a stream: in place
+            table.to_csv(f, index=False)
         print(f"table written to {args.csv}")
     return 0
 

@@ -58,7 +58,7 @@ def check_notebook_outputs(out_dir: Optional[Path], html_dir: Optional[Path], in
     from .cli import UserError, check_writable
 
     if inplace:
-        check_writable(NOTEBOOK_DIR, "--inplace", folder=True)
+        check_writable(NOTEBOOK_DIR, "--inplace", folder=True, entries=("*.ipynb",))
     else:
         out_dir = Path(out_dir or DEFAULT_OUT)
         if out_dir.resolve() == NOTEBOOK_DIR.resolve():
@@ -67,9 +67,9 @@ def check_notebook_outputs(out_dir: Optional[Path], html_dir: Optional[Path], in
                                 "learners' notebooks with the solved key; choose another --out")
             raise UserError(f"--out {out_dir} is the notebook series itself: its notebooks would be overwritten; "
                             "pass --inplace if that is what you mean (maintainers), or choose another --out")
-        check_writable(out_dir, "--out", folder=True)
+        check_writable(out_dir, "--out", folder=True, entries=("*.ipynb",))  # what is written there: no FIFO, no device
     if html_dir is not None:
-        check_writable(html_dir, "--html", folder=True)
+        check_writable(html_dir, "--html", folder=True, entries=("*.html",))
 
 
 def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inplace: bool = False,

@@ -3,19 +3,23 @@
 :func:`atomic_write` writes a file beside its destination and renames it into place; while it
 writes, Ctrl-C (SIGINT) and SIGTERM are held back and delivered once the file is in place,
 so an interrupt leaves either the old file or the complete new one, and no ``.tmp`` beside it.
-:func:`unwritable_reason` says, before any work, why a file or folder could not be written.
+It replaces regular files only: :func:`output_kind` says what a path is, and a stream (a character
+device such as ``/dev/null``, a FIFO, ``/dev/stdout``) is written in place by :func:`output_text`,
+never renamed over. :func:`unwritable_reason` says, before any work, why a file or folder could not be written.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import stat
+import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, TextIO
 
-__all__ = ["atomic_write", "held_signals", "unwritable_reason"]
+__all__ = ["atomic_write", "held_signals", "output_kind", "output_text", "STREAM_KINDS", "unwritable_reason"]
 
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -48,8 +52,14 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
 
     An exception in the block removes the temporary file and leaves ``path`` as it was. SIGINT and
     SIGTERM wait until the rename is done (:func:`held_signals`). The folder is created if needed.
+    Only a regular file (or nothing) is replaced: anything else at ``path`` (a device, a FIFO, a folder,
+    ``/dev/stdout``) is a ``ValueError`` naming it, before the block runs. A symbolic link to a file
+    stays a link: the file it points to is replaced.
     """
-    path = Path(path)
+    kind = output_kind(path)
+    if kind not in (None, REGULAR):
+        raise ValueError(f"{path} is a {kind}, not a regular file: it is never replaced by a rename")
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with held_signals():
@@ -58,6 +68,70 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+REGULAR = "regular file"
+#: Written in place, never replaced: whatever reads them (a terminal, a pipe, /dev/null) takes a stream.
+STREAM_KINDS = ("character device", "FIFO", "file descriptor")
+_KINDS = ((stat.S_ISREG, REGULAR), (stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"),
+          (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
+
+
+def _descriptor_name(path: Path) -> Optional[Path]:
+    """``/dev/stdout``, ``/dev/fd/1``, ``/proc/self/fd/1``: the name of an open file descriptor, whatever it refers
+    to (a regular file too, when stdout is redirected to one: replacing it would lose the rest), as the
+    ``.../fd/N`` path its links lead to; None for any other path."""
+    p = Path(os.path.abspath(path))
+    for _ in range(40):  # links followed one at a time: the name, not the file, says it is a descriptor
+        fd_folder = p.parent
+        if fd_folder.name == "fd" and (fd_folder.parent == Path("/dev") or fd_folder.parent.parent == Path("/proc")):
+            return p
+        if not p.is_symlink():
+            return None
+        p = Path(os.path.abspath(p.parent / os.readlink(p)))
+    return None
+
+
+def _own_descriptor(path: Path) -> Optional[int]:
+    """The number of this process's descriptor that ``path`` names (``/dev/stdout``: 1), else None."""
+    name = _descriptor_name(path)
+    if name is None:
+        return None
+    own = name.parent.parent == Path("/dev") or name.parent.parent.name in ("self", str(os.getpid()))
+    return int(name.name) if own and name.name.isdigit() else None
+
+
+def output_kind(path: str | Path) -> Optional[str]:
+    """What is at ``path``, symbolic links followed: None (nothing), ``"regular file"``, ``"folder"``,
+    ``"character device"``, ``"block device"``, ``"FIFO"``, ``"socket"``, or ``"file descriptor"``
+    (``/dev/stdout``, ``/dev/fd/N``: the name of an open descriptor)."""
+    path = Path(path)
+    if _descriptor_name(path) is not None:
+        return "file descriptor"
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "special file")
+
+
+@contextlib.contextmanager
+def output_text(path: str | Path) -> Iterator[TextIO]:
+    """``path`` open for writing text: a stream (:data:`STREAM_KINDS`: ``/dev/null``, a FIFO, ``/dev/stdout``)
+    in place, appended to; a regular file, or nothing yet, replaced whole (:func:`atomic_write`);
+    anything else a ``ValueError`` naming it."""
+    if output_kind(path) in STREAM_KINDS:
+        for printed in (sys.stdout, sys.stderr):  # it may be this process's own stdout: what was printed comes first
+            printed.flush()
+        fd = _own_descriptor(Path(path))
+        # this process's own descriptor (/dev/stdout) is written through a copy of it, at its place in the output
+        # (opening the name anew would write at another offset of a redirected file); anything else appended to
+        with (open(os.dup(fd), "w", newline="", encoding="utf-8") if fd is not None
+              else open(path, "a", newline="", encoding="utf-8")) as f:
+            yield f
+        return
+    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        yield f  # closed before the rename
 
 
 def _nearest_existing(path: Path) -> Path:

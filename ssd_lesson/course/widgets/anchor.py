@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ...core.anchors import AnchorSpec, make_anchors
 from ...drawing import plots
-from .base import MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate
+from .base import MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate, display_args, refuse, scene_arg
 
 __all__ = ["AnchorWidget", "GRID_CHOICES", "ZOOM_CHOICES", "RATIO_CHOICES"]
 
@@ -44,7 +44,8 @@ class AnchorWidget(FigureWidget):
     """
 
     def __init__(self, example: Any, dpi: int = 80, image_format: Literal["png", "jpeg"] = "png"):
-        self.scene, self.dpi = plots.as_scene(example), dpi
+        self.dpi = display_args("AnchorWidget", dpi, image_format)
+        self.scene = scene_arg("AnchorWidget", example)
         style, lay = {"description_width": "60px"}, W.Layout(width="340px")
         self.grids = W.Dropdown(options=[(str(g), g) for g in GRID_CHOICES], description="grids", style=style,
                                 layout=lay)
@@ -83,8 +84,12 @@ class AnchorWidget(FigureWidget):
         (``GRID_CHOICES``, ...), ``ssd300=True`` for SSD300's; anything else is refused, nothing changed."""
         for name, value, choices in (("grids", grids, GRID_CHOICES), ("zooms", zooms, ZOOM_CHOICES),
                                      ("ratios", ratios, RATIO_CHOICES)):
+            if value is not None and not isinstance(value, (list, tuple)):
+                refuse("AnchorWidget.set", name, f"a tuple, one of {', '.join(map(str, choices))}", value, TypeError)
             if value is not None and tuple(map(_tuple, value)) not in choices:
                 raise ValueError(f"{name} {value!r} is not one of the choices: {', '.join(map(str, choices))}")
+        if ssd300 is not None and not isinstance(ssd300, (bool, np.bool_)):
+            refuse("AnchorWidget.set", "ssd300", "True or False", ssd300, TypeError)
         with self._later.hold():  # one redraw for the lot
             if grids is not None:
                 self.grids.value = tuple(grids)

@@ -4,6 +4,10 @@ The widgets (:mod:`ssd_lesson.course.widgets`: one module each) derive from :cla
 :class:`~matplotlib.figure.Figure`, draw it once and then, on every change, only what moves
 (:class:`Frames`), and show it as image bytes in an ``ipywidgets.Image``: this works under
 ``%matplotlib inline`` (no ipympl) and in tests without a browser.
+
+Every argument of a widget, to its constructor or to ``.set``, is checked when it is given, before anything
+changes (:func:`number_arg`, :func:`tensor_arg`, ...): a wrong one is a ``TypeError`` (wrong type) or a
+``ValueError`` (wrong shape, length, value, NaN) saying ``Widget: name must be <what is expected>; got <what was given>``.
 """
 from __future__ import annotations
 
@@ -11,15 +15,20 @@ import asyncio
 import base64
 import contextlib
 import io
-from typing import Any, Iterator
+import math
+import numbers
+from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 import ipywidgets as W
 import numpy as np
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-__all__ = ["MARGIN_COLOR", "FigureWidget", "Frames", "Coalesce", "animate", "encode", "pixel_size", "show"]
+__all__ = ["MARGIN_COLOR", "FigureWidget", "Frames", "Coalesce", "animate", "encode", "pixel_size", "show",
+           "refuse", "number_arg", "tensor_arg", "sequence_arg", "choice_arg", "display_args", "scene_arg",
+           "one_image_args"]
 
 MARGIN_COLOR = "#5a5a5a"  # around the photo: white dashes and light boxes stay visible
 
@@ -202,3 +211,101 @@ class Coalesce:
     def _run(self) -> None:
         self.pending, self.handle = False, None
         self.redraw()
+
+
+# ---------------------------------------------------------------- arguments, checked when they are given
+IMAGE_FORMATS = ("png", "jpeg")
+DPI_RANGE = (10, 600)  # below, the figure is a smudge; above, one frame is megabytes
+
+
+def _shown(value: Any) -> str:
+    """A refused value in a message: a tensor or an array by its shape, anything else by its repr (cut short)."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return f"a {'tensor' if isinstance(value, torch.Tensor) else 'numpy array'} of shape {tuple(value.shape)}"
+    text = repr(value)
+    return f"{text if len(text) <= 60 else text[:57] + '...'} ({type(value).__name__})"
+
+
+def refuse(where: str, name: str, expected: str, value: Any, error: type = ValueError) -> NoReturn:
+    """``error("where: name must be expected; got value")``."""
+    raise error(f"{where}: {name} must be {expected}; got {_shown(value)}")
+
+
+def number_arg(where: str, name: str, value: Any, lo: Optional[float] = None, hi: Optional[float] = None,
+               whole: bool = False) -> Any:
+    """``value`` as a float (an int with ``whole``) in ``[lo, hi]``; a one-element tensor counts as its number.
+    A bool, text or anything else is a ``TypeError``; NaN, infinity or a value out of range a ``ValueError``."""
+    span = (f" from {lo:g} to {hi:g}" if lo is not None and hi is not None else
+            f" of at least {lo:g}" if lo is not None else f" of at most {hi:g}" if hi is not None else "")
+    expected = f"{'a whole number' if whole else 'a number'}{span}"
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral if whole else numbers.Real):
+        refuse(where, name, expected, value, TypeError)
+    if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+        refuse(where, name, expected, value)
+    return int(value) if whole else float(value)
+
+
+def tensor_arg(where: str, name: str, value: Any, shape: Sequence[Any]) -> torch.Tensor:
+    """``value``, a tensor of ``shape`` (a size per dimension: a number, or a name such as ``"C+1"`` for any size)
+    whose values are all finite; else a ``TypeError`` (not a tensor) or a ``ValueError`` naming what is wrong."""
+    expected = f"a tensor of shape ({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
+    if not isinstance(value, torch.Tensor):
+        refuse(where, name, expected, value, TypeError)
+    if value.dim() != len(shape) or any(isinstance(s, int) and s != v for s, v in zip(shape, value.shape)):
+        refuse(where, name, expected, value)
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        refuse(where, name, f"finite numbers ({bad} of its values are NaN or infinite)", value)
+    return value
+
+
+def sequence_arg(where: str, name: str, value: Any, length: Optional[int] = None, what: str = "items") -> list:
+    """``value`` (a list, a tuple or a tensor's first dimension) as a list of ``length`` items."""
+    expected = f"a list of {length if length is not None else 'some'} {what}"
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, torch.Tensor, np.ndarray)):
+        refuse(where, name, expected, value, TypeError)
+    if length is not None and len(value) != length:
+        raise ValueError(f"{where}: {name} must be {expected}; got {len(value)}")
+    return list(value)
+
+
+def choice_arg(where: str, name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value``, one of ``choices``; else a ``ValueError`` listing them."""
+    if not any(value == c and type(value) is type(c) for c in choices):
+        refuse(where, name, f"one of {', '.join(map(repr, choices))}", value)
+    return value
+
+
+def display_args(where: str, dpi: Any, image_format: Any) -> int:
+    """The arguments every widget takes: ``dpi`` (a whole number, 10 to 600) and ``image_format``; ``dpi`` as an int."""
+    choice_arg(where, "image_format", image_format, IMAGE_FORMATS)
+    return number_arg(where, "dpi", dpi, *DPI_RANGE, whole=True)
+
+
+def scene_arg(where: str, example: Any) -> Any:
+    """:func:`~ssd_lesson.drawing.plots.as_scene` of ``example``, or a ``TypeError`` saying what it takes."""
+    from ...drawing import plots
+
+    try:
+        return plots.as_scene(example)
+    except (AttributeError, TypeError, ValueError):
+        refuse(where, "example", "a data.Example, a Scene or (image, boxes, labels)", example, TypeError)
+
+
+def one_image_args(where: str, example: Any, anchors: Any, class_logits: Any, box_actns: Any) -> tuple[Any, Any, Any]:
+    """The scene of ``example``, and the model's outputs for it, detached: ``(1, A, C+1)`` class logits and
+    ``(1, A, 4)`` box activations for ``A = len(anchors)``, with a column for every class the example holds."""
+    from ...core.anchors import Anchors
+
+    scene = scene_arg(where, example)
+    if not isinstance(anchors, Anchors):
+        refuse(where, "anchors", "the Anchors of make_anchors()", anchors, TypeError)
+    cl = tensor_arg(where, "class_logits", class_logits, (1, len(anchors), "C+1"))
+    ba = tensor_arg(where, "box_actns", box_actns, (1, len(anchors), 4))
+    labels = np.asarray(scene.labels)
+    if cl.shape[-1] < 2 or (labels.size and int(labels.max()) >= cl.shape[-1] - 1):
+        refuse(where, "class_logits", f"a tensor with a column per class and one for the background (the example "
+               f"holds class {int(labels.max()) if labels.size else 0})", cl)
+    return scene, cl.detach(), ba.detach()

@@ -21,7 +21,7 @@ from matplotlib.patches import Rectangle
 from ...drawing import plots
 from ...core.anchors import Anchors, activations_to_boxes
 from ...drawing.placement import placer_for
-from .base import MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate
+from .base import MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate, display_args, number_arg, refuse, scene_arg
 
 __all__ = ["BoxWidget"]
 
@@ -61,12 +61,22 @@ def _tanh_dots(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
 def _check_index(index: Any, count: int) -> int:
     """``index`` as a box number in ``[0, count)``, or a ValueError naming it and the range."""
     try:
+        if isinstance(index, (bool, np.bool_)):
+            raise TypeError("a bool is not a box number")
         a = int(index)
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"box index {index!r} is not a whole number; boxes are 0 to {count - 1}") from None
     if a != index or not 0 <= a < count:
         raise ValueError(f"box index {index!r} is out of range: boxes are 0 to {count - 1}")
     return a
+
+
+def _slider_number(where: str, name: str, value: Any) -> float:
+    """A slider's value as a float: NaN passes (refused by ``_set``, naming the slider and its range); text, a
+    bool or a list is a TypeError naming it."""
+    if isinstance(value, float) and math.isnan(value):
+        return value
+    return number_arg(where, name, value)
 
 
 def _checked_activations(box_actns: Any, count: int) -> torch.Tensor:
@@ -108,7 +118,11 @@ class BoxWidget(FigureWidget):
 
     def __init__(self, example: Any, anchors: Anchors, box_actns: Any = None, index: int = 11,
                  dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = TANH_STEP):
-        self.scene, self.anchors, self.dpi, self._hold = plots.as_scene(example), anchors, dpi, False
+        self.dpi, self._hold = display_args("BoxWidget", dpi, image_format), False
+        self.scene, self.anchors = scene_arg("BoxWidget", example), anchors
+        if not isinstance(anchors, Anchors):
+            refuse("BoxWidget", "anchors", "the Anchors of make_anchors()", anchors, TypeError)
+        step = number_arg("BoxWidget", "step", step, 0.001, TANH_LIMIT)
         self.actns = _checked_activations(box_actns, len(anchors))  # edited in place, one row per box
         _check_index(index, len(anchors))
         self.limit = TANH_LIMIT  # the sliders' bound, in tanh units
@@ -159,11 +173,12 @@ class BoxWidget(FigureWidget):
     def set(self, index: Optional[int] = None, **tanh_values: float) -> "BoxWidget":
         """Choose a box and/or move sliders as a learner would, in the sliders' units (tanh of the
         activation), e.g. ``set(index=11, dx=0.5)``; values beyond ``+-0.99`` clamp."""
-        return self._set(index, {k: float(v) for k, v in tanh_values.items()})
+        return self._set(index, {k: _slider_number("BoxWidget.set", k, v) for k, v in tanh_values.items()})
 
     def set_activations(self, index: Optional[int] = None, **activations: float) -> "BoxWidget":
         """Like :meth:`set`, in activations (``dx=1.0`` puts the slider at tanh(1.0) = 0.76); clamped to +-2.65."""
-        return self._set(index, {k: math.tanh(float(v)) for k, v in activations.items()})
+        return self._set(index, {k: math.tanh(_slider_number("BoxWidget.set_activations", k, v))
+                                 for k, v in activations.items()})
 
     def _set(self, index: Optional[int], values: dict[str, float]) -> "BoxWidget":
         unknown = set(values) - set(ACTIVATIONS)

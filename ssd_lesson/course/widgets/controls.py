@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import ipywidgets as W
+import numpy as np
+import torch
+
+from .base import refuse
 
 __all__ = ["value_slider", "finite_value"]
 
@@ -16,8 +21,13 @@ def value_slider(name: str, value: float, lo: float, hi: float, step: float) -> 
                          continuous_update=True, style={"description_width": "90px"}, layout=W.Layout(width="340px"))
 
 
-def finite_value(name: str, value: Any, lo: float, hi: float) -> float:
-    """``value`` as a float for the slider ``name`` (which clamps it to ``[lo, hi]``); NaN is a ``ValueError``."""
+def finite_value(name: str, value: Any, lo: float, hi: float, where: str = "set") -> float:
+    """``value`` as a float for the slider ``name`` (which clamps it to ``[lo, hi]``); NaN is a ``ValueError``,
+    anything but a number (text, a bool, a list) a ``TypeError`` naming ``where`` and ``name``."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        refuse(where, name, f"a number (the slider takes {lo:g} to {hi:g})", value, TypeError)
     v = float(value)
     if math.isnan(v):
         raise ValueError(f"{name} = nan is not a number; the slider takes {lo:g} to {hi:g}")

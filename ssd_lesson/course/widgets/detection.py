@@ -21,7 +21,7 @@ from ...drawing.draw import show_detections
 from ...drawing.placement import placer_for
 from ...model.infer import Detections, decode
 from ...model.metrics import detection_map
-from .base import Coalesce, FigureWidget, Frames, animate
+from .base import Coalesce, FigureWidget, Frames, animate, display_args, number_arg, refuse, sequence_arg, tensor_arg
 from .controls import finite_value, value_slider
 
 __all__ = ["DetectionWidget"]
@@ -43,14 +43,19 @@ class DetectionWidget(FigureWidget):
                  gt_boxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor], class_names: Sequence[str],
                  shown: int = 0, score: float = 0.25, nms_iou: float = DecodeOptions.nms_iou, dpi: int = 80,
                  image_format: Literal["png", "jpeg"] = "png"):
-        n = class_logits.shape[0]
-        if not 0 <= int(shown) < n:
-            raise ValueError(f"shown {shown!r} is out of range: images 0 to {n - 1}")
-        self.images, self.anchors, self.dpi, self.shown = images, anchors, dpi, int(shown)
-        self.class_logits, self.box_actns = class_logits.detach(), box_actns.detach()
-        self.gt_boxes, self.gt_labels, self.class_names = list(gt_boxes), list(gt_labels), list(class_names)
-        self.score_slider = value_slider("score above", score, 0.05, 0.95, 0.05)
-        self.nms_slider = value_slider("NMS IoU", nms_iou, 0.3, 1.0, 0.05)
+        self.dpi = display_args("DetectionWidget", dpi, image_format)
+        self.class_logits, self.box_actns, n = _checked_outputs(class_logits, box_actns, anchors)
+        self.anchors = anchors
+        self.images = sequence_arg("DetectionWidget", "images", images, n, "images (one per row of class_logits)")
+        self.gt_boxes, self.gt_labels = _checked_ground_truth(gt_boxes, gt_labels, n, class_logits.shape[-1] - 1)
+        self.class_names = _checked_names(class_names, class_logits.shape[-1] - 1)
+        self.shown = number_arg("DetectionWidget", "shown", shown, whole=True)
+        if not 0 <= self.shown < n:
+            raise ValueError(f"DetectionWidget: shown {shown!r} is out of range: images 0 to {n - 1}")
+        self.score_slider = value_slider("score above", number_arg("DetectionWidget", "score", score, 0.05, 0.95),
+                                         0.05, 0.95, 0.05)
+        self.nms_slider = value_slider("NMS IoU", number_arg("DetectionWidget", "nms_iou", nms_iou, 0.3, 1.0),
+                                       0.3, 1.0, 0.05)
         self.readout = W.HTML(layout=W.Layout(width="380px"))
         self.image = W.Image(format=image_format)
         self.figure = Figure(figsize=(4.8, 4.8), layout="constrained")
@@ -73,8 +78,8 @@ class DetectionWidget(FigureWidget):
 
     def set(self, score: Optional[float] = None, nms_iou: Optional[float] = None) -> "DetectionWidget":
         """Move the sliders (clamped to their ranges); NaN refused, nothing changed."""
-        s = None if score is None else finite_value("score", score, 0.05, 0.95)
-        m = None if nms_iou is None else finite_value("nms_iou", nms_iou, 0.3, 1.0)
+        s = None if score is None else finite_value("score", score, 0.05, 0.95, "DetectionWidget.set")
+        m = None if nms_iou is None else finite_value("nms_iou", nms_iou, 0.3, 1.0, "DetectionWidget.set")
         with self._later.hold():  # one redraw for both
             if s is not None:
                 self.score_slider.value = s
@@ -109,6 +114,41 @@ class DetectionWidget(FigureWidget):
         self.readout.value = (f"image {self.shown}: <b>{len(d.scores)}</b> detections; all {len(all_dets)} images: "
                               f"{total}<br>{map_text(self.map)}")
         self.frames.show(self.image)
+
+
+def _checked_outputs(class_logits: Any, box_actns: Any, anchors: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(N, A, C+1)`` class logits and ``(N, A, 4)`` box activations for ``A = len(anchors)``, detached; and ``N``."""
+    where = "DetectionWidget"
+    if not hasattr(anchors, "__len__"):
+        refuse(where, "anchors", "the anchors of make_anchors()", anchors, TypeError)
+    cl = tensor_arg(where, "class_logits", class_logits, ("N", len(anchors), "C+1"))
+    if cl.shape[0] == 0 or cl.shape[-1] < 2:
+        refuse(where, "class_logits", "at least one image and two columns (C classes + background)", cl)
+    ba = tensor_arg(where, "box_actns", box_actns, (cl.shape[0], len(anchors), 4))
+    return cl.detach(), ba.detach(), cl.shape[0]
+
+
+def _checked_ground_truth(gt_boxes: Any, gt_labels: Any, n: int, n_classes: int) -> tuple[list, list]:
+    """Per image: ``(G, 4)`` boxes and ``(G,)`` labels, each a class ``0..C-1`` or -1 (a padding row)."""
+    where = "DetectionWidget"
+    boxes = sequence_arg(where, "gt_boxes", gt_boxes, n, "(G, 4) tensors (one per image)")
+    labels = sequence_arg(where, "gt_labels", gt_labels, n, "(G,) tensors (one per image)")
+    for i, (b, lab) in enumerate(zip(boxes, labels)):
+        tensor_arg(where, f"gt_boxes[{i}]", b, ("G", 4))
+        tensor_arg(where, f"gt_labels[{i}]", lab, (len(b),))
+        if lab.is_floating_point() or bool(((lab < -1) | (lab >= n_classes)).any()):
+            refuse(where, f"gt_labels[{i}]", f"whole class numbers 0 to {n_classes - 1} (or -1: padding)", lab.tolist())
+    return boxes, labels
+
+
+def _checked_names(class_names: Any, n_classes: int) -> list[str]:
+    """One name per class, in the columns' order (the background column has none)."""
+    names = sequence_arg("DetectionWidget", "class_names", class_names, None, "names")
+    if len(names) != n_classes or not all(isinstance(x, str) for x in names):
+        raise ValueError(f"DetectionWidget: class_names must be {n_classes} names, one per class (class_logits has "
+                         f"{n_classes + 1} columns: {n_classes} classes and the background); got {len(names)}: "
+                         f"{', '.join(map(repr, names[:5]))}{' ...' if len(names) > 5 else ''}")
+    return names
 
 
 def map_text(scores: dict[str, float]) -> str:

@@ -16,12 +16,13 @@ from matplotlib.figure import Figure
 from ...core.loss import classification_loss, ssd_loss
 from ...core.options import LossOptions
 from ...drawing import plots
-from .base import Coalesce, FigureWidget, Frames, animate
+from .base import Coalesce, FigureWidget, Frames, animate, display_args, number_arg, one_image_args
 from .controls import finite_value, value_slider
 
 __all__ = ["FocalWidget"]
 
 FLOOR = 1e-7  # losses below this are drawn on the bottom edge of the log scale
+GAMMA_RANGE = (0.0, 5.0)  # the gamma slider's: from BCE (0) to well past the paper's best (2)
 
 
 
@@ -42,9 +43,14 @@ class FocalWidget(FigureWidget):
                  options: Optional[LossOptions] = None, gamma: Optional[float] = None, alpha: Optional[float] = None,
                  dpi: int = 80,
                  image_format: Literal["png", "jpeg"] = "png"):
-        self.scene, self.anchors, self.dpi = plots.as_scene(example), anchors, dpi
+        self.dpi = display_args("FocalWidget", dpi, image_format)
+        self.scene, self.class_logits, self.box_actns = one_image_args("FocalWidget", example, anchors, class_logits,
+                                                                       box_actns)
+        self.anchors = anchors
+        gamma = None if gamma is None else number_arg("FocalWidget", "gamma", gamma, *GAMMA_RANGE)
+        alpha = None if alpha is None else number_arg("FocalWidget", "alpha", alpha, 0, 1)
         self.options = LossOptions.resolve(options, "FocalWidget", focal_gamma=gamma, focal_alpha=alpha)
-        self.class_logits, self.box_actns = class_logits.detach(), box_actns.detach()
+        number_arg("FocalWidget", "options.focal_gamma", self.options.focal_gamma, *GAMMA_RANGE)  # the slider's range
         self.gt_boxes = torch.as_tensor(np.asarray(self.scene.boxes), dtype=torch.float32).unsqueeze(0)
         self.gt_labels = torch.as_tensor(np.asarray(self.scene.labels), dtype=torch.int64).unsqueeze(0)
         self.result = ssd_loss(self.class_logits, self.box_actns, self.gt_boxes, self.gt_labels, anchors,
@@ -53,7 +59,7 @@ class FocalWidget(FigureWidget):
         self._t = self.result.target_labels[0].unsqueeze(1)
         self.positive = self.result.match.positive[0].numpy()
         self.bce = classification_loss(self._x, self._t).double().numpy()
-        self.gamma_slider, self.alpha_slider = (value_slider("gamma", self.options.focal_gamma, 0.0, 5.0, 0.25),
+        self.gamma_slider, self.alpha_slider = (value_slider("gamma", self.options.focal_gamma, *GAMMA_RANGE, 0.25),
                                                 value_slider("alpha", self.options.focal_alpha, 0.0, 1.0, 0.05))
         self.readout = W.HTML(layout=W.Layout(width="340px"))
         self.image = W.Image(format=image_format)
@@ -72,8 +78,8 @@ class FocalWidget(FigureWidget):
 
     def set(self, gamma: Optional[float] = None, alpha: Optional[float] = None) -> "FocalWidget":
         """Move the sliders (clamped to their ranges); NaN refused, nothing changed."""
-        g = None if gamma is None else finite_value("gamma", gamma, 0, 5)
-        a = None if alpha is None else finite_value("alpha", alpha, 0, 1)
+        g = None if gamma is None else finite_value("gamma", gamma, *GAMMA_RANGE, "FocalWidget.set")
+        a = None if alpha is None else finite_value("alpha", alpha, 0, 1, "FocalWidget.set")
         with self._later.hold():  # one redraw for both
             if g is not None:
                 self.gamma_slider.value = g

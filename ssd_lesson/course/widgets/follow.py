@@ -24,7 +24,8 @@ from ...core.loss import SSDLossResult, loss_gradients, ssd_loss
 from ...core.matching import FORCED_OVERLAP
 from ...drawing.tables import box_class_losses
 from ...drawing.placement import placer_for
-from .base import MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate, pixel_size
+from .base import (MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate, display_args, number_arg, one_image_args,
+                   pixel_size)
 
 __all__ = ["Followed", "FollowBox", "follow_box", "follow_box_figure", "follow_box_text", "nearest_outline"]
 
@@ -270,6 +271,11 @@ class FollowBox(FigureWidget):
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
                  index: int = 99, dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", **loss_options: Any):
+        dpi = display_args("FollowBox", dpi, image_format)
+        if isinstance(box_actns, torch.Tensor) and box_actns.dim() == 2:  # (A, 4): one image's, as follow_box takes
+            box_actns = box_actns.unsqueeze(0)
+        example, class_logits, box_actns = one_image_args("FollowBox", example, anchors, class_logits, box_actns)
+        number_arg("FollowBox", "index", index, 0, len(anchors) - 1, whole=True)
         self.data, self.anchors, self.dpi, self._hold = (_Computed(example, anchors, class_logits, box_actns,
                                                                    **loss_options), anchors, dpi, False)
         self._where = {tuple(anchors.info(a)[1:5]): a for a in range(len(anchors))}  # (grid, row, col, scale) -> a
@@ -332,7 +338,7 @@ class FollowBox(FigureWidget):
 
     def set(self, index: int) -> "FollowBox":
         """Follow box ``index`` (as typing it into the box field)."""
-        self._later.set(self.number, int(index))
+        self._later.set(self.number, number_arg("FollowBox.set", "index", index, 0, len(self.anchors) - 1, whole=True))
         return self
 
     def _picked(self) -> None:

@@ -19,7 +19,7 @@ from matplotlib.patches import Rectangle
 
 from ...core.boxes import box_area, box_iou
 from ...drawing import plots
-from .base import Coalesce, FigureWidget, Frames, animate
+from .base import Coalesce, FigureWidget, Frames, animate, display_args, number_arg, scene_arg
 
 __all__ = ["IouWidget"]
 
@@ -37,9 +37,13 @@ class IouWidget(FigureWidget):
 
     def __init__(self, example: Any, gt: int = 0, dpi: int = 80, image_format: Literal["png", "jpeg"] = "png",
                  step: float = 0.02):
-        self.scene, self.dpi = plots.as_scene(example), dpi
-        if not 0 <= int(gt) < len(self.scene.boxes):
-            raise ValueError(f"gt {gt!r} is out of range: the image has ground-truth boxes 0 to {len(self.scene.boxes) - 1}")
+        self.dpi = display_args("IouWidget", dpi, image_format)
+        self.scene = scene_arg("IouWidget", example)
+        step = number_arg("IouWidget", "step", step, 0.001, 0.5)
+        if not len(self.scene.boxes):
+            raise ValueError("IouWidget: example must hold a ground-truth box (the fixed one); this one has none")
+        if not 0 <= number_arg("IouWidget", "gt", gt, whole=True) < len(self.scene.boxes):
+            raise ValueError(f"IouWidget: gt {gt!r} is out of range: the image has ground-truth boxes 0 to {len(self.scene.boxes) - 1}")
         self.fixed = torch.as_tensor(np.asarray(self.scene.boxes[int(gt)]), dtype=torch.float32)
         y0, x0, y1, x1 = self.fixed.tolist()
         start = ((y0 + y1) / 2 + 0.1, (x0 + x1) / 2 + 0.1, y1 - y0, x1 - x0)  # a shifted copy: a partial overlap
@@ -79,8 +83,9 @@ class IouWidget(FigureWidget):
         if unknown:
             raise ValueError(f"unknown slider(s) {sorted(unknown)}; expected some of {self.NAMES}")
         for k, v in values.items():
-            if math.isnan(float(v)):
+            if isinstance(v, float) and math.isnan(v):
                 raise ValueError(f"{k} = nan is not a number; the slider takes 0.02 to 0.98")
+            number_arg("IouWidget.set", k, v)  # text, a bool, a list: refused, naming the slider
         with self._later.hold():  # one redraw for the lot
             for k, v in values.items():
                 self.sliders[k].value = float(v)

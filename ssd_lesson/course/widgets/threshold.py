@@ -20,7 +20,7 @@ from ...core.matching import FORCED_OVERLAP
 from ...core.options import LossOptions
 from ...drawing import plots
 from ...drawing.placement import placer_for
-from .base import MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate
+from .base import MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate, display_args, number_arg, one_image_args
 
 __all__ = ["ThresholdWidget"]
 
@@ -48,13 +48,19 @@ class ThresholdWidget(FigureWidget):
                  threshold: Optional[float] = None, options: Optional[LossOptions] = None,
                  dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = 0.05, top: float = 0.95,
                  max_labels: int = 12):
-        if threshold is not None and math.isnan(float(threshold)):
+        where = "ThresholdWidget"
+        if isinstance(threshold, float) and math.isnan(threshold):
             raise ValueError(f"threshold nan is not a number; the slider takes 0.0 to {top}")
-        options = LossOptions.resolve(options, "ThresholdWidget", iou_threshold=threshold)
-        threshold = options.iou_threshold
-        self.scene, self.anchors, self.dpi, self.options = plots.as_scene(example), anchors, dpi, options
-        self.max_labels = max_labels
-        self.class_logits, self.box_actns = class_logits.detach(), box_actns.detach()
+        self.dpi = display_args(where, dpi, image_format)
+        top = number_arg(where, "top", top, 0.05, 1.0)  # an IoU
+        step = number_arg(where, "step", step, 0.001, top)
+        self.max_labels = number_arg(where, "max_labels", max_labels, 0, whole=True)
+        if threshold is not None:
+            threshold = number_arg(where, "threshold", threshold, 0, top)
+        options = LossOptions.resolve(options, where, iou_threshold=threshold)
+        threshold = number_arg(where, "options.iou_threshold", options.iou_threshold, 0, top)  # within the slider
+        self.scene, self.class_logits, self.box_actns = one_image_args(where, example, anchors, class_logits, box_actns)
+        self.anchors, self.options = anchors, options
         self.gt_boxes = torch.as_tensor(np.asarray(self.scene.boxes), dtype=self.box_actns.dtype).unsqueeze(0)
         self.gt_labels = torch.as_tensor(np.asarray(self.scene.labels), dtype=torch.int64).unsqueeze(0)
         self.slider = W.FloatSlider(value=threshold, min=0.0, max=top, step=step, description="IoU threshold",
@@ -116,9 +122,9 @@ class ThresholdWidget(FigureWidget):
 
     def set(self, threshold: float) -> "ThresholdWidget":
         """Move the slider (clamped to its range, rounded to its step by the slider); NaN is refused."""
-        t = float(threshold)
-        if math.isnan(t):
+        if isinstance(threshold, float) and math.isnan(threshold):
             raise ValueError(f"threshold nan is not a number; the slider takes {self.slider.min} to {self.slider.max}")
+        t = number_arg("ThresholdWidget.set", "threshold", threshold)  # clamped by the slider
         self._later.set(self.slider, t)
         return self
 
