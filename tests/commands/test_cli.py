@@ -137,6 +137,7 @@ def test_unknown_command_is_status_2(capsys):
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
 
 
+@pytest.mark.fastai  # train, in this process, loads fastai
 def test_train_asked_for_missing_voc_gives_the_advice_then_one_error(tmp_path):
     r = run_cli(f"train --data voc --data-dir {tmp_path / 'nowhere'} --out {tmp_path / 'm.pth'}", tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -158,7 +157,9 @@ def test_run_dissect_prints_the_article_and_writes_only_its_figures(tmp_path, ca
     assert (out / "notes.txt").read_text() == "mine"
     for name in names.values():
         assert (out / name).read_bytes().startswith(b"\x89PNG")
-    pd.testing.assert_frame_equal(got["table2"], tables.match_table(res, 5))
+    from pandas.testing import assert_frame_equal  # pandas: imported when needed, not at collection
+
+    assert_frame_equal(got["table2"], tables.match_table(res, 5))
 
 
 def test_run_dissect_signature_fits_the_cli():
