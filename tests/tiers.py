@@ -1,11 +1,11 @@
-"""The unit tier: the fast tests whose modules import no fastai, collected and run in seconds.
+"""The unit tier: the fast tests whose modules import no fastai (nor torchvision), collected in seconds.
 
-Whether a test module loads fastai is read from the source, before anything is imported: the
+Whether collecting a test module loads either is read from the source, before anything is imported: the
 imports that run when the module is imported (at module level, in a ``try`` or an ``if`` too;
 not those inside a function, which run only when it is called, nor those under ``if TYPE_CHECKING``),
 followed through every module of the repository they reach (``ssd_lesson``, ``tests``: a package's
 ``__init__`` included) and the ``conftest.py`` files above the test module. A test module that
-reaches none of :data:`HEAVY` holds unit tests, and so does nothing it imports.
+reaches none of :data:`SLOW_TO_IMPORT` holds unit tests.
 
 The conftest marks the tests of those modules ``unit`` (unless they are marked slow, browser, or
 ``fastai``: a test that loads fastai when it runs says so) and, when the mark expression is ``unit``
@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The top-level modules a unit test may not load: fastai alone takes about 5 s to import.
+#: The top-level modules a unit test may not load, neither collecting nor running: fastai (5 s to import).
 HEAVY = frozenset({"fastai"})
+#: What collecting the unit tier does not import either: torchvision costs 2 s more (its models come with
+#: ``torchvision.ops``). A unit test may use it when it runs (``torchvision.ops.box_iou`` as a reference).
+SLOW_TO_IMPORT = HEAVY | {"torchvision"}
 #: Folders of tests that are never unit tests: the browser tier drives a real Chromium.
 NOT_UNIT_DIRS = ("browser",)
 #: Marks that keep a test out of the unit tier: ``fastai`` says that running it loads fastai (it builds a
@@ -74,6 +77,11 @@ def _name_of(path: Path, root: Path) -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def _parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text())
+
+
+@functools.lru_cache(maxsize=None)
 def import_time_modules(path: Path, root: Path = ROOT) -> frozenset[str]:
     """Every module that importing ``path`` imports at once, as absolute dotted names, with the packages
     they are in (``import a.b.c`` runs ``a`` and ``a.b`` too). ``from x import y`` names ``x.y`` when that
@@ -81,7 +89,7 @@ def import_time_modules(path: Path, root: Path = ROOT) -> frozenset[str]:
     here = _name_of(path, root).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
     names: set[str] = set()
-    for node in _import_time_nodes(ast.parse(path.read_text()).body):
+    for node in _import_time_nodes(_parsed(path).body):
         if isinstance(node, ast.Import):
             targets = [a.name.split(".") for a in node.names]
         else:
@@ -109,9 +117,9 @@ def _heavy_reached(path: Path, root: Path, heavy: frozenset[str]) -> frozenset[s
     return frozenset(found)
 
 
-def heavy_imports(test_module: Path, root: Path = ROOT, heavy: frozenset[str] = HEAVY) -> frozenset[str]:
-    """The modules of ``heavy`` (fastai) that collecting ``test_module`` loads: its imports, its packages'
-    ``__init__`` files and the ``conftest.py`` files from ``root`` down to its folder."""
+def heavy_imports(test_module: Path, root: Path = ROOT, heavy: frozenset[str] = SLOW_TO_IMPORT) -> frozenset[str]:
+    """The modules of ``heavy`` (fastai, torchvision) that collecting ``test_module`` loads: its imports, its
+    packages' ``__init__`` files and the ``conftest.py`` files from ``root`` down to its folder."""
     test_module = test_module.resolve()
     starts = [test_module]
     rel = test_module.parent.relative_to(root).parts
@@ -126,7 +134,7 @@ def heavy_imports(test_module: Path, root: Path = ROOT, heavy: frozenset[str] = 
 def module_marks(test_module: Path) -> frozenset[str]:
     """The marks a module's ``pytestmark = pytest.mark.<name>`` (or a list of them) sets on all its tests."""
     marks = set()
-    for node in ast.parse(test_module.read_text()).body:
+    for node in _parsed(test_module).body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
             for sub in ast.walk(node.value):
                 if (isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Attribute)
@@ -138,7 +146,7 @@ def module_marks(test_module: Path) -> frozenset[str]:
 @functools.lru_cache(maxsize=None)
 def is_unit_module(test_module: Path, root: Path = ROOT) -> bool:
     """True for a test module outside the browser tier, not marked out of the unit tier as a whole
-    (``pytestmark`` with one of :data:`NOT_UNIT_MARKS`), whose collection loads nothing of :data:`HEAVY`."""
+    (``pytestmark`` with one of :data:`NOT_UNIT_MARKS`), whose collection loads nothing of :data:`SLOW_TO_IMPORT`."""
     test_module = test_module.resolve()
     if test_module.suffix != ".py" or any(part in NOT_UNIT_DIRS for part in test_module.relative_to(root).parts):
         return False

@@ -51,12 +51,13 @@ def test_the_project_s_tiers():
     assert "fastai" in tiers.heavy_imports(ROOT / "tests" / "model" / "test_train.py")
 
 
-def test_collecting_the_unit_tier_loads_no_fastai():
+def test_collecting_the_unit_tier_loads_neither_fastai_nor_torchvision():
     """``python -m pytest -m unit --collect-only`` in a fresh interpreter: it collects the core's tests, none
-    outside the unit modules, and fastai was never imported (the conftest would fail the session too)."""
+    outside the unit modules, and neither fastai nor torchvision was imported (the conftest would fail the
+    session for fastai too)."""
     code = ("import sys, pytest\n"
             "rc = pytest.main(['-m', 'unit', '--collect-only', '-q', '-p', 'no:cacheprovider'])\n"
-            "print('HEAVY', sorted(m for m in ('fastai',) if m in sys.modules))\n"
+            "print('HEAVY', sorted(m for m in ('fastai', 'torchvision') if m in sys.modules))\n"
             "sys.exit(rc)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
