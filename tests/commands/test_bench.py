@@ -38,6 +38,7 @@ def run_script(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     assert r.returncode == 0, r.stderr
     return r
 
+
 CASES = [dict(match_on="predictions"), dict(match_on="anchors"), dict(match_on="predictions", reduction="sum"),
          dict(match_on="anchors", threshold=0.5)]
 
