@@ -1,5 +1,9 @@
-"""Shared test set-up: headless matplotlib, one torch thread, the slow tier's marks, and small datasets
-several test files read."""
+"""Shared test set-up: headless matplotlib, one torch thread, the tiers' marks (slow, unit), and small
+datasets several test files read.
+
+Nothing here imports fastai, nor the package's data modules, at import time: the unit tier
+(``python -m pytest -m unit``, :mod:`tests.tiers`) collects in a few seconds because of it.
+"""
 import getpass
 import tempfile
 from pathlib import Path
@@ -12,6 +16,7 @@ INDUCTOR_DEFAULT_EXISTED = INDUCTOR_DEFAULT.exists()
 import atexit
 import os
 import shutil
+import sys
 
 # Every test, and every process a test starts (TMPDIR is inherited), keeps its temporary files in a
 # folder of the session's own; at the end the session checks that nothing was left there
@@ -36,9 +41,7 @@ matplotlib.use("Agg")
 if not os.environ.get("OMP_NUM_THREADS"):
     torch.set_num_threads(1)
 
-from ssd_lesson.data import collage as C  # noqa: E402
-
-from .helpers import make_fastai, make_voc  # noqa: E402
+from . import tiers  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -59,33 +62,88 @@ def _compile_caches_removed_at_the_end():
                 shutil.rmtree(INDUCTOR_DEFAULT, ignore_errors=True)
 
 
+#: Whether the session selected unit tests only, and whether fastai was loaded when their collection ended.
+UNIT_SESSION = pytest.StashKey[bool]()
+HEAVY_AFTER_COLLECTION = pytest.StashKey[list]()
+
+
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
+    """Under ``-m unit`` alone, the modules that hold no unit test are not imported at all (nor the notebooks,
+    nor the browser tier): the selection is the same, and collecting it takes seconds, not half a minute."""
+    if config.getoption("markexpr", "") != tiers.UNIT_ONLY:
+        return None
+    if collection_path.suffix == ".ipynb" or (collection_path.is_dir() and collection_path.name in tiers.NOT_UNIT_DIRS):
+        return True
+    if collection_path.suffix == ".py" and collection_path.name.startswith("test_") \
+            and not tiers.is_unit_module(collection_path):
+        return True
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these marks
 def pytest_collection_modifyitems(config, items):
     """The notebooks' cells that nbval runs (testpaths has ``notebooks``) are in the slow tier: executing the
-    series takes many minutes. ``-m "not slow"`` leaves them out; the plain ``python -m pytest`` runs them."""
+    series takes many minutes. ``-m "not slow"`` leaves them out; the plain ``python -m pytest`` runs them.
+    The unit tier: the tests of modules that import no fastai (:func:`tests.tiers.is_unit_module`), unless
+    marked slow, browser, or fastai (they load it when they run)."""
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
+        elif not any(item.get_closest_marker(mark) for mark in tiers.NOT_UNIT_MARKS) and tiers.is_unit_module(item.path):
+            item.add_marker(pytest.mark.unit)
+
+
+def heavy_loaded() -> list[str]:
+    """The modules of :data:`tests.tiers.HEAVY` (fastai) that this process has imported."""
+    return sorted(m for m in tiers.HEAVY if m in sys.modules)
+
+
+def pytest_collection_finish(session):
+    session.config.stash[UNIT_SESSION] = bool(session.items) and all(i.get_closest_marker("unit") for i in session.items)
+    session.config.stash[HEAVY_AFTER_COLLECTION] = heavy_loaded()
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_load_no_fastai(request):
+    """A unit test fails if running it loaded fastai (checked whenever fastai was not loaded before it)."""
+    check = request.node.get_closest_marker("unit") is not None and not heavy_loaded()
+    yield
+    if check and heavy_loaded():
+        pytest.fail(f"{request.node.nodeid} is in the unit tier but loaded {heavy_loaded()}: mark it "
+                    "@pytest.mark.fastai, or keep fastai out of what it runs", pytrace=False)
 
 
 @pytest.fixture(scope="module")
 def voc_root(tmp_path_factory) -> Path:
+    from .helpers import make_voc
+
     return make_voc(tmp_path_factory.mktemp("voc"))
 
 
 @pytest.fixture(scope="module")
 def fastai_root(tmp_path_factory) -> Path:
+    from .helpers import make_fastai
+
     return make_fastai(tmp_path_factory.mktemp("fastai"))
 
 
 @pytest.fixture(scope="module")
 def collage_dir(tmp_path_factory) -> Path:
-    return C.make_collage_dataset(12, seed=3, out_dir=tmp_path_factory.mktemp("collage") / "set")
+    from ssd_lesson.data import collage
+
+    return collage.make_collage_dataset(12, seed=3, out_dir=tmp_path_factory.mktemp("collage") / "set")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Fail the session if a test or a command it ran left anything in the temporary folder."""
+    """Fail the session if a test or a command it ran left anything in the temporary folder, or if a session
+    of unit tests only loaded fastai (while collecting them, or later)."""
     left = sorted(p.name for p in SESSION_TMP.iterdir() if not p.name.startswith(SESSION_OWN))
     shutil.rmtree(SESSION_TMP, ignore_errors=True)
-    if left:
-        session.config.get_terminal_writer().line(f"left in the temporary folder by the tests: {left}", red=True)
+    problems = [f"left in the temporary folder by the tests: {left}"] if left else []
+    if session.config.stash.get(UNIT_SESSION, False) and heavy_loaded():
+        when = "collecting it" if session.config.stash.get(HEAVY_AFTER_COLLECTION, []) else "running it"
+        problems.append(f"the unit tier (tests/tiers.py) loaded {heavy_loaded()} while {when}")
+    for line in problems:
+        session.config.get_terminal_writer().line(line, red=True)
+    if problems:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

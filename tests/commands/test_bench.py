@@ -1,25 +1,43 @@
-"""Guard for the loss benchmark (issue 7): it runs end to end, and its methods compute what they claim.
+"""Guard for the loss benchmark: it runs end to end, and its methods compute what they claim.
 
 Nothing here is timed. A fast wrong answer must not win: (1) eager, (2) compiled and
 (3) the lesson's per-image loop must agree on the loss, and (4) must be torchvision's
-own SSD loss.
+own SSD loss. The methods the benchmark times are ``tests/reference/loss_methods.py``'s,
+checked here directly. The benchmark itself is run, never imported: through the package's
+``bench`` command (in this process, as the other commands' tests run theirs: tests/in_process.py)
+and ``python benchmarks/cold_calls.py`` (a process of its own), and checked by what they print
+and write.
 """
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from benchmarks import bench_loss as bench
-from tests.reference.lesson_loop import lesson_ssd_loss
 from ssd_lesson import AnchorSpec, make_anchors
-from ssd_lesson.commands.bench import main as bench_main
-
-from tests.reference import ref_ssd_loss
 from tests.helpers import random_batch
+from tests.in_process import run_main
+from tests.reference import ref_ssd_loss
+from tests.reference import loss_methods as methods
+from tests.reference.lesson_loop import lesson_ssd_loss
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python *args`` from the repository's root, as a user runs the benchmark; fails on a non-zero status."""
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    return r
+
 
 CASES = [dict(match_on="predictions"), dict(match_on="anchors"), dict(match_on="predictions", reduction="sum"),
          dict(match_on="anchors", threshold=0.5)]
@@ -44,14 +62,14 @@ def test_lessons_loop_equals_reference(kw, B, max_g, seed):
 
 
 @pytest.mark.parametrize("n_anchors", [189, 8732])
-@pytest.mark.parametrize("match_on", bench.MATCH_MODES)
+@pytest.mark.parametrize("match_on", methods.MATCH_MODES)
 def test_methods_1_to_3_agree_in_float64(match_on, n_anchors):
     """The benchmark's own (1), (2) and (3) on one of its inputs: same loss and gradients."""
-    anchors = make_anchors(bench.anchor_spec(n_anchors), dtype=torch.float64)
-    x = bench.make_inputs(3, anchors, seed=7, dtype=torch.float64)
-    fns = {"eager": bench.eager_loss(anchors, match_on),
-           "compiled": bench.compiled_loss(anchors, match_on, backend="eager"),  # the graph, not inductor's speed
-           "lesson": bench.lesson_loss(anchors, match_on)}
+    anchors = make_anchors(methods.anchor_spec(n_anchors), dtype=torch.float64)
+    x = methods.make_inputs(3, anchors, seed=7, dtype=torch.float64)
+    fns = {"eager": methods.eager_loss(anchors, match_on),
+           "compiled": methods.compiled_loss(anchors, match_on, backend="eager"),  # the graph, not inductor's speed
+           "lesson": methods.lesson_loss(anchors, match_on)}
     values, grads = {}, {}
     for name, fn in fns.items():
         for t in x.leaves:
@@ -81,8 +99,8 @@ def test_method_4_is_torchvisions_ssd_loss():
     from torchvision.models.detection.ssd import SSD
 
     anchors = make_anchors(AnchorSpec(), dtype=torch.float64)
-    x = bench.make_inputs(4, anchors, seed=8, dtype=torch.float64)
-    ours = bench.torchvision_loss()(x)
+    x = methods.make_inputs(4, anchors, seed=8, dtype=torch.float64)
+    ours = methods.torchvision_loss()(x)
     ours_grads = torch.autograd.grad(ours, x.leaves)
 
     head_outputs = {"cls_logits": x.class_logits, "bbox_regression": x.box_actns}
@@ -97,15 +115,17 @@ def test_method_4_is_torchvisions_ssd_loss():
 
 
 def test_benchmark_runs_end_to_end(tmp_path):
-    """The tiny grid through ``python -m ssd_lesson bench``'s entry point: a table, a JSON file, agreement."""
+    """The tiny grid through ``python -m ssd_lesson bench``: a table, a JSON file, agreement."""
     out = tmp_path / "quick.json"
     # --threads 0 and --plain-malloc: leave this test process's threads and allocator alone.
-    assert bench_main(["--quick", "--threads", "0", "--plain-malloc", "--out", str(out)]) == 0
+    r = run_main("bench", "--quick", "--threads", "0", "--plain-malloc", "--out", out, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "| agree" in r.stdout and "yes" in r.stdout and " NO" not in r.stdout, r.stdout
     result = json.loads(out.read_text())
     rows = result["rows"]
-    assert {(r["batch"], r["match_on"]) for r in rows} == {(b, m) for b in (1, 4) for m in bench.MATCH_MODES}
+    assert {(r["batch"], r["match_on"]) for r in rows} == {(b, m) for b in (1, 4) for m in methods.MATCH_MODES}
     for r in rows:
-        for m in bench.METHODS:
+        for m in methods.METHODS:
             assert r[f"{m}_ms"] > 0 and r[f"{m}_cpu_ms"] >= 0
             assert r[f"{m}_interleaved_ms"] > 0  # the second timing, one call of each method in turn
         assert r["agree"], r
@@ -116,36 +136,40 @@ def test_benchmark_runs_end_to_end(tmp_path):
         assert "error" not in r["compile"]
     assert result["all_agree"]
     peak = result["peak_memory"]
-    assert [p["match_on"] for p in peak] == list(bench.MATCH_MODES)
+    assert [p["match_on"] for p in peak] == list(methods.MATCH_MODES)
     assert all(p["peak_bytes"] is None or p["peak_bytes"] > 0 for p in peak)
     assert result["scaling"] and result["training_step"] == []  # --quick skips the training step
 
 
-def test_cold_calls_runs(capsys):
+def test_cold_calls_runs(tmp_path):
     """``benchmarks/cold_calls.py`` on a tiny case: every (method, disturbance) timed, excess taken against 'nothing'."""
-    from benchmarks import cold_calls
-
-    r = cold_calls.run(batch=2, calls=2, sweep_mib=1, backend="eager", threads=None, keep_freed_memory=False)
+    out = tmp_path / "cold.json"
+    r = run_script("benchmarks/cold_calls.py", "--batch", "2", "--calls", "2", "--sweep-mib", "1",
+                   "--compile-backend", "eager", "--out", str(out))
+    result = json.loads(out.read_text())
     kinds = ["nothing", "sweep", "python", "lesson"]
-    assert list(r["median_ms"]) == ["eager", "compiled"]
-    for m, per in r["median_ms"].items():
+    assert (result["batch"], result["calls"], result["sweep_mib"]) == (2, 2, 1)
+    assert list(result["median_ms"]) == ["eager", "compiled"]
+    for m, per in result["median_ms"].items():
         assert list(per) == kinds and all(v > 0 for v in per.values())
         for d in kinds:
-            assert r["excess_ms"][m][d] == pytest.approx(per[d] - per["nothing"])
-    assert cold_calls.main(["--batch", "1", "--calls", "1", "--sweep-mib", "1", "--methods", "eager",
-                            "--threads", "0", "--plain-malloc"]) == 0
-    assert "eager: nothing" in capsys.readouterr().out
+            assert result["excess_ms"][m][d] == pytest.approx(per[d] - per["nothing"])
+        printed = next(line for line in r.stdout.splitlines() if line.strip().startswith(f"{m}: nothing"))
+        assert f"nothing {per['nothing']:.3f} (+0.000)" in printed, r.stdout
+    assert f"wrote {out}" in r.stdout
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
-def test_benchmark_cuda_rows():
+def test_benchmark_cuda_rows(tmp_path):
     """With a GPU, the CUDA grid point runs every method, inductor included, and they agree."""
-    cfg = bench.Config(batches=(4,), n_anchors=(189,), devices=("cuda",), warmup=1, budget_s=0.0, min_repeats=1,
-                       max_repeats=1, step_batch=None, threads=None, keep_freed_memory=False)
-    rows = bench.run_point(cfg, "cuda", 189, 4, log=print)
-    assert [r["match_on"] for r in rows] == list(bench.MATCH_MODES)
-    for r in rows:
+    out = tmp_path / "cuda.json"
+    r = run_main("bench", "--devices", "cuda", "--batches", "4", "--anchors", "189", "--budget", "0", "--repeats", "1",
+                 "1", "--step-batch", "0", "--threads", "0", "--plain-malloc", "--out", out, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert [r["match_on"] for r in result["rows"]] == list(methods.MATCH_MODES)
+    for r in result["rows"]:
         assert r["device"] == "cuda" and r["agree"] and "error" not in r["compile"], r
-        assert all(r[f"{m}_ms"] > 0 for m in bench.METHODS)
-    peak = bench.peak_memory_report(cfg, "cuda", log=print)
-    assert all(p["peak_bytes"] > 0 for p in peak)
+        assert all(r[f"{m}_ms"] > 0 for m in methods.METHODS)
+    peak = [p for p in result["peak_memory"] if p["device"] == "cuda"]
+    assert peak and all(p["peak_bytes"] > 0 for p in peak)

@@ -6,7 +6,6 @@ from pathlib import Path
 import inspect
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -164,7 +163,9 @@ def test_run_dissect_prints_the_article_and_writes_only_its_figures(tmp_path, ca
         assert (out / name).read_bytes().startswith(magic[Path(name).suffix]), name
     assert [f"  [{i}/9] {name}" for i, name in enumerate(names.values(), start=1)] == \
         [ln for ln in printed.splitlines() if ln.startswith("  [")]  # it says what it is writing
-    pd.testing.assert_frame_equal(got["table2"], tables.match_table(res, 5))
+    from pandas.testing import assert_frame_equal  # pandas: imported when needed, not at collection
+
+    assert_frame_equal(got["table2"], tables.match_table(res, 5))
 
 
 def test_run_dissect_signature_fits_the_cli():

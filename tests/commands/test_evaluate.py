@@ -54,6 +54,7 @@ def test_wrong_options_one_error_line_exit_2(args, message):
     assert "Traceback" not in r.stderr + r.stdout and r.stdout == ""
 
 
+@pytest.mark.fastai  # evaluate, in this process, loads fastai
 def test_missing_voc_one_error_line_exit_2(tmp_path):
     r = cli("--data", "voc", "--data-dir", tmp_path / "nothing here",
             env={"SSD_LESSON_VOC": "", "FASTAI_HOME": str(tmp_path / "fastai")})
@@ -75,6 +76,7 @@ def test_not_a_checkpoint_and_existing_csv(tmp_path):
     assert existing.read_text() == "keep me\n" and "Traceback" not in r.stderr
 
 
+@pytest.mark.fastai  # evaluate, in this process, loads fastai
 def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp_path):
     from ssd_lesson.data.voc import VOC_CLASSES
     from ssd_lesson.model.checkpoint import find_checkpoint, load_checkpoint
@@ -128,6 +130,7 @@ def test_real_run_prints_and_writes_voc_ap_and_torchmetrics_numbers(collage, tmp
     assert f"table written to {out}" in r.stdout
 
 
+@pytest.mark.fastai  # evaluate, in this process, loads fastai
 def test_voc_layout_with_a_difficult_object(collage, tmp_path):
     """The collage folder is in VOC's layout: as --data voc, with one object of a validation image marked
     difficult in its XML, the table counts it apart and scores as voc_ap does with that flag."""
@@ -161,6 +164,7 @@ def test_voc_layout_with_a_difficult_object(collage, tmp_path):
     assert float(rows[-1]["ap_voc07"]) == pytest.approx(ev.voc().map, abs=1e-12)
 
 
+@pytest.mark.fastai  # evaluate, in this process, loads fastai
 def test_anchors_are_made_once_not_per_batch(collage, monkeypatch):
     """evaluate_detections makes the anchors once and hands them to predict, batch after batch."""
     from ssd_lesson.model import evaluate, infer

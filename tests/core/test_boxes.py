@@ -1,9 +1,11 @@
-"""Boxes and IoU against a plain double loop and torchvision.ops."""
+"""Boxes and IoU against a plain double loop and torchvision.ops.
+
+torchvision is imported inside the tests that use it: importing it takes two seconds, which the unit
+tier's collection does not pay."""
 from __future__ import annotations
 
 import pytest
 import torch
-import torchvision.ops as tvops
 
 from ssd_lesson import box_iou, centers_to_corners, corners_to_centers
 
@@ -14,6 +16,8 @@ from tests.reference import ref_iou
 # ---------------------------------------------------------------- boxes
 
 def test_box_iou_matches_torchvision_and_reference():
+    from torchvision import ops as tvops
+
     gen = torch.Generator().manual_seed(0)
     a, b = random_boxes(37, gen), random_boxes(11, gen)
     ours = box_iou(a, b)
@@ -24,6 +28,8 @@ def test_box_iou_matches_torchvision_and_reference():
 
 
 def test_box_iou_batched_over_leading_dims():
+    from torchvision import ops as tvops
+
     gen = torch.Generator().manual_seed(1)
     a = random_boxes(2 * 3 * 5, gen).view(2, 3, 5, 4)
     b = random_boxes(3 * 7, gen).view(3, 7, 4)  # broadcasts over the first dim of a
@@ -49,6 +55,8 @@ def test_box_iou_edge_cases():
 
 
 def test_center_corner_conversions_match_torchvision():
+    from torchvision import ops as tvops
+
     gen = torch.Generator().manual_seed(2)
     corners = random_boxes(20, gen)
     centers = corners_to_centers(corners)

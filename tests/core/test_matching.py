@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssd_lesson import FORCED_OVERLAP, box_iou, make_anchors, match_boxes
+from ssd_lesson import FORCED_OVERLAP, IOU_THRESHOLD, Match, box_iou, make_anchors, match_boxes, ssd_loss
+from ssd_lesson.core.matching import match_one_image
 
 from tests.helpers import random_boxes
-from tests.reference import ref_map_to_ground_truth, ref_match
+from tests.reference import ref_iou, ref_map_to_ground_truth, ref_match, ref_ssd_loss
 
 
 # ---------------------------------------------------------------- matching
@@ -120,7 +121,6 @@ def test_match_boxes_refuses_bad_input():
 
 
 def test_match_one_image_the_readable_loop_agrees_with_the_batched_match_boxes():
-    from ssd_lesson.core.matching import match_one_image
     g = torch.Generator().manual_seed(0)
     for trial in range(200):
         A, G = int(torch.randint(1, 12, (1,), generator=g)), int(torch.randint(0, 5, (1,), generator=g))
@@ -133,3 +133,58 @@ def test_match_one_image_the_readable_loop_agrees_with_the_batched_match_boxes()
             assert torch.equal(mine, theirs[0]), (ious, one, batched)
     with pytest.raises(ValueError, match=r"ious: expected an \(A, G\)"):
         match_one_image(torch.zeros(2, 3, 4))
+
+
+# ---------------------------------------------------------------- exactly on the threshold
+
+#: One object (0, 0, 0.625, 1) and boxes whose IoU with it is exactly 0.4 (0.25 / 0.625), above (its own box,
+#: and 0.25 + 2**-10 tall: 0.4015625), and below (0.25 - 2**-10 tall). Every coordinate and area is a
+#: dyadic fraction, so the IoU is the division's correctly rounded result: the float nearest 0.4, the
+#: threshold itself, in float32 and float64 alike.
+ON_THE_THRESHOLD_GT = [0.0, 0.0, 0.625, 1.0]
+ON_THE_THRESHOLD_BOXES = [[0.0, 0.0, 0.25, 1.0], [0.0, 0.0, 0.625, 1.0], [0.0, 0.0, 0.25 + 2**-10, 1.0],
+                          [0.0, 0.0, 0.25 - 2**-10, 1.0]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_a_box_exactly_on_the_threshold_is_background(dtype):
+    """A box must overlap its object by strictly more than 0.4, as the lesson's ``gt_overlap > threshold``:
+    the box at exactly 0.4 is background, the one a hair above is positive, the one a hair below is not."""
+    assert IOU_THRESHOLD == 0.4
+    gt = torch.tensor([ON_THE_THRESHOLD_GT], dtype=dtype)
+    boxes = torch.tensor(ON_THE_THRESHOLD_BOXES, dtype=dtype)
+    ious = box_iou(boxes, gt)  # (A, 1)
+    assert ious[0, 0] == torch.tensor(IOU_THRESHOLD, dtype=dtype)  # exactly the threshold, as a float of this dtype
+    assert ref_iou(boxes, gt)[0, 0] == IOU_THRESHOLD  # the plain double loop, in Python floats, agrees
+    assert ious[2, 0] > IOU_THRESHOLD > ious[3, 0]
+    ov, idx = ref_match(ref_iou(boxes, gt))  # the plain loop: box 1 is forced, the others keep their IoU
+    want = (ov > IOU_THRESHOLD).tolist()  # the lesson's rule, as the reference loss applies it
+    assert want == [False, True, True, False]
+    batched = match_boxes(ious[None], torch.ones(1, 1, dtype=torch.bool))
+    for m in (Match(*(t[0] for t in batched)), match_one_image(ious)):
+        assert m.positive.tolist() == want
+        assert m.gt_overlap[0] == ious[0, 0] and m.gt_overlap[1] == FORCED_OVERLAP
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_anchors_exactly_on_the_threshold_are_background_in_the_loss(dtype):
+    """The whole loss against the reference (the lesson's loop, plain pieces): one object (0, 0, 0.625, 0.25)
+    whose IoU with two of the lesson's anchors, (0, 0, 0.25, 0.25) and (0.25, 0, 0.5, 0.25), is exactly 0.4
+    (1/16 over 5/32); neither is its best anchor, so both must be background."""
+    anchors = make_anchors(dtype=dtype)
+    gt_boxes = torch.tensor([[[0.0, 0.0, 0.625, 0.25]]], dtype=dtype)
+    gt_labels = torch.tensor([[3]])
+    ious = box_iou(anchors.corners, gt_boxes[0])[:, 0]
+    on = torch.nonzero(ious == torch.tensor(IOU_THRESHOLD, dtype=dtype)).flatten().tolist()
+    assert on == [3, 39] and int(ious.argmax()) not in on
+    gen = torch.Generator().manual_seed(40)
+    cl = torch.randn(1, len(anchors), 21, generator=gen, dtype=dtype)
+    bb = torch.randn(1, len(anchors), 4, generator=gen, dtype=dtype)
+    res = ssd_loss(cl, bb, gt_boxes, gt_labels, anchors, match_on="anchors")
+    total, [(loc, clas, gt_idx, gt_overlap, pos, gt_clas)] = ref_ssd_loss(
+        cl, bb, gt_boxes, gt_labels, anchors.centers_hw, anchors.grid_sizes, match_on="anchors", threshold=0.4)
+    assert not pos[on].any() and pos.sum() >= 2  # the reference: background, and some positives elsewhere
+    assert torch.equal(res.match.positive[0], pos)
+    assert torch.equal(res.target_labels[0], gt_clas)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert res.total.item() == pytest.approx(total.item(), rel=tol)

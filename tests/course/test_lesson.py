@@ -15,6 +15,9 @@ from ssd_lesson.model import checkpoint
 from ssd_lesson.model.checkpoint import CheckpointRecord, InitCheckpoint, TrainingData, save_checkpoint
 from ssd_lesson.model.net import create_ssd_model
 
+# Not the unit tier: most of the starting kit's tests load the lesson's model (fastai's body).
+pytestmark = pytest.mark.fastai
+
 
 @pytest.fixture
 def out_dir(tmp_path, monkeypatch):

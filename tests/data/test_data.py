@@ -83,6 +83,7 @@ def test_collated_batch_feeds_ssd_loss(voc_root):
     assert (res.target_labels[0] != V.BACKGROUND).sum() >= 5  # every object of image 0 is matched
 
 
+@pytest.mark.fastai  # fastai's Learner
 def test_dataloaders_feed_a_fastai_learner(voc_root):
     import fastai.callback.progress  # noqa: F401  (Learner.no_bar)
     from fastai.learner import Learner

@@ -4,11 +4,8 @@ or refused with one line naming the file."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -18,8 +15,8 @@ from PIL import Image
 
 from ssd_lesson.data.transforms import load_image, resize_record
 from ssd_lesson.data.voc import load_voc, parse_voc_xml, read_fastai_json, read_voc_split
+from tests.in_process import run_main
 
-ROOT = Path(__file__).resolve().parents[2]
 ORIENTATION = 0x0112
 
 
@@ -99,12 +96,13 @@ def test_decompression_bomb_is_one_line_naming_the_file(tmp_path):
         parse_voc_xml(tmp_path / "bomb.xml", tmp_path)
 
 
+@pytest.mark.fastai  # evaluate loads the model
 def test_decompression_bomb_in_evaluate_is_one_line(voc_root, tmp_path):
+    """``python -m ssd_lesson evaluate``, run in this process (tests/in_process.py)."""
     voc = shutil.copytree(voc_root, tmp_path / "VOC2007")
     first = (voc / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
     _bomb(voc / "JPEGImages" / f"{first}.jpg")
-    r = subprocess.run([sys.executable, "-m", "ssd_lesson", "evaluate", "--data", "voc", "--data-dir", str(voc)],
-                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    r = run_main("evaluate", "--data", "voc", "--data-dir", voc, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{first}.jpg: refused: its header claims more pixels" in lines[0], r.stderr

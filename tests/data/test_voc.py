@@ -62,6 +62,7 @@ def _voc_warning(record) -> str:
     return msgs[0]
 
 
+@pytest.mark.fastai  # asks fastai where its data folder is
 def test_find_voc_explains_what_to_do_when_nothing_is_found(no_voc_env):
     with pytest.warns(V.VocNotFoundWarning) as w:
         assert V.find_voc(warn=True) is None
@@ -71,6 +72,7 @@ def test_find_voc_explains_what_to_do_when_nothing_is_found(no_voc_env):
         assert needle in msg, needle
 
 
+@pytest.mark.fastai  # asks fastai where its data folder is
 def test_find_voc_order(no_voc_env, monkeypatch, tmp_path, voc_root, fastai_root):
     make_fastai(no_voc_env.parent)  # fastai's default location
     assert V.find_voc() == no_voc_env
@@ -81,6 +83,7 @@ def test_find_voc_order(no_voc_env, monkeypatch, tmp_path, voc_root, fastai_root
         assert V.find_voc(tmp_path / "nowhere") is None  # a wrong explicit path is reported, not replaced
 
 
+@pytest.mark.fastai  # asks fastai where its data folder is
 def test_find_voc_download_failure_is_a_message(no_voc_env, monkeypatch):
     import fastai.data.external as fe
 
@@ -156,6 +159,7 @@ def test_json_bbox_outside_the_image(tmp_path):
         V.load_voc(base, "train")
 
 
+@pytest.mark.fastai  # make_dataloaders: fastai's DataLoaders
 def test_empty_split(tmp_path):
     base = make_voc(tmp_path / "v", {"000001": ("train", 10, 10, [])})
     with pytest.raises(ValueError, match=r"val\.txt: the split lists no images"):
@@ -168,6 +172,7 @@ def test_empty_split(tmp_path):
 
 
 # ---------------------------------------------------------------- bad input is refused, naming the file and record
+@pytest.mark.fastai  # asks fastai where its data folder is
 def test_offline_is_quiet_and_asking_for_voc_gives_the_advice(no_voc_env, monkeypatch, tmp_path):
     import warnings
 

@@ -23,6 +23,9 @@ from ssd_lesson import activations_to_boxes, loss_gradients, ssd_loss
 from ssd_lesson.drawing import plots, tables
 from ssd_lesson.drawing.placement import legibility
 
+# Not the unit tier: the figures are drawn from the lesson's model, which builds fastai's body.
+pytestmark = pytest.mark.fastai
+
 DPI = 90  # savefig.dpi of the notebooks (draw.notebook_style)
 DISPLAY_WIDTH = 900  # px: JupyterLab scales a wider image down to its output area, about 900-1000 px wide
 # a number as a tick label writes it: 0.5, −0.2, 225, $\\mathdefault{10^{-5}}$

@@ -13,86 +13,8 @@ import torch
 from ssd_lesson.model.metrics import (VOC07_RECALLS, average_precision, coco_ap_per_class, map_metrics, per_class_table,
                                 voc_ap)
 from ssd_lesson.model.metrics import _tm_inputs
-
-
-# ---------------------------------------------------------------- the reference: voc_eval.py, one detection at a time
-def devkit_voc_eval(preds, targets, cls, ovthresh=0.5, use_07_metric=True, plus_one=1.0):
-    """AP, recall and precision of class ``cls`` as py-faster-rcnn's ``voc_eval.py`` computes them (its
-    boxes are (x, y) order: ours are swapped into it), except that the sort is stable (the devkit's
-    ``np.argsort(-confidence)`` leaves equal scores in no particular order)."""
-    class_recs, npos = {}, 0
-    for i, t in enumerate(targets):
-        m = np.asarray(t["labels"]) == cls
-        bbox = np.asarray(t["boxes"], dtype=np.float64).reshape(-1, 4)[m][:, [1, 0, 3, 2]]
-        difficult = np.asarray(t["difficult"], dtype=bool)[m]
-        npos += int(np.sum(~difficult))
-        class_recs[i] = {"bbox": bbox, "difficult": difficult, "det": [False] * len(bbox)}
-    image_ids, confidence, BB = [], [], []
-    for i, p in enumerate(preds):
-        for box, score, lab in zip(np.asarray(p["boxes"], dtype=np.float64).reshape(-1, 4), np.asarray(p["scores"]),
-                                   np.asarray(p["labels"])):
-            if lab == cls:
-                image_ids.append(i), confidence.append(float(score)), BB.append(box[[1, 0, 3, 2]])
-    confidence, BB = np.array(confidence), np.array(BB).reshape(-1, 4)
-    sorted_ind = np.argsort(-confidence, kind="stable")
-    BB = BB[sorted_ind, :]
-    image_ids = [image_ids[x] for x in sorted_ind]
-    nd = len(image_ids)
-    tp, fp = np.zeros(nd), np.zeros(nd)
-    for d in range(nd):
-        R = class_recs[image_ids[d]]
-        bb = BB[d, :].astype(float)
-        ovmax = -np.inf
-        BBGT = R["bbox"].astype(float)
-        if BBGT.size > 0:
-            ixmin = np.maximum(BBGT[:, 0], bb[0])
-            iymin = np.maximum(BBGT[:, 1], bb[1])
-            ixmax = np.minimum(BBGT[:, 2], bb[2])
-            iymax = np.minimum(BBGT[:, 3], bb[3])
-            iw = np.maximum(ixmax - ixmin + plus_one, 0.)
-            ih = np.maximum(iymax - iymin + plus_one, 0.)
-            inters = iw * ih
-            uni = ((bb[2] - bb[0] + plus_one) * (bb[3] - bb[1] + plus_one) +
-                   (BBGT[:, 2] - BBGT[:, 0] + plus_one) * (BBGT[:, 3] - BBGT[:, 1] + plus_one) - inters)
-            overlaps = inters / uni
-            ovmax = np.max(overlaps)
-            jmax = np.argmax(overlaps)
-        if ovmax > ovthresh:
-            if not R["difficult"][jmax]:
-                if not R["det"][jmax]:
-                    tp[d] = 1.
-                    R["det"][jmax] = 1
-                else:
-                    fp[d] = 1.
-        else:
-            fp[d] = 1.
-    ignored = (tp == 0) & (fp == 0)
-    fp, tp = np.cumsum(fp), np.cumsum(tp)
-    if npos == 0:
-        return math.nan, None, None
-    rec = tp / float(npos)
-    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-    return devkit_voc_ap(rec, prec, use_07_metric), rec[~ignored], prec[~ignored]
-
-
-def devkit_voc_ap(rec, prec, use_07_metric=True):
-    """voc_eval.py's voc_ap, as it reads."""
-    if use_07_metric:
-        ap = 0.
-        for t in np.arange(0., 1.1, 0.1):
-            if np.sum(rec >= t) == 0:
-                p = 0
-            else:
-                p = np.max(prec[rec >= t])
-            ap = ap + p / 11.
-    else:
-        mrec = np.concatenate(([0.], rec, [1.]))
-        mpre = np.concatenate(([0.], prec, [0.]))
-        for i in range(mpre.size - 1, 0, -1):
-            mpre[i - 1] = np.maximum(mpre[i - 1], mpre[i])
-        i = np.where(mrec[1:] != mrec[:-1])[0]
-        ap = np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])
-    return ap
+from tests.reference import ref_iou
+from tests.reference.voc_devkit import devkit_voc_eval
 
 
 def random_case(seed, n_images=30, num_classes=6, ties=False):
@@ -221,6 +143,27 @@ def test_iou_must_be_strictly_above_the_threshold_in_inclusive_pixels():
         preds, targets = one_class([(0, box, .9)], [(0, G1, False)])
         assert voc_ap(preds, targets, num_classes=1, inclusive=inclusive).map == pytest.approx(want, abs=1e-15), (box, inclusive)
         assert voc_ap(preds, targets, num_classes=1, inclusive=inclusive, hit_iou=0.4).map == pytest.approx(1.0)
+
+
+def test_a_detection_exactly_at_the_hit_iou_scores_as_the_devkit_scores_it():
+    """The devkit's rule is ``ovmax > ovthresh``: a detection whose IoU is exactly the hit IoU (0.5) is a false
+    positive. Half-open (0, 0, 100, 50) on (0, 0, 100, 100), and the same pixels inclusive, (0, 0, 99, 49) on
+    G1: 5000 / 10000, exactly 0.5 in floats. The devkit reference and voc_ap call it a miss (AP 0), one more
+    row of pixels a hit (AP 1). COCO's rule (torchmetrics, pycocotools: IoU >= the threshold) counts it: AP 1."""
+    half_open_gt, half_open_det = (0, 0, 100, 100), (0, 0, 100, 50)
+    iou = ref_iou(torch.tensor([half_open_det], dtype=torch.float64), torch.tensor([half_open_gt], dtype=torch.float64))
+    assert iou.item() == 0.5  # exactly the hit IoU (inclusive (0, 0, 99, 49) is these pixels: y0 = ymin - 1)
+    cases = [(half_open_det, half_open_gt, False, 0.0), ((0, 0, 100, 51), half_open_gt, False, 1.0),
+             ((0, 0, 99, 49), G1, True, 0.0), ((0, 0, 99, 50), G1, True, 1.0)]
+    for det, gt, inclusive, want in cases:
+        preds, targets = one_class([(0, det, .9)], [(0, gt, False)])
+        devkit, _, _ = devkit_voc_eval(preds, targets, 0, ovthresh=0.5, plus_one=float(inclusive))
+        assert devkit == pytest.approx(want, abs=1e-12), (det, inclusive)  # 11 x 1/11 is 1 + 2e-16
+        assert voc_ap(preds, targets, num_classes=1, inclusive=inclusive).map == pytest.approx(want, abs=1e-12)
+        assert voc_ap(preds, targets, num_classes=1, inclusive=inclusive, use_07_metric=False).map == want
+    preds, targets = one_class([(0, half_open_det, .9)], [(0, half_open_gt, False)])
+    ap, mean = coco_ap_per_class(preds, targets, num_classes=1, iou_threshold=0.5)
+    assert ap.tolist() == pytest.approx([1.0]) and mean == pytest.approx(1.0)  # COCO's >=: a hit there
 
 
 def test_best_overlap_decides_even_when_difficult_or_claimed():

@@ -31,7 +31,7 @@ def test_dissect_of_an_image_without_objects_draws_every_figure(empty, tmp_path,
     figs: dict = {}
     real = dissect.make_figures
     monkeypatch.setattr(dissect, "make_figures", lambda *a, **k: figs.update(real(*a, **k)) or figs)  # keep them
-    out = run_dissect(tmp_path, example=empty, checkpoint=False)
+    out = run_dissect(tmp_path, example=empty, checkpoint=False, dpi=20)  # every figure drawn, in few pixels
     printed = capsys.readouterr().out
     assert "Ground truth: no objects: every predicted box is background (Tables 1 and 4 are empty)" in printed
     assert "Positives (overlap > 0.4): 0 of 189" in printed

@@ -2,18 +2,13 @@
 ``evaluate`` before any work, naming the file: its outputs would be paired with the data's classes by position."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from ssd_lesson.data.voc import VOC_CLASSES
 from ssd_lesson.model.checkpoint import check_classes, save_checkpoint
 from ssd_lesson.model.net import create_ssd_model
+from tests.in_process import run_main
 
-ROOT = Path(__file__).resolve().parents[2]
 SWAPPED = ("bicycle", "aeroplane", *VOC_CLASSES[2:])
 
 
@@ -33,13 +28,13 @@ def test_check_classes_compares_names_in_order():
     ((*VOC_CLASSES, "giraffe"), "the checkpoint has 21 classes, the data 20"),
     (SWAPPED, "the checkpoint has the data's 20 classes in another order"),
 ], ids=["21-classes", "reordered"])
+@pytest.mark.fastai  # builds a model (fastai's body)
 def test_evaluate_refuses_a_checkpoint_for_other_classes_before_any_work(tmp_path, names, says):
+    """``python -m ssd_lesson evaluate``, run in this process (tests/in_process.py)."""
     model = create_ssd_model("tiny", pretrained=False, n_hidden=16, n_classes=len(names), class_names=names)
     ckpt = save_checkpoint(model, tmp_path / "other_classes.pth")
     runs = tmp_path / "runs"
-    r = subprocess.run([sys.executable, "-m", "ssd_lesson", "evaluate", "--checkpoint", str(ckpt), "--data-dir", str(runs),
-                        "--n-images", "10"], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    r = run_main("evaluate", "--checkpoint", ckpt, "--data-dir", runs, "--n-images", "10", cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert r.stderr.startswith(f"error: {ckpt}: {says}") and r.stdout == ""

@@ -65,18 +65,6 @@ def test_the_installed_versions_are_the_pinned_ones():
     assert not differ, f"installed vs pinned: {differ}"
 
 
-def test_core_imports_no_heavy_dependency():
-    # The core loads with torch alone: fastai, matplotlib, torchvision stay out of it (the star-import loads
-    # every name ssd_lesson re-exports, which ``import ssd_lesson`` alone no longer does).
-    import subprocess
-    import sys
-
-    code = ("import sys; from ssd_lesson import *; heavy = [m for m in ('fastai', 'matplotlib', 'torchvision', 'pandas', 'ipywidgets') "
-            "if m in sys.modules]; print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "[]"
-
-
 @pytest.mark.slow  # builds and installs a wheel with pip
 def test_wheel_carries_the_data(tmp_path):
     # A plain (non-editable) install must run the lesson as a checkout does: the wheel holds
