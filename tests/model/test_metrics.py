@@ -162,7 +162,7 @@ def test_a_detection_exactly_at_the_hit_iou_scores_as_the_devkit_scores_it():
         assert voc_ap(preds, targets, num_classes=1, inclusive=inclusive).map == pytest.approx(want, abs=1e-12)
         assert voc_ap(preds, targets, num_classes=1, inclusive=inclusive, use_07_metric=False).map == want
     preds, targets = one_class([(0, half_open_det, .9)], [(0, half_open_gt, False)])
-    ap, mean = coco_ap_per_class(preds, targets, num_classes=1, iou_threshold=0.5)
+    ap, mean = coco_ap_per_class(preds, targets, num_classes=1, hit_iou=0.5)
     assert ap.tolist() == pytest.approx([1.0]) and mean == pytest.approx(1.0)  # COCO's >=: a hit there
 
 
