@@ -159,3 +159,23 @@ def make_fastai(root: Path, spec=SPEC) -> Path:
                              "category_id": VOC_CLASSES.index(n) + 1, "ignore": d})
         (base / fname).write_text(json.dumps({"images": images, "type": "instances", "annotations": anns, "categories": cats}))
     return base
+
+
+def learner_function(source: str):
+    """The one ``my_...`` function that ``source`` (a learner's your-turn cell) defines."""
+    import torch
+
+    ns = {"torch": torch}
+    exec(source, ns)
+    (fn,) = [v for k, v in ns.items() if k.startswith("my_")]
+    return fn
+
+
+def checked(capsys, name: str, fn) -> tuple[bool, str]:
+    """``check(name, fn)``'s verdict and the one line it printed (never a traceback)."""
+    from ssd_lesson.course.exercises import check
+
+    ok = check(name, fn)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "Traceback" not in out, out
+    return ok, out

@@ -11,20 +11,11 @@ import pytest
 import torch
 
 from ssd_lesson.course.exercises import CODE_EXERCISES, SOLUTIONS, check, learner_call
+from tests.helpers import checked, learner_function
 
 
 def _solution(name):
-    ns = {"torch": torch}
-    exec(SOLUTIONS[name], ns)
-    (fn,) = [v for k, v in ns.items() if k.startswith("my_")]
-    return fn
-
-
-def _said(capsys, name, fn) -> tuple[bool, str]:
-    ok = check(name, fn)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "Traceback" not in out, out
-    return ok, out
+    return learner_function(SOLUTIONS[name])
 
 
 def _endless(ious):
@@ -39,14 +30,14 @@ def test_an_endless_loop_is_stopped_after_the_time_limit_and_the_checker_still_w
     monkeypatch.setattr(learner_call, "TIME_LIMIT_S", 0.3)
     before = signal.getsignal(signal.SIGALRM)
     start = time.monotonic()
-    ok, out = _said(capsys, "05.match", _endless)
+    ok, out = checked(capsys, "05.match", _endless)
     assert time.monotonic() - start < 3
     assert not ok and out.startswith("05.match: your function did not return within 0.3 s on the case 'random "
                                      "overlaps, boxes 2 and 5 overlapping nothing' (ious = [[0.5812, "), out
     assert out.endswith("probably an endless loop (a loop whose condition never changes?). It was stopped, and the "
                         "notebook can go on.\n"), out
     assert signal.getsignal(signal.SIGALRM) == before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    assert _said(capsys, "05.match", _solution("05.match"))[0]  # the same process checks the next function
+    assert checked(capsys, "05.match", _solution("05.match"))[0]  # the same process checks the next function
 
 
 def test_an_earlier_alarm_is_put_back(capsys, monkeypatch):
@@ -55,7 +46,7 @@ def test_an_earlier_alarm_is_put_back(capsys, monkeypatch):
     previous = signal.signal(signal.SIGALRM, lambda *a: fired.append(True))
     try:
         signal.setitimer(signal.ITIMER_REAL, 30.0)
-        assert not _said(capsys, "05.match", _endless)[0]
+        assert not checked(capsys, "05.match", _endless)[0]
         remaining = signal.getitimer(signal.ITIMER_REAL)[0]
         assert 25.0 < remaining <= 30.0 and not fired
     finally:
@@ -95,7 +86,7 @@ def test_autograd_is_refused_in_the_by_hand_exercise_and_put_back_afterwards(cap
             loss = err.sum() / (4 * max(len(err), 1))
             return torch.autograd.grad(loss, p)[0]
     backward, grad = torch.autograd.backward, torch.autograd.grad
-    ok, out = _said(capsys, "08.grad", by_autograd_grad)
+    ok, out = checked(capsys, "08.grad", by_autograd_grad)
     assert not ok and out.startswith("08.grad: not quite: your function asks autograd for the gradient (.backward() or "
                                      "torch.autograd.grad) on the case '6 boxes, some positive'"), out
     assert "this exercise asks for it by hand, so the checker runs it with autograd switched off" in out
@@ -103,7 +94,7 @@ def test_autograd_is_refused_in_the_by_hand_exercise_and_put_back_afterwards(cap
     x = torch.ones(2, requires_grad=True)
     (x * 3).sum().backward()
     assert x.grad.tolist() == [3.0, 3.0]
-    assert _said(capsys, "05.match", _solution("05.match"))[0]  # autograd is allowed where the exercise allows it
+    assert checked(capsys, "05.match", _solution("05.match"))[0]  # autograd is allowed where the exercise allows it
 
 
 def test_autograd_through_a_grad_imported_before_the_check_is_named_too(capsys):
@@ -113,14 +104,14 @@ def test_autograd_through_a_grad_imported_before_the_check_is_named_too(capsys):
         p = pred.clone().requires_grad_(True)
         err = (p - target).abs()[positive]
         return imported_grad(err.sum() / (4 * max(len(err), 1)), p)[0]
-    ok, out = _said(capsys, "08.grad", by_imported_grad)
+    ok, out = checked(capsys, "08.grad", by_imported_grad)
     assert not ok and "your function asks autograd for the gradient" in out, out
 
 
 def test_nan_where_0_is_expected_counts_as_a_difference(capsys):
     def divides_by_n(pred, target, positive):  # NaN for an image without positives
         return torch.sign(pred - target) / (4 * positive.sum()) * positive[:, None]
-    ok, out = _said(capsys, "08.grad", divides_by_n)
+    ok, out = checked(capsys, "08.grad", divides_by_n)
     assert not ok and out.startswith("08.grad: not quite, on the case 'an image without positives'"), out
     assert "the gradient (shape (4, 4)) is [[nan, nan, nan, nan]," in out and "(wrong at 16 of 16 places, the first at " \
         "row 0)" in out, out
@@ -129,7 +120,7 @@ def test_nan_where_0_is_expected_counts_as_a_difference(capsys):
 def test_a_large_tensor_shows_its_first_differing_row_never_the_expected_one(capsys):
     def shifted(grid, zooms, ratios):
         return _solution("02.anchor_boxes")(grid, zooms, ratios) + torch.tensor([0.0, 0.0, 0.0, 0.01])
-    ok, out = _said(capsys, "02.anchor_boxes", shifted)
+    ok, out = checked(capsys, "02.anchor_boxes", shifted)
     assert not ok and out.startswith("02.anchor_boxes: not quite, on the case 'the lesson's 4x4 grid'"), out
     assert ("the anchor boxes (shape (144, 4)) is wrong at 144 of 576 places; the first is row 0, where yours is "
             "[0.0375, 0.0375, 0.2125, 0.2225]") in out, out
@@ -142,14 +133,14 @@ def test_a_large_tensor_shows_its_first_differing_row_never_the_expected_one(cap
 def test_a_result_on_another_device_is_one_readable_line(name, move, capsys):
     """``meta`` stands in for a device whose values the checker cannot read: one line naming it."""
     right = _solution(name)
-    ok, out = _said(capsys, name, lambda *a: move(right(*a)))
+    ok, out = checked(capsys, name, lambda *a: move(right(*a)))
     assert not ok and f"your result is on the device 'meta' on the case '" in out
     assert out.rstrip().endswith("where the checker cannot read its values: return it on the inputs' device (cpu)."), out
 
 
 def test_a_stacked_tensor_where_a_pair_is_asked_says_a_pair_is_asked(capsys):
     right = _solution("07.l1")
-    ok, out = _said(capsys, "07.l1", lambda *a: torch.stack(right(*a)))
+    ok, out = checked(capsys, "07.l1", lambda *a: torch.stack(right(*a)))
     assert not ok and out.startswith("07.l1: not quite: expected two numbers: (the lesson's mean, the article's sum); "
                                      "a pair (a tuple of two: mean, sum) is asked for, yours returned [0.1386, 0.5543] "
                                      "on the case '6 boxes, some positive'"), out
@@ -157,7 +148,7 @@ def test_a_stacked_tensor_where_a_pair_is_asked_says_a_pair_is_asked(capsys):
 
 def test_a_function_answering_only_some_cases_is_told_which_case_returned_none(capsys):
     right = _solution("05.match")
-    ok, out = _said(capsys, "05.match", lambda ious: right(ious) if ious.shape[1] == 0 else None)
+    ok, out = checked(capsys, "05.match", lambda ious: right(ious) if ious.shape[1] == 0 else None)
     assert not ok and "not answered yet" not in out
     assert out.startswith("05.match: not quite: your function returned None on the case 'random overlaps, boxes 2 "
                           "and 5 overlapping nothing'"), out
@@ -166,7 +157,7 @@ def test_a_function_answering_only_some_cases_is_told_which_case_returned_none(c
     def forgets_the_empty_image(ious):
         if ious.shape[1]:
             return right(ious)
-    ok, out = _said(capsys, "05.match", forgets_the_empty_image)
+    ok, out = checked(capsys, "05.match", forgets_the_empty_image)
     assert not ok and out.startswith("05.match: not quite: your function returned None on the case 'an image "
                                      "without objects'"), out
 
@@ -174,7 +165,7 @@ def test_a_function_answering_only_some_cases_is_told_which_case_returned_none(c
 @pytest.mark.parametrize("name", sorted(CODE_EXERCISES))
 def test_every_solution_is_right_on_every_case_within_the_time_limit(name, capsys):
     start = time.monotonic()
-    ok, out = _said(capsys, name, _solution(name))
+    ok, out = checked(capsys, name, _solution(name))
     assert ok and out.startswith(f"{name}: Right, on all {len(CODE_EXERCISES[name].cases())} cases"), out
     assert time.monotonic() - start < learner_call.TIME_LIMIT_S
 
@@ -182,9 +173,9 @@ def test_every_solution_is_right_on_every_case_within_the_time_limit(name, capsy
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_result_on_cuda_is_compared_on_cuda(capsys):
     right = _solution("05.match")
-    ok, out = _said(capsys, "05.match", lambda ious: tuple(t.cuda() for t in right(ious)))
+    ok, out = checked(capsys, "05.match", lambda ious: tuple(t.cuda() for t in right(ious)))
     assert ok, out
-    ok, out = _said(capsys, "05.match", lambda ious: tuple(t.cuda() for t in right(ious))[:2] + (right(ious)[2].cuda() & False,))
+    ok, out = checked(capsys, "05.match", lambda ious: tuple(t.cuda() for t in right(ious))[:2] + (right(ious)[2].cuda() & False,))
     assert not ok and "positive (shape (8,)) is [False, False, False, False, False, False, False, False]" in out, out
 
 

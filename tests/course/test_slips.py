@@ -11,13 +11,7 @@ import torch.nn.functional as F
 
 from ssd_lesson import box_iou, make_anchors, match_boxes
 from ssd_lesson.course.exercises import CODE_EXERCISES, check, run_cases
-
-
-def _said(capsys, name, fn) -> tuple[bool, str]:
-    ok = check(name, fn)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "Traceback" not in out, out
-    return ok, out
+from tests.helpers import checked
 
 
 # ---- 02: anchor boxes --------------------------------------------------------------------------------------------
@@ -227,7 +221,7 @@ def test_the_catalogue_has_at_least_six_slips_per_exercise():
 
 @pytest.mark.parametrize("name, wrong, words", SLIPS, ids=[f"{n}-{w[:30]}" for n, _, w in SLIPS])
 def test_each_slip_is_not_right_and_its_message_fits(name, wrong, words, capsys):
-    ok, out = _said(capsys, name, wrong)
+    ok, out = checked(capsys, name, wrong)
     assert not ok and not out.startswith(f"{name}: Right") and "not answered yet" not in out, out
     assert words in out, out
     others = [s.hint for s in CODE_EXERCISES[name].slips.values() if words not in s.hint]
@@ -235,7 +229,7 @@ def test_each_slip_is_not_right_and_its_message_fits(name, wrong, words, capsys)
 
 
 def test_a_threshold_of_0_35_is_not_told_it_is_a_greater_or_equal(capsys):
-    ok, out = _said(capsys, "05.match", lambda ious: _match(ious, threshold=0.35))
+    ok, out = checked(capsys, "05.match", lambda ious: _match(ious, threshold=0.35))
     assert not ok and ">=" not in out
     assert out.startswith("05.match: not quite, on the case 'an IoU of exactly 0.4'"), out
     assert "positive (shape (4,)) is [True, True, True, False] (wrong at 1 of 4 places, the first at [0])" in out

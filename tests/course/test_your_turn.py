@@ -11,30 +11,20 @@ import torch
 from ssd_lesson.course.exercises import check
 from ssd_lesson.course.exercises.solutions import FUNCTION_NAMES, SOLUTIONS, STUBS
 from ssd_lesson.course.exercises.code_exercises import CODE_EXERCISES
+from tests.helpers import checked, learner_function
 
 
-def _function(source: str):
-    ns = {"torch": torch}
-    exec(source, ns)
-    (fn,) = [v for k, v in ns.items() if k.startswith("my_")]
-    return fn
-
-
-def _said(capsys, name, fn) -> tuple[bool, str]:
-    ok = check(name, fn)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "Traceback" not in out, out
-    return ok, out
+_function = learner_function
 
 
 @pytest.mark.parametrize("name", sorted(CODE_EXERCISES))
 def test_solution_is_right_and_stub_is_not_answered(name, capsys):
     assert set(SOLUTIONS) == set(STUBS) == set(FUNCTION_NAMES) == set(CODE_EXERCISES)
-    ok, out = _said(capsys, name, _function(SOLUTIONS[name]))
+    ok, out = checked(capsys, name, _function(SOLUTIONS[name]))
     assert ok and out.startswith(f"{name}: Right, on all "), out
-    ok, out = _said(capsys, name, _function(STUBS[name]))
+    ok, out = checked(capsys, name, _function(STUBS[name]))
     assert not ok and out.startswith(f"{name}: not answered yet. Write {FUNCTION_NAMES[name]}("), out
-    ok, out = _said(capsys, name, None)
+    ok, out = checked(capsys, name, None)
     assert not ok and "not answered yet" in out
 
 
@@ -43,7 +33,7 @@ def _raises_not_implemented(*args):
 
 
 def test_a_function_raising_not_implemented_is_a_stub(capsys):
-    ok, out = _said(capsys, "05.match", _raises_not_implemented)
+    ok, out = checked(capsys, "05.match", _raises_not_implemented)
     assert not ok and out.startswith("05.match: not answered yet")
 
 
@@ -64,7 +54,7 @@ def test_a_wrong_function_of_no_known_slip_is_shown_its_first_differing_case(cap
     def off_by_one(ious):
         idx, overlap, positive = _match(ious)
         return idx + 1, overlap, positive
-    ok, out = _said(capsys, "05.match", off_by_one)
+    ok, out = checked(capsys, "05.match", off_by_one)
     assert not ok
     assert out.startswith("05.match: not quite, on the case 'random overlaps, boxes 2 and 5 overlapping nothing' (ious = ")
     assert "gt_idx (shape (8,)) is [" in out and "wrong at 8 of 8 places" in out and "Hint: gt_overlap, gt_idx" in out
@@ -79,7 +69,7 @@ def test_a_function_that_raises_is_one_line_with_a_hint(capsys):
             b = ious[:, j].argmax()
             idx[b], overlap[b] = j, 1.99
         return idx, overlap, overlap > 0.4
-    ok, out = _said(capsys, "05.match", no_empty_case)
+    ok, out = checked(capsys, "05.match", no_empty_case)
     assert not ok and re.match(r"05\.match: your function raised IndexError: .* on the case 'an image without "
                                r"objects' \(ious = \[\[\], \[\], \[\], \[\]\]\)\. Hint: with no objects every box is "
                                r"background", out), out
@@ -87,12 +77,12 @@ def test_a_function_that_raises_is_one_line_with_a_hint(capsys):
 
 @pytest.mark.parametrize("value", [torch.tensor([1.0, 2.0]), torch.tensor([]), 10 ** 400, "abc", [1, 2], (None,), 3.0])
 def test_odd_returns_from_a_learner_function_never_raise(value, capsys):
-    ok, out = _said(capsys, "05.match", lambda ious: value)
+    ok, out = checked(capsys, "05.match", lambda ious: value)
     assert not ok and out.startswith("05.match: not quite: expected three (A,) tensors"), out
 
 
 def test_a_value_instead_of_a_function_is_not_quite(capsys):
-    ok, out = _said(capsys, "05.match", 3)
+    ok, out = checked(capsys, "05.match", 3)
     assert not ok and "pass your function itself" in out
 
 
@@ -103,7 +93,7 @@ def test_inputs_are_fresh_for_every_call_and_a_function_that_changes_them_is_tol
         result = _match(ious)
         ious.fill_(7.0)
         return result
-    ok, out = _said(capsys, "05.match", writes_into_its_input)
+    ok, out = checked(capsys, "05.match", writes_into_its_input)
     assert not ok and out.startswith("05.match: not quite: your function changed its input ious in place on the case "
                                      "'random overlaps, boxes 2 and 5 overlapping nothing' (ious = [[0.5812, "), out
     assert "compute new tensors (torch.tanh(x), not x.tanh_(); y = x + 1, not x += 1), or work on x.clone()" in out
@@ -114,7 +104,7 @@ def test_inputs_are_fresh_for_every_call_and_a_function_that_changes_them_is_tol
         result = _match(ious)
         ious.fill_(7.0)
         return result
-    assert _said(capsys, "05.match", writes_into_a_copy)[0]
+    assert checked(capsys, "05.match", writes_into_a_copy)[0]
     assert [c.args[0].tolist() for c in CODE_EXERCISES["05.match"].cases()] == [c.args[0].tolist() for c in cases]
 
 
