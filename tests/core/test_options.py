@@ -219,6 +219,8 @@ def test_decode_and_predict_take_decode_options(batch):
     (["train", "--focal-gamma", "-1"], "error: argument --focal-gamma: must be at least 0, got -1"),
     (["dissect", "--loss", "ce"], "error: argument --loss: invalid choice: 'ce'"),
     (["dissect", "--regression", "max"], "error: argument --regression: invalid choice: 'max'"),
+    (["dissect", "--match-inclusive", "maybe"], "error: argument --match-inclusive: expected yes or no, got 'maybe'"),
+    (["train", "--neg-pos-ratio", "-3"], "error: argument --neg-pos-ratio: must be at least 0, got -3"),
 ])
 def test_the_command_line_refuses_bad_loss_options(argv, named, capsys, monkeypatch):
     from ssd_lesson.__main__ import main
