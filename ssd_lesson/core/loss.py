@@ -2,7 +2,12 @@
 
 Follows the lesson's ``ssd_loss``: decode the box activations, match predicted
 boxes to ground truth, turn weak matches into background, then binary
-cross-entropy on the classes and L1 on the positives' corners.
+cross-entropy on the classes and L1 on the positives' corners. Each way the SSD
+paper's loss differs is an option (:class:`~ssd_lesson.core.options.LossOptions`):
+``>=`` matching, softmax cross-entropy with background and hard negative mining
+(:mod:`ssd_lesson.core.mining`), log-space offsets (:mod:`ssd_lesson.core.coding`),
+smooth L1 and the division by the batch's positives; ``LossOptions.ssd_paper()``
+takes them all, and is torchvision's ``SSD.compute_loss``.
 """
 from __future__ import annotations
 

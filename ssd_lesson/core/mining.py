@@ -11,6 +11,7 @@ shape, so it runs under ``torch.compile`` and never waits on the device.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .bce_terms import focal_terms, softplus
@@ -36,9 +37,9 @@ def box_classification_loss(class_logits: Tensor, target_labels: Tensor,
     if classification not in CLASSIFICATIONS:
         raise ValueError(f"classification must be one of {', '.join(map(repr, CLASSIFICATIONS))}, got {classification!r}")
     C = class_logits.shape[-1] - 1
-    if classification == "softmax":
-        x_t = class_logits.gather(-1, target_labels.unsqueeze(-1)).squeeze(-1)
-        return torch.logsumexp(class_logits, dim=-1) - x_t
+    if classification == "softmax":  # one fused log-softmax pass (torchvision's call), faster than logsumexp - x_t
+        return F.cross_entropy(class_logits.reshape(-1, C + 1), target_labels.reshape(-1),
+                               reduction="none").view(target_labels.shape)
     x = class_logits[..., :C]
     is_object = target_labels < C
     x_t = x.gather(-1, target_labels.clamp_max(C - 1).unsqueeze(-1)).squeeze(-1)  # background's value unused

@@ -134,9 +134,10 @@ class LossOptions(_Options):
         ``smooth_l1_beta``, linear above it).
     smooth_l1_beta: where smooth L1 turns from quadratic to linear, ``>= 0`` (0 is L1; torchvision's SSD: 1).
     normalization: ``"per_image"`` (the lesson's: each image's classification summed over its
-        boxes, the BCE divided by C, each image's box loss reduced by ``regression_reduction``,
-        the images summed) or ``"batch_positives"`` (the paper's: both losses summed over the
-        batch and divided by the batch's number of positives, at least 1).
+        counted boxes, each image's box loss reduced by ``regression_reduction``, the images
+        summed) or ``"batch_positives"`` (the paper's: both losses summed over the batch, the box
+        loss over every coordinate, and divided by the batch's number of positives, at least 1).
+        The BCE and focal loss of a box are divided by C under either (the lesson's ``BCE_Loss``).
     """
 
     match_on: MatchOn = "predictions"
