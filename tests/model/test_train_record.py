@@ -20,6 +20,10 @@ from ssd_lesson.model.train import BoxActivationPenalty
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "data" / "checkpoints" / "ssd_collage.pth"
+#: The loss options added after the shipped checkpoints were trained (the SSD paper's), by their flags' dest,
+#: at the values those runs used: the lesson's, LossOptions.training()'s.
+LATER_LOSS_OPTIONS = {"match_inclusive": False, "neg_pos_ratio": None, "box_coding": "tanh_corners", "box_loss": "l1",
+                      "smooth_l1_beta": 1.0, "normalization": "per_image"}
 
 
 def test_full_command_spells_out_every_option_and_parses_back():
@@ -28,7 +32,8 @@ def test_full_command_spells_out_every_option_and_parses_back():
     assert cmd.startswith("python -m ssd_lesson train --data collage --n-images 1000 --photos train --body tiny "
                           "--no-pretrained --n-hidden 256 --epochs 10 --bs 32 --lr 0.01 --box-penalty 0.5 ")
     assert cmd.endswith(" --match-on anchors --iou-threshold 0.4 --loss bce --focal-alpha 0.25 --focal-gamma 1.0 "
-                        "--regression mean --seed 0 --out runs/ssd_collage.pth --half")
+                        "--regression mean --match-inclusive False --box-coding tanh_corners --box-loss l1 "
+                        "--smooth-l1-beta 1.0 --normalization per_image --seed 0 --out runs/ssd_collage.pth --half")
     assert "--force" not in cmd and "--init" not in cmd and "--wd" not in cmd  # unset options are left out
     again = _parse(shlex.split(cmd)[4:])
     assert vars(again) == vars(args)
@@ -84,7 +89,10 @@ def test_shipped_checkpoints_records_read_into_the_typed_record(monkeypatch):
         assert record.seed == 0 and record.epoch == epochs and record.options["epochs"] == epochs
         recorded = _parse(shlex.split(record.command)[4:])  # the command, parsed, gives the recorded options
         # --force is recorded as given but left out of the command: whoever reruns it decides about overwriting
-        assert {k: v for k, v in vars(recorded).items() if k != "force"} == {
+        parsed = {k: v for k, v in vars(recorded).items() if k != "force"}
+        assert {k: parsed.pop(k) for k in set(parsed) - set(record.options)} == LATER_LOSS_OPTIONS  # their defaults
+        assert all(getattr(LossOptions.training(), k) == v for k, v in LATER_LOSS_OPTIONS.items())
+        assert parsed == {
             k: Path(v) if k in ("out", "init") and v is not None else v for k, v in record.options.items() if k != "force"}
     assert base.init is None and base.note is None and shipped.note is None
     assert shipped.init == InitCheckpoint("data/checkpoints/base/ssd_collage_anchors.pth",
@@ -98,8 +106,10 @@ def test_shipped_checkpoint_command_reruns_to_the_same_first_epoch_losses(tmp_pa
     argv = shlex.split(record.command)
     assert argv[:4] == ["python", "-m", "ssd_lesson", "train"]
     recorded = vars(_parse(argv[4:]))  # the tests run in the clone, where the recorded --init is
-    assert set(recorded) == set(record.options)  # every option is recorded; the printed command leaves --force out
-    assert {k: str(v) if isinstance(v, Path) else v for k, v in recorded.items()} == {**record.options, "force": False}
+    # every option is recorded (but those added since, at the values the run used); the printed command leaves --force out
+    assert set(recorded) == set(record.options) | set(LATER_LOSS_OPTIONS)
+    assert {k: str(v) if isinstance(v, Path) else v for k, v in recorded.items()} == {
+        **record.options, **LATER_LOSS_OPTIONS, "force": False}
     assert "--force" not in argv
     assert recorded["match_on"] == record.loss_options.match_on
     assert recorded["regression"] == record.loss_options.regression_reduction
