@@ -64,6 +64,8 @@ CLASS_SCORES: tuple[str, ...] = ("sigmoid", "softmax")
 AP_RULES: tuple[str, ...] = ("voc07", "all_point")
 
 _O = TypeVar("_O", bound="_Options")
+#: The options the SSD paper brought (:meth:`LossOptions.ssd_paper`); the repr names them only where they are set.
+PAPER_FIELDS = ("match_inclusive", "neg_pos_ratio", "box_coding", "box_loss", "smooth_l1_beta", "normalization")
 
 
 class _Options:
@@ -174,6 +176,13 @@ class LossOptions(_Options):
         beta = self.smooth_l1_beta
         if not _is_real(beta) or not 0 <= beta < float("inf"):
             raise ValueError(f"smooth_l1_beta must be a finite number >= 0 (0 is plain L1), got {beta!r}")
+
+    def __repr__(self) -> str:
+        """Every option of the lesson's, then those of the paper's that differ from their defaults: the lesson's
+        presets read as they always have, and ``eval(repr(o)) == o``."""
+        lesson = [f for f in dataclasses.fields(self) if f.name not in PAPER_FIELDS]
+        paper = [f for f in dataclasses.fields(self) if f.name in PAPER_FIELDS and getattr(self, f.name) != f.default]
+        return f"{type(self).__name__}({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in lesson + paper)})"
 
     @classmethod
     def ssd_paper(cls) -> "LossOptions":

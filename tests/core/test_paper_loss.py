@@ -261,3 +261,8 @@ def test_the_preset_and_its_description():
     assert LossOptions.lesson_code().describe() == "match on anchors, IoU > 0.4, BCE, L1 averaged"  # unchanged
     assert LossOptions(neg_pos_ratio=0) == LossOptions()  # 0 keeps every negative: the same options as None
     assert LossOptions.from_dict(PAPER.to_dict()) == PAPER
+    # The repr names the paper's options only where set: notebook 09 prints the lesson code's as it always has.
+    assert repr(LossOptions.lesson_code()) == ("LossOptions(match_on='anchors', iou_threshold=0.4, classification='bce', "
+                                               "focal_alpha=0.25, focal_gamma=1.0, regression_reduction='mean')")
+    assert repr(LossOptions(box_loss="smooth_l1")).endswith("regression_reduction='mean', box_loss='smooth_l1')")
+    assert eval(repr(PAPER)) == PAPER and "smooth_l1_beta" not in repr(PAPER)  # beta 1 is the default
