@@ -7,7 +7,7 @@ import torch
 
 from ssd_lesson import AnchorSpec, LossOptions, make_anchors, match_boxes, ssd_loss
 from ssd_lesson.core.mining import box_classification_loss, hard_negatives
-from tests.helpers import random_batch
+from tests.helpers import DEVICES, random_batch
 from tests.reference.paper_loop import paper_loss_one_image, paper_ssd_loss
 from tests.reference.torchvision_ssd import torchvision_ssd_loss
 
@@ -50,6 +50,21 @@ def test_ssd_paper_equals_torchvision_at_189_anchors(B, max_g, seed):
 def test_ssd_paper_equals_torchvision_at_ssd300_s_8732_anchors(B, max_g, seed):
     ours, gl = check_against_torchvision(AnchorSpec.ssd300(), B, max_g, seed)
     assert ((gl >= 0).sum(1) == 0).any()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ssd_paper_on_a_device_equals_it_on_the_cpu(device):
+    """On the CPU it is torchvision's (above); on another device the same numbers, gradients included."""
+    anchors = make_anchors(dtype=torch.float64)
+    cl, bb, gb, gl = random_batch(6, 8, torch.Generator().manual_seed(4))
+    gl[-1] = -1
+    results = []
+    for dev in ("cpu", device):
+        c, b = leaves(cl.to(dev), bb.to(dev))
+        r = ssd_loss(c, b, gb.to(dev), gl.to(dev), anchors.to(dev), options=PAPER)
+        results.append([r.total, r.classification, r.regression, r.counted_negatives, *torch.autograd.grad(r.total, [c, b])])
+    for on_cpu, on_device in zip(*results):
+        torch.testing.assert_close(on_device.cpu(), on_cpu, **TOL)
 
 
 def test_a_batch_without_any_object_gives_zero_as_torchvision_does():
