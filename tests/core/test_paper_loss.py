@@ -281,3 +281,16 @@ def test_the_preset_and_its_description():
                                                "focal_alpha=0.25, focal_gamma=1.0, regression_reduction='mean')")
     assert repr(LossOptions(box_loss="smooth_l1")).endswith("regression_reduction='mean', box_loss='smooth_l1')")
     assert eval(repr(PAPER)) == PAPER and "smooth_l1_beta" not in repr(PAPER)  # beta 1 is the default
+
+
+@pytest.mark.slow  # inductor generates and compiles C++: a minute or two of CPU
+def test_the_paper_s_loss_under_inductor_equals_eager():
+    anchors = make_anchors(dtype=torch.float64)
+    cl, bb, gb, gl = random_batch(5, 9, torch.Generator().manual_seed(42))
+    compiled = torch.compile(lambda *a: ssd_loss(*a, anchors, options=PAPER, validate=False), fullgraph=True, dynamic=False)
+    (c1, b1), (c2, b2) = leaves(cl, bb), leaves(cl, bb)
+    got, want = compiled(c1, b1, gb, gl), ssd_loss(c2, b2, gb, gl, anchors, options=PAPER)
+    torch.testing.assert_close(got.total, want.total, **TOL)
+    assert torch.equal(got.counted_negatives, want.counted_negatives)
+    for g_got, g_want in zip(torch.autograd.grad(got.total, [c1, b1]), torch.autograd.grad(want.total, [c2, b2])):
+        torch.testing.assert_close(g_got, g_want, **TOL)
