@@ -10,6 +10,11 @@
                    smooth L1, hard-negative-mined cross-entropy). A different loss formula:
                    it is timed, not compared.
 
+``--paper`` times instead the SSD paper's loss, ``ssd_loss(..., options=LossOptions.ssd_paper())``
+(eager and compiled), against ``torchvision``'s ``SSD.compute_loss`` on the same batch with the
+conventions mapped (background first, activations ``(dx, dy, dw, dh)``): the same loss formula,
+so the values must agree; by default at SSD300's 8732 anchors, batch 32.
+
 Every method of one grid point runs in the same process on the same seeded inputs, timed
 two ways after a warm-up:
 
@@ -53,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the four methods live with the tests (tests/reference), in the repository
     sys.path.insert(0, str(ROOT))
 
-from ssd_lesson import make_anchors, ssd_loss  # noqa: E402
+from ssd_lesson import Anchors, LossOptions, make_anchors, ssd_loss  # noqa: E402
 from tests.reference.loss_methods import (MATCH_MODES, MAX_GT, METHODS, N_CLASSES, Inputs, LossFn,  # noqa: E402
                                           anchor_spec, compiled_loss, eager_loss, lesson_loss, make_inputs,
                                           torchvision_loss)
@@ -349,6 +354,106 @@ def run_training_step(cfg: Config, device: str, log: Callable[[str], None]) -> d
     return out
 
 
+# ---------------------------------------------------------------- the SSD paper's loss against torchvision's
+
+PAPER_METHODS = ("paper eager", "paper compiled", "torchvision")
+
+
+def paper_losses(anchors: Anchors, x: Inputs, cfg: Config) -> dict[str, LossFn]:
+    """The paper's loss, eager and compiled (whole result, as method (2)), and torchvision's on its own copies of the
+    activations in its layout: background first, ``(dx, dy, dw, dh)``. Their gradients are dropped before each call,
+    as ``fwd_bwd`` drops the library's."""
+    paper = LossOptions.ssd_paper()
+
+    def eager(x: Inputs) -> Tensor:
+        return ssd_loss(*x.leaves, x.gt_boxes, x.gt_labels, anchors, options=paper, validate=False).total
+
+    compiled_fn = torch.compile(lambda cl, bb, gb, gl: ssd_loss(cl, bb, gb, gl, anchors, options=paper, validate=False),
+                                backend=cfg.compile_backend, mode=cfg.compile_mode, dynamic=False, fullgraph=True)
+    cl, bb = (t.detach() for t in x.leaves)
+    tv_x = Inputs(torch.cat([cl[..., -1:], cl[..., :-1]], dim=-1).requires_grad_(), bb[..., [1, 0, 3, 2]].requires_grad_(),
+                  x.gt_boxes, x.gt_labels, x.tv_targets, x.tv_anchors)
+    tv = torchvision_loss()
+
+    def torchvision_mapped(_: Inputs) -> Tensor:
+        for t in tv_x.leaves:
+            t.grad = None
+        return tv(tv_x)
+
+    return {"paper eager": eager, "paper compiled": lambda x: compiled_fn(*x.leaves, x.gt_boxes, x.gt_labels).total,
+            "torchvision": torchvision_mapped}
+
+
+def run_paper_point(cfg: Config, n_anchors: int, batch: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Time the paper's loss against torchvision's at one (anchors, batch) on the CPU; one row."""
+    anchors = make_anchors(anchor_spec(n_anchors), dtype=cfg.dtype)
+    x = make_inputs(batch, anchors, seed=cfg.seed + batch, dtype=cfg.dtype)
+    torch._dynamo.reset()
+    fns = paper_losses(anchors, x, cfg)
+    first = fwd_bwd(fns["paper compiled"], x)[0]  # compiles forward and backward
+    compile_s = max(0.0, first - fwd_bwd(fns["paper compiled"], x)[0])
+    values = {name: loss_value(fn, x) for name, fn in fns.items()}
+    timing = dict(warmup=cfg.warmup, budget_s=cfg.budget_s / 2, min_repeats=cfg.min_repeats, max_repeats=cfg.max_repeats)
+    times, interleaved = time_methods(fns, x, blocks=4, **timing), time_methods(fns, x, **timing)
+    row: dict[str, Any] = {"device": "cpu", "n_anchors": n_anchors, "batch": batch, "compile_s": compile_s,
+                           "n_gt_real": int((x.gt_labels >= 0).sum())}
+    for name in fns:
+        key = name.replace(" ", "_")
+        row[f"{key}_ms"] = 1e3 * times[name]["median_s"]
+        row[f"{key}_cpu_ms"] = 1e3 * times[name]["cpu_median_s"]
+        row[f"{key}_interleaved_ms"] = 1e3 * interleaved[name]["median_s"]
+        row[f"{key}_loss"] = values[name]
+    for den in ("paper_eager", "paper_compiled"):
+        row[f"torchvision_over_{den}"] = row["torchvision_ms"] / row[f"{den}_ms"]
+        row[f"torchvision_over_{den}_interleaved"] = row["torchvision_interleaved_ms"] / row[f"{den}_interleaved_ms"]
+        row[f"torchvision_over_{den}_cpu"] = row["torchvision_cpu_ms"] / row[f"{den}_cpu_ms"]
+    row["agree"] = all(math.isclose(values[n], values["torchvision"], rel_tol=cfg.agree_rtol) for n in fns)
+    if not row["agree"]:
+        log(f"  WARNING: the paper's loss and torchvision's disagree: {values}")
+    return row
+
+
+def paper_table(rows: list[dict[str, Any]]) -> str:
+    """The paper's loss beside torchvision's: median wall ms (blocks), and torchvision's time over each, by the
+    wall clock (blocks, interleaved) and by the process's CPU time (which leaves out other users' load)."""
+    ratios = [(f"{clock}: tv/{den}", f"torchvision_over_paper_{den}{suffix}")
+              for clock, suffix in (("wall", ""), ("interleaved", "_interleaved"), ("cpu", "_cpu"))
+              for den in ("eager", "compiled")]
+    head = (f"{'A':>5} {'B':>4} {'torchvision':>12} {'paper eager':>12} {'paper compiled':>15} {'compile_s':>9} | "
+            + " ".join(f"{name:>{len(name)}}" for name, _ in ratios) + " | agree")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['n_anchors']:>5} {r['batch']:>4} {fmt(r['torchvision_ms']):>12} {fmt(r['paper_eager_ms']):>12} "
+                     f"{fmt(r['paper_compiled_ms']):>15} {fmt(r['compile_s'], '.1f'):>9} | "
+                     + " ".join(f"{fmt(r[key], '.2f'):>{len(name)}}" for name, key in ratios)
+                     + f" | {'yes' if r['agree'] else 'NO'}")
+    return "\n".join(lines)
+
+
+def run_paper(cfg: Config, out_path: Optional[Path], log: Callable[[str], None] = print) -> dict[str, Any]:
+    """``--paper``: every (anchors, batch) of ``cfg`` on the CPU; the rows, written to ``out_path`` if given."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    keep = keep_freed_memory() if cfg.keep_freed_memory else False
+    result: dict[str, Any] = {
+        "what": ("forward + backward of LossOptions.ssd_paper() (eager, compiled) and torchvision's SSD.compute_loss "
+                 "with SSD.forward's matching loop, median wall ms per call in blocks (*_interleaved_*: one call of each "
+                 "in turn); torchvision_over_*: torchvision's time over the library's"),
+        "environment": {"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                        "dtype": str(cfg.dtype).replace("torch.", ""), "malloc_keeps_freed_memory": keep,
+                        "load_average_at_start": _load_average()},
+        "rows": []}
+    for A in cfg.n_anchors:
+        for B in cfg.batches:
+            result["rows"].append(run_paper_point(cfg, A, B, log))
+    result["environment"]["load_average_at_end"] = _load_average()
+    result["all_agree"] = all(r["agree"] for r in result["rows"])
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return result
+
+
 # ---------------------------------------------------------------- report
 
 def fmt(v: Optional[float], spec: str = ".2f") -> str:
@@ -520,7 +625,7 @@ def run(cfg: Config, out_path: Optional[Path] = None, log: Callable[[str], None]
 
 # ---------------------------------------------------------------- command line
 
-def parse_args(argv: Optional[Sequence[str]]) -> tuple[Config, Optional[Path], Optional[Path]]:
+def parse_args(argv: Optional[Sequence[str]]) -> tuple[Config, Optional[Path], Optional[Path], bool]:
     p = argparse.ArgumentParser(prog="python -m ssd_lesson bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
@@ -538,6 +643,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple[Config, Optional[Path], O
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default 1: on a machine shared with other busy processes, OpenMP's "
                         "spinning worker threads made 2-thread timings up to 80x slower and meaningless; 0 = torch's choice)")
+    p.add_argument("--paper", action="store_true",
+                   help="time the SSD paper's loss (LossOptions.ssd_paper(), eager and compiled) against torchvision's "
+                        "SSD.compute_loss instead, on the CPU (default: 8732 anchors, batch 32)")
     p.add_argument("--markdown", type=Path, metavar="JSON",
                    help="print the Markdown table of an earlier run's JSON file and exit (for benchmarks/README.md)")
     p.add_argument("--plain-malloc", action="store_true",
@@ -575,16 +683,27 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple[Config, Optional[Path], O
         cfg.step_batch = a.step_batch or None
     if "cuda" in " ".join(cfg.devices) and not torch.cuda.is_available():
         p.error("CUDA was asked for but is not available")
+    if a.paper:
+        cfg.batches, cfg.n_anchors = tuple(a.batches or (32,)), tuple(a.anchors or (8732,))
+        return cfg, a.out if a.out is not None else (None if a.quick else RESULTS_DIR / "cpu_paper.json"), a.markdown, True
     out = a.out if a.out is not None else (None if a.quick else RESULTS_DIR / ("-".join(cfg.devices) + ".json"))
-    return cfg, out, a.markdown
+    return cfg, out, a.markdown, False
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python benchmarks/bench_loss.py`` and ``python -m ssd_lesson bench``; returns the exit code."""
-    cfg, out, markdown_of = parse_args(argv)
+    cfg, out, markdown_of, paper = parse_args(argv)
     if markdown_of is not None:
         print(markdown(json.loads(markdown_of.read_text())))
         return 0
+    if paper:
+        print(f"torch {torch.__version__}, {cfg.threads or torch.get_num_threads()} thread(s), "
+              f"{str(cfg.dtype).replace('torch.', '')}; the SSD paper's loss against torchvision's, forward + backward")
+        result = run_paper(cfg, out)
+        print(paper_table(result["rows"]))
+        if out is not None:
+            print(f"\nwrote {out}")
+        return 0 if result["all_agree"] else 1
     print(f"torch {torch.__version__}, {cfg.threads or torch.get_num_threads()} thread(s), "
           f"{str(cfg.dtype).replace('torch.', '')}, malloc {'keeps freed memory' if cfg.keep_freed_memory else 'as is'}; "
           f"times: median wall ms of forward + backward; ratios of medians")

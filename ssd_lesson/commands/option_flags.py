@@ -18,13 +18,24 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
-from ..core.options import (AP_RULES, CLASSIFICATIONS, MATCH_ON, REDUCTIONS, DecodeOptions, EvalOptions,
-                            LossOptions)
+from ..core.options import (AP_RULES, BOX_CODINGS, BOX_LOSSES, CLASS_SCORES, CLASSIFICATIONS, MATCH_ON,
+                            NORMALIZATIONS, REDUCTIONS, DecodeOptions, EvalOptions, LossOptions)
 from .cli import fraction, nonnegative_float, positive_int, unit_interval
 
-__all__ = ["Flag", "FLAGS", "OPTION_GROUPS", "add_options", "options_from", "add_loss_options", "loss_options_from"]
+__all__ = ["Flag", "FLAGS", "yes_no", "OPTION_GROUPS", "add_options", "options_from", "add_loss_options", "loss_options_from"]
 
 _O = TypeVar("_O", LossOptions, DecodeOptions, EvalOptions)
+#: How a yes-or-no option is written on the command line.
+YES, NO = ("yes", "true", "1"), ("no", "false", "0")
+
+
+def yes_no(text: str) -> bool:
+    """A yes-or-no option: ``yes``/``true``/``1`` or ``no``/``false``/``0``."""
+    if text.strip().lower() in YES:
+        return True
+    if text.strip().lower() in NO:
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,17 @@ FLAGS: dict[type, dict[str, Flag]] = {
         "regression_reduction": Flag("--regression", "box loss: mean over the positives' coordinates (the "
                                      "lesson's code) or the sum of each positive's MAE (the article's wording; "
                                      "trains a body from scratch better)", choices=REDUCTIONS),
+        "match_inclusive": Flag("--match-inclusive", "matching: yes, a box is positive at an overlap of at least "
+                                "the threshold (the SSD paper); no, above it (the lesson)", parse=yes_no),
+        "neg_pos_ratio": Flag("--neg-pos-ratio", "hard negative mining: count only the hardest negatives, this "
+                              "many per positive in each image (the SSD paper: 3); 0 counts them all",
+                              parse=nonnegative_float),
+        "box_coding": Flag("--box-coding", "what the box activations mean: the lesson's tanh-bounded corners or "
+                           "the SSD paper's log-space offsets", choices=BOX_CODINGS),
+        "box_loss": Flag("--box-loss", "box loss: L1 (the lesson) or smooth L1 (the SSD paper)", choices=BOX_LOSSES),
+        "smooth_l1_beta": Flag("--smooth-l1-beta", "smooth L1: quadratic below it, linear above", parse=nonnegative_float),
+        "normalization": Flag("--normalization", "per image (the lesson's) or both losses divided by the batch's "
+                              "number of positives (the SSD paper)", choices=NORMALIZATIONS),
     },
     DecodeOptions: {
         "score_threshold": Flag("--score-threshold", "keep detections scored above it", parse=fraction),
@@ -65,6 +87,10 @@ FLAGS: dict[type, dict[str, Flag]] = {
                         "one by more than this", parse=unit_interval),
         "max_per_image": Flag("--max-per-image", "keep at most this many detections per image, best first",
                               parse=positive_int),
+        "coding": Flag("--coding", "what the box activations mean: the coding the model was "
+                           "trained with", choices=BOX_CODINGS),
+        "class_scores": Flag("--class-scores", "one sigmoid per class (trained with BCE or focal loss) or a softmax "
+                             "with background (trained with the SSD paper's loss)", choices=CLASS_SCORES),
     },
     EvalOptions: {
         "hit_iou": Flag("--hit-iou", "the IoU with a ground-truth box a detection needs to count as a "

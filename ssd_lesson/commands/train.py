@@ -160,7 +160,7 @@ def train_main(argv: Sequence[str]) -> int:
         model = create_ssd_model(args.body, pretrained=args.pretrained, n_hidden=args.n_hidden, class_names=VOC_CLASSES)
     batch_losses = BatchLosses()
     cbs = [batch_losses] + ([BoxActivationPenalty(args.box_penalty)] if args.box_penalty else [])
-    decode_options = DecodeOptions()  # what the mAP metrics decode with
+    decode_options = DecodeOptions.for_loss(options)  # the mAP metrics read the activations as the loss trains them
     learn = ssd_learner(dls, model, options, cbs=cbs, voc_metric=args.data == "voc", decode_options=decode_options)
     if args.wd is not None:
         learn.wd = args.wd

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 
 from .boxes import centers_to_corners
+from .coding import decode_log_offsets
+from .options import BOX_CODINGS, BoxCoding, DecodeOptions
 
 __all__ = ["AnchorSpec", "Anchors", "AnchorInfo", "make_anchors", "activations_to_boxes", "activations_to_box_planes",
            "SATURATION_LIMIT", "saturated"]
@@ -219,16 +221,19 @@ def make_anchors(spec: AnchorSpec = AnchorSpec(), device=None, dtype: torch.dtyp
                    i(torch.cat(parts["si"])), offsets)
 
 
-def activations_to_boxes(box_actns: Tensor, anchors: Anchors, *, validate: bool = True) -> Tensor:
-    """Decode box activations into predicted boxes, as the lesson does.
+def activations_to_boxes(box_actns: Tensor, anchors: Anchors, *, validate: bool = True,
+                         coding: BoxCoding = DecodeOptions.coding) -> Tensor:
+    """Decode box activations into predicted boxes, as the lesson does (or as the SSD paper does).
 
-    ``tanh`` squashes each activation into (-1, 1); the centre then moves by up
-    to half a grid cell from the anchor, and the height and width become 0.5 to
-    1.5 times the anchor box's.
+    The lesson's coding, ``"tanh_corners"``: ``tanh`` squashes each activation into (-1, 1); the
+    centre then moves by up to half a grid cell from the anchor, and the height and width become
+    0.5 to 1.5 times the anchor box's. The paper's, ``"log_offsets"``: see
+    :func:`~ssd_lesson.core.coding.decode_log_offsets`.
 
     Args:
         box_actns: ``(..., A, 4)`` raw activations ``(dy, dx, dh, dw)``.
         anchors: the :class:`Anchors` the model's outputs are laid out for.
+        coding: the box coding the model was trained with (``LossOptions.box_coding``).
         validate: refuse NaN or infinite activations (``ValueError``), which would give NaN boxes
             without a word; the check costs a host sync, so ``False`` skips it (as ``ssd_loss``'s).
             The loss decodes through :func:`activations_to_box_planes`, which never checks
@@ -237,13 +242,13 @@ def activations_to_boxes(box_actns: Tensor, anchors: Anchors, *, validate: bool 
     Returns:
         ``(..., A, 4)`` predicted boxes ``(y0, x0, y1, x1)`` as fractions of the image.
     """
-    planes = activations_to_box_planes(box_actns, anchors)  # checks the type and shape first
+    planes = activations_to_box_planes(box_actns, anchors, coding)  # checks the type and shape first
     if validate and not torch.isfinite(box_actns).all():
         raise ValueError("box_actns: contains NaN or inf; the boxes decoded from it would be NaN")
     return planes.transpose(-1, -2).contiguous()
 
 
-def activations_to_box_planes(box_actns: Tensor, anchors: Anchors) -> Tensor:
+def activations_to_box_planes(box_actns: Tensor, anchors: Anchors, coding: BoxCoding = DecodeOptions.coding) -> Tensor:
     """:func:`activations_to_boxes`, laid out coordinate-major: ``(..., 4, A)``, rows y0, x0, y1, x1.
 
     The same numbers; the loss uses this layout because each coordinate is then one
@@ -255,6 +260,10 @@ def activations_to_box_planes(box_actns: Tensor, anchors: Anchors) -> Tensor:
         raise ValueError(f"box_actns: expected a floating-point tensor, got {getattr(box_actns, 'dtype', type(box_actns).__name__)}")
     if box_actns.shape[-2:] != (len(anchors), 4):
         raise ValueError(f"box_actns: expected shape (..., {len(anchors)}, 4) for these anchors, got {tuple(box_actns.shape)}")
+    if coding == "log_offsets":
+        return decode_log_offsets(box_actns, anchors.center_planes)
+    if coding != "tanh_corners":
+        raise ValueError(f"coding must be one of {', '.join(map(repr, BOX_CODINGS))}, got {coding!r}")
     ty, tx, th, tw = torch.tanh(box_actns).unbind(-1)  # (..., A) each
     cy, cx, h, w = anchors.center_planes.to(box_actns.dtype)  # (A,) each
     cell = anchors.grid_sizes.to(box_actns.dtype).squeeze(-1)  # (A,)

@@ -2,7 +2,12 @@
 
 Follows the lesson's ``ssd_loss``: decode the box activations, match predicted
 boxes to ground truth, turn weak matches into background, then binary
-cross-entropy on the classes and L1 on the positives' corners.
+cross-entropy on the classes and L1 on the positives' corners. Each way the SSD
+paper's loss differs is an option (:class:`~ssd_lesson.core.options.LossOptions`):
+``>=`` matching, softmax cross-entropy with background and hard negative mining
+(:mod:`ssd_lesson.core.mining`), log-space offsets (:mod:`ssd_lesson.core.coding`),
+smooth L1 and the division by the batch's positives; ``LossOptions.ssd_paper()``
+takes them all, and is torchvision's ``SSD.compute_loss``.
 """
 from __future__ import annotations
 
@@ -10,15 +15,19 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .anchors import Anchors, activations_to_box_planes
+from .bce_terms import focal_terms, softplus
 from .boxes import iou_of_corners
 from .matching import PAD_LABEL, Match, match_boxes
-from .options import Classification, LossOptions, MatchOn, Reduction, check_focal
+from .coding import encode_log_offsets
+from .mining import box_classification_loss, hard_negatives
+from .options import BOX_LOSSES, BoxCoding, BoxLoss, Classification, LossOptions, MatchOn, Normalization, Reduction, check_focal
 
-__all__ = ["LossOptions", "SSDLossResult", "ssd_loss", "classification_loss", "regression_loss", "validate_inputs",
-           "loss_gradients"]
+__all__ = ["LossOptions", "SSDLossResult", "ssd_loss", "classification_loss", "regression_loss", "box_errors",
+           "validate_inputs", "loss_gradients"]
 
 @dataclass
 class SSDLossResult:
@@ -33,6 +42,12 @@ class SSDLossResult:
     target_boxes: ``(B, A, 4)`` the matched ground-truth box of each box.
     gt_labels: ``(B, G)`` int64, the ground-truth labels it was given (``PAD_LABEL`` on padding rows).
     options: the :class:`LossOptions` it was computed with.
+    counted_negatives: ``(B, A)`` bool, the background boxes whose classification loss counts: all
+        of them, or with ``options.neg_pos_ratio`` the hard negatives kept.
+
+    With ``options.normalization == "batch_positives"`` each image's ``classification`` and
+    ``regression`` is its sum divided by the whole batch's number of positives: their sums over
+    the images are the paper's two losses (torchvision's ``classification`` and ``bbox_regression``).
     """
 
     total: Tensor
@@ -45,17 +60,7 @@ class SSDLossResult:
     target_boxes: Tensor
     gt_labels: Tensor
     options: LossOptions
-
-
-def _softplus(x: Tensor) -> Tensor:
-    """``log(1 + exp(x))``, elementwise: the binary cross-entropy of logit ``x`` against a 0 target.
-
-    Written as ``max(x, 0) + log(1 + exp(-|x|))`` (stable: the exponent is never positive)
-    because ATen's CPU ``softplus`` and ``log1p`` kernels are not vectorised: this is about
-    4x faster on CPU. Using ``log`` instead of ``log1p`` loses only
-    terms below the float's epsilon (under 1e-7 in float32, per element).
-    """
-    return x.clamp_min(0) + torch.log(1 + torch.exp(-x.abs()))
+    counted_negatives: Tensor
 
 
 class _BCELoss(torch.autograd.Function):
@@ -94,13 +99,13 @@ def _bce_as_zero_eager(x: Tensor) -> Tensor:
     All C+1 columns, then the background column's taken back out: a pass over contiguous
     memory vectorises, one over a C-of-(C+1)-column slice does not. In place on one tensor.
     """
-    sp = x.abs().neg_().exp_().add_(1).log_().add_(x.clamp_min(0))  # _softplus(x), in place
+    sp = x.abs().neg_().exp_().add_(1).log_().add_(x.clamp_min(0))  # softplus(x), in place
     return sp.sum(dim=(-1, -2)) - sp[..., -1].sum(dim=-1)
 
 
 def _bce_as_zero_compiled(x: Tensor) -> Tensor:
     """:func:`_bce_as_zero_eager` as a plain expression, which inductor fuses into the sums."""
-    return _softplus(x).sum(dim=(-1, -2)) - _softplus(x[..., -1]).sum(dim=-1)
+    return softplus(x).sum(dim=(-1, -2)) - softplus(x[..., -1]).sum(dim=-1)
 
 
 def _bce_grad_eager(class_logits: Tensor, target_labels: Tensor, scale: Tensor) -> Tensor:
@@ -125,16 +130,6 @@ def _bce_grad_compiled(class_logits: Tensor, target_labels: Tensor, scale: Tenso
     g = torch.sigmoid(class_logits) * scale[:, None, None]
     g[..., C] = 0
     return g.scatter_add_(-1, target_col, -is_object * scale[:, None, None])
-
-
-def _focal_terms(x: Tensor, target_is_one: bool, alpha: float, gamma: float) -> Tensor:
-    """Per-element focal-weighted BCE-with-logits for targets all 0 or all 1."""
-    # softplus(-x) = -log(sigmoid(x)), softplus(x) = -log(1 - sigmoid(x)), both stable.
-    bce = _softplus(-x) if target_is_one else _softplus(x)
-    # (1 - p_t) ** gamma as exp(gamma * log(1 - p_t)), log(1 - p_t) = -softplus(+-x): finite, with a finite
-    # gradient, where the sigmoid saturates (pow's gradient is inf * 0 = NaN there for gamma < 1).
-    w = (alpha if target_is_one else 1 - alpha) * torch.exp(-gamma * (_softplus(x) if target_is_one else _softplus(-x)))
-    return w * bce
 
 
 def classification_loss(class_logits: Tensor, target_labels: Tensor, *, focal: bool = False,
@@ -172,30 +167,44 @@ def classification_loss(class_logits: Tensor, target_labels: Tensor, *, focal: b
         return _BCELoss.apply(class_logits, target_labels)
     C = class_logits.shape[-1] - 1
     x = class_logits[..., :C]
-    as_zero = _focal_terms(x, False, alpha, gamma).sum(dim=(-1, -2))
+    as_zero = focal_terms(x, False, alpha, gamma).sum(dim=(-1, -2))
     is_object = target_labels < C
     x_t = x.gather(-1, target_labels.clamp_max(C - 1).unsqueeze(-1)).squeeze(-1)  # (B, A)
-    swap = _focal_terms(x_t, True, alpha, gamma) - _focal_terms(x_t, False, alpha, gamma)
+    swap = focal_terms(x_t, True, alpha, gamma) - focal_terms(x_t, False, alpha, gamma)
     return (as_zero + (swap * is_object).sum(dim=-1)) / C
 
 
+def box_errors(pred: Tensor, target: Tensor, positive: Tensor, box_loss: BoxLoss = LossOptions.box_loss,
+               beta: float = LossOptions.smooth_l1_beta) -> Tensor:
+    """``(B,)`` the L1 (or smooth L1) between ``pred`` and ``target``, summed over the positives' 4 coordinates.
+
+    ``pred``, ``target``: ``(B, A, 4)`` corners, or activations and encoded offsets; ``positive``: ``(B, A)`` bool.
+    """
+    err = (pred - target).abs() if box_loss == "l1" else F.smooth_l1_loss(pred, target, reduction="none", beta=beta)
+    # where, not a product: a non-positive's target may be a padding row holding anything.
+    return torch.where(positive.unsqueeze(-1), err, 0.0).sum(dim=(-1, -2))
+
+
 def regression_loss(pred_boxes: Tensor, target_boxes: Tensor, positive: Tensor,
-                    reduction: Reduction = LossOptions.regression_reduction) -> Tensor:
-    """L1 between positives' predicted and matched ground-truth corners, per image.
+                    reduction: Reduction = LossOptions.regression_reduction, *, box_loss: BoxLoss = LossOptions.box_loss,
+                    beta: float = LossOptions.smooth_l1_beta) -> Tensor:
+    """L1 (or smooth L1) between positives' predicted and matched ground-truth corners, per image.
 
     ``"mean"`` (the lesson's code): mean absolute error over the positives'
     4 coordinates. ``"sum"`` (the article's wording): each positive's MAE over
     its 4 coordinates, summed over positives. An image with no positive gives 0.
 
     Args:
-        pred_boxes, target_boxes: ``(B, A, 4)``.
+        pred_boxes, target_boxes: ``(B, A, 4)`` (or activations and their encoded targets).
         positive: ``(B, A)`` bool.
+        box_loss, beta: ``"l1"`` or ``"smooth_l1"`` with its ``beta`` (:class:`LossOptions`).
 
     Returns:
         ``(B,)``.
     """
-    # where, not a product: a non-positive's target may be a padding row holding anything.
-    err = torch.where(positive.unsqueeze(-1), (pred_boxes - target_boxes).abs(), 0.0).sum(dim=(-1, -2))
+    if box_loss not in BOX_LOSSES:
+        raise ValueError(f"box_loss must be one of {', '.join(map(repr, BOX_LOSSES))}, got {box_loss!r}")
+    err = box_errors(pred_boxes, target_boxes, positive, box_loss, beta)
     if reduction == "mean":
         return err / (4 * positive.sum(dim=-1).clamp_min(1))
     if reduction == "sum":
@@ -267,19 +276,22 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
              options: Optional[LossOptions] = None, match_on: Optional[MatchOn] = None,
              iou_threshold: Optional[float] = None, classification: Optional[Classification] = None,
              focal_alpha: Optional[float] = None, focal_gamma: Optional[float] = None,
-             regression_reduction: Optional[Reduction] = None, validate: bool = True) -> SSDLossResult:
+             regression_reduction: Optional[Reduction] = None, match_inclusive: Optional[bool] = None,
+             neg_pos_ratio: Optional[float] = None, box_coding: Optional[BoxCoding] = None,
+             box_loss: Optional[BoxLoss] = None, smooth_l1_beta: Optional[float] = None,
+             normalization: Optional[Normalization] = None, validate: bool = True) -> SSDLossResult:
     """The SSD loss of a batch, with every intermediate the notebooks show.
 
     Args:
         class_logits: ``(B, A, C+1)`` class activations, background (index C) last.
-        box_actns: ``(B, A, 4)`` box activations, decoded by :func:`activations_to_boxes`.
+        box_actns: ``(B, A, 4)`` box activations ``(dy, dx, dh, dw)``, read as ``options.box_coding`` says.
         gt_boxes: ``(B, G, 4)`` ground-truth ``(y0, x0, y1, x1)``, fractions of the image.
         gt_labels: ``(B, G)`` int64 class ids in ``[0, C)``; ``PAD_LABEL`` (-1) marks a padding row.
         anchors: from :func:`~ssd_lesson.core.anchors.make_anchors`, on the same device.
-        options: a :class:`~ssd_lesson.core.options.LossOptions` (default: ``LossOptions()``).
-        match_on, iou_threshold, classification, focal_alpha, focal_gamma, regression_reduction:
-            the same options one by one, over ``LossOptions()``'s defaults; giving them with
-            ``options`` is a ``TypeError`` naming both.
+        options: a :class:`~ssd_lesson.core.options.LossOptions` (default: ``LossOptions()``;
+            ``LossOptions.ssd_paper()`` is the SSD paper's loss, torchvision's ``SSD.compute_loss``).
+        match_on, ..., normalization: the same options one by one, over ``LossOptions()``'s defaults;
+            giving them with ``options`` is a ``TypeError`` naming both.
         validate: check the inputs first (costs a host sync); False for speed.
 
     Half-precision activations (float16, bfloat16) are scored in float32, and the loss is float32:
@@ -287,7 +299,9 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
     """
     options = LossOptions.resolve(options, "ssd_loss", match_on=match_on, iou_threshold=iou_threshold,
                                   classification=classification, focal_alpha=focal_alpha, focal_gamma=focal_gamma,
-                                  regression_reduction=regression_reduction)
+                                  regression_reduction=regression_reduction, match_inclusive=match_inclusive,
+                                  neg_pos_ratio=neg_pos_ratio, box_coding=box_coding, box_loss=box_loss,
+                                  smooth_l1_beta=smooth_l1_beta, normalization=normalization)
     if not isinstance(anchors, Anchors):
         _fail("anchors", f"expected the Anchors of the model's outputs (make_anchors(spec)), got {type(anchors).__name__}")
     if validate:
@@ -301,7 +315,7 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
     # contiguous rows of A anchors, and both matching reductions (over G for each box, over A
     # for each ground truth) vectorise; torch.compile's code for it is 2-3x faster than for
     # (B, A, 4) boxes. ``pred_boxes`` and ``ious`` are (B, A, 4) and (B, A, G) views of them.
-    box_planes = activations_to_box_planes(box_actns, anchors)
+    box_planes = activations_to_box_planes(box_actns, anchors, options.box_coding)
     pred_boxes = box_planes.transpose(1, 2)
     # Matching picks targets; it is not differentiated through.
     on_predictions = options.match_on == "predictions"
@@ -310,18 +324,39 @@ def ssd_loss(class_logits: Tensor, box_actns: Tensor, gt_boxes: Tensor, gt_label
     box_rows = [t.unsqueeze(-2) for t in to_match.unbind(-2)]  # (B, 1, A) or (1, A) each
     ious = iou_of_corners(gt_columns, box_rows).transpose(1, 2)  # (B, A, G)
     gt_valid = gt_labels > PAD_LABEL
-    match = match_boxes(ious, gt_valid, options.iou_threshold, validate=False)
+    match = match_boxes(ious, gt_valid, options.iou_threshold, validate=False, inclusive=options.match_inclusive)
+    positive = match.positive
     if gt_boxes.shape[1] == 0:  # no ground truth in the whole batch: everything is background
         target_labels = torch.full_like(match.gt_idx, C)
         target_boxes = torch.zeros_like(pred_boxes)
     else:
-        target_labels = gt_labels.gather(1, match.gt_idx).masked_fill(~match.positive, C)
+        target_labels = gt_labels.gather(1, match.gt_idx).masked_fill(~positive, C)
         target_boxes = gt_boxes.gather(1, match.gt_idx.unsqueeze(-1).expand(-1, -1, 4))
-    clas = classification_loss(class_logits, target_labels, focal=options.classification == "focal",
-                               alpha=options.focal_alpha, gamma=options.focal_gamma, validate=False)
-    regr = regression_loss(pred_boxes, target_boxes, match.positive, options.regression_reduction)
+    negatives = ~positive
+    if options.classification != "softmax" and options.neg_pos_ratio is None:  # the lesson's, in one node
+        clas = classification_loss(class_logits, target_labels, focal=options.classification == "focal",
+                                   alpha=options.focal_alpha, gamma=options.focal_gamma, validate=False)
+    else:
+        per_box = box_classification_loss(class_logits, target_labels, options.classification,
+                                          alpha=options.focal_alpha, gamma=options.focal_gamma)
+        if options.neg_pos_ratio is not None:
+            negatives = hard_negatives(per_box, positive, options.neg_pos_ratio)
+        clas = torch.where(positive | negatives, per_box, 0.0).sum(dim=-1)
+    if options.box_coding == "tanh_corners":  # the loss on the corners
+        pred, target = pred_boxes, target_boxes
+    else:  # the loss on the offsets; a box that is not positive is given its anchor box (offsets 0, never log 0)
+        anchor_boxes = anchors.corners.to(box_actns.dtype)
+        pred = box_actns
+        target = encode_log_offsets(torch.where(positive.unsqueeze(-1), target_boxes, anchor_boxes), anchors.centers_hw)
+    if options.normalization == "per_image":
+        regr = regression_loss(pred, target, positive, options.regression_reduction, box_loss=options.box_loss,
+                               beta=options.smooth_l1_beta)
+    else:  # both sums over the batch's positives, each image's share kept apart
+        n_positives = positive.sum().clamp_min(1)
+        clas = clas / n_positives
+        regr = box_errors(pred, target, positive, options.box_loss, options.smooth_l1_beta) / n_positives
     return SSDLossResult((clas + regr).sum(), clas, regr, pred_boxes, ious, match, target_labels, target_boxes,
-                         gt_labels, options)
+                         gt_labels, options, negatives)
 
 
 def loss_gradients(result: SSDLossResult, class_logits: Tensor, b: int = 0) -> tuple[Tensor, Tensor]:

@@ -12,7 +12,7 @@ from torch import Tensor
 
 # FORCED_OVERLAP and IOU_THRESHOLD are defined in options, which imports no torch: the command lines'
 # --help shows the options' defaults without loading torch.
-from .options import FORCED_OVERLAP, IOU_THRESHOLD
+from .options import FORCED_OVERLAP, IOU_THRESHOLD, LossOptions
 
 __all__ = ["Match", "match_boxes", "match_one_image", "FORCED_OVERLAP", "IOU_THRESHOLD", "PAD_LABEL"]
 
@@ -25,7 +25,7 @@ class Match(NamedTuple):
 
     gt_idx: int64, the ground-truth box each predicted box answers to.
     gt_overlap: its IoU with that box, or :data:`FORCED_OVERLAP` (1.99) where the ground-truth box claimed it.
-    positive: bool, ``gt_overlap > iou_threshold``; the rest become background.
+    positive: bool, ``gt_overlap > iou_threshold`` (``>=`` when matched inclusively); the rest become background.
     """
 
     gt_idx: Tensor
@@ -62,7 +62,8 @@ def _max_first_index_compiled(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return best.squeeze(dim), first.clamp_max(n - 1).long()
 
 
-def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRESHOLD, *, validate: bool = True) -> Match:
+def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRESHOLD, *, validate: bool = True,
+                inclusive: bool = LossOptions.match_inclusive) -> Match:
     """Match predicted (or anchor) boxes to ground-truth boxes.
 
     1. Each box takes the valid ground-truth box it overlaps most, and records
@@ -72,7 +73,8 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRES
        such box on ties, even when it overlaps nothing, as the lesson does): that
        box's ``gt_idx`` becomes the claimant's and its overlap :data:`FORCED_OVERLAP`, so every
        object is answered by at least one box. When two ground-truth boxes claim
-       the same box the later one wins, as in the lesson's loop.
+       the same box the later one wins, as in the lesson's loop (and in torchvision's ``SSDMatcher``).
+    3. Boxes whose overlap is not above ``iou_threshold`` (``inclusive``: below it) become background.
 
     Args:
         ious: ``(B, A, G)`` IoU of each of A boxes with each of G ground-truth boxes.
@@ -80,6 +82,7 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRES
         iou_threshold: boxes whose overlap is not above this become background, in ``[0, FORCED_OVERLAP)``.
         validate: also check that ``ious`` holds no NaN (a host sync, so not under torch.compile; the loss, which
             made them, skips it).
+        inclusive: positive at ``overlap >= iou_threshold`` (the SSD paper, torchvision) instead of ``>``.
 
     Returns:
         :class:`Match` of ``(B, A)`` tensors.
@@ -96,6 +99,8 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRES
         raise ValueError(f"gt_valid: expected shape {(B, G)} to match ious {tuple(ious.shape)}, got {tuple(gt_valid.shape)}")
     if isinstance(iou_threshold, (bool, Tensor)) or not 0 <= iou_threshold < FORCED_OVERLAP:  # NaN fails too
         raise ValueError(f"iou_threshold: must be a number in [0, {FORCED_OVERLAP}), got {iou_threshold!r}")
+    if not isinstance(inclusive, bool):
+        raise ValueError(f"inclusive: must be True (>=) or False (>), got {inclusive!r}")
     if validate and not torch.compiler.is_compiling() and torch.isnan(ious).any():
         raise ValueError("ious: contains NaN (a box with NaN coordinates?)")
     if G == 0:
@@ -115,7 +120,10 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRES
     forced = claimed >= 0
     gt_idx = torch.where(forced, claimed, gt_idx)
     gt_overlap = torch.where(forced, torch.full_like(gt_overlap, FORCED_OVERLAP), gt_overlap)
-    return Match(gt_idx, gt_overlap, gt_overlap > iou_threshold)
+    if not inclusive:
+        return Match(gt_idx, gt_overlap, gt_overlap > iou_threshold)
+    # >= 0 would make every box of an image without objects positive: they have nothing to answer to.
+    return Match(gt_idx, gt_overlap, (gt_overlap >= iou_threshold) & gt_valid.any(dim=1, keepdim=True))
 
 
 def match_one_image(ious: Tensor, iou_threshold: float = IOU_THRESHOLD) -> Match:

@@ -1,8 +1,8 @@
 """From the model's activations to detections.
 
 :func:`decode` turns ``(class_logits, box_actns)`` into per-image detections:
-decoded boxes, per-class sigmoid scores (background excluded, as in the BCE
-loss), a score threshold, non-maximum suppression per class
+decoded boxes (read with the model's box coding), per-class scores (sigmoid,
+background excluded, as in the BCE loss; or softmax for the SSD paper's loss), a score threshold, non-maximum suppression per class
 (``torchvision.ops.batched_nms``) and a per-image cap. :func:`predict` runs a
 model on images and gives the boxes in pixels of those images. How good the
 detections are (mean average precision) is :mod:`ssd_lesson.model.metrics`.
@@ -32,7 +32,7 @@ class Detections(NamedTuple):
     """One image's detections, best score first.
 
     boxes: ``(N, 4)`` ``(y0, x0, y1, x1)``; labels: ``(N,)`` int64 class ids (never background);
-    scores: ``(N,)`` sigmoid of the class logit.
+    scores: ``(N,)`` sigmoid of the class logit (or its softmax: ``DecodeOptions.class_scores``).
     """
 
     boxes: Tensor
@@ -49,8 +49,10 @@ def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, options
         class_logits: ``(B, A, C+1)``, background last; box_actns: ``(B, A, 4)``.
         anchors: the anchors the outputs are laid out for.
         options: a :class:`~ssd_lesson.core.options.DecodeOptions` (default ``DecodeOptions()``: score
-            above 0.05, NMS at IoU 0.5, 100 per image); or ``score_threshold``, ``nms_iou``,
-            ``max_per_image`` one by one over those defaults (with ``options`` too: a ``TypeError``).
+            above 0.05, NMS at IoU 0.5, 100 per image, the lesson's box coding and sigmoid scores;
+            ``DecodeOptions.for_loss(LossOptions.ssd_paper())`` for a model trained with the paper's
+            loss); or ``score_threshold``, ``nms_iou``, ``max_per_image`` one by one over those
+            defaults (with ``options`` too: a ``TypeError``).
 
     Returns:
         B :class:`Detections` with boxes as ``(y0, x0, y1, x1)`` fractions, clipped to the image.
@@ -70,8 +72,11 @@ def decode(class_logits: Tensor, box_actns: Tensor, anchors: Anchors, *, options
         n_nan = int(torch.isnan(t).sum())  # NaN scores no box: without this, a diverged model "detects nothing"
         if n_nan:
             raise ValueError(f"{name}: {n_nan} of {t.numel()} values are NaN (has the model diverged?)")
-    boxes = activations_to_boxes(box_actns.float(), anchors.to(box_actns.device)).clamp(0, 1)
-    scores = class_logits[..., :-1].float().sigmoid()  # (B, A, C): one independent score per class
+    boxes = activations_to_boxes(box_actns.float(), anchors.to(box_actns.device), coding=options.coding).clamp(0, 1)
+    if options.class_scores == "softmax":  # the classes compete, background included; background is no detection
+        scores = class_logits.float().softmax(dim=-1)[..., :-1]
+    else:
+        scores = class_logits[..., :-1].float().sigmoid()  # (B, A, C): one independent score per class
     out = []
     for b in range(boxes.shape[0]):
         anchor_i, cls = torch.nonzero(scores[b] > options.score_threshold, as_tuple=True)

@@ -170,28 +170,32 @@ class EpochCheckpoint(Callback):
 
 def ssd_learner(dls, model: SSDModel, options: LossOptions = LossOptions.training(), *, metrics: bool = True,
                 cbs: Sequence[Callback] = (), voc_metric: bool = False,
-                decode_options: DecodeOptions = DecodeOptions()) -> Learner:
+                decode_options: Optional[DecodeOptions] = None) -> Learner:
     """A fastai ``Learner`` (Adam, as fastai defaults) for ``model`` on ``dls`` with the SSD loss of ``options``.
 
     The default, :meth:`LossOptions.training`, matches on anchors as the lesson's code does
     (the article matches on predicted boxes, which moves targets around while the boxes are
     still random). ``metrics`` adds the loss parts, mAP@0.5 and COCO mAP on the validation set
-    (detections decoded with ``decode_options``); ``voc_metric`` also Pascal VOC2007's 11-point
+    (detections decoded with ``decode_options``, by default as the loss reads the activations:
+    :meth:`DecodeOptions.for_loss`); ``voc_metric`` also Pascal VOC2007's 11-point
     mAP (``mAP_voc07``; every object counts as non-difficult, as batches carry no ``difficult``
     flags: see :class:`ssd_lesson.model.metrics.MeanAP`).
     """
     if not isinstance(options, LossOptions):
         raise TypeError(f"ssd_learner: options must be a LossOptions, got {type(options).__name__}")
     anchors = make_anchors(model.spec)
+    decode_options = DecodeOptions.for_loss(options) if decode_options is None else decode_options
     ms = ([LossPart("classification"), LossPart("regression"), *map_metrics(anchors, decode_options, voc07=voc_metric)]
           if metrics else [])
     return Learner(dls, model, loss_func=SSDLoss(anchors, options), metrics=ms, cbs=list(cbs))
 
 
 @torch.no_grad()
-def evaluate(model: SSDModel, dl, loss_func: SSDLoss, decode_options: DecodeOptions = DecodeOptions()) -> dict[str, float]:
+def evaluate(model: SSDModel, dl, loss_func: SSDLoss, decode_options: Optional[DecodeOptions] = None) -> dict[str, float]:
     """Validation losses per image and mAP of ``model`` on all of ``dl``, without fastai's
-    Learner (so no collective calls: rank 0 can run it alone after distributed training)."""
+    Learner (so no collective calls: rank 0 can run it alone after distributed training).
+    ``decode_options`` default to :meth:`DecodeOptions.for_loss` of the loss's options."""
+    decode_options = DecodeOptions.for_loss(loss_func.options) if decode_options is None else decode_options
     state = MAPState(loss_func.anchors, sync=False, options=decode_options)
     totals, n = {"valid_loss": 0.0, "clas_loss": 0.0, "regr_loss": 0.0}, 0
     was_training = model.training

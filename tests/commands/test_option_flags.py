@@ -117,3 +117,16 @@ def test_every_help_shows_the_defaults_in_plain_text(command):
             "evaluate": ["at least it for COCO) (default: 0.5)", "more than this (default: what the checkpoint's mAP "
                          "was measured with)"]}[command]
     assert all(w in text for w in want), text
+
+
+def test_the_ssd_paper_s_options_from_the_command_line():
+    """Every option of ``LossOptions.ssd_paper()`` has its flag; ``--neg-pos-ratio 0`` keeps every negative, and a
+    yes-or-no flag reads yes or no (a refusal of anything else: ``tests/core/test_options.py``)."""
+    from ssd_lesson.__main__ import _dissect_parser
+
+    argv = ["--match-on", "anchors", "--iou-threshold", "0.5", "--match-inclusive", "yes", "--loss", "softmax",
+            "--neg-pos-ratio", "3", "--box-coding", "log_offsets", "--box-loss", "smooth_l1", "--smooth-l1-beta", "1",
+            "--normalization", "batch_positives"]
+    p = _dissect_parser()
+    assert options_from(p.parse_args(argv), LossOptions) == LossOptions.ssd_paper()
+    assert options_from(p.parse_args(["--neg-pos-ratio", "0", "--match-inclusive", "no"]), LossOptions) == LossOptions()

@@ -100,7 +100,8 @@ def test_each_default_is_written_once():
     """Outside options.py no signature, field or command line retypes an option's default (a grep, by the
     syntax tree); inside it, each field's default is written once, where the field is."""
     assert sorted((name, value) for _, name, value in written_defaults((PACKAGE / OPTIONS_FILE).read_text())) == sorted(
-        (f.name, f.default) for cls in RECORDS for f in dataclasses.fields(cls) if f.name != "iou_threshold")
+        (f.name, f.default) for cls in RECORDS for f in dataclasses.fields(cls)
+        if f.name != "iou_threshold" and f.default is not None)  # None, "not given", is no literal to retype
     assert repeated_defaults(PACKAGE) == {}
 
 
@@ -218,6 +219,8 @@ def test_decode_and_predict_take_decode_options(batch):
     (["train", "--focal-gamma", "-1"], "error: argument --focal-gamma: must be at least 0, got -1"),
     (["dissect", "--loss", "ce"], "error: argument --loss: invalid choice: 'ce'"),
     (["dissect", "--regression", "max"], "error: argument --regression: invalid choice: 'max'"),
+    (["dissect", "--match-inclusive", "maybe"], "error: argument --match-inclusive: expected yes or no, got 'maybe'"),
+    (["train", "--neg-pos-ratio", "-3"], "error: argument --neg-pos-ratio: must be at least 0, got -3"),
 ])
 def test_the_command_line_refuses_bad_loss_options(argv, named, capsys, monkeypatch):
     from ssd_lesson.__main__ import main

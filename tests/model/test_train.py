@@ -89,7 +89,9 @@ def test_cli_loss_options_reach_the_loss_and_the_checkpoint(collage_dir, tmp_pat
                                               focal_alpha=0.5, focal_gamma=2.0)  # the rest: lesson_code()'s
     assert record.loss_options.regression_reduction == LossOptions.lesson_code().regression_reduction == "mean"
     assert record.command == full_command(_parse(argv)) and record.seed == 0  # every option spelled out
-    assert "--focal-gamma 2.0 --regression mean --seed 0" in record.command and record.loss_options.focal_gamma == 2.0
+    assert ("--focal-gamma 2.0 --regression mean --match-inclusive False --box-coding tanh_corners --box-loss l1 "
+            "--smooth-l1-beta 1.0 --normalization per_image --seed 0") in record.command  # --neg-pos-ratio: None, left out
+    assert record.loss_options.focal_gamma == 2.0
     assert record.data == TrainingData("collage", str(collage_dir / "collage-n20-seed0"), 20, 16, 4, "all")
     assert record.init is None and record.note is None
 
