@@ -163,7 +163,6 @@ CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it a
     ("11", "Here the classification loss is the one that moves"):
         "test_11_the_classification_loss_is_the_one_that_moves",
     ("11", "The mean regression loss hardly moves"): "test_11_the_classification_loss_is_the_one_that_moves",
-    ("02", "plus a sliver of 0.02 of the image side"): "test_constants_the_prose_names",
     ("08", "down to a hundred-thousandth of the largest gradient"): "test_constants_the_prose_names",
     ("10", "has learnt those photographs more than it has learnt"): "test_10_photos_it_never_saw_score_lower",
 }
@@ -171,7 +170,7 @@ TEXT = {  # (notebook, fragment): about the method, the article or the library, 
     ("03", "There tanh's slope is nearly 0"), ("04", "Move and resize the red box against ground-truth box 0"), ("05", "Step 2 is a"),
     ("05", "Images with fewer objects are padded"), ("10", "Move the score threshold and the NMS IoU"),
     ("01", "the lesson falls back to an example"), ("02", "The body shrinks the 224×224 image"),
-    ("02", "The image in the middle and right columns can look smaller"), ("02", "The model itself never shrinks"),
+    ("02", "down a column they grow with the zoom"),
     ("02", "These boxes are fixed; training never moves them"), ("02", "four box activations per anchor box to move"),
     ("03", "A widget lets you drag one box"), ("03", "moves to and : at most half a cell"),
     ("03", "The anchor boxes are fixed; only the activations"), ("03", "Every box obeys the limits"),
@@ -180,7 +179,9 @@ TEXT = {  # (notebook, fragment): about the method, the article or the library, 
     ("05", "The article words the rule as"), ("05", "Lower it and more boxes become positives"), ("06", "It covers the article's section"),
     ("06", "describes a plain binary cross-entropy"), ("06", "BCE keeps a sizeable loss"),
     ("06", "also lowers the whole curve"), ("06", "How much the focal loss takes away"),
-    ("07", "What remains are the positives of notebook 5"), ("07", "The mean keeps an image with many positive"),
+    ("04", "The darker the green, the larger the IoU"), ("08", "At the two corners that make the box"),
+    ("07", "What remains are the positives of notebook 5"), ("07", "the longer they are, the larger that box"),
+    ("07", "The mean keeps an image with many positive"),
     ("08", "because BCE drops it"), ("08", "an arrow points along *minus* the gradient"),
     ("08", "One gradient step moves these few boxes"), ("09", "learning-rate finder trains for a few"),
     ("09", "where the loss falls fastest"), ("09", "We take a peak of 3e-3"),
@@ -239,9 +240,8 @@ def test_the_register_names_real_sentences_and_real_checks():
 
 
 def test_constants_the_prose_names():
-    from ssd_lesson.drawing import figures, loss_figures
+    from ssd_lesson.drawing import loss_figures
 
-    assert figures.TIGHT == 0.02  # 02: "plus a sliver of 0.02 of the image side"
     assert loss_figures.LOG_RANGE == 1e-5  # 08: "down to a hundred-thousandth of the largest gradient"
 
 

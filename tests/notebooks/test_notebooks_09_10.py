@@ -357,3 +357,11 @@ def test_detection_panels_figure_labels_each_detection():
     assert rect.get_xy() == (10.0, 5.0) and (rect.get_width(), rect.get_height()) == (60.0, 35.0)
     with pytest.raises(ValueError):
         plots.detection_panels_figure([img], dets, names)
+    truths = [(torch.tensor([[2.0, 4, 20, 30]]), torch.tensor([7])), (torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))]
+    fig = plots.detection_panels_figure([img, img], dets, names, ncols=2, truths=truths)
+    axes = [ax for ax in fig.axes if ax.images]
+    truth = [p for p in axes[0].patches if p.get_gid() == "truth"]
+    assert len(truth) == 1 and truth[0].get_xy() == (4.0, 2.0) and (truth[0].get_width(), truth[0].get_height()) == (26.0, 18.0)
+    assert not [p for p in axes[1].patches if p.get_gid() == "truth"] and [t.get_text() for t in axes[0].texts] == ["c7 0.80"]
+    with pytest.raises(ValueError, match="2 images but 1 ground truths"):
+        plots.detection_panels_figure([img, img], dets, names, truths=truths[:1])
