@@ -389,6 +389,6 @@ def detection_panels_figure(images: Sequence[Any], detections: Sequence[Any], cl
     if truths is not None:
         fig.legend(handles=[Line2D([], [], color="white", lw=1.8, ls=(0, (4, 3)), path_effects=_HALO_DARK,
                                    label="ground truth"),
-                            Line2D([], [], color=BOX_COLORS[0], lw=2, label="detection (class score)")],
+                            Line2D([], [], color="0.35", lw=2, label="detection, coloured by class (class score)")],
                    loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     return fig
