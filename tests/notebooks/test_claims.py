@@ -44,6 +44,14 @@ def test_titles_number_and_link_the_series_consistently():
             assert f"({SERIES[i + 1].name})" in last, f"{path.name} does not link to {SERIES[i + 1].name}"
 
 
+def test_code_cells_are_at_most_15_lines():
+    """A learner reads a code cell at a glance: none is longer than 15 lines."""
+    long = [f"{path.stem[:2]} cell {i}: {len(c.source.splitlines())} lines" for path in SERIES
+            for i, c in enumerate(nbformat.read(path, as_version=4).cells)
+            if c.cell_type == "code" and len(c.source.splitlines()) > 15]
+    assert not long, long
+
+
 def test_no_stored_output_shows_a_path_of_this_machine():
     for path in SERIES:
         for c in nbformat.read(path, as_version=4).cells:
