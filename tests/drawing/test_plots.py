@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssd_lesson import activations_to_boxes, loss_gradients, ssd_loss
-from ssd_lesson.drawing import plots
+from ssd_lesson.drawing import plots, tables
 from ssd_lesson.data.voc import VOC_CLASSES
 
 from tests.helpers import boxes_in, synthetic_case
@@ -228,3 +228,16 @@ def test_tall_figures_split_into_parts_that_draw_every_row_once(case):
         plots.grid_figure(ex, anchors, pred, grid=4, scales=[9])
     with pytest.raises(ValueError, match="per_figure"):
         plots.grid_figures(ex, anchors, pred, grid=4, per_figure=0)
+
+
+def test_shown_table_is_html_for_the_eye_and_plain_text_for_the_checks():
+    import pandas as pd
+
+    table = pd.DataFrame({"0: person": [0.19801, 0.0], "gt_idx": [1, 0]}, index=pd.Index([6, 7], name="box"))
+    shown = tables.ShownTable(table, "t")
+    assert repr(shown) == table.to_string(float_format=lambda v: f"{v:.4f}") and "0.1980" in repr(shown)
+    html = shown._repr_html_()
+    assert html == tables.ShownTable(table, "t")._repr_html_()  # the same table, the same HTML: nothing random
+    assert 'id="T_t"' in html and ">0.1980<" in html and ">0.19801<" not in html
+    with pytest.raises(ValueError, match="table: expected a pandas DataFrame, got list"):
+        tables.ShownTable([1, 2], "t")
