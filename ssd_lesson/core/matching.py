@@ -72,8 +72,9 @@ def match_boxes(ious: Tensor, gt_valid: Tensor, iou_threshold: float = IOU_THRES
     2. Each valid ground-truth box then claims the box it overlaps most (the first
        such box on ties, even when it overlaps nothing, as the lesson does): that
        box's ``gt_idx`` becomes the claimant's and its overlap :data:`FORCED_OVERLAP`, so every
-       object is answered by at least one box. When two ground-truth boxes claim
-       the same box the later one wins, as in the lesson's loop (and in torchvision's ``SSDMatcher``).
+       object is answered by at least one box, unless two ground-truth boxes claim the same box: then
+       the later one wins, as in the lesson's loop (and in torchvision's ``SSDMatcher``), and the earlier
+       keeps only the boxes that chose it.
     3. Boxes whose overlap is not above ``iou_threshold`` (``inclusive``: below it) become background.
 
     Args:

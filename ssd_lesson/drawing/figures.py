@@ -21,7 +21,7 @@ from ..core.matching import FORCED_OVERLAP
 
 __all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "grid_figures", "grid_row_figure",
            "all_anchors_figure", "all_predictions_figure", "grid_panel_figure", "predictions_by_grid_figure",
-           "draw_class_panel", "style_class_box", "class_figure", "class_figures", "iou_heatmap", "panel_margin",
+           "draw_class_panel", "style_class_box", "anchor_grid_figure", "class_figure", "class_figures", "iou_heatmap", "panel_margin",
            "grid_colors"]
 
 GT_WIDTH = 0.72  # the repeated ground-truth column, as a fraction of a box panel's width
@@ -137,6 +137,30 @@ def grid_figures(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4,
     rows = _rows(anchors, [grid], None)
     return [grid_figure(example, anchors, pred_boxes, grid, scales=rows[i:i + per_figure], **kwargs)
             for i in range(0, len(rows), per_figure)]
+
+
+def anchor_grid_figure(example: Any, anchors: Anchors, grid: int = 4, panel: float = 3.2) -> Figure:
+    """Fig. 1 (grid 4), 2 (grid 2) or 3 (grid 1), its middle column only: the anchor boxes of one grid,
+    a panel per (zoom, ratio), three to a row (the lesson's zooms down, its ratios across).
+
+    Every panel has the same margin, just wide enough for the grid's largest boxes, so the image is the
+    same size in each, and a box that lies on the image's edge (the 1x1 grid's zoom-1 square) is drawn
+    over the white around it, where it can be seen.
+    """
+    scene = as_scene(example)
+    gi = anchors.spec.grids.index(grid)
+    k = anchors.spec.k(gi)
+    ncols = min(3, k)
+    nrows = -(-k // ncols)
+    margin = fit_margin(anchors.corners[to_numpy(anchors.grid_index) == gi], TIGHT)
+    fig, axes = figure_grid(nrows, ncols, panel)
+    for s, ax in enumerate(axes.flat):
+        if s < k:
+            draw_grid_panel(ax, scene, anchors, anchors.corners, grid, s, max(margin, TIGHT))
+        else:
+            ax.set_visible(False)
+    fig.suptitle(f"the anchor boxes of the {grid}x{grid} grid", fontsize=11)
+    return fig
 
 
 # ---------------------------------------------------------------- the aside and Fig. 4

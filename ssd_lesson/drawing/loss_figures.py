@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import SymLogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 from ..core.anchors import Anchors
 from ..core.boxes import box_iou
@@ -25,10 +25,12 @@ from ..core.options import LossOptions
 
 __all__ = ["gradient_figure", "detections_figure", "regression_figure", "match_modes_figure", "focal_curves_figure",
            "box_loss_figure", "training_progress_figure", "detection_panels_figure", "spread_by_overlap"]
+REGRESSION_BAND = 10  # points: the ground truth drawn as a band no box line can be taken for
 
 LOG_RANGE = 1e-5  # the gradient figure's colour scale is logarithmic down to this fraction of its largest value
 _HALO = [patheffects.withStroke(linewidth=4, foreground="white")]
 _HALO_THIN = [patheffects.withStroke(linewidth=2.6, foreground="white")]
+_HALO_DARK = [patheffects.withStroke(linewidth=3.4, foreground="black")]
 
 
 def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, logit_grad: Any, b: int = 0,
@@ -133,15 +135,15 @@ def detections_figure(example: Any, boxes: Any, labels: Any, scores: Any, size: 
 
 
 # ---------------------------------------------------------------- notebooks 6, 7 and 11
-def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 4, panel: float = 3.0,
-                      per_panel: int = 4) -> Figure:
-    """Table 4 drawn (notebook 7): the positive boxes of each ground-truth object, at most ``per_panel``
-    to a panel (an object with more gets several panels, split as evenly as it allows).
+def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 2, panel: float = 4.4,
+                      per_panel: int = 3) -> Figure:
+    """Table 4 drawn (notebook 7): one panel per object, zoomed on it, with at most ``per_panel`` of its
+    positive boxes: the best-fitting (smallest MAE), the worst, and evenly between (Table 4 lists them all).
 
     Each panel shows the object's ground-truth box as a wide, pale band (the title names it)
-    and each of its positive predicted boxes as a thin solid line numbered with its box index,
+    and each drawn positive predicted box as a thin solid line numbered with its box index,
     all in the object's colour, with a dotted line joining each pair of corners the L1 loss
-    compares; the x-axis label gives each box's MAE over its four coordinates.
+    compares; the x-axis label gives each drawn box's MAE over its four coordinates.
     """
     if per_panel < 1:
         raise ValueError(f"per_panel must be at least 1, got {per_panel}")
@@ -149,45 +151,67 @@ def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 4, pan
     pos = np.flatnonzero(to_numpy(result.match.positive[b]))
     pred, gtb = to_numpy(result.pred_boxes[b]).astype(float), to_numpy(result.target_boxes[b]).astype(float)
     gt_idx = to_numpy(result.match.gt_idx[b])
-    groups = []  # (object, its positives in this panel, part k of n)
+    mae = np.abs(pred - gtb).mean(axis=1)
+    groups = []  # (object, the positives drawn, how many it has)
     for g in sorted({int(gt_idx[a]) for a in pos}):
-        mine = [int(a) for a in pos if int(gt_idx[a]) == g]
-        parts = np.array_split(np.array(mine), -(-len(mine) // per_panel))
-        groups += [(g, [int(a) for a in part], k + 1, len(parts), len(mine)) for k, part in enumerate(parts)]
+        mine = sorted((int(a) for a in pos if int(gt_idx[a]) == g), key=lambda a: mae[a])  # best fit first
+        picks = sorted({int(round(i)) for i in np.linspace(0, len(mine) - 1, min(per_panel, len(mine)))})
+        groups.append((g, [mine[i] for i in picks], len(mine)))
     n_panels = max(len(groups), 1)
     ncols = max(1, min(n_panels, ncols))
     nrows = -(-n_panels // ncols)
-    fig = Figure(figsize=(ncols * panel, nrows * (panel + 0.6) + 0.3), layout="constrained")  # room for captions
+    fig = Figure(figsize=(ncols * panel, nrows * (panel + 0.5) + 0.3), layout="constrained")  # room for captions
     axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax in axes[n_panels:]:
         ax.set_axis_off()
     if not len(pos):
         axes[0].text(0.5, 0.5, "no positive box", ha="center", va="center")
         return fig
-    margin = fit_margins(np.concatenate([pred[pos], gtb[pos]]), 0.03)
-    for ax, (g, mine, k, n, total) in zip(axes, groups):
+    for ax, (g, mine, total) in zip(axes, groups):
         c = GT_COLORS[g % len(GT_COLORS)]
-        show_image(ax, scene.image, margin)
-        draw_box(ax, scene.boxes[g], c, None, lw=8, alpha=0.5, gid=f"gt:{g}")  # named in the title
+        show_image(ax, scene.image, fit_margins(np.concatenate([pred[mine], gtb[mine]]), 0.03))
+        draw_box(ax, scene.boxes[g], c, None, lw=REGRESSION_BAND, alpha=0.45, gid=f"gt:{g}")  # named in the title
         for a in mine:
             draw_box(ax, pred[a], c, str(a), lw=1.6, fontsize=9, gid=f"pred:{a}")
             for yi, xi in ((0, 1), (0, 3), (2, 1), (2, 3)):  # the four corners
-                ax.plot([pred[a, xi], gtb[a, xi]], [pred[a, yi], gtb[a, yi]], color=c, lw=1.4, ls=(0, (1, 1)),
+                ax.plot([pred[a, xi], gtb[a, xi]], [pred[a, yi], gtb[a, yi]], color=c, lw=1.6, ls=(0, (1, 1)),
                         path_effects=_HALO_THIN)
-        part = f" ({k} of {n})" if n > 1 else ""
-        ax.set_title(f"{scene.gt_label(g)}: {total} positive{'s' if total > 1 else ''}{part}", fontsize=10)
-        maes = [f"{a}: {np.abs(pred[a] - gtb[a]).mean():.4f}" for a in mine]
-        ax.set_xlabel("MAE of box " + "\n".join(", ".join(maes[i:i + 2]) for i in range(0, len(maes), 2)), fontsize=9)
-    fig.legend(handles=[Line2D([], [], color="grey", lw=8, alpha=0.5, label="ground-truth box (wide, pale)"),
+        _zoom(ax, np.concatenate([pred[mine], scene.boxes[g][None]]))
+        drawn = "" if len(mine) == total else f", {len(mine)} drawn (best, worst{', between' if len(mine) > 2 else ''})"
+        ax.set_title(f"{scene.gt_label(g)}: {total} positive{'s' if total > 1 else ''}{drawn}", fontsize=10)
+        ax.set_xlabel("MAE of box " + ", ".join(f"{a}: {mae[a]:.4f}" for a in mine), fontsize=9)
+    fig.legend(handles=[Line2D([], [], color="grey", lw=REGRESSION_BAND, alpha=0.45, label="ground-truth box (wide, pale)"),
                         Line2D([], [], color="grey", lw=1.6, label="positive predicted box (numbered)"),
-                        Line2D([], [], color="grey", lw=1.4, ls=(0, (1, 1)), label="corners the L1 loss compares")],
+                        Line2D([], [], color="grey", lw=1.6, ls=(0, (1, 1)), label="corners the L1 loss compares")],
                loc="outside lower center", ncol=3, fontsize=9, frameon=False)
     return fig
 
 
-def _draw_positives(ax: Axes, scene: Scene, boxes: np.ndarray, result: Any, b: int, margin: float,
-                    ls: Any = "-") -> None:
+def _zoom(ax: Axes, boxes: np.ndarray, pad: float = 0.06) -> None:
+    """Frame ``boxes`` ``(N, 4)`` in a square view with ``pad`` (fraction of the image side) around them."""
+    y0, x0 = boxes[:, :2].min(axis=0) - pad
+    y1, x1 = boxes[:, 2:].max(axis=0) + pad
+    side = max(y1 - y0, x1 - x0)
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+    ax.set_xlim(cx - side / 2, cx + side / 2)
+    ax.set_ylim(cy + side / 2, cy - side / 2)  # y grows downwards, as in the image
+    for spine in ax.spines.values():  # the view ends where the boxes do, not at the image's edge
+        spine.set_visible(False)
+
+
+def _few_positives(result: Any, b: int, per_object: int) -> list[int]:
+    """At most ``per_object`` positives of each object (:func:`spread_by_overlap` of their ``gt_overlap``)."""
     pos, gt_idx = np.flatnonzero(to_numpy(result.match.positive[b])), to_numpy(result.match.gt_idx[b])
+    overlap = to_numpy(result.match.gt_overlap[b]).astype(float)
+    return sorted(a for g in sorted(set(gt_idx[pos].tolist()))
+                  for a in spread_by_overlap([int(a) for a in pos if gt_idx[a] == g], overlap, per_object))
+
+
+def _draw_positives(ax: Axes, scene: Scene, boxes: np.ndarray, result: Any, b: int, margin: float,
+                    ls: Any = "-", pos: Optional[Sequence[int]] = None) -> None:
+    """The ground truth as wide pale bands and the positives ``pos`` (default: all) numbered, in their object's colour."""
+    gt_idx = to_numpy(result.match.gt_idx[b])
+    pos = np.flatnonzero(to_numpy(result.match.positive[b])) if pos is None else pos
     show_image(ax, scene.image, margin)
     for i, box in enumerate(scene.boxes):  # wide, pale bands: cannot be taken for a box line
         draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=6, alpha=0.35)
@@ -197,8 +221,12 @@ def _draw_positives(ax: Axes, scene: Scene, boxes: np.ndarray, result: Any, b: i
 
 
 def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_anchors: Any, b: int = 0,
-                       panel: float = 3.7) -> Figure:
+                       panel: float = 3.7, per_object: int = 3) -> Figure:
     """Notebook 11: the positives when ground truth is matched to predicted boxes or to anchor boxes.
+
+    ``per_object``: at most that many positives of each object are drawn in each panel (the best-,
+    the worst-overlapping and evenly between; the same ones in the middle and right panels); the
+    titles count them all.
 
     Left: positives of ``by_predictions`` (``ssd_loss(match_on="predictions")``), drawn as the
     predicted boxes the IoU was taken on. Middle: positives of ``by_anchors``
@@ -209,23 +237,24 @@ def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_a
     scene = as_scene(example)
     pp, pa = as_box_array(by_predictions.pred_boxes[b]), as_box_array(by_anchors.pred_boxes[b])
     corners = to_numpy(anchors.corners).astype(float)
-    shown = [pp[to_numpy(by_predictions.match.positive[b])], corners[to_numpy(by_anchors.match.positive[b])],
-             pa[to_numpy(by_anchors.match.positive[b])]]
+    few_p, few_a = _few_positives(by_predictions, b, per_object), _few_positives(by_anchors, b, per_object)
+    shown = [pp[few_p], corners[few_a], pa[few_a]]
     margin = fit_margins(np.concatenate(shown + [scene.boxes]), 0.03)
     fig, axes = figure_grid(1, 3, panel)
     fig.set_layout_engine("compressed")
     n_p, n_a = int(by_predictions.match.positive[b].sum()), int(by_anchors.match.positive[b].sum())
-    _draw_positives(axes[0, 0], scene, pp, by_predictions, b, margin)
-    axes[0, 0].set_title(f'match_on="predictions": {n_p} positives\n(predicted boxes, as the article)', fontsize=10)
-    _draw_positives(axes[0, 1], scene, corners, by_anchors, b, margin)
-    axes[0, 1].set_title(f'match_on="anchors": {n_a} positives\n(anchor boxes, as the lesson code)', fontsize=10)
-    _draw_positives(axes[0, 2], scene, pa, by_anchors, b, margin, ls=(0, (4, 2)))
-    axes[0, 2].set_title(f"the same {n_a} boxes, as predicted\n(what the regression loss moves)", fontsize=10)
+    _draw_positives(axes[0, 0], scene, pp, by_predictions, b, margin, pos=few_p)
+    axes[0, 0].set_title(f'match_on="predictions"\n{n_p} positives, as the article', fontsize=10)
+    _draw_positives(axes[0, 1], scene, corners, by_anchors, b, margin, pos=few_a)
+    axes[0, 1].set_title(f'match_on="anchors"\n{n_a} positives, as the lesson code', fontsize=10)
+    _draw_positives(axes[0, 2], scene, pa, by_anchors, b, margin, ls=(0, (4, 2)), pos=few_a)
+    axes[0, 2].set_title(f"the same {n_a}, as predicted:\nwhat the regression loss moves", fontsize=10)
     fig.legend(handles=[Line2D([], [], color="grey", lw=6, alpha=0.35, label="ground-truth box (wide, pale)"),
                         Line2D([], [], color="grey", lw=1.6, label="positive: predicted box (left), anchor box (middle)"),
                         Line2D([], [], color="grey", lw=1.6, ls=(0, (4, 2)), label="positive: its predicted box (right)")],
                loc="outside lower center", ncol=3, fontsize=9, frameon=False,
-               title="numbered by box index, coloured by the ground truth each answers to", title_fontsize=9)
+               title=f"numbered by box index, coloured by the ground truth each answers to; at most {per_object} "
+                     "per object drawn (its best, its worst, between)", title_fontsize=9)
     return fig
 
 
@@ -333,21 +362,33 @@ def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, 
 
 def detection_panels_figure(images: Sequence[Any], detections: Sequence[Any], class_names: Sequence[str],
                             titles: Optional[Sequence[str]] = None, ncols: int = 4, panel: float = 3.0,
-                            min_score: float = 0.0) -> Figure:
+                            min_score: float = 0.0, truths: Optional[Sequence[Any]] = None) -> Figure:
     """Notebook 10: a grid of images, each with its detections labelled ``'class score'``.
 
     ``images``: ``(H, W, 3)`` uint8 or normalised ``(3, H, W)`` tensors; ``detections``: one
     ``(boxes, labels, scores)`` per image (an :class:`ssd_lesson.model.infer.Detections`), boxes in
     pixels of that image, as :func:`ssd_lesson.model.infer.predict` returns. Drawn with
     :func:`ssd_lesson.drawing.draw.show_detections`; ``scores=None`` draws ground truth.
+    ``truths``: one ``(boxes, labels)`` per image, ``(G, 4)`` pixels and ``(G,)``, drawn dashed white under
+    the detections and not labelled (the title can name them), so that a hit can be told from a false alarm.
     """
     n = len(images)
     if len(detections) != n:
         raise ValueError(f"{n} images but {len(detections)} detections")
+    if truths is not None and len(truths) != n:
+        raise ValueError(f"{n} images but {len(truths)} ground truths")
     fig, axes = panel_figure(n, min(ncols, max(n, 1)), panel)
     for i, (ax, image, (boxes, labels, scores)) in enumerate(zip(axes.flat, images, detections)):
         show_detections(ax, image, boxes, labels, scores, class_names, min_score=min_score,
                         title=None if titles is None else titles[i])
+        for y0, x0, y1, x1 in ([] if truths is None else to_numpy(truths[i][0]).reshape(-1, 4).tolist()):
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.8, ls=(0, (4, 3)),
+                                   path_effects=_HALO_DARK, gid="truth"))
         if titles is not None:
             ax.title.set_fontsize(9)
+    if truths is not None:
+        fig.legend(handles=[Line2D([], [], color="white", lw=1.8, ls=(0, (4, 3)), path_effects=_HALO_DARK,
+                                   label="ground truth"),
+                            Line2D([], [], color="0.35", lw=2, label="detection, coloured by class (class score)")],
+                   loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     return fig

@@ -17,12 +17,31 @@ from ..core.loss import SSDLossResult, classification_loss, regression_loss
 from ..core.matching import FORCED_OVERLAP, PAD_LABEL
 from ..core.options import LossOptions
 
-__all__ = ["gt_columns", "iou_table", "match_table", "style_match_table", "box_classes", "regression_table",
+__all__ = ["ShownTable", "gt_columns", "iou_table", "match_table", "style_match_table", "box_classes", "regression_table",
            "regression_totals", "loss_table", "compare_matches", "one_hot_table", "box_class_losses"]
 
 Rows = Union[int, Sequence[int], None]
 FORCED_NOTE = f"forced: best box of this ground truth ({FORCED_OVERLAP})"
 NO_OVERLAP_NOTE = "overlaps nothing: index 0 by default"
+
+
+class ShownTable:
+    """A table as a notebook shows it: an HTML table (numbers to ``digits`` decimals, ``style`` applied)
+    where a browser renders the output, and ``table.to_string`` with the same numbers as its plain text,
+    which is what an output check compares. ``name`` fixes the HTML's element ids, so that the same table
+    always gives the same HTML."""
+
+    def __init__(self, table: pd.DataFrame, name: str, digits: int = 4, style: Any = None):
+        if not isinstance(table, pd.DataFrame):
+            raise ValueError(f"table: expected a pandas DataFrame, got {type(table).__name__}")
+        self.table, self.name, self.digits = table, name, digits
+        self.style = style if style is not None else table.style.format(precision=digits)
+
+    def _repr_html_(self) -> str:
+        return self.style.set_uuid(self.name).to_html()
+
+    def __repr__(self) -> str:
+        return self.table.to_string(float_format=lambda v: f"{v:.{self.digits}f}")
 
 
 def _labels(gt_labels: Any, b: int) -> list[int]:

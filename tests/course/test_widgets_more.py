@@ -120,7 +120,7 @@ def test_focal_widget_matches_its_definition_and_ssd_loss(case):
                                    rtol=1e-4, atol=1e-9)
         assert f"focal <b>{w.total:.4f}</b>" in w.readout.value
         order = np.argsort(-w.focal, kind="stable")[:5].tolist()
-        assert w.top == order and w.readout.value.split("focal: ")[1].startswith(f"{order[0]} (")
+        assert w.top == order and w.readout.value.split("largest focal loss: ")[1].startswith(f"{order[0]} (")
     w.set(gamma=0.0, alpha=0.5)
     np.testing.assert_allclose(w.focal, w.bce / 2, rtol=1e-6)  # gamma 0, alpha 0.5: half the BCE
     steps_change_the_figure(w, [w.gamma_slider, w.alpha_slider])

@@ -1,6 +1,6 @@
 """Every figure of the series can be read where the notebooks show it: no two drawn texts overlap,
-no two tick labels touch, none is under 8 px tall at the width JupyterLab shows the figure (its
-stored width, scaled down to :data:`DISPLAY_WIDTH` when wider), no box label is cut by its panel,
+no two tick labels touch, none is under 8 px tall, both at the figure's stored size and at the width
+JupyterLab shows it (a figure wider than :data:`DISPLAY_WIDTH` is drawn again that wide and measured again), no box label is cut by its panel,
 and no figure is wider than 1600 px.
 
 Each figure is built on the example with the trained checkpoint's activations, with the calls
@@ -43,9 +43,8 @@ def kit():
 
 
 def _nb02(k):
-    pred = activations_to_boxes(k.box_actns, k.anchors)[0]
     return {"02 grid_panel_figure": lambda: plots.grid_panel_figure(k.example, k.anchors, k.anchors.corners, grid=4, scale=0),
-            **{f"02 grid_figure grid={g}": (lambda g=g: plots.grid_figure(k.example, k.anchors, pred, grid=g))
+            **{f"02 anchor_grid_figure grid={g}": (lambda g=g: plots.anchor_grid_figure(k.example, k.anchors, grid=g))
                for g in (4, 2, 1)},
             "02 all_anchors_figure": lambda: plots.all_anchors_figure(k.example, k.anchors)}
 
@@ -54,7 +53,6 @@ def _nb03(k):
     pred = activations_to_boxes(k.box_actns, k.anchors)[0]
 
     return {"03 grid_row_figure": lambda: plots.grid_row_figure(k.example, k.anchors, pred, grid=4, scale=0),
-            "03 predictions_by_grid_figure": lambda: plots.predictions_by_grid_figure(k.example, k.anchors, pred),
             "03 all_predictions_figure": lambda: plots.all_predictions_figure(k.example, k.anchors, pred)}
 
 
@@ -121,9 +119,10 @@ def _nb09_10(k):
                                                          f"after NMS: {plural(len(after.labels))}"])
 
         def grid():
-            dets = predict(model, [image] * 12, k.anchors, score_threshold=0.25)
-            return plots.detection_panels_figure([image] * 12, dets, names, ncols=4,
-                                                 titles=["truth: " + ", ".join(k.example.classes)] * 12)
+            dets = predict(model, [image] * 6, k.anchors, score_threshold=0.25)
+            truth = (k.gt_boxes[0][k.gt_labels[0] >= 0] * image.shape[-1], k.gt_labels[0][k.gt_labels[0] >= 0])
+            return plots.detection_panels_figure([image] * 6, dets, names, ncols=3, panel=3.3, truths=[truth] * 6,
+                                                 titles=["truth: " + ", ".join(k.example.classes)] * 6)
 
         def pr():  # one class's precision-recall curve, over 12 copies of the example
             from ssd_lesson.drawing.pr_plot import pr_curve_figure
@@ -188,8 +187,8 @@ def series(k) -> dict:
     return {**_nb04_05(k), **_nb02(k), **_nb03(k), **_nb06_08(k), **_nb09_10(k), **_widgets(k)}
 
 
-NAMES = ["01 ground_truth_figure", "02 grid_panel_figure", "02 grid_figure grid=4", "02 grid_figure grid=2",
-         "02 grid_figure grid=1", "02 all_anchors_figure", "03 grid_row_figure", "03 predictions_by_grid_figure",
+NAMES = ["01 ground_truth_figure", "02 grid_panel_figure", "02 anchor_grid_figure grid=4",
+         "02 anchor_grid_figure grid=2", "02 anchor_grid_figure grid=1", "02 all_anchors_figure", "03 grid_row_figure",
          "03 all_predictions_figure", "04 iou_heatmap", "05 iou_heatmap", "05 class_figure Fig. 5",
          "05 class_figure Fig. 6", "06 focal_curves_figure", "06 box_loss_figure", "07 regression_figure",
          "08 gradient_figure", "09 training_progress_figure", "09 all_predictions_figure",
@@ -225,3 +224,10 @@ def test_figure_is_legible(builders, name):
     assert not ticks, f"tick labels touching: {ticks[:5]}"
     assert not report["cut"], f"labels cut by their panel: {report['cut'][:5]}"
     assert report["size"][0] <= MAX_WIDTH, f"{report['size'][0]} px wide"
+    if scale < 1:  # drawn again as JupyterLab shows it, DISPLAY_WIDTH px wide: texts shrink, gaps close
+        shown = legibility(builders[name](), dpi=DPI * scale)
+        assert abs(shown["size"][0] - DISPLAY_WIDTH) <= 1
+        assert not shown["small"], f"at {DISPLAY_WIDTH} px, texts under 8 px: {shown['small'][:5]}"
+        assert not shown["overlaps"], f"at {DISPLAY_WIDTH} px, overlapping texts: {shown['overlaps'][:5]}"
+        touching = [(a, b) for a, b in shown["touching"] if TICK.fullmatch(a.strip("'")) and TICK.fullmatch(b.strip("'"))]
+        assert not touching, f"at {DISPLAY_WIDTH} px, tick labels touching: {touching[:5]}"

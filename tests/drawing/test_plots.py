@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssd_lesson import activations_to_boxes, loss_gradients, ssd_loss
-from ssd_lesson.drawing import plots
+from ssd_lesson.drawing import plots, tables
 from ssd_lesson.data.voc import VOC_CLASSES
 
 from tests.helpers import boxes_in, synthetic_case
@@ -181,27 +181,31 @@ def test_detections_figure(case):
     assert texts(fig.axes[1]) == ["cow 0.90", "person 0.50"]
 
 
-def test_regression_figure_panels_per_object_at_most_six_boxes_each(case):
+def test_regression_figure_one_panel_per_object_its_best_worst_and_between(case):
     ex, _, _, _, res = case
     pos = res.match.positive[0].nonzero().flatten().tolist()
     gt_idx = res.match.gt_idx[0]
+    mae = (res.pred_boxes[0] - res.target_boxes[0]).abs().mean(-1).detach()
     objects = sorted({int(gt_idx[a]) for a in pos})
     used = [ax for ax in plots.regression_figure(ex, res).axes if ax.axison]
-    seen = {g: [] for g in objects}
-    for ax in used:
-        g = int(ax.get_title().split(":")[0])
+    assert [int(ax.get_title().split(":")[0]) for ax in used] == objects  # one panel per object, in order
+    for ax, g in zip(used, objects):
+        mine = sorted((a for a in pos if int(gt_idx[a]) == g), key=lambda a: float(mae[a]))
         drawn = boxes_in(ax, "pred:")
-        assert 1 <= len(drawn) <= 6
+        shown = sorted((int(name[5:]) for name in drawn), key=lambda a: float(mae[a]))
+        assert 1 <= len(shown) <= 3 and len(shown) == min(3, len(mine))
+        assert shown[0] == mine[0] and shown[-1] == mine[-1]  # the best and the worst fit
+        assert f"{len(mine)} positive" in ax.get_title()
         for name, box in drawn.items():
             a = int(name[5:])
-            assert int(gt_idx[a]) == g
             np.testing.assert_allclose(box, res.pred_boxes[0, a].detach().numpy(), atol=1e-6)
-            mae = float((res.pred_boxes[0, a] - res.target_boxes[0, a]).abs().mean())
-            assert f"{a}: {mae:.4f}" in ax.get_xlabel()
-            seen[g].append(a)
+            assert f"{a}: {float(mae[a]):.4f}" in ax.get_xlabel()
         np.testing.assert_allclose(boxes_in(ax, "gt:")[f"gt:{g}"], ex.boxes[g], atol=1e-6)
         assert len([ln for ln in ax.lines if ln.get_gid() != "leader"]) == 4 * len(drawn)  # four corner lines each
-    assert seen == {g: [a for a in pos if int(gt_idx[a]) == g] for g in objects}  # every positive once, in order
+        (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()  # zoomed on its object: a square view holding its boxes
+        framed = np.array([*drawn.values(), ex.boxes[g]])
+        assert x0 < framed[:, 1].min() and framed[:, 3].max() < x1 and y0 < framed[:, 0].min() and framed[:, 2].max() < y1
+        assert x1 - x0 == pytest.approx(y1 - y0)
     with pytest.raises(ValueError, match="per_panel"):
         plots.regression_figure(ex, res, per_panel=0)
 
@@ -224,3 +228,16 @@ def test_tall_figures_split_into_parts_that_draw_every_row_once(case):
         plots.grid_figure(ex, anchors, pred, grid=4, scales=[9])
     with pytest.raises(ValueError, match="per_figure"):
         plots.grid_figures(ex, anchors, pred, grid=4, per_figure=0)
+
+
+def test_shown_table_is_html_for_the_eye_and_plain_text_for_the_checks():
+    import pandas as pd
+
+    table = pd.DataFrame({"0: person": [0.19801, 0.0], "gt_idx": [1, 0]}, index=pd.Index([6, 7], name="box"))
+    shown = tables.ShownTable(table, "t")
+    assert repr(shown) == table.to_string(float_format=lambda v: f"{v:.4f}") and "0.1980" in repr(shown)
+    html = shown._repr_html_()
+    assert html == tables.ShownTable(table, "t")._repr_html_()  # the same table, the same HTML: nothing random
+    assert 'id="T_t"' in html and ">0.1980<" in html and ">0.19801<" not in html
+    with pytest.raises(ValueError, match="table: expected a pandas DataFrame, got list"):
+        tables.ShownTable([1, 2], "t")

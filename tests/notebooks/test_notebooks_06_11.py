@@ -171,7 +171,8 @@ def test_nb07_positives_and_table4_rows(case):
     assert ints_in_brackets(out[1]) == forced
     assert ints_in_brackets(out[2]) == [a for a in case.pos if a not in forced]
 
-    out = lines(nb, "table4")
+    out = "".join(o.data["text/plain"] for o in tagged(nb, "table4").outputs
+                  if o.output_type == "execute_result").splitlines()  # the table the cell shows, as plain text
     assert out[0].split() == ["gtbbox", "pbbox"] and out[1].split() == ["y0", "x0", "y1", "x1"] * 2 + ["gt_idx", "MAE"]
     rows = [l.split() for l in out[3:]]
     assert [int(r[0]) for r in rows] == case.pos  # exactly the positives, in box order
@@ -309,11 +310,17 @@ def test_box_class_losses_add_up_to_the_loss(synth):
 
 def test_match_modes_figure_shows_each_modes_positives(synth):
     res, other, anchors = synth.res, synth.by_anchors, synth.anchors
-    fig = plots.match_modes_figure(synth.ex, anchors, res, other)
+    fig = plots.match_modes_figure(synth.ex, anchors, res, other, per_object=len(anchors))  # every positive
     left, mid, right = fig.axes
     pos_p = res.match.positive[0].nonzero().flatten().tolist()
     pos_a = other.match.positive[0].nonzero().flatten().tolist()
     assert sorted(drawn(left, "box:")) == pos_p and sorted(drawn(mid, "box:")) == sorted(drawn(right, "box:")) == pos_a
+    few = plots.match_modes_figure(synth.ex, anchors, res, other, per_object=1).axes  # one per object: its best
+    for ax, r in zip(few, (res, other, other)):
+        pos, gt_idx, overlap = r.match.positive[0], r.match.gt_idx[0], r.match.gt_overlap[0]
+        best = {int(g): max((a for a in pos.nonzero().flatten().tolist() if gt_idx[a] == g), key=lambda a: float(overlap[a]))
+                for g in gt_idx[pos].unique()}
+        assert sorted(drawn(ax, "box:")) == sorted(best.values())
     for a in pos_a:
         np.testing.assert_allclose(drawn(mid, "box:")[a], anchors.corners[a].numpy(), atol=1e-6)
         np.testing.assert_allclose(drawn(right, "box:")[a], other.pred_boxes[0, a].detach().numpy(), atol=1e-6)

@@ -187,7 +187,10 @@ def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
     model = load(checkpoint_09)
     with torch.no_grad():
         trained = model.eval()(x)
-    match = ssd_loss(*trained, boxes, labels, anchors, options=model.record.loss_options).match  # as it trained
+    # the followed boxes are chosen without the trained model: the positives of a match on the anchor boxes
+    match = ssd_loss(*trained, boxes, labels, anchors, options=LossOptions.lesson_code()).match
+    still = [torch.zeros_like(t) for t in trained]  # other activations: the same positives
+    assert torch.equal(match.positive, ssd_loss(*still, boxes, labels, anchors, options=LossOptions.lesson_code()).match.positive)
     pos = match.positive[0].nonzero().flatten()
     gt = match.gt_idx[0, pos]
     pred = activations_to_boxes(trained[1], anchors)[0]
@@ -204,7 +207,8 @@ def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
     d = {n: floats(ln)[-1] - floats(ln)[-2] for n, ln in zip(names, lines[1:])}
     sure_closer = {n for n, v in d.items() if v > 1e-3}
     sure_further = {n for n, v in d.items() if v < -1e-3}
-    closer, further = summary.strip("\n").splitlines()
+    mean, closer, further = summary.strip("\n").splitlines()
+    assert mean.startswith("mean IoU with their object: ")
     n_closer = int(re.match(r"closer to their object after training: (\d+) of (\d+) boxes$", closer)[1])
     assert len(sure_closer) <= n_closer <= len(d) - len(sure_further)
     listed = {} if further == "further from it: none" else dict(
@@ -356,3 +360,11 @@ def test_detection_panels_figure_labels_each_detection():
     assert rect.get_xy() == (10.0, 5.0) and (rect.get_width(), rect.get_height()) == (60.0, 35.0)
     with pytest.raises(ValueError):
         plots.detection_panels_figure([img], dets, names)
+    truths = [(torch.tensor([[2.0, 4, 20, 30]]), torch.tensor([7])), (torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))]
+    fig = plots.detection_panels_figure([img, img], dets, names, ncols=2, truths=truths)
+    axes = [ax for ax in fig.axes if ax.images]
+    truth = [p for p in axes[0].patches if p.get_gid() == "truth"]
+    assert len(truth) == 1 and truth[0].get_xy() == (4.0, 2.0) and (truth[0].get_width(), truth[0].get_height()) == (26.0, 18.0)
+    assert not [p for p in axes[1].patches if p.get_gid() == "truth"] and [t.get_text() for t in axes[0].texts] == ["c7 0.80"]
+    with pytest.raises(ValueError, match="2 images but 1 ground truths"):
+        plots.detection_panels_figure([img, img], dets, names, truths=truths[:1])

@@ -20,6 +20,7 @@ from .base import Coalesce, FigureWidget, Frames, animate, display_args, number_
 from .controls import finite_value, value_slider
 
 __all__ = ["FocalWidget"]
+POSITIVE_BOX, BACKGROUND_BOX = "tab:orange", "#9a9a9a"  # as in the box-by-box figure of notebook 06 (box_loss_figure)
 
 FLOOR = 1e-7  # losses below this are drawn on the bottom edge of the log scale
 GAMMA_RANGE = (0.0, 5.0)  # the gamma slider's: from BCE (0) to well past the paper's best (2)
@@ -29,7 +30,7 @@ GAMMA_RANGE = (0.0, 5.0)  # the gamma slider's: from BCE (0) to well past the pa
 class FocalWidget(FigureWidget):
     """Focal loss's ``gamma`` and ``alpha``: each box's loss against its BCE, and which boxes dominate.
 
-    Left: one dot per box, its BCE (x) against its focal loss (y), positives coloured, background grey
+    Left: one dot per box, its BCE (x) against its focal loss (y), positives orange, background grey
     (gamma 0 and alpha 0.5 put every dot on the line y = x / 2). Right: the share of the whole loss
     carried by the largest boxes, BCE and focal. Every number is :func:`~ssd_lesson.core.loss.classification_loss`
     run on one box at a time; ``.total`` equals ``ssd_loss(..., classification="focal")``'s.
@@ -95,15 +96,15 @@ class FocalWidget(FigureWidget):
         ax.set_xlabel("BCE per box", fontsize=8)
         ax.set_ylabel("focal loss per box", fontsize=8)
         ax.tick_params(labelsize=7)
-        self.dots = [ax.scatter(self.bce[~pos], self.bce[~pos], s=9, color=plots.BG_COLOR, label="background"),
-                     ax.scatter(self.bce[pos], self.bce[pos], s=18, color=plots.BOX_COLORS[0], label="object")]
+        self.dots = [ax.scatter(self.bce[~pos], self.bce[~pos], s=9, color=BACKGROUND_BOX, label="background box"),
+                     ax.scatter(self.bce[pos], self.bce[pos], s=18, color=POSITIVE_BOX, label="positive box")]
         ax.legend(fontsize=7, loc="upper left")
         n = np.arange(1, len(self.bce) + 1)
         s = self.share_ax
         s.plot(n, np.cumsum(np.sort(self.bce)[::-1]) / self.bce.sum(), color="0.3", lw=1.4, label="BCE")
         (self.focal_line,) = s.plot(n, n * 0.0, color=plots.BOX_COLORS[3], lw=1.6, label="focal")
         s.set(xscale="log", xlim=(1, len(n)), ylim=(0, 1.02))
-        s.set_xlabel("the largest boxes (how many)", fontsize=8)
+        s.set_xlabel("boxes, the largest loss first (how many)", fontsize=8)
         s.set_ylabel("share of the loss", fontsize=8)
         s.tick_params(labelsize=7)
         s.legend(fontsize=7, loc="lower right")
@@ -127,11 +128,11 @@ class FocalWidget(FigureWidget):
         self.bce_positive_share = float(self.bce[pos].sum() / self.bce_total)
         self.ax.set_title(f"gamma {g:.2f}, alpha {a:.2f}: focal {self.total:.4f} vs BCE {self.bce_total:.4f}",
                           fontsize=9)
-        self.share_ax.set_title(f"10 largest boxes: {100 * self.top10_share:.0f} % of focal, "
+        self.share_ax.set_title(f"the 10 boxes with the largest loss: {100 * self.top10_share:.0f} % of focal, "
                                 f"{100 * self.bce_top10_share:.0f} % of BCE", fontsize=9)
-        top = ", ".join(f"{b} ({'object' if pos[b] else 'background'} {100 * self.focal[b] / max(self.total, 1e-300):.1f} %)"
+        top = ", ".join(f"{b} ({'positive' if pos[b] else 'background'} {100 * self.focal[b] / max(self.total, 1e-300):.1f} %)"
                         for b in self.top)
-        self.readout.value = (f"focal <b>{self.total:.4f}</b> (BCE {self.bce_total:.4f}); objects carry "
+        self.readout.value = (f"focal <b>{self.total:.4f}</b> (BCE {self.bce_total:.4f}); positive boxes carry "
                               f"{100 * self.positive_share:.1f} % of focal, {100 * self.bce_positive_share:.1f} % of BCE"
-                              f"<br><small>largest boxes under focal: {top}</small>")
+                              f"<br><small>the boxes with the largest focal loss: {top}</small>")
         self.frames.show(self.image)

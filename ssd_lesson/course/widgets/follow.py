@@ -28,6 +28,7 @@ from .base import (MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate, displa
                    pixel_size)
 
 __all__ = ["Followed", "FollowBox", "follow_box", "follow_box_figure", "follow_box_text", "nearest_outline"]
+ARROW = 0.05  # the gradient arrows' longest side, as a fraction of the image side: a direction, not a distance
 
 
 @dataclass
@@ -206,16 +207,19 @@ def _draw_followed(ax: Any, bars: Any, f: Followed, scene: Any, gt_drawn: bool =
     plots.draw_box(ax, f.anchor_box, "black", lw=3.0)
     plots.draw_box(ax, f.anchor_box, "white", lw=1.6, ls="--")
     c = plots.BOX_COLORS[0] if f.positive else plots.BG_COLOR
-    plots.draw_box(ax, f.pred_box, c, f"{f.index}: {f.target_name}", lw=2.4, fontsize=7, gid=f"box:{f.index}")
+    plots.draw_box(ax, f.pred_box, "white", lw=5.0)  # a white edge: the box stands out from any photo, grey ones too
+    plots.draw_box(ax, f.pred_box, c, f"{f.index}: {f.target_name}", lw=2.6, fontsize=7, gid=f"box:{f.index}")
     y0, x0, y1, x1 = f.pred_box
     g = np.array(f.grad)
-    scale = 0.12 / max(float(np.abs(g).max()), 1e-12)  # the largest push drawn 0.12 of the image long
-    for (y, x), (gy, gx) in (((y0, x0), (g[0], g[1])), ((y0, x1), (g[0], g[3])), ((y1, x0), (g[2], g[1])),
-                             ((y1, x1), (g[2], g[3]))):
-        ax.annotate("", (x - scale * gx, y - scale * gy), (x, y), gid="grad",
-                    arrowprops=dict(arrowstyle="-|>", color="#00e5ff", lw=1.6, shrinkA=0, shrinkB=0))
+    # The two corners that make the box, (y0, x0) and (y1, x1); each arrow gives the direction of -gradient
+    # only, at most ARROW long, so that its tip is not taken for where the corner should go.
+    scale = ARROW / max(float(np.abs(g).max()), 1e-12)
+    for (y, x), (gy, gx) in (((y0, x0), (g[0], g[1])), ((y1, x1), (g[2], g[3]))):
+        if gy or gx:
+            ax.annotate("", (x - scale * gx, y - scale * gy), (x, y), gid="grad",
+                        arrowprops=dict(arrowstyle="-|>", color="#00e5ff", lw=1.8, shrinkA=0, shrinkB=0))
     ax.set_title(f"box {f.index}: {i.grid}x{i.grid} cell ({i.row}, {i.col}), scale {i.scale}\n"
-                 "dashed white: anchor; arrows: -gradient", fontsize=7.5)
+                 "dashed white: anchor; arrows: direction of -gradient", fontsize=7.5)
     colors = [plots.GT_COLORS[k % len(plots.GT_COLORS)] for k in range(len(f.ious))]
     bars.barh(range(len(f.ious)), f.ious, color=colors)
     note = "forced: gt_overlap 1.99" if f.forced else f"gt_overlap {f.gt_overlap:.3f}"

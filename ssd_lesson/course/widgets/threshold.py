@@ -24,6 +24,9 @@ from .base import MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate, display
 
 __all__ = ["ThresholdWidget"]
 
+GT_LW, GT_ZORDER = 2.6, 2.5  # the ground truth: thicker than the positives and above them (labels stay on top)
+POSITIVE_ALPHA = 0.55  # the positives' outlines: where dozens overlap, each line still shows through the others
+
 
 class ThresholdWidget(FigureWidget):
     """The IoU threshold as a slider: the positive boxes, the count and the losses follow it.
@@ -160,8 +163,12 @@ class ThresholdWidget(FigureWidget):
         ax, scene = self.ax, self.scene
         plots.show_image(ax, scene.image, self.margin)
         ax.set_facecolor(MARGIN_COLOR)
-        for i, box in enumerate(scene.boxes):
-            plots.draw_box(ax, box, plots.GT_COLORS[i % len(plots.GT_COLORS)], lw=1.3, ls="--", gid=f"gt:{i}")
+        for i, box in enumerate(scene.boxes):  # on top of the positives, over a white line: seen however many
+            halo, _ = plots.draw_box(ax, box, "white", lw=GT_LW + 2, gid=f"gt-halo:{i}")
+            truth, _ = plots.draw_box(ax, box, plots.GT_COLORS[i % len(plots.GT_COLORS)], lw=GT_LW, ls="--", gid=f"gt:{i}")
+            halo.set_zorder(GT_ZORDER)
+            truth.set_zorder(GT_ZORDER + 0.1)
+            animate(halo, truth)
         gt_idx, forced = r.match.gt_idx[0].tolist(), (r.match.gt_overlap[0] == FORCED_OVERLAP).tolist()
         overlap = r.match.gt_overlap[0].tolist()
         self.box_artists = {}
@@ -170,8 +177,9 @@ class ThresholdWidget(FigureWidget):
             star = "*" if forced[a] else ""
             self.box_artists[a] = plots.draw_box(
                 ax, r.pred_boxes[0, a].tolist(), plots.GT_COLORS[g % len(plots.GT_COLORS)],
-                f"{a}: {scene.class_names[int(scene.labels[g])]}{star}", lw=2.4, fontsize=7, gid=f"box:{a}",
+                f"{a}: {scene.class_names[int(scene.labels[g])]}{star}", lw=1.6, fontsize=7, gid=f"box:{a}",
                 priority=overlap[a], drop_label_if_crowded=True)
+            self.box_artists[a][0].set_alpha(POSITIVE_ALPHA)  # the outline only: crowded boxes stay apart, labels stay dark
             animate(*self.box_artists[a])
         animate(placer_for(ax), ax.title)
 
