@@ -96,7 +96,8 @@ def execute_series(out_dir: Optional[Path], html_dir: Optional[Path] = None, inp
     stems, executed = [p.stem for p in paths], []
     bar = progress_bar(paths)
     for path in bar:
-        bar.comment = f"running {path.stem}"  # a notebook can take minutes: say which one
+        bar.comment = f"running {path.stem}"  # a notebook can take minutes: say which one, now
+        bar.update(len(times))
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()
         _execute(nb, path, timeout, done=list(times), out=path.parent if inplace else out_dir)
