@@ -72,7 +72,7 @@ def _mine_cases() -> list[Case]:
         no_objects,
         _case("fewer negatives than 3 per positive: all of them are kept", g, 6, [[0, 3]], 3.0, hard_positives=True),
         _case("the lesson's 189 boxes, one negative per positive", g, 189, [[7, 40, 41, 120, 150], [3, 99]], 1.0),
-        _case("neg_pos_ratio 0: no negative counts", g, 10, [[1, 2]], 0.0),
+        _case("three images, two negatives per positive", g, 10, [[1, 2], [0], [5, 6, 8]], 2.0),
     ]
 
 
