@@ -113,7 +113,6 @@ class MiningWidget(FigureWidget):
         n_pos = int(self.positive.sum())
         self.rank_ax.set_title(f"neg_pos_ratio {self.neg_pos_ratio:g}: {self.n_kept} of {len(self.order)} negatives "
                                f"kept ({n_pos} positives)", fontsize=9)
-        share = float(self.box_loss[self.kept].sum() / max(self.box_loss[~self.positive].sum(), 1e-300))
-        self.readout.value = (f"classification loss <b>{self.classification:.4f}</b>; the kept negatives carry "
-                              f"{100 * share:.1f} % of all negatives' loss")
+        self.readout.value = (f"classification loss <b>{self.classification:.4f}</b> (the positives and the "
+                              f"{self.n_kept} kept negatives)")
         self.frames.show(self.image)
