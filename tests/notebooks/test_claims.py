@@ -151,6 +151,8 @@ FACTS = {  # number -> where it comes from
     "0.2": "a recall level", "0.55": "COCO IoU", "0.95": "COCO IoU", "101": "COCO recall levels",
     "160": "collage training images (CHECKED)", "40": "collage validation images (CHECKED)",
     "200": "collage images (CHECKED)", "5,011": "VOC2007 trainval images",
+    "2016": "the SSD paper's year", "2.2": "the SSD paper's section on training",
+    "8732": "SSD300's anchor boxes (test_12_the_numbers_its_sentences_state)",
 }
 CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it against the output
     ("06", "the few positives carry most of the loss"): "test_06_who_carries_the_classification_loss",
@@ -167,6 +169,12 @@ CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it a
     ("02", "plus a sliver of 0.02 of the image side"): "test_constants_the_prose_names",
     ("08", "down to a hundred-thousandth of the largest gradient"): "test_constants_the_prose_names",
     ("10", "has learnt those photographs more than it has learnt"): "test_10_photos_it_never_saw_score_lower",
+    ("12", "BCE over the 20 classes, background dropped"): "test_12_the_numbers_its_sentences_state",
+    ("12", "the lesson's 189, SSD300's 8732"): "test_12_the_numbers_its_sentences_state",
+    ("12", "A stricter threshold leaves fewer positives"): "test_12_the_table_and_what_the_sentences_say_of_it",
+    ("12", "A softmax loss asks every negative"): "test_12_the_table_and_what_the_sentences_say_of_it",
+    ("12", "smooth L1 is never above L1"): "test_12_the_table_and_what_the_sentences_say_of_it",
+    ("12", "The hardest negatives sit on the objects"): "test_12_the_table_and_what_the_sentences_say_of_it",
 }
 TEXT = {  # (notebook, fragment): about the method, the article or the library, not about an output
     ("03", "There tanh's slope is nearly 0"), ("04", "Move and resize the red box against ground-truth box 0"), ("05", "Step 2 is a"),
@@ -191,6 +199,9 @@ TEXT = {  # (notebook, fragment): about the method, the article or the library, 
     ("10", "uses **11-point interpolation**"), ("10", "Looking to the right smooths"),
     ("11", "Drawn over the image: on the left"), ("08", "An object with more than four positives shows four of them"),
     ("11", "Matching on anchor boxes (the lesson's code"), ("11", "Early in training the predicted boxes"),
+    ("12", "A learner who moves on to either meets"), ("12", "the classification loss they make, as"),
+    ("12", "negatives of highest loss (all of its negatives if it has fewer)"),
+    ("12", "Summed, their small losses outweigh"), ("12", "Smooth L1 is quadratic near zero"),
 }
 NUMBER = re.compile(r"(?<![\w.])[-−+]?\d+(?:[.,]\d+)*(?:[×x]\d+)?%?(?!\w)")
 DIRECTION = re.compile(r"\b(improv\w*|worse|better|rose|rises|risen|fell|falls|dropp?\w*|lower(s|ed)?|higher|grows?|"
