@@ -59,7 +59,8 @@ def evaluate_detections(model, records: Sequence, options: Optional[DecodeOption
     """Run ``model`` on every record's image and gather its detections and the ground truth.
 
     ``options``: how to decode (default: those the model's checkpoint measured its mAP with,
-    ``model.record.decode_options``, else ``DecodeOptions()``; a low score threshold, as AP
+    :func:`~ssd_lesson.model.infer.model_decode_options`: ``model.record.decode_options``, else
+    ``DecodeOptions()``; a low score threshold, as AP
     rewards low-scored hits ranked below the rest). Images are read with :func:`ssd_lesson.data.transforms.load_image`, ``batch_size`` at a time, and
     resized for the model by :func:`ssd_lesson.model.infer.predict`, which gives the boxes back in
     pixels of each image. ``progress``: a fastprogress bar over the images.
@@ -67,13 +68,12 @@ def evaluate_detections(model, records: Sequence, options: Optional[DecodeOption
     from fastprogress.fastprogress import progress_bar
 
     from ..data.transforms import load_image
-    from .infer import predict
+    from .infer import model_decode_options, predict
 
     if len(records) == 0:
         raise ValueError("evaluate_detections: no records to evaluate")
     if options is None:
-        record = getattr(model, "record", None)
-        options = record.decode_options if record is not None else DecodeOptions()
+        options = model_decode_options(model)
     elif not isinstance(options, DecodeOptions):
         raise TypeError(f"evaluate_detections: options must be a DecodeOptions, got {type(options).__name__}")
     anchors = make_anchors(model.spec).to(next(model.parameters()).device)  # once, not per batch

@@ -25,7 +25,7 @@ from ..core.anchors import Anchors, activations_to_boxes, make_anchors
 from ..core.boxes import YX_TO_XY
 from ..core.options import DecodeOptions
 
-__all__ = ["Detections", "decode", "prepare_images", "predict"]
+__all__ = ["Detections", "decode", "model_decode_options", "prepare_images", "predict"]
 
 
 class Detections(NamedTuple):
@@ -153,6 +153,14 @@ def prepare_images(images: Any, size: int, *, normalized: Optional[bool] = None)
     return x.float(), hw
 
 
+def model_decode_options(model: torch.nn.Module) -> DecodeOptions:
+    """How ``model``'s activations are read: the :class:`DecodeOptions` its checkpoint's record measured its
+    mAP with (``model.record.decode_options``: its loss's box coding and class scores,
+    :meth:`DecodeOptions.for_loss`), else ``DecodeOptions()``, the lesson's."""
+    record = getattr(model, "record", None)
+    return record.decode_options if record is not None else DecodeOptions()
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: Any, anchors: Optional[Anchors] = None, *,
             options: Optional[DecodeOptions] = None, score_threshold: Optional[float] = None,
@@ -163,11 +171,17 @@ def predict(model: torch.nn.Module, images: Any, anchors: Optional[Anchors] = No
     ``images``: see :func:`prepare_images` (which dtypes mean what, and ``normalized``); any
     size (resized to the model's); an empty list gives an empty list. ``anchors`` default to
     the model's spec (made once per call: pass them when calling batch after batch). ``options``
-    or the keywords: as :func:`decode`. Returns one :class:`Detections` per image with boxes
+    or the keywords: as :func:`decode`, but over the model's own decoding
+    (:func:`model_decode_options`: a model trained with the SSD paper's loss is read with its
+    log-space offsets and softmax scores). Returns one :class:`Detections` per image with boxes
     ``(y0, x0, y1, x1)`` in pixels of that input image.
     """
-    options = DecodeOptions.resolve(options, "predict", score_threshold=score_threshold, nms_iou=nms_iou,
-                                    max_per_image=max_per_image)
+    given = {k: v for k, v in dict(score_threshold=score_threshold, nms_iou=nms_iou,
+                                   max_per_image=max_per_image).items() if v is not None}
+    if options is None:  # the keywords change the model's own decoding, never its coding or scores
+        options = model_decode_options(model).replace(**given)
+    else:
+        options = DecodeOptions.resolve(options, "predict", **given)
     if isinstance(images, (list, tuple)) and len(images) == 0:
         return []
     anchors = make_anchors(model.spec) if anchors is None else anchors

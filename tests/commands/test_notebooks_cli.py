@@ -10,8 +10,8 @@ from ssd_lesson.commands.notebooks import NOTEBOOK_DIR, execute_series, notebook
 
 def test_series_is_numbered_and_complete():
     names = [p.name for p in series()]
-    assert names == sorted(names) and len(names) == 11
-    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(1, 12)]
+    assert names == sorted(names) and len(names) == 12
+    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(1, 13)]
 
 
 def test_listing_without_execute(capsys):

@@ -16,6 +16,7 @@ from ssd_lesson.drawing import tables
 from ssd_lesson.course.exercises import EXERCISES, check, solve
 from ssd_lesson.course.exercises.questions import _same
 from ssd_lesson.course.lesson import start_lesson
+from ssd_lesson.course.paper_steps import paper_steps_options
 
 # Not the unit tier: the exercises' answers are computed from the lesson's model, which builds fastai's body.
 pytestmark = pytest.mark.fastai
@@ -28,6 +29,7 @@ def contexts():
     ex, anchors, cl, ba, gb, gl = start_lesson(verbose=False)
     res = ssd_loss(cl, ba, gb, gl, anchors)
     by_anchors = ssd_loss(cl, ba, gb, gl, anchors, match_on="anchors")
+    mined = ssd_loss(cl, ba, gb, gl, anchors, options=paper_steps_options()[3][1])  # notebook 12: softmax, 3 per positive
     shares = tables.box_class_losses(cl, res)
     first_positive = int(res.match.positive[0].nonzero()[0])
     learn = SimpleNamespace(recorder=SimpleNamespace(lrs=[3e-3 / 25, 2e-3, 3e-3, 1e-5]))  # fastai's Recorder.lrs
@@ -43,6 +45,7 @@ def contexts():
         "09.images_seen": dict(n_images=160, bs=16, epochs=2), "09.first_lr": dict(learn=learn),
         "10.after_nms": dict(class_logits=cl, box_actns=ba, anchors=anchors), "10.iou_for_match": dict(),
         "11.anchor_iou": dict(by_anchors=by_anchors, box=150, gt=0), "11.lower": dict(by_predictions=res, by_anchors=by_anchors),
+        "12.kept_at_04": dict(lesson=by_anchors, neg_pos_ratio=3), "12.kept_share": dict(class_logits=cl, mined=mined),
     }
 
 
@@ -115,6 +118,20 @@ def test_checker_marks_right_wrong_and_unanswered(name, contexts, capsys):
 #: An operation spelled out: an equation, a product or quotient with a number or a bracket, "times 224",
 #: "divided by 4", a sum with a number.
 FORMULA = re.compile(r"=|\s[x×*/]\s*[\d(]|\btimes\s+\d|\bdivided? (?:by|the)\b.*?\d|[+-]\s*\d")
+
+
+def test_the_mining_answers_are_what_a_learner_computes(contexts):
+    lesson = contexts["12.kept_at_04"]["lesson"]
+    n = int(lesson.match.positive.sum())
+    assert n == 19 and solve("12.kept_at_04", **contexts["12.kept_at_04"]) == min(3 * n, 189 - n) == 57
+    mined, logits = contexts["12.kept_share"]["mined"], contexts["12.kept_share"]["class_logits"][0].double()
+    assert mined.options.neg_pos_ratio == 3 and mined.options.classification == "softmax"
+    per_box = torch.logsumexp(logits, dim=-1) - logits.gather(1, mined.target_labels[0][:, None]).squeeze(1)
+    negatives = (~mined.match.positive[0]).nonzero().flatten().tolist()
+    hardest = sorted(negatives, key=lambda a: -float(per_box[a]))[:3 * int(mined.match.positive.sum())]
+    share = float(per_box[hardest].sum() / per_box[negatives].sum())
+    assert solve("12.kept_share", **contexts["12.kept_share"]) == pytest.approx(share, abs=1e-9)
+    assert 0.3 < share < 0.7  # a few boxes carry a large part of the background's loss
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))

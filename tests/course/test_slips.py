@@ -143,6 +143,27 @@ def _targets(anchor_boxes, gt_boxes, gt_labels, background=20, forced=True, thre
     return out.float() if as_float else out
 
 
+# ---- 12: hard negative mining ------------------------------------------------------------------------------------
+
+def _mine(box_loss, positive, ratio, among_positives=False, exclude_after=False, ascending=False, whole_batch=False,
+          per_image_count=False, with_positives=False, as_index=False):
+    """A learner's mining with plain Python lists: rank, then keep the first n."""
+    kept = torch.zeros_like(positive)
+    images = [(None, box_loss.flatten(), positive.flatten())] if whole_batch else \
+        [(b, box_loss[b], positive[b]) for b in range(box_loss.shape[0])]
+    for b, loss, pos in images:
+        n = int(ratio) if per_image_count else int(ratio * int(pos.sum()))
+        pool = range(len(loss)) if among_positives or exclude_after else [i for i in range(len(loss)) if not pos[i]]
+        ranked = sorted(pool, key=lambda i: float(loss[i]), reverse=not ascending)[:n]
+        chosen = [i for i in ranked if not (exclude_after and pos[i])]
+        flat = kept.view(-1) if b is None else kept[b]
+        flat[chosen] = True
+    if with_positives:
+        kept |= positive
+    return kept.nonzero() if as_index else kept
+
+
+
 SLIPS = [  # (exercise, learner's wrong function, words its message must contain)
     ("02.anchor_boxes", lambda *a: _anchors(*a, xy=True), "(x, y) where the lesson has (y, x)"),
     ("02.anchor_boxes", lambda *a: _anchors(*a, scale=224.0), "Looks like pixels"),
@@ -211,6 +232,14 @@ SLIPS = [  # (exercise, learner's wrong function, words its message must contain
     ("11.anchor_targets", lambda *a: _targets(*a, give_idx=True), "objects' indices (gt_idx)"),
     ("11.anchor_targets", lambda *a: _targets(*a, as_float=True), "should be an integer tensor (torch.int64), yours is "
                                                                   "a tensor of torch.float32"),
+    ("12.mine", lambda *a: _mine(*a, among_positives=True), "Some positives are among the boxes you kept"),
+    ("12.mine", lambda *a: _mine(*a, ascending=True), "You kept the easiest negatives"),
+    ("12.mine", lambda *a: _mine(*a, whole_batch=True), "the whole batch's positives"),
+    ("12.mine", lambda *a: _mine(*a, exclude_after=True), "dropped the positives afterwards"),
+    ("12.mine", lambda *a: _mine(*a, per_image_count=True), "You kept neg_pos_ratio negatives per image"),
+    ("12.mine", lambda *a: _mine(*a, with_positives=True), "You returned the positives too"),
+    ("12.mine", lambda box_loss, positive, ratio: ~positive, "You kept every negative"),
+    ("12.mine", lambda *a: _mine(*a, as_index=True), "should be a bool tensor (torch.bool), yours is"),
 ]
 
 

@@ -159,6 +159,8 @@ FACTS = {  # number -> where it comes from
     "0.2": "a recall level", "0.55": "COCO IoU", "0.95": "COCO IoU", "101": "COCO recall levels",
     "160": "collage training images (CHECKED)", "40": "collage validation images (CHECKED)",
     "200": "collage images (CHECKED)", "5,011": "VOC2007 trainval images",
+    "2016": "the SSD paper's year", "2.2": "the SSD paper's section on training",
+    "8732": "SSD300's anchor boxes (test_12_the_numbers_its_sentences_state)",
 }
 CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it against the output
     ("06", "the few positives carry most of the loss"): "test_06_who_carries_the_classification_loss",
@@ -176,6 +178,12 @@ CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it a
     ("11", "The mean regression loss hardly moves"): "test_11_the_classification_loss_is_the_one_that_moves",
     ("08", "down to a hundred-thousandth of the largest gradient"): "test_constants_the_prose_names",
     ("10", "has learnt those photographs more than it has learnt"): "test_10_photos_it_never_saw_score_lower",
+    ("12", "BCE over the 20 classes, background dropped"): "test_12_the_numbers_its_sentences_state",
+    ("12", "the lesson's 189, SSD300's 8732"): "test_12_the_numbers_its_sentences_state",
+    ("12", "A stricter threshold leaves fewer positives"): "test_12_the_table_and_what_the_sentences_say_of_it",
+    ("12", "A softmax loss asks every negative"): "test_12_the_table_and_what_the_sentences_say_of_it",
+    ("12", "smooth L1 is never above L1"): "test_12_the_table_and_what_the_sentences_say_of_it",
+    ("12", "The hardest negatives sit on the objects"): "test_12_the_table_and_what_the_sentences_say_of_it",
 }
 TEXT = {  # (notebook, fragment): about the method, the article or the library, not about an output
     ("03", "There tanh's slope is nearly 0"), ("04", "Move and resize the red box against ground-truth box 0"), ("05", "Step 2 is a"),
@@ -202,6 +210,9 @@ TEXT = {  # (notebook, fragment): about the method, the article or the library, 
     ("10", "uses **11-point interpolation**"), ("10", "Looking to the right smooths"),
     ("11", "Drawn over the image: on the left"), ("08", "An object with more than four positives shows four of them"),
     ("11", "Matching on anchor boxes (the lesson's code"), ("11", "Early in training the predicted boxes"),
+    ("12", "A learner who moves on to either meets"), ("12", "the classification loss they make, as"),
+    ("12", "negatives of highest loss (all of its negatives if it has fewer)"),
+    ("12", "Summed, their small losses outweigh"), ("12", "Smooth L1 is quadratic near zero"),
 }
 NUMBER = re.compile(r"(?<![\w.])[-−+]?\d+(?:[.,]\d+)*(?:[×x]\d+)?%?(?!\w)")
 DIRECTION = re.compile(r"\b(improv\w*|worse|better|rose|rises|risen|fell|falls|dropp?\w*|lower(s|ed)?|higher|grows?|"
@@ -324,3 +335,43 @@ def test_10_photos_it_never_saw_score_lower():
     for cls, d in falls.items():
         assert d == pytest.approx(table[cls][1] - table[cls][0], abs=1.5e-3), cls
     assert table["mean"][1] < table["mean"][0] and falls["person"] == min(falls.values()) and falls["person"] < -0.1
+
+
+def test_12_the_numbers_its_sentences_state(lesson):
+    """12's prose: the lesson's 189 boxes and SSD300's 8732, the 20 classes and 21 columns, the thresholds 0.4 and
+    0.5, 3 hard negatives per positive, smooth L1 with beta 1, the tanh box's half a cell and 0.5 to 1.5 times."""
+    from ssd_lesson import AnchorSpec, LossOptions, make_anchors
+    from ssd_lesson.core.options import PAPER_IOU_THRESHOLD, PAPER_NEG_POS_RATIO
+    from ssd_lesson.data.voc import VOC_CLASSES
+
+    text = "\n".join(c.source for c in read("12_ssd_paper_loss").cells if c.cell_type == "markdown")
+    for words in ("the lesson's 189, SSD300's 8732", "BCE over the 20 classes", "the 21 columns", "IoU above 0.4",
+                  "at least 0.5", "hardest 3 per positive", "below an error of 1", "0.5 to 1.5 times"):
+        assert words in text, words
+    assert len(lesson["anchors"]) == 189 and len(make_anchors(AnchorSpec.ssd300())) == 8732
+    assert len(VOC_CLASSES) == 20 and lesson["cl"].shape[-1] == 21
+    assert (IOU_THRESHOLD, PAPER_IOU_THRESHOLD, PAPER_NEG_POS_RATIO) == (0.4, 0.5, 3.0)
+    assert LossOptions.ssd_paper().smooth_l1_beta == 1.0
+
+
+def test_12_the_table_and_what_the_sentences_say_of_it(lesson):
+    """12: fewer positives at >= 0.5; softmax the largest jump; mining cuts the loss by less than the count of
+    negatives; smooth L1 below L1; the normalisation divides the classification by the positives and multiplies
+    the mean regression by 4; every kept negative overlaps an object by less than 0.5."""
+    from ssd_lesson.course.paper_steps import paper_steps_options, paper_steps_table
+
+    table = paper_steps_table(lesson["cl"], lesson["ba"], lesson["gb"], lesson["gl"], lesson["anchors"])
+    printed = stdout(tagged(read("12_ssd_paper_loss"), "paper-steps"))
+    assert printed.strip() == table.to_string(float_format=lambda v: f"{v:.4f}").strip()
+    row = table.reset_index(drop=True)
+    assert row.positives[1] < row.positives[0]
+    jumps = (row.total[1:].to_numpy() / row.total[:-1].to_numpy())
+    assert jumps.argmax() == 1 and jumps.max() > 10  # softmax with background, the third row
+    assert 1 > row.classification[3] / row.classification[2] > row["negatives counted"][3] / row["negatives counted"][2]
+    assert row.regression[5] < row.regression[4]
+    assert row.classification[5] / row.classification[6] == pytest.approx(row.positives[6])
+    assert row.regression[6] / row.regression[5] == pytest.approx(4.0)
+    mined = ssd_loss(lesson["cl"], lesson["ba"], lesson["gb"], lesson["gl"], lesson["anchors"],
+                     options=paper_steps_options()[3][1])
+    best = mined.ious[0].max(dim=-1).values[mined.counted_negatives[0]]
+    assert bool((best > 0).all() and (best < 0.5).all() and (best > 0.4).any())

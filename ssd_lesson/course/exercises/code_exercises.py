@@ -1,7 +1,7 @@
 """The checker of the "your turn" cells: the learner writes one step of the loss as a function.
 
 ``check_code(name, fn)`` runs ``fn`` on the exercise's seeded random cases and edge cases
-(:mod:`.box_cases`, :mod:`.loss_cases`), each call on fresh copies of the inputs and within a time limit
+(:mod:`.box_cases`, :mod:`.loss_cases`, :mod:`.mining_cases`), each call on fresh copies of the inputs and within a time limit
 (:mod:`.learner_call`), compares each result with the library's on the learner's device (:mod:`.results`),
 and prints one line:
 
@@ -28,6 +28,7 @@ from .box_cases import ANCHORS, DECODE, IOU, MATCH
 from .cases import Case, CodeExercise
 from . import learner_call
 from .loss_cases import ANCHOR_TARGETS, BCE, GRAD, L1
+from .mining_cases import MINE
 from .results import Unreadable, agree, describe_difference, read_outputs, show
 
 __all__ = ["check_code", "run_cases", "CODE_EXERCISES"]
@@ -35,7 +36,7 @@ __all__ = ["check_code", "run_cases", "CODE_EXERCISES"]
 #: The code exercises by name, in the order of the notebooks.
 CODE_EXERCISES: dict[str, CodeExercise] = {
     "02.anchor_boxes": ANCHORS, "03.decode_box": DECODE, "04.iou_one_box": IOU, "05.match": MATCH, "06.bce": BCE,
-    "07.l1": L1, "08.grad": GRAD, "11.anchor_targets": ANCHOR_TARGETS,
+    "07.l1": L1, "08.grad": GRAD, "11.anchor_targets": ANCHOR_TARGETS, "12.mine": MINE,
 }
 
 def _reference(ex: CodeExercise, case: Case, fn: Callable[..., Any]) -> Optional[tuple[Tensor, ...]]:

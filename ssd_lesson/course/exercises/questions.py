@@ -16,6 +16,7 @@ import torch
 from ...core.anchors import activations_to_boxes
 from ...model.infer import decode
 from ...core.matching import FORCED_OVERLAP
+from ...core.mining import box_classification_loss
 from .code_exercises import CODE_EXERCISES, check_code
 
 __all__ = ["EXERCISES", "Exercise", "check", "solve"]
@@ -144,7 +145,24 @@ EXERCISES: dict[str, Exercise] = {
         # (b) names the last step's matching (predictions, notebook 09); were anchors lower, that would be chance
         lambda by_predictions, by_anchors: ("predictions", "b") if float(by_predictions.classification[0])
         < float(by_anchors.classification[0]) else ("anchors", "c")),
+    "12.kept_at_04": Exercise(
+        "the lesson's matching gives the table's first-row positives; mining keeps neg_pos_ratio per positive, "
+        "but no more negatives than the image has",
+        "mining keeps min(ratio * positives, negatives): the other negatives' loss no longer counts",
+        lambda lesson, neg_pos_ratio: min(int(neg_pos_ratio * int(lesson.match.positive[0].sum())),
+                                          int((~lesson.match.positive[0]).sum()))),
+    "12.kept_share": Exercise(
+        "box_classification_loss(class_logits, mined.target_labels, 'softmax') is each box's loss; sum it over "
+        "mined.counted_negatives and over every negative (~mined.match.positive), then divide",
+        "the few hardest negatives carry much of the background's loss: the rest are easy, confident boxes",
+        lambda class_logits, mined: float(_share_of_kept(class_logits, mined)), 1e-3),
 }
+
+
+def _share_of_kept(class_logits: torch.Tensor, mined: Any) -> torch.Tensor:
+    """The kept negatives' share of all negatives' softmax loss, over the batch."""
+    losses = box_classification_loss(class_logits.double(), mined.target_labels, "softmax")
+    return losses[mined.counted_negatives].sum() / losses[~mined.match.positive].sum()
 
 
 def solve(name: str, **context: Any) -> Any:

@@ -16,7 +16,7 @@ __all__ = ["STUBS", "SOLUTIONS", "FUNCTION_NAMES", "cell_source", "fill_solution
 FUNCTION_NAMES = {
     "02.anchor_boxes": "my_anchor_boxes", "03.decode_box": "my_decode", "04.iou_one_box": "my_iou",
     "05.match": "my_match", "06.bce": "my_bce", "07.l1": "my_l1", "08.grad": "my_grad",
-    "11.anchor_targets": "my_anchor_targets",
+    "11.anchor_targets": "my_anchor_targets", "12.mine": "my_hard_negatives",
 }
 
 STUBS = {
@@ -58,6 +58,11 @@ def my_grad(pred, target, positive):
 def my_anchor_targets(anchor_boxes, gt_boxes, gt_labels):
     """anchor_boxes: (A, 4); gt_boxes: (G, 4); gt_labels: (G,) int64.
     Return (A,) int64 target classes, matching on the anchor boxes; 20 = background."""
+    ...  # your code here''',
+    "12.mine": '''\
+def my_hard_negatives(box_loss, positive, neg_pos_ratio):
+    """box_loss: (B, A) each box's classification loss; positive: (B, A) bool; neg_pos_ratio: a number.
+    Return (B, A) bool: in each image, its neg_pos_ratio * n_positives negatives of highest loss."""
     ...  # your code here''',
 }
 
@@ -134,6 +139,16 @@ def my_anchor_targets(anchor_boxes, gt_boxes, gt_labels):
     match = match_boxes(ious[None], torch.ones(1, len(gt_boxes), dtype=torch.bool))
     labels = gt_labels[match.gt_idx[0]] if len(gt_boxes) else torch.zeros(len(anchor_boxes), dtype=torch.int64)
     return torch.where(match.positive[0], labels, 20)''',
+    "12.mine": '''\
+def my_hard_negatives(box_loss, positive, neg_pos_ratio):
+    """box_loss: (B, A) each box's classification loss; positive: (B, A) bool; neg_pos_ratio: a number.
+    Return (B, A) bool: in each image, its neg_pos_ratio * n_positives negatives of highest loss."""
+    kept = torch.zeros_like(positive)
+    for b in range(box_loss.shape[0]):  # one image at a time
+        n_keep = int(neg_pos_ratio * positive[b].sum())
+        loss = box_loss[b].masked_fill(positive[b], float("-inf"))  # positives rank last
+        kept[b, loss.argsort(descending=True)[:n_keep]] = True
+    return kept & ~positive  # fewer negatives than n_keep: the positives were reached, drop them''',
 }
 
 

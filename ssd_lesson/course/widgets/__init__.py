@@ -13,6 +13,7 @@ widget                 what it shows                                            
 ``FocalWidget``        focal loss's gamma and alpha                               06
 ``FollowBox``          one box from its anchor to its loss and gradient           08
 ``DetectionWidget``    the score threshold and NMS IoU: detections and mAP        10
+``MiningWidget``       hard negative mining's neg_pos_ratio: the kept negatives   12
 =====================  =========================================================  ========
 """
 from .anchor import GRID_CHOICES, RATIO_CHOICES, ZOOM_CHOICES, AnchorWidget
@@ -22,8 +23,9 @@ from .detection import DetectionWidget
 from .focal import FocalWidget
 from .follow import FollowBox, follow_box, follow_box_figure, follow_box_text
 from .iou import IouWidget
+from .mining import MiningWidget
 from .threshold import ThresholdWidget
 
 __all__ = ["FigureWidget", "AnchorWidget", "BoxWidget", "IouWidget", "ThresholdWidget", "FocalWidget", "FollowBox",
-           "DetectionWidget", "follow_box", "follow_box_figure", "follow_box_text",
+           "DetectionWidget", "MiningWidget", "follow_box", "follow_box_figure", "follow_box_text",
            "GRID_CHOICES", "ZOOM_CHOICES", "RATIO_CHOICES"]
