@@ -21,6 +21,9 @@ from .code_exercises import CODE_EXERCISES, check_code
 
 __all__ = ["EXERCISES", "Exercise", "check", "solve"]
 
+#: The input side of the original SSD (SSD300), in pixels: 01.centre_x asks for a box there.
+ORIGINAL_SSD_SIDE = 300
+
 
 class Exercise(NamedTuple):
     """``solve(**context)`` gives the right answer; ``tolerance`` is absolute, for numbers."""
@@ -45,10 +48,10 @@ def _anchor_at(anchors: Any, grid: int, row: int, col: int, zoom: float, ratio: 
                 and anchors.info(i).zoom == zoom and anchors.info(i).ratio == ratio)
 
 
-def _mae(result: Any, row: int = 0) -> float:
-    """The MAE of Table 4's row ``row`` (the ``row``-th positive box)."""
-    a = _positives(result)[row]
-    return float((result.pred_boxes[0, a] - result.target_boxes[0, a]).abs().mean())
+def _worst_corner(result: Any) -> float:
+    """The largest |predicted - target| corner coordinate over Table 4's rows (the positive boxes), a fraction."""
+    a = _positives(result)
+    return float((result.pred_boxes[0, a] - result.target_boxes[0, a]).abs().max())
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -57,13 +60,14 @@ EXERCISES: dict[str, Exercise] = {
         "(y1 - y0) x (x1 - x0)", lambda ex: float((ex.boxes[0, 2] - ex.boxes[0, 0]) * (ex.boxes[0, 3] - ex.boxes[0, 1])),
         5e-4),
     "01.centre_x": Exercise(
-        "where along the image's width does box 1's middle lie, and how many pixels wide is the model's "
-        "input?",
-        "(x0 + x1) / 2 x 224", lambda ex: float(ex.boxes[1, 1] + ex.boxes[1, 3]) / 2 * 224, 0.05),
+        "the boxes are fractions of the image, whatever its size: where along the width does box 1's middle "
+        "lie, as a fraction, and how many pixels wide is the new input?",
+        "(x0 + x1) / 2 x 300: fractions hold at any input size",
+        lambda ex: float(ex.boxes[1, 1] + ex.boxes[1, 3]) / 2 * ORIGINAL_SSD_SIDE, 0.05),
     "02.index": Exercise(
         "the model's outputs list the grids in order, each grid's cells row by row, and each cell's boxes in "
         "the order of its zooms and ratios: count the outputs that come before this box", "anchors.info(i) reads the index back",
-        lambda anchors: _anchor_at(anchors, 4, 2, 3, 1.0, (1.0, 0.5))),
+        lambda anchors: _anchor_at(anchors, 2, 1, 0, 1.3, (1.0, 0.5))),
     "02.first_1x1_with_8x8": Exercise(
         "every output of a grid placed in front pushes the later grids' boxes along: how many outputs does an "
         "8x8 grid have, and which grids still come before the 1x1?",
@@ -107,20 +111,22 @@ EXERCISES: dict[str, Exercise] = {
         "many corners it shares them among?",
         "perfect extra positives dilute the mean", lambda result: float(result.regression[0]) * len(_positives(result))
         / (len(_positives(result)) + 8), 5e-4),
-    "07.mae_pixels": Exercise(
-        "Table 4's errors are fractions of the image's side: what is the side of the model's input, in "
-        "pixels?",
-        "fractions times the image size give pixels", lambda result: _mae(result) * 224, 0.05),
-    "08.grad_doubled": Exercise(
-        "each corner's share of the mean depends on how many corners the mean runs over: what happens to it "
-        "when there are twice as many positives?",
-        "d loss / d corner = +-1 / (4 n)", lambda result: 1 / (8 * len(_positives(result))), 5e-5),
+    "07.worst_corner": Exercise(
+        "an MAE averages four corners and hides the one that is far off: look at single corners of every "
+        "positive box, and remember what a fraction of the image's side is in pixels of the model's input",
+        "the largest single corner error, in pixels of the 224x224 input",
+        lambda result: _worst_corner(result) * 224, 0.05),
+    "08.grad_three_more": Exercise(
+        "each corner's share of the mean depends on how many corners the mean runs over: how many are there "
+        "with the extra positives?",
+        "d loss / d corner = +-1 / (4 n)", lambda result: 1 / (4 * (len(_positives(result)) + 3)), 5e-5),
     "08.pushed_down": Exercise(
-        "a logit is pushed down where its target is 0: which entries of the one-hot matrix are 0, and which "
-        "column is not in the loss at all?", "every class column of every box but the positives' own classes",
-        lambda result, class_logits: result.match.positive.shape[1] * (class_logits.shape[-1] - 1) - len(_positives(result))),
+        "a logit is pushed down where its target is 0: which of a positive box's one-hot entries are 0, and "
+        "which column is not in the loss at all?", "every class column but the box's own class",
+        lambda result, class_logits: class_logits.shape[-1] - 2),
     "09.images_seen": Exercise(
-        "fastai drops each training epoch's last, incomplete batch",
+        "does the batch size divide the number of training images? fastai drops each training epoch's last, "
+        "incomplete batch",
         "fastai's drop_last for training", lambda n_images, bs, epochs: epochs * (n_images // bs) * bs),
     "09.first_lr": Exercise(
         "one cycle does not start at its peak: see fit_one_cycle's div, or what the recorder kept of every "
@@ -133,18 +139,20 @@ EXERCISES: dict[str, Exercise] = {
         lambda class_logits, box_actns, anchors: len(decode(class_logits[:1], box_actns[:1], anchors,
                                                             score_threshold=0.5)[0].labels)),
     "10.iou_for_match": Exercise(
-        "VOC counts a detection as a hit when its IoU with a ground-truth box of its class is above this",
-        "the Pascal criterion: the overlap is more than half the union", lambda: 0.5, 1e-9),
+        "two boxes of the same size, one slid sideways: what do they share, and what do they cover together, "
+        "as the slide grows? The hit needs more than half the union shared",
+        "(1 - s) / (1 + s) > 0.5 holds up to a slide of a third of the width", lambda: 1 / 3, 5e-3),
     "11.anchor_iou": Exercise(
         "the anchor box's corners are anchors.corners[i]; IoU as in notebook 04, with ground-truth box gt",
         "matching on anchors uses these overlaps, which no activation can change",
         lambda by_anchors, box, gt: float(by_anchors.ious[0, box, gt]), 5e-4),
     "11.lower": Exercise(
-        "compare the two columns of the loss table's first row; then ask how the checkpoint was trained",
-        "the checkpoint's last training step matched on the predicted boxes: its logits fit those targets",
-        # (b) names the last step's matching (predictions, notebook 09); were anchors lower, that would be chance
-        lambda by_predictions, by_anchors: ("predictions", "b") if float(by_predictions.classification[0])
-        < float(by_anchors.classification[0]) else ("anchors", "c")),
+        "logits fit the targets they were trained toward: which matching chose the targets of the "
+        "checkpoint's last training run?",
+        "the checkpoint's last training run matched on the predicted boxes: its logits fit those targets",
+        # (b) names the last run's matching (predictions, notebook 09); were anchors lower, that would be chance
+        lambda by_predictions, by_anchors: "b" if float(by_predictions.classification[0])
+        < float(by_anchors.classification[0]) else "c"),
     "12.kept_at_04": Exercise(
         "the lesson's matching gives the table's first-row positives; mining keeps neg_pos_ratio per positive, "
         "but no more negatives than the image has",

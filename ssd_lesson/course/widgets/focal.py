@@ -128,8 +128,8 @@ class FocalWidget(FigureWidget):
         self.bce_positive_share = float(self.bce[pos].sum() / self.bce_total)
         self.ax.set_title(f"gamma {g:.2f}, alpha {a:.2f}: focal {self.total:.4f} vs BCE {self.bce_total:.4f}",
                           fontsize=9)
-        self.share_ax.set_title(f"the 10 boxes with the largest loss: {100 * self.top10_share:.0f} % of focal, "
-                                f"{100 * self.bce_top10_share:.0f} % of BCE", fontsize=9)
+        self.share_ax.set_title(f"the 10 largest-loss boxes carry\n{100 * self.top10_share:.0f} % of focal, "
+                                f"{100 * self.bce_top10_share:.0f} % of BCE", fontsize=9)  # two lines: fits the panel
         top = ", ".join(f"{b} ({'positive' if pos[b] else 'background'} {100 * self.focal[b] / max(self.total, 1e-300):.1f} %)"
                         for b in self.top)
         self.readout.value = (f"focal <b>{self.total:.4f}</b> (BCE {self.bce_total:.4f}); positive boxes carry "
