@@ -57,8 +57,8 @@ def test_static_copy_turns_every_saved_widget_into_its_figure():
             saved = [b["data"] for m in state.values() if m["model_name"] == "ImageModel" for b in m["buffers"]]
             assert img in saved, f"{path.name} cell {i}: the figure is not one of the saved Image widgets'"
         assert nbformat.read(path, as_version=4) == nb  # the notebook itself is left alone
-    assert found == 7  # 02 AnchorWidget, 03 BoxWidget, 04 IouWidget, 05 ThresholdWidget, 06 FocalWidget, 08 FollowBox,
-    #                    10 DetectionWidget (the series as re-executed with them)
+    assert found == 8  # 02 AnchorWidget, 03 BoxWidget, 04 IouWidget, 05 ThresholdWidget, 06 FocalWidget, 08 FollowBox,
+    #                    10 DetectionWidget, 12 MiningWidget (the series as re-executed with them)
 
 
 @pytest.mark.browser
