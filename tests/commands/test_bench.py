@@ -114,6 +114,7 @@ def test_method_4_is_torchvisions_ssd_loss():
         torch.testing.assert_close(g, g_ref, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow  # the benchmark script, run whole
 def test_benchmark_runs_end_to_end(tmp_path):
     """The tiny grid through ``python -m ssd_lesson bench``: a table, a JSON file, agreement."""
     out = tmp_path / "quick.json"
@@ -141,6 +142,7 @@ def test_benchmark_runs_end_to_end(tmp_path):
     assert result["scaling"] and result["training_step"] == []  # --quick skips the training step
 
 
+@pytest.mark.slow  # the cold-calls script in a subprocess
 def test_cold_calls_runs(tmp_path):
     """``benchmarks/cold_calls.py`` on a tiny case: every (method, disturbance) timed, excess taken against 'nothing'."""
     out = tmp_path / "cold.json"

@@ -32,6 +32,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # a real subprocess, signalled mid-write
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_checkpoint_write_leaves_a_whole_file_and_no_tmp(tmp_path, sig):
     path, ready = tmp_path / "my_model.pth", tmp_path / "ready"

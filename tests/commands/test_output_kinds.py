@@ -196,6 +196,7 @@ def test_evaluate_csv_to_a_device_writes_in_place_and_keeps_the_device(tmp_path)
     assert _is_null_device(Path("/dev/null"))
 
 
+@pytest.mark.slow  # a real evaluate process
 def test_evaluate_csv_dev_stdout_prints_the_table_after_the_report(tmp_path):
     """A real process with stdout redirected to a file: the report, then the CSV, nothing lost or overwritten."""
     out = tmp_path / "out.txt"

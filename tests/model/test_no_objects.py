@@ -25,6 +25,7 @@ def _titles(fig) -> list[str]:
     return [t for ax in fig.axes for t in (ax.get_title(), ax.get_xlabel()) if t]
 
 
+@pytest.mark.slow  # dissect end to end: every figure drawn (test_dissect runs the same path in the fast tier)
 def test_dissect_of_an_image_without_objects_draws_every_figure(empty, tmp_path, capsys, monkeypatch):
     from ssd_lesson.commands import dissect
 

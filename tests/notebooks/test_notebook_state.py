@@ -93,6 +93,7 @@ def test_in_notebook_means_an_ipython_kernel(monkeypatch, shell, inside):
     assert K.in_notebook() is inside
 
 
+@pytest.mark.slow  # starts a Jupyter kernel
 def test_in_a_real_kernel_the_notebook_is_set_up():
     """What the notebooks get: an ipykernel (started as nbclient and JupyterLab start it) is a notebook."""
     import nbformat

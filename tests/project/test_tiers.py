@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests import tiers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,7 @@ def test_the_project_s_tiers():
     assert "fastai" in tiers.heavy_imports(ROOT / "tests" / "model" / "test_train.py")
 
 
+@pytest.mark.slow  # collects the unit tier in a fresh interpreter
 def test_collecting_the_unit_tier_loads_neither_fastai_nor_torchvision():
     """``python -m pytest -m unit --collect-only`` in a fresh interpreter: it collects the core's tests, none
     outside the unit modules, and neither fastai nor torchvision was imported (the conftest would fail the
