@@ -179,3 +179,17 @@ def checked(capsys, name: str, fn) -> tuple[bool, str]:
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "Traceback" not in out, out
     return ok, out
+
+
+def seeded_example():
+    """The offline example, the lesson's anchors, seeded random activations (no checkpoint) and the example's
+    ground truth: ``(example, anchors, class_logits (1, 189, 21), box_actns (1, 189, 4), gt_boxes, gt_labels)``.
+    Imported when called: the modules that use it decide their own tier."""
+    from ssd_lesson import make_anchors
+    from ssd_lesson.course.lesson import example_activations, load_example
+
+    ex = load_example(offline=True)
+    anchors = make_anchors()
+    class_logits, box_actns, _ = example_activations(ex, anchors, seed=0, checkpoint=False, verbose=False)
+    _, gt_boxes, gt_labels = ex.batch()
+    return ex, anchors, class_logits, box_actns, gt_boxes, gt_labels

@@ -7,20 +7,16 @@ import math
 import pytest
 import torch
 
-from ssd_lesson import LossOptions, make_anchors, ssd_loss
-from ssd_lesson.course.lesson import example_activations, load_example
+from ssd_lesson import LossOptions, ssd_loss
 from ssd_lesson.course.widgets import MiningWidget
+from tests.helpers import seeded_example
 
 DPI = 30
 
 
 @pytest.fixture(scope="module")
 def case():
-    ex = load_example(offline=True)
-    anchors = make_anchors()
-    cl, ba, _ = example_activations(ex, anchors, seed=0, checkpoint=False, verbose=False)
-    _, gb, gl = ex.batch()
-    return ex, anchors, cl, ba, gb, gl
+    return seeded_example()
 
 
 def test_the_kept_negatives_are_ssd_losss(case):

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lesson import LossOptions, make_anchors
-from ssd_lesson.course.lesson import example_activations, load_example
+from ssd_lesson import LossOptions
 from ssd_lesson.course.widgets import (AnchorWidget, BoxWidget, DetectionWidget, FocalWidget, FollowBox, IouWidget,
                                        ThresholdWidget)
 from ssd_lesson.data.voc import VOC_CLASSES
 from ssd_lesson.drawing import plots
+from tests.helpers import seeded_example
 
 A = 189  # the lesson's anchor boxes
 DPI = 30  # small figures: these tests look at refusals, not at pictures
@@ -23,10 +23,7 @@ DPI = 30  # small figures: these tests look at refusals, not at pictures
 
 @pytest.fixture(scope="module")
 def case():
-    ex = load_example(offline=True)
-    anchors = make_anchors()
-    cl, ba, _ = example_activations(ex, anchors, seed=0, checkpoint=False, verbose=False)
-    _, gb, gl = ex.batch()
+    ex, anchors, cl, ba, gb, gl = seeded_example()
     return {"ex": ex, "anchors": anchors, "cl": cl, "ba": ba, "image": plots.as_scene(ex).image, "gb": gb[0], "gl": gl[0]}
 
 
