@@ -108,6 +108,28 @@ def test_autograd_through_a_grad_imported_before_the_check_is_named_too(capsys):
     assert not ok and "your function asks autograd for the gradient" in out, out
 
 
+@pytest.mark.parametrize("how", ["imported grad under enable_grad", "torch.func.grad", "backward under enable_grad"])
+def test_autograd_switched_back_on_by_the_learner_is_refused_at_the_engine(capsys, how):
+    from torch.autograd import grad as imported_grad  # bound before the checker replaces torch.autograd.grad
+
+    def l1(p, target, positive):
+        return (p - target).abs()[positive].sum() / (4 * max(int(positive.sum()), 1))
+
+    def by_autograd(pred, target, positive):
+        with torch.enable_grad():
+            if how == "torch.func.grad":
+                return torch.func.grad(l1)(pred.clone(), target, positive)
+            p = pred.clone().requires_grad_(True)
+            if how == "backward under enable_grad":
+                l1(p, target, positive).backward()
+                return p.grad
+            return imported_grad(l1(p, target, positive), p)[0]
+    ok, out = checked(capsys, "08.grad", by_autograd)
+    assert not ok and "your function asks autograd for the gradient" in out, out
+    x = torch.ones(2, requires_grad=True)  # the engine is put back
+    assert imported_grad((x * 3).sum(), x)[0].tolist() == [3.0, 3.0]
+
+
 def test_nan_where_0_is_expected_counts_as_a_difference(capsys):
     def divides_by_n(pred, target, positive):  # NaN for an image without positives
         return torch.sign(pred - target) / (4 * positive.sum()) * positive[:, None]

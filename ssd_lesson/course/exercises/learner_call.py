@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import torch
 from torch import Tensor
+from torch.autograd.variable import Variable
 
 __all__ = ["TIME_LIMIT_S", "Call", "call_learner"]
 
@@ -71,20 +72,30 @@ def _refuse_autograd(*args: Any, **kwargs: Any) -> Any:
     raise _AutogradUsed
 
 
+class _RefusingEngine:
+    """Stands in for autograd's engine: every backward pass (``.backward()``, ``torch.autograd.grad``
+    however it was imported, ``torch.func.grad``) reaches ``run_backward`` and is refused there."""
+
+    def run_backward(self, *args: Any, **kwargs: Any) -> Any:
+        raise _AutogradUsed
+
+
 @contextmanager
 def _autograd_refused(refuse: bool) -> Iterator[None]:
     """While the learner's function runs, the two ways to ask autograd for a gradient raise
-    :class:`_AutogradUsed` (``Tensor.backward`` calls ``torch.autograd.backward``); put back afterwards, in
-    the checker's own thread, even when the function is left running in another."""
+    :class:`_AutogradUsed` (``Tensor.backward`` calls ``torch.autograd.backward``), and so does the engine
+    under them, which a ``grad`` imported before the check and run under ``torch.enable_grad()`` still
+    reaches; put back afterwards, in the checker's own thread, even when the function is left running in another."""
     if not refuse:
         yield
         return
-    saved = torch.autograd.backward, torch.autograd.grad
+    saved = torch.autograd.backward, torch.autograd.grad, Variable._execution_engine
     torch.autograd.backward, torch.autograd.grad = _refuse_autograd, _refuse_autograd  # type: ignore[assignment]
+    Variable._execution_engine = _RefusingEngine()  # type: ignore[assignment]
     try:
         yield
     finally:
-        torch.autograd.backward, torch.autograd.grad = saved  # type: ignore[assignment]
+        torch.autograd.backward, torch.autograd.grad, Variable._execution_engine = saved  # type: ignore[assignment]
 
 
 def _from_autograd(e: BaseException) -> bool:
