@@ -128,6 +128,21 @@ def fastai_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def voc_trees(tmp_path_factory) -> Path:
+    """Small VOC 2007 and 2012 trees: both/ (VOCdevkit/VOC2007 and VOC2012), only12/ (VOCdevkit/VOC2012),
+    fastai/ (pascal_2007 and pascal_2012), no_test/ (VOCdevkit/VOC2007 without its test split)."""
+    from .helpers import SPEC_2012, make_fastai, make_voc
+
+    root = tmp_path_factory.mktemp("years")
+    for year_spec in ((), (SPEC_2012, "2012")):
+        make_voc(root / "both", *year_spec)
+        make_fastai(root / "fastai", *year_spec)
+    make_voc(root / "only12", SPEC_2012, "2012")
+    (make_voc(root / "no_test") / "ImageSets/Main/test.txt").unlink()  # as before VOCtest_06-Nov-2007.tar is unpacked
+    return root
+
+
+@pytest.fixture(scope="module")
 def collage_dir(tmp_path_factory) -> Path:
     from ssd_lesson.data import collage
 

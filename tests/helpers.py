@@ -107,6 +107,14 @@ SPEC = {
     "000010": ("train", 24, 36, []),  # no objects at all
     "000012": ("val", 50, 60, [("car", 10, 20, 40, 45, 0)]),
 }
+#: A small VOC 2012: its ids carry their year; no image in test (its test annotations are not public).
+SPEC_2012 = {
+    "2008_000002": ("train", 30, 36, [("dog", 3, 4, 20, 25, 0)]),
+    "2008_000008": ("train", 28, 40, [("horse", 1, 2, 30, 20, 0), ("person", 20, 5, 38, 27, 1)]),
+    "2009_000011": ("val", 32, 32, [("bird", 5, 5, 25, 25, 0)]),
+    "2010_000003": ("train", 26, 30, []),
+    "2011_000007": ("val", 36, 28, [("boat", 2, 10, 27, 30, 0)]),
+}
 
 
 def _write_image(path: Path, h: int, w: int, objects) -> None:
@@ -117,22 +125,22 @@ def _write_image(path: Path, h: int, w: int, objects) -> None:
     Image.fromarray(im).save(path, quality=95)
 
 
-def _voc_xml(image_id, h, w, objects) -> str:
+def _voc_xml(image_id, h, w, objects, year="2007") -> str:
     objs = "".join(f"<object><name>{n}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>{d}</difficult>"
                    f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
                    for n, x0, y0, x1, y1, d in objects)
-    return (f"<annotation><folder>VOC2007</folder><filename>{image_id}.jpg</filename>"
+    return (f"<annotation><folder>VOC{year}</folder><filename>{image_id}.jpg</filename>"
             f"<size><width>{w}</width><height>{h}</height><depth>3</depth></size><segmented>0</segmented>{objs}</annotation>")
 
 
-def make_voc(root: Path, spec=SPEC) -> Path:
-    """Official layout: root/VOCdevkit/VOC2007/{Annotations,JPEGImages,ImageSets/Main}."""
-    base = root / "VOCdevkit" / "VOC2007"
+def make_voc(root: Path, spec=SPEC, year="2007") -> Path:
+    """Official layout: root/VOCdevkit/VOC<year>/{Annotations,JPEGImages,ImageSets/Main}."""
+    base = root / "VOCdevkit" / f"VOC{year}"
     (base / "Annotations").mkdir(parents=True)
     (base / "ImageSets" / "Main").mkdir(parents=True)
     for iid, (_, h, w, objs) in spec.items():
         _write_image(base / "JPEGImages" / f"{iid}.jpg", h, w, objs)
-        (base / "Annotations" / f"{iid}.xml").write_text(_voc_xml(iid, h, w, objs))
+        (base / "Annotations" / f"{iid}.xml").write_text(_voc_xml(iid, h, w, objs, year))
     splits = {s: [i for i, v in spec.items() if v[0] == s] for s in ("train", "val", "test")}
     splits["trainval"] = sorted(splits["train"] + splits["val"])
     for s, ids in splits.items():
@@ -140,9 +148,9 @@ def make_voc(root: Path, spec=SPEC) -> Path:
     return base
 
 
-def make_fastai(root: Path, spec=SPEC) -> Path:
-    """fastai's pascal_2007: {train,valid,test}.json with bbox [x, y, w, h]; images in train/ and test/."""
-    base = root / "pascal_2007"
+def make_fastai(root: Path, spec=SPEC, year="2007") -> Path:
+    """fastai's pascal_<year>: {train,valid,test}.json with bbox [x, y, w, h]; images in train/ and test/."""
+    base = root / f"pascal_{year}"
     cats = [{"supercategory": "none", "id": i + 1, "name": n} for i, n in enumerate(VOC_CLASSES)]
     ann_id = 0
     for split, fname, folder in (("train", "train.json", "train"), ("val", "valid.json", "train"), ("test", "test.json", "test")):
@@ -151,7 +159,7 @@ def make_fastai(root: Path, spec=SPEC) -> Path:
             if s != split:
                 continue
             _write_image(base / folder / f"{iid}.jpg", h, w, objs)
-            images.append({"file_name": f"{iid}.jpg", "height": h, "width": w, "id": int(iid)})
+            images.append({"file_name": f"{iid}.jpg", "height": h, "width": w, "id": int(iid)})  # 2008_000008: 2008000008
             for n, x0, y0, x1, y1, d in objs:  # as Detectron's VOC json: x = xmin - 1, w = xmax - xmin + 1
                 ann_id += 1
                 anns.append({"segmentation": [], "area": 1, "iscrowd": 0, "image_id": int(iid), "id": ann_id,

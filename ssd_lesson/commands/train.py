@@ -49,9 +49,11 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Train the lesson's SSD with fastai and save a checkpoint after every epoch.",
                                 formatter_class=HelpFormatter)
     p.add_argument("--data", choices=("collage", "voc"), default="collage",
-                   help="collage: offline set made from photos in installed wheels; voc: Pascal VOC 2007 (train/val)")
-    p.add_argument("--data-dir", default=None, help="voc: the dataset folder (default: $SSD_LESSON_VOC or fastai's); "
+                   help="collage: offline set made from photos in installed wheels; voc: Pascal VOC (--train-sets, --valid-set)")
+    p.add_argument("--data-dir", default=None, help="voc: the folder holding VOC 2007 and 2012 (VOCdevkit, fastai's pascal_2007 "
+                   "and pascal_2012, or their parent; default: $SSD_LESSON_VOC or fastai's data folder); "
                    "collage: where to make the set (default runs/)")
+    _add_voc_options(p)
     p.add_argument("--n-images", type=at_least(5), default=1000, help="collage: images in the set (20%% of them valid; at least 5)")
     p.add_argument("--photos", choices=("all", "train"), default="all",
                    help="collage: cut objects from all annotated photos, or keep ssd_lesson.data.collage.HELD_OUT_PHOTOS out")
@@ -77,6 +79,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true", help="store the checkpoint's weights as float16 (half the size)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint at --out")
     return p
+
+
+def _add_voc_options(p: argparse.ArgumentParser) -> None:
+    from ..data.voc_sets import DEFAULT_TRAIN, DEFAULT_VALID
+
+    p.add_argument("--train-sets", default=None, help="voc: the sets trained on, YEAR-SPLIT joined by commas, e.g. "
+                   f"2007-trainval,2012-trainval, or 07+12 for those two (default: {DEFAULT_TRAIN})")
+    p.add_argument("--valid-set", default=None, help="voc: the one set validated on, apart from the train sets, e.g. "
+                   f"2007-test (default: {DEFAULT_VALID}; 2012-test's annotations are not public)")
+    p.add_argument("--download", action="store_true", help="voc: fetch a year not found with fastai's untar_data "
+                   "(URLs.PASCAL_2007, URLs.PASCAL_2012) into the folder looked in")
+
+
+def _voc_sets(args: argparse.Namespace):
+    """The VOC sets asked for, found before torch is imported; the names spelled out in ``args`` for the record."""
+    from ..data.voc_sets import DownloadFailed, choose_sets
+
+    try:
+        voc = choose_sets(args.data_dir, args.train_sets, args.valid_set, download=args.download)
+    except FileNotFoundError as e:
+        raise UserError(f"{e}\nOr train offline with --data collage.") from None
+    except (ValueError, DownloadFailed) as e:
+        raise UserError(str(e)) from None
+    args.train_sets, args.valid_set = voc.train_names, str(voc.valid)
+    return voc
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -109,17 +136,14 @@ def full_command(args: argparse.Namespace) -> str:
 def train_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson train ...``: returns the exit status (0 done, 1 or 2 refused, 130 on Ctrl-C)."""
     args = _parse(argv)  # first: --help and a wrong option answer without importing torch
-    if args.data == "voc":  # then the data, before torch and fastai: a wrong path answers at once
-        from ..data.voc import find_voc
-
-        try:
-            voc_root = find_voc(args.data_dir, warn="raise")
-        except FileNotFoundError as e:
-            raise UserError(f"{e}\nOr train offline with --data collage.") from None
+    if args.data == "voc":  # then the data, before torch and fastai: a wrong path or set name answers at once
+        voc = _voc_sets(args)
+    elif (args.train_sets, args.valid_set, args.download) != (None, None, False):
+        raise UserError("--train-sets, --valid-set and --download are for --data voc")
     from ..core.options import DecodeOptions
     from ..data.collage import collage_records
     from ..data.images import make_dataloaders
-    from ..data.voc import VOC_CLASSES, load_voc
+    from ..data.voc import VOC_CLASSES
     from ..model.net import create_ssd_model
     from ..model.record import CheckpointRecord, InitCheckpoint, TrainingData
     from ..model.train import (BatchLosses, BoxActivationPenalty, EpochCheckpoint, draw_as_fresh_models, fit,
@@ -142,8 +166,9 @@ def train_main(argv: Sequence[str]) -> int:
         train_recs, valid_recs, where = collage_records(args.n_images, args.seed, args.data_dir or "runs",
                                                         photos=args.photos)
     else:
-        where = voc_root
-        train_recs, valid_recs = load_voc(where, "train"), load_voc(where, "val")
+        where = voc.folder
+        train_recs, valid_recs, notes = voc.load()
+        say("\n".join(voc.notes + notes))
     if not train_recs or not valid_recs:
         say(f"error: {where}: the {'train' if not train_recs else 'valid'} split is empty; need at least one image in each "
             "(validation losses and mAP are averages over the valid split)", file=sys.stderr)
@@ -166,7 +191,8 @@ def train_main(argv: Sequence[str]) -> int:
         learn.wd = args.wd
     collage = args.data == "collage"
     data = TrainingData(args.data, str(where), args.n_images if collage else None, len(train_recs), len(valid_recs),
-                        args.photos if collage else None)
+                        args.photos if collage else None, None if collage else tuple(map(str, voc.train)),
+                        None if collage else str(voc.valid))
     record = CheckpointRecord(command=full_command(args), loss_options=options, decode_options=decode_options, data=data,
                               seed=args.seed, init=init)
     ckpt = EpochCheckpoint(out, half=args.half, record=record)

@@ -8,7 +8,8 @@ original image, measured at pixel edges: a VOC XML ``xmin=1 .. xmax=W`` box span
 from ``[x, y, w, h]`` as ``x0=x, x1=x+w``. Class ids 0..19 follow :data:`VOC_CLASSES`;
 background is :data:`BACKGROUND` (20). Readers raise errors that name the file.
 
-fastai is imported only to find or download the data (``untar_data(URLs.PASCAL_2007)``).
+fastai is imported only to find or download the data (``untar_data(URLs.PASCAL_2007)``). The readers read
+VOC 2012 too; :mod:`~ssd_lesson.data.voc_sets` trains on a year's splits, or both years', by name.
 """
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ from typing import Literal, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .voc_years import FASTAI_JSON, SPLITS, describe_years, find_years
+
 __all__ = ["VOC_CLASSES", "BACKGROUND", "ENV_VAR", "SPLITS", "VocNotFoundWarning", "Record", "parse_voc_xml",
            "write_voc_xml", "read_voc_split", "read_fastai_json", "read_fastai_split", "voc_layout", "load_voc",
-           "find_voc", "voc_missing_message"]
+           "voc_place", "find_voc", "voc_missing_message"]
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -34,7 +37,6 @@ VOC_CLASSES: tuple[str, ...] = (
 BACKGROUND: int = len(VOC_CLASSES)  # 20: the extra, last class column of the model
 CLASS_IDS = {name: i for i, name in enumerate(VOC_CLASSES)}
 ENV_VAR = "SSD_LESSON_VOC"
-SPLITS = ("train", "val", "trainval", "test")
 
 _EDGE_TOLERANCE = 1.0  # pixels a box may stick out of its image (rounding in some tools) before it is an error
 
@@ -260,29 +262,22 @@ def read_fastai_json(json_path: str | Path, image_dir: str | Path) -> list[Recor
     return records
 
 
-_FASTAI_JSON = {"train": ["train.json"], "val": ["valid.json"], "trainval": ["train.json", "valid.json"], "test": ["test.json"]}
-
-
 def read_fastai_split(root: str | Path, split: str = "trainval") -> list[Record]:
     """Records of ``split`` from fastai's ``pascal_2007`` folder (train and val images in ``train/``)."""
     root = Path(root)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     image_dir = root / ("test" if split == "test" else "train")
-    records = [r for f in _FASTAI_JSON[split] for r in read_fastai_json(root / f, image_dir)]
+    records = [r for f in FASTAI_JSON[split] for r in read_fastai_json(root / f, image_dir)]
     return sorted(records, key=lambda r: r.image_id)
 
 
 # ---------------------------------------------------------------- finding the data
 def voc_layout(path: str | Path) -> tuple[str, Path] | None:
-    """``("fastai", root)`` or ``("voc", .../VOC2007)`` for a folder holding VOC 2007, else None."""
-    path = Path(path).expanduser()
-    if (path / "train.json").is_file() or (path / "valid.json").is_file():
-        return "fastai", path
-    for cand in (path, path / "VOC2007", path / "VOCdevkit" / "VOC2007"):
-        if (cand / "Annotations").is_dir() and (cand / "ImageSets" / "Main").is_dir():
-            return "voc", cand
-    return None
+    """``("fastai", root)`` or ``("voc", .../VOC2007)`` for a folder holding VOC 2007 (itself, or its
+    ``VOC2007``, ``VOCdevkit/VOC2007`` or ``pascal_2007``), else None: a VOC 2012 folder is not 2007."""
+    found = find_years(path, siblings=False).get("2007")
+    return None if found is None else (found.layout, found.root)
 
 
 def load_voc(root: str | Path, split: str = "trainval") -> list[Record]:
@@ -301,14 +296,27 @@ def _fastai_default_voc() -> Path:
     return fastai_path("data") / "pascal_2007"
 
 
+def voc_place(path: str | Path | None = None) -> tuple[str, Path | None]:
+    """Where VOC is looked for and how that place was named: ``path``, else ``$SSD_LESSON_VOC``, else fastai's
+    default folder (None when fastai cannot say). The first place named wins: a wrong path is reported, not replaced."""
+    if path is not None:
+        return "the path you gave", Path(path)
+    if os.environ.get(ENV_VAR):
+        return f"${ENV_VAR}", Path(os.environ[ENV_VAR])
+    try:
+        return "fastai's default folder", _fastai_default_voc()
+    except Exception as e:  # a broken fastai install or config must not stop the lesson
+        return f"fastai's default folder, unavailable: {type(e).__name__}: {e}", None
+
+
 def voc_missing_message(looked_in: Sequence[str] = (), reason: str = "", fallback: bool = True) -> str:
     """What to do when Pascal VOC 2007 is not on this machine (``fallback``: and what is used meanwhile)."""
     where = "".join(f"\n  - {p}" for p in looked_in)
     return (f"Pascal VOC 2007 was not found{': ' + reason if reason else ''}."
             + (f"\nLooked in:{where}" if where else "")
             + "\nTo use it, either:"
-            "\n  - run ssd_lesson.data.voc.find_voc(download=True) (fastai's untar_data(URLs.PASCAL_2007),"
-            " into fastai's data folder ~/.fastai/data/pascal_2007 or $FASTAI_HOME/data), or"
+            "\n  - run python -m ssd_lesson train --data voc --download, or ssd_lesson.data.voc.find_voc(download=True)"
+            " (fastai's untar_data(URLs.PASCAL_2007), into fastai's data folder ~/.fastai/data or $FASTAI_HOME/data), or"
             "\n  - download https://s3.amazonaws.com/fast-ai-imagelocal/pascal_2007.tgz (fastai layout) or"
             " VOCtrainval_06-Nov-2007.tar + VOCtest_06-Nov-2007.tar (official VOCdevkit/VOC2007 layout),"
             f" unpack it anywhere and set the environment variable {ENV_VAR}=/path/to/pascal_2007"
@@ -333,22 +341,14 @@ def find_voc(path: str | Path | None = None, download: bool = False,
     """
     if warn is None:
         warn = path is not None or bool(os.environ.get(ENV_VAR)) or download
-    # The first place named wins: a wrong explicit path is reported, not silently replaced.
-    if path is not None:
-        what, p = "the path you gave", Path(path)
-    elif os.environ.get(ENV_VAR):
-        what, p = f"${ENV_VAR}", Path(os.environ[ENV_VAR])
-    else:
-        try:
-            what, p = "fastai's default folder", _fastai_default_voc()
-        except Exception as e:  # a broken fastai install or config must not stop the lesson
-            what, p = f"fastai's default folder, unavailable: {type(e).__name__}: {e}", None
+    what, p = voc_place(path)
     if p is not None and voc_layout(p) is not None:
         return voc_layout(p)[1]
+    others = find_years(p) if p is not None else {}  # VOC 2012 there (or beside it) is worth saying
+    reason = f"{describe_years(others)}, but not VOC2007" if others else ""
     if warn == "raise":
-        raise FileNotFoundError(f"Pascal VOC 2007 not found in {p} ({what})\n"
+        raise FileNotFoundError(f"Pascal VOC 2007 not found in {p} ({what}){'; ' + reason if reason else ''}\n"
                                 + voc_missing_message([f"{p} ({what})"], fallback=False).split("\n", 1)[1])
-    reason = ""
     if download:
         try:
             from fastai.data.external import URLs, untar_data
@@ -357,7 +357,7 @@ def find_voc(path: str | Path | None = None, download: bool = False,
                 return voc_layout(got)[1]
             reason = f"the download finished but {got} does not hold it"
         except Exception as e:  # no network, disk full, ...: explain instead of a traceback
-            reason = f"the download failed ({type(e).__name__}: {e})"
+            reason = f"the download failed ({type(e).__name__}: {e})" + (f"; {reason}" if reason else "")
     if warn:
         warnings.warn(voc_missing_message([f"{p} ({what})"], reason), VocNotFoundWarning, stacklevel=2)
     return None

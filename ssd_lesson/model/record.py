@@ -29,10 +29,13 @@ class TrainingData:
     """The images a checkpoint was trained on.
 
     kind: ``"collage"`` (the offline set, remade from ``n_images``, the record's ``seed`` and ``photos``) or
-    ``"voc"``; folder: where they were (None when not recorded); n_images: collages in the set; n_train,
-    n_valid: images in each split; photos: for collages, the photographs their objects were cut from
-    (``ssd_lesson.data.collage.photo_set(photos)``: ``"all"``, the default, or ``"train"``, which keeps
-    ``HELD_OUT_PHOTOS`` out); None for VOC.
+    ``"voc"``; folder: where they were (None when not recorded; for VOC sets of two years, each year's folder,
+    joined by ``os.pathsep``); n_images: collages in the set; n_train, n_valid: images in each split; photos:
+    for collages, the photographs their objects were cut from (``ssd_lesson.data.collage.photo_set(photos)``:
+    ``"all"``, the default, or ``"train"``, which keeps ``HELD_OUT_PHOTOS`` out); None for VOC.
+    train_sets, valid_set: for VOC, the sets by name (``("2007-trainval", "2012-trainval")``, ``"2007-test"``;
+    a record made before they could be chosen gets the only ones train used then, ``2007-train`` and
+    ``2007-val``); None for collages.
     """
 
     kind: Literal["collage", "voc"]
@@ -41,12 +44,20 @@ class TrainingData:
     n_train: Optional[int] = None
     n_valid: Optional[int] = None
     photos: Optional[str] = None
+    train_sets: Optional[tuple[str, ...]] = None
+    valid_set: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("collage", "voc"):
             raise ValueError(f"TrainingData.kind must be 'collage' or 'voc', got {self.kind!r}")
         if self.kind == "collage" and self.photos is None:  # not given (or recorded before --photos): all of them
             object.__setattr__(self, "photos", "all")
+        if self.kind == "voc":  # not given (or recorded before the sets could be chosen): the lesson's 2007 split
+            from ..data.voc_sets import DEFAULT_TRAIN, DEFAULT_VALID
+
+            given = DEFAULT_TRAIN if self.train_sets is None else self.train_sets
+            object.__setattr__(self, "train_sets", tuple(given.split(",") if isinstance(given, str) else given))
+            object.__setattr__(self, "valid_set", self.valid_set or DEFAULT_VALID)
 
 
 @dataclass(frozen=True)

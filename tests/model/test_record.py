@@ -79,3 +79,24 @@ def test_a_record_not_trained_on_collages_sees_no_collage_photographs():
         assert record.photos_seen() is None and record.photos_kept_out() == () and record.collage_seed() is None
     with pytest.raises(ValueError, match="kind must be 'collage' or 'voc', got 'coco'"):
         TrainingData("coco")
+
+
+def test_voc_sets_are_recorded_and_a_record_from_before_them_reads_as_the_2007_split():
+    union = TrainingData("voc", "/d/VOC2007:/d/VOC2012", None, 16551, 4952, None, ("2007-trainval", "2012-trainval"),
+                         "2007-test")
+    record = CheckpointRecord(command="python -m ssd_lesson train --data voc --train-sets 2007-trainval,2012-trainval",
+                              data=union)
+    plain = record.to_dict()
+    assert plain["data"]["train_sets"] == ("2007-trainval", "2012-trainval") and plain["data"]["valid_set"] == "2007-test"
+    assert CheckpointRecord.from_dict(plain) == record
+    listed = {**plain["data"], "train_sets": ["2007-trainval", "2012-trainval"]}  # a list (read back from json) too
+    assert CheckpointRecord.from_dict({**plain, "data": listed}).data == union
+    # recorded before the sets could be chosen: train read VOC 2007's train and val splits, then as now by default
+    before = dict(kind="voc", folder="VOC2007", n_images=None, n_train=2501, n_valid=2510, photos=None)
+    old = CheckpointRecord.from_dict({"command": "python -m ssd_lesson train --data voc", "data": before})
+    assert (old.data.train_sets, old.data.valid_set, old.data.n_train, old.data.folder) == (("2007-train",), "2007-val",
+                                                                                           2501, "VOC2007")
+    older = CheckpointRecord.read({"command": "python -m ssd_lesson train --data voc", "data": before}, older_layout=True)
+    assert older.data == old.data
+    collage = TrainingData("collage", "runs/set", 20, 16, 4)
+    assert (collage.train_sets, collage.valid_set) == (None, None)
