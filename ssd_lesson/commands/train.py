@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shlex
 import sys
 import time
@@ -136,6 +137,12 @@ def full_command(args: argparse.Namespace) -> str:
 def train_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson train ...``: returns the exit status (0 done, 1 or 2 refused, 130 on Ctrl-C)."""
     args = _parse(argv)  # first: --help and a wrong option answer without importing torch
+    out = Path(args.out)
+    if out.exists() and not args.force:  # before the data: never a download, then a refusal
+        if os.environ.get("RANK", "0") == "0":  # torchrun's other processes stay quiet
+            print(f"error: {out} exists; pass --force to overwrite it, or choose another --out", file=sys.stderr)
+        return 1
+    check_writable(out, "--out")  # before the data and a whole epoch
     if args.data == "voc":  # then the data, before torch and fastai: a wrong path or set name answers at once
         voc = _voc_sets(args)
     elif (args.train_sets, args.valid_set, args.download) != (None, None, False):
@@ -152,11 +159,6 @@ def train_main(argv: Sequence[str]) -> int:
     options = loss_options_from(args)
     rank0 = is_main_process()
     say = print if rank0 else (lambda *a, **k: None)
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        say(f"error: {out} exists; pass --force to overwrite it, or choose another --out", file=sys.stderr)
-        return 1
-    check_writable(out, "--out")  # before the data and a whole epoch
     init, start = None, None
     if args.init is not None:  # read once, here: a checkpoint that does not fit is refused before the data is made
         start = initial_model(args.init, args.body, args.n_hidden, VOC_CLASSES)

@@ -65,6 +65,20 @@ def test_download_without_network_is_one_line(tmp_path, monkeypatch):
                                            f"Temporary failure in name resolution: {url}\n")
 
 
+@pytest.mark.fastai  # imports fastai's untar_data
+def test_an_existing_out_is_refused_before_anything_is_downloaded(tmp_path, monkeypatch):
+    import fastai.data.external as fe
+
+    fetched = []
+    monkeypatch.setattr(fe, "untar_data", lambda url, *a, **k: fetched.append(url))
+    (tmp_path / "m.pth").write_bytes(b"a model of the learner's")
+    r = run_main("train", "--data", "voc", "--data-dir", tmp_path / "data", "--train-sets", "07+12", "--valid-set",
+                 "2007-test", "--download", "--out", tmp_path / "m.pth", cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (1, f"error: {tmp_path / 'm.pth'} exists; pass --force to overwrite it, or "
+                                           "choose another --out\n")
+    assert fetched == [] and (tmp_path / "m.pth").read_bytes() == b"a model of the learner's"
+
+
 @pytest.mark.slow
 def test_training_on_07_12_records_the_sets(voc_trees, tmp_path):
     from ssd_lesson.commands.train import _parse
