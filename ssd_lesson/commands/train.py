@@ -44,6 +44,7 @@ def _recipe_help(name: str) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     from ..core.options import LossOptions
+    from ..data import AUGMENTS
     from ..model import BODIES
 
     p = argparse.ArgumentParser(prog="python -m ssd_lesson train",
@@ -74,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=in_file, default=None,
                    help="start from this checkpoint's weights (its body, head and classes must match)")
     p.add_argument("--lr-find", action="store_true", help="run fastai's lr_find first and use its 'valley' suggestion")
+    p.add_argument("--augment", choices=AUGMENTS, default="flip", help="training augmentation: none; flip mirrors half the images "
+                   "(the lesson's); ssd adds the SSD paper's colour changes, zoom-out and random crop (ssd_lesson.data.augment)")
     add_loss_options(p, LossOptions.training())
     p.add_argument("--seed", type=at_least(0), default=0, help="seed of the collage set, the initial weights, the shuffling and the augmentation")
     p.add_argument("--out", type=out_file, default=None, help=f"checkpoint path {_recipe_help('out')}")
@@ -176,7 +179,7 @@ def train_main(argv: Sequence[str]) -> int:
             "(validation losses and mAP are averages over the valid split)", file=sys.stderr)
         return 2
     set_seed(args.seed, reproducible=True)
-    dls = make_dataloaders(train_recs, valid_recs, bs=args.bs, augment=True, seed=args.seed)
+    dls = make_dataloaders(train_recs, valid_recs, bs=args.bs, augment=args.augment, seed=args.seed)
     if start is not None:
         model = start
         # The random draws of two fresh models' initial weights, on purpose: train --init made them here when it

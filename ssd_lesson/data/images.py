@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from ..core.matching import PAD_LABEL
-from .transforms import hflip, normalize, resize_record, to_pixels
+from .augment import SSDAugment, augment_mode, item_seed
+from .transforms import hflip, load_image, normalize, resize_record, to_fractions, to_pixels
 from .voc import BACKGROUND, VOC_CLASSES, Record
 
 __all__ = ["DetectionDataset", "collate_detections", "make_dataloaders",
@@ -34,20 +35,29 @@ __all__ = ["DetectionDataset", "collate_detections", "make_dataloaders",
 class DetectionDataset(torch.utils.data.Dataset):
     """Items ``(image (3, S, S) float32, boxes (G, 4) float32 fractions, labels (G,) int64)``.
 
-    ``augment=True`` mirrors half the images left-right, boxes included. Whether item
-    ``i`` is flipped depends only on ``(seed, epoch, i)``, so it does not matter in
-    which order, or in which worker process, items are read; the DataLoader sets ``epoch``.
+    ``augment`` (:mod:`ssd_lesson.data.augment`): ``"none"`` (or ``False``); ``"flip"`` (or ``True``) mirrors
+    half the images left-right, boxes included; ``"ssd"`` applies the SSD paper's augmentation
+    (:class:`~ssd_lesson.data.augment.SSDAugment`), after which an image may hold fewer objects, or none.
+    What item ``i`` gets depends only on ``(seed, epoch, i)``, so it does not matter in which order,
+    or in which worker process, items are read; the DataLoader sets ``epoch``.
     """
 
-    def __init__(self, records: Sequence[Record], size: int = 224, augment: bool = False, seed: int = 0):
-        self.records, self.size, self.augment, self.seed, self.epoch = list(records), size, augment, seed, 0
+    def __init__(self, records: Sequence[Record], size: int = 224, augment: bool | str = False, seed: int = 0):
+        self.records, self.size, self.seed, self.epoch = list(records), size, seed, 0
+        self.augment = augment_mode(augment)
+        self.ssd = SSDAugment(size) if self.augment == "ssd" else None
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        if self.ssd is not None:  # from the full-size image: the crop and zoom-out work on its pixels
+            rec = self.records[i]
+            out = self.ssd(load_image(rec.image_path), to_fractions(rec.boxes, rec.height, rec.width), rec.labels,
+                           item_seed(self.seed, self.epoch, i))
+            return normalize(out.image), torch.from_numpy(out.boxes), torch.from_numpy(out.labels)
         image, boxes, labels = resize_record(self.records[i], self.size)
-        if self.augment and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5:
+        if self.augment == "flip" and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5:
             image, boxes = hflip(image, boxes)
         return normalize(image), torch.from_numpy(boxes), torch.from_numpy(labels)
 
@@ -83,7 +93,7 @@ def _detection_dl_class() -> type:
             def before_iter(self):
                 super().before_iter()
                 self.epochs_started = getattr(self, "epochs_started", -1) + 1
-                if isinstance(self.dataset, DetectionDataset):  # fresh flips each epoch
+                if isinstance(self.dataset, DetectionDataset):  # fresh augmentation each epoch
                     self.dataset.epoch = self.epochs_started
 
         DetectionDL.__module__, DetectionDL.__qualname__ = __name__, "DetectionDL"
@@ -92,11 +102,12 @@ def _detection_dl_class() -> type:
 
 
 def make_dataloaders(train_records: Sequence[Record], valid_records: Sequence[Record], bs: int = 16, size: int = 224,
-                     augment: bool = False, seed: int = 0, num_workers: int = 0, device=None):
+                     augment: bool | str = False, seed: int = 0, num_workers: int = 0, device=None):
     """fastai ``DataLoaders`` yielding ``(images, gt_boxes, gt_labels)`` with ``n_inp = 1``.
 
     So a fastai ``Learner`` calls ``loss_func(preds, gt_boxes, gt_labels)``. Training
-    batches are shuffled (and flipped if ``augment``) from ``seed``; the last partial
+    batches are shuffled and augmented (``augment``: ``"none"``, ``"flip"`` or ``"ssd"``, see
+    :mod:`ssd_lesson.data.augment`) from ``seed``; the last partial
     training batch is dropped. ``device`` defaults to fastai's ``default_device()``.
     """
     from fastai.data.core import DataLoaders

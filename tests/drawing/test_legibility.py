@@ -101,7 +101,10 @@ def _nb09_10(k):
     boxes = {"untrained model": activations_to_boxes(seeded[1] * 0.1, k.anchors)[0],
              "after 2 epochs here": activations_to_boxes(seeded[1], k.anchors)[0],
              "trained checkpoint": activations_to_boxes(k.box_actns, k.anchors)[0]}
-    out = {"09 training_progress_figure": lambda: plots.training_progress_figure(
+    from ssd_lesson.drawing.augment_figures import augment_figure
+
+    out = {"09 augment_figure": lambda: augment_figure(k.example, n=8, seed=0),
+           "09 training_progress_figure": lambda: plots.training_progress_figure(
                k.example, boxes, match.gt_idx[0], match.positive[0], per_object=4),
            "09 all_predictions_figure": lambda: plots.all_predictions_figure(k.example, k.anchors,
                                                                              boxes["trained checkpoint"])}
@@ -191,7 +194,7 @@ NAMES = ["01 ground_truth_figure", "02 grid_panel_figure", "02 anchor_grid_figur
          "02 anchor_grid_figure grid=2", "02 anchor_grid_figure grid=1", "02 all_anchors_figure", "03 grid_row_figure",
          "03 all_predictions_figure", "04 iou_heatmap", "05 iou_heatmap", "05 class_figure Fig. 5",
          "05 class_figure Fig. 6", "06 focal_curves_figure", "06 box_loss_figure", "07 regression_figure",
-         "08 gradient_figure", "09 training_progress_figure", "09 all_predictions_figure",
+         "08 gradient_figure", "09 augment_figure", "09 training_progress_figure", "09 all_predictions_figure",
          "10 detection_panels_figure NMS", "10 detection_panels_figure grid", "10 pr_curve_figure", "11 match_modes_figure",
          "03 BoxWidget box=11", "03 BoxWidget box=99", "03 BoxWidget box=188", "05 ThresholdWidget threshold=0.0",
          "05 ThresholdWidget threshold=0.4", "05 ThresholdWidget threshold=0.95", "08 FollowBox box=99",

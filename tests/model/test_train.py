@@ -96,6 +96,25 @@ def test_cli_loss_options_reach_the_loss_and_the_checkpoint(collage_dir, tmp_pat
     assert record.init is None and record.note is None
 
 
+def test_cli_augment_reaches_the_training_images_and_the_record(collage_dir, tmp_path, monkeypatch, capsys):
+    """--augment ssd trains (an image the crop leaves without objects included) and its command says so;
+    left out, the lesson's flip: the option the shipped checkpoints' commands, which predate it, ran with."""
+    import shlex
+
+    from ssd_lesson.data import images
+
+    used, real = [], images.make_dataloaders
+    monkeypatch.setattr(images, "make_dataloaders", lambda *a, **k: used.append(k["augment"]) or real(*a, **k))
+    out = tmp_path / "m.pth"
+    assert run(collage_dir, out, "--epochs", "1", "--augment", "ssd") == 0
+    command = load_checkpoint(out).record.command
+    assert used == ["ssd"] and " --augment ssd " in command and _parse(shlex.split(command)[4:]).augment == "ssd"
+    assert _parse([]).augment == "flip" and " --augment flip " in full_command(_parse([]))
+    with pytest.raises(SystemExit) as exit_:
+        _parse(["--augment", "crop"])
+    assert exit_.value.code == 2 and "argument --augment: invalid choice: 'crop'" in capsys.readouterr().err
+
+
 def test_ctrl_c_keeps_last_finished_epoch(collage_dir, tmp_path, monkeypatch, capsys):
     from ssd_lesson.model import train
 

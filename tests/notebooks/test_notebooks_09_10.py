@@ -79,7 +79,8 @@ def test_notebook_is_executed_clean_and_small(name):
     assert (NB_DIR / name).stat().st_size < 5 * 2**20
     assert nb.cells[-1].cell_type == "markdown" and nb.cells[-1].source.startswith("## What's next")
     assert sum(checks_output(c) for c in code) >= 4
-    figures = {"lr-find", "plot-loss", "progress-figure", "fig4-before", "fig4-after", "nms-figure", "detections"}
+    figures = {"augment-figure", "lr-find", "plot-loss", "progress-figure", "fig4-before", "fig4-after", "nms-figure",
+               "detections"}
     for c in code:  # every figure cell produced its figure
         if figures & set(c.metadata.get("tags", [])):
             assert any("image/jpeg" in o.get("data", {}) or "image/png" in o.get("data", {}) for o in c.outputs), c.source
