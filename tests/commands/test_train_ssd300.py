@@ -10,7 +10,8 @@ import torch
 
 from ssd_lesson import LossOptions
 from ssd_lesson.commands.option_flags import loss_options_from
-from ssd_lesson.commands.train import _parse, full_command, train_main
+from ssd_lesson.commands.train import LOSS_PRESETS, _parse, full_command, train_main
+from ssd_lesson.model import HEADS
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ["--spec", "ssd300", "--data", "collage", "--n-images", "6", "--epochs", "1", "--body", "tiny", "--n-hidden", "16",
@@ -18,6 +19,7 @@ SHORT = ["--spec", "ssd300", "--data", "collage", "--n-images", "6", "--epochs",
 
 
 def test_each_spec_has_its_loss_preset():
+    assert tuple(LOSS_PRESETS) == HEADS  # --spec names the head: train --init checks the checkpoint's against it
     assert loss_options_from(_parse([])) == LossOptions.training() == loss_options_from(_parse(["--spec", "lesson"]))
     paper = loss_options_from(_parse(["--spec", "ssd300"]))
     assert paper == LossOptions.ssd_paper()
