@@ -8,8 +8,11 @@ command, with the defaults of the options object it is given, and :func:`options
 them back as one object. So a new option is its field (in ``core/options.py``) plus its row
 here; a field without a row is refused when a command builds its parser (and by the tests).
 Each option's ``dest`` is argparse's for its flag (``--loss``: ``loss``), as the checkpoints record
-the parsed options by it. Different settings have different flags:
-``--iou-threshold`` is the loss's matching threshold, ``--hit-iou`` evaluation's.
+the parsed options by it. Different settings have different flags: ``--iou-threshold`` is the loss's
+matching threshold, ``--hit-iou`` evaluation's. Where another option picks the defaults (``train --spec
+ssd300``: the SSD paper's loss), the command parses into :func:`unset_options` and fills what the
+command line left unset from the chosen preset (:func:`fill_options`): a flag given wins, even at a
+value that equals another preset's.
 """
 from __future__ import annotations
 
@@ -22,11 +25,14 @@ from ..core.options import (AP_RULES, BOX_CODINGS, BOX_LOSSES, CLASS_SCORES, CLA
                             NORMALIZATIONS, REDUCTIONS, DecodeOptions, EvalOptions, LossOptions)
 from .cli import fraction, nonnegative_float, positive_int, unit_interval
 
-__all__ = ["Flag", "FLAGS", "yes_no", "OPTION_GROUPS", "add_options", "options_from", "add_loss_options", "loss_options_from"]
+__all__ = ["Flag", "FLAGS", "yes_no", "OPTION_GROUPS", "NOT_GIVEN", "add_options", "options_from", "unset_options",
+           "fill_options", "add_loss_options", "loss_options_from"]
 
 _O = TypeVar("_O", LossOptions, DecodeOptions, EvalOptions)
 #: How a yes-or-no option is written on the command line.
 YES, NO = ("yes", "true", "1"), ("no", "false", "0")
+#: What an option holds, parsed into :func:`unset_options`, when the command line does not give it.
+NOT_GIVEN: Any = object()
 
 
 def yes_no(text: str) -> bool:
@@ -117,13 +123,16 @@ def _rows(cls: type) -> dict[str, Flag]:
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type[_O], defaults: Optional[_O] = None, *,
-                leave_out: Mapping[str, str] = {}, default_from: Optional[str] = None) -> None:
+                leave_out: Mapping[str, str] = {}, default_from: Optional[str] = None,
+                presets: Mapping[str, _O] = {}) -> None:
     """One option per field of ``cls`` in a group of ``parser``, defaulting to ``defaults``' values.
 
     ``defaults=None``: every option defaults to None, meaning "not given", and ``default_from`` says
     in the help where the value then comes from (evaluate: the checkpoint's record). ``leave_out``:
     fields this command does not offer, each with why (kept in the call so that the reason is read
-    where the command is).
+    where the command is). ``presets``: other defaults, each under the option that selects it
+    (``{"--spec ssd300": LossOptions.ssd_paper()}``); the help shows them where they differ from
+    ``defaults``, and the command applies them (:func:`fill_options`).
     """
     unknown = sorted(set(leave_out) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
@@ -135,6 +144,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type[_O], defaults: Option
             continue
         default = getattr(defaults, field) if defaults is not None else None
         help_text = flag.help + (f" (default: {default_from})" if defaults is None and default_from else "")
+        others = [f"{getattr(o, field)} with {by}" for by, o in presets.items() if getattr(o, field) != default]
+        if others:
+            help_text += f" ({'' if default is None else f'default: {default}; '}{'; '.join(others)})"
         kind = dict(choices=flag.choices) if flag.choices is not None else dict(type=flag.parse)
         group.add_argument(flag.name, default=default, help=help_text, **kind)
 
@@ -147,9 +159,28 @@ def options_from(args: argparse.Namespace, cls: type[_O], base: Optional[_O] = N
     return (base if base is not None else cls()).replace(**given)
 
 
-def add_loss_options(parser: argparse.ArgumentParser, defaults: LossOptions) -> None:
-    """Every :class:`~ssd_lesson.core.options.LossOptions` field as an option, ``defaults``' values as defaults."""
-    add_options(parser, LossOptions, defaults)
+def unset_options(cls: type) -> argparse.Namespace:
+    """A namespace to parse into, ``parser.parse_args(argv, unset_options(cls))``, in which each option of
+    ``cls`` holds :data:`NOT_GIVEN` unless the command line gives it (argparse sets the defaults of what
+    the namespace lacks only)."""
+    return argparse.Namespace(**{flag.dest: NOT_GIVEN for flag in _rows(cls).values()})
+
+
+def fill_options(args: argparse.Namespace, cls: type[_O], preset: _O) -> _O:
+    """``preset`` with the options of ``cls`` that the command line gave (parsed into :func:`unset_options`);
+    the others are set in ``args`` to ``preset``'s values, so ``args`` spells out the options in use."""
+    rows = _rows(cls)
+    for field, flag in rows.items():
+        if getattr(args, flag.dest) is NOT_GIVEN:
+            setattr(args, flag.dest, getattr(preset, field))
+    return options_from(args, cls, base=preset)
+
+
+def add_loss_options(parser: argparse.ArgumentParser, defaults: LossOptions,
+                     presets: Mapping[str, LossOptions] = {}) -> None:
+    """Every :class:`~ssd_lesson.core.options.LossOptions` field as an option, ``defaults``' values as defaults
+    (and ``presets``, shown where they differ: see :func:`add_options`)."""
+    add_options(parser, LossOptions, defaults, presets=presets)
 
 
 def loss_options_from(args: argparse.Namespace) -> LossOptions:

@@ -1,8 +1,8 @@
 """``python -m ssd_lesson train``: train the SSD with fastai and save a checkpoint after every epoch.
 
 The command line of :mod:`ssd_lesson.model.train`: the data (the offline collage set or
-Pascal VOC 2007), the model, the schedule and the loss options (one
-:class:`~ssd_lesson.core.options.LossOptions`, by default :meth:`LossOptions.training`).
+Pascal VOC 2007), the model (``--spec``: the lesson's SSD, or SSD300 on 300 pixel images), the schedule and the
+loss options (one :class:`~ssd_lesson.core.options.LossOptions`, by default :data:`LOSS_PRESETS`' for the spec).
 The checkpoint carries a :class:`~ssd_lesson.model.record.CheckpointRecord`: the command with
 every option spelled out (:func:`full_command`, so running it again makes the same model whatever
 the defaults become), the loss options, the data (for collages, which photographs: ``--photos``), the
@@ -21,7 +21,8 @@ from typing import Sequence
 
 from .cli import (HelpFormatter, UserError, at_least, check_writable, in_file, nonnegative_float, out_file, positive_float,
                   positive_int)
-from .option_flags import add_loss_options, loss_options_from
+from .option_flags import add_loss_options, fill_options, loss_options_from, unset_options
+from ..core.options import LossOptions
 
 __all__ = ["train_main", "full_command"]
 
@@ -36,6 +37,11 @@ RECIPES = {
 }
 
 
+#: The loss options each ``--spec`` trains with where no loss flag says otherwise: the lesson code's for the lesson's
+#: SSD, the SSD paper's (softmax, 3 hard negatives per positive, smooth L1 on log-space offsets) for SSD300.
+LOSS_PRESETS = {"lesson": LossOptions.training(), "ssd300": LossOptions.ssd_paper()}
+
+
 def _recipe_help(name: str) -> str:
     """``(default: tiny with --data collage, resnet34 with --data voc)``."""
     shown = {True: "on", False: "off"}
@@ -43,7 +49,6 @@ def _recipe_help(name: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ..core.options import LossOptions
     from ..data import AUGMENTS
     from ..model import BODIES
 
@@ -77,7 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-find", action="store_true", help="run fastai's lr_find first and use its 'valley' suggestion")
     p.add_argument("--augment", choices=AUGMENTS, default="flip", help="training augmentation: none; flip mirrors half the images "
                    "(the lesson's); ssd adds the SSD paper's colour changes, zoom-out and random crop (ssd_lesson.data.augment)")
-    add_loss_options(p, LossOptions.training())
+    p.add_argument("--spec", choices=tuple(LOSS_PRESETS), default="lesson",
+                   help="lesson: the lesson's SSD (224 px images, 189 anchor boxes on 4x4, 2x2 and 1x1 grids, the head on the "
+                   "body's last feature map); ssd300: SSD300 (300 px images, 8732 anchor boxes on grids 38 to 1, the head "
+                   "on the body's feature maps at strides 8, 16 and 32 and three extra layers), with the SSD paper's "
+                   "loss where no loss option says otherwise")
+    add_loss_options(p, LOSS_PRESETS["lesson"], presets={f"--spec {name}": o for name, o in LOSS_PRESETS.items()})
     p.add_argument("--seed", type=at_least(0), default=0, help="seed of the collage set, the initial weights, the shuffling and the augmentation")
     p.add_argument("--out", type=out_file, default=None, help=f"checkpoint path {_recipe_help('out')}")
     p.add_argument("--half", action="store_true", help="store the checkpoint's weights as float16 (half the size)")
@@ -111,11 +121,13 @@ def _voc_sets(args: argparse.Namespace):
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    """The options, with what the command line left unset taken from ``--data``'s recipe (:data:`RECIPES`)."""
-    args = _parser().parse_args(list(argv))
+    """The options, with what the command line left unset taken from ``--data``'s recipe (:data:`RECIPES`)
+    and, for the loss options, from ``--spec``'s preset (:data:`LOSS_PRESETS`)."""
+    args = _parser().parse_args(list(argv), unset_options(LossOptions))
     for name, value in RECIPES[args.data].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    fill_options(args, LossOptions, LOSS_PRESETS[args.spec])
     return args
 
 
@@ -154,6 +166,7 @@ def train_main(argv: Sequence[str]) -> int:
     from ..data.collage import collage_records
     from ..data.images import make_dataloaders
     from ..data.voc import VOC_CLASSES
+    from ..model.config import ModelConfig
     from ..model.net import create_ssd_model
     from ..model.record import CheckpointRecord, InitCheckpoint, TrainingData
     from ..model.train import (BatchLosses, BoxActivationPenalty, EpochCheckpoint, draw_as_fresh_models, fit,
@@ -164,7 +177,7 @@ def train_main(argv: Sequence[str]) -> int:
     say = print if rank0 else (lambda *a, **k: None)
     init, start = None, None
     if args.init is not None:  # read once, here: a checkpoint that does not fit is refused before the data is made
-        start = initial_model(args.init, args.body, args.n_hidden, VOC_CLASSES)
+        start = initial_model(args.init, args.body, args.n_hidden, VOC_CLASSES, head=args.spec)
         init = InitCheckpoint(path=str(args.init), sha256=hashlib.sha256(Path(args.init).read_bytes()).hexdigest(),
                               record=start.record.replace(path=None))
     if args.data == "collage":
@@ -178,8 +191,11 @@ def train_main(argv: Sequence[str]) -> int:
         say(f"error: {where}: the {'train' if not train_recs else 'valid'} split is empty; need at least one image in each "
             "(validation losses and mAP are averages over the valid split)", file=sys.stderr)
         return 2
+    make_config = ModelConfig.ssd300 if args.spec == "ssd300" else ModelConfig  # --spec: size, anchors and head
+    config = start.config if start is not None else make_config(body=args.body, n_hidden=args.n_hidden,
+                                                                 class_names=VOC_CLASSES)
     set_seed(args.seed, reproducible=True)
-    dls = make_dataloaders(train_recs, valid_recs, bs=args.bs, augment=args.augment, seed=args.seed)
+    dls = make_dataloaders(train_recs, valid_recs, bs=args.bs, size=config.size, augment=args.augment, seed=args.seed)
     if start is not None:
         model = start
         # The random draws of two fresh models' initial weights, on purpose: train --init made them here when it
@@ -187,7 +203,7 @@ def train_main(argv: Sequence[str]) -> int:
         # (README, step 2) reproduces its weights bit for bit only with the same draws before training.
         draw_as_fresh_models(start.config, times=2)
     else:
-        model = create_ssd_model(args.body, pretrained=args.pretrained, n_hidden=args.n_hidden, class_names=VOC_CLASSES)
+        model = create_ssd_model(config, pretrained=args.pretrained)
     batch_losses = BatchLosses()
     cbs = [batch_losses] + ([BoxActivationPenalty(args.box_penalty)] if args.box_penalty else [])
     decode_options = DecodeOptions.for_loss(options)  # the mAP metrics read the activations as the loss trains them
@@ -202,7 +218,8 @@ def train_main(argv: Sequence[str]) -> int:
                               seed=args.seed, init=init)
     ckpt = EpochCheckpoint(out, half=args.half, record=record)
     say(f"{args.data}: {len(train_recs)} train / {len(valid_recs)} valid images; body {args.body}; "
-        f"{args.epochs} epochs of {len(dls.train)} batches of {args.bs}"
+        + (f"SSD300, {config.size} px images; " if config.head == "ssd300" else "")
+        + f"{args.epochs} epochs of {len(dls.train)} batches of {args.bs}"
         + (f" shared by {n_processes()} processes" if n_processes() > 1 else "") + f"; loss: {options.describe()}"
         + f"; checkpoint -> {out}", flush=True)
     t0 = time.time()

@@ -1,7 +1,8 @@
 """The model's configuration: everything that rebuilds the network of a checkpoint, in one value.
 
 :class:`ModelConfig` is the body, the input size, the head's hidden channels, dropout and initial
-class bias, the anchor spec and the class names. :func:`~ssd_lesson.model.net.create_ssd_model`
+class bias, the anchor spec, the class names and which head (the lesson's, or SSD300's:
+:meth:`ModelConfig.ssd300`). :func:`~ssd_lesson.model.net.create_ssd_model`
 builds a model from it, the model carries it (``model.config``) and a checkpoint stores it, so a
 new setting of the network is one field here. (A second box coding, when one exists, joins as a
 field too.) Boxes are ``(y0, x0, y1, x1)`` fractions of the image throughout.
@@ -16,9 +17,12 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..core.anchors import AnchorSpec
 from ..data.voc import VOC_CLASSES
-from . import BODIES
+from . import BODIES, HEADS
 
-__all__ = ["ModelConfig", "resolve_model_config", "spec_to_dict", "spec_from_dict"]
+__all__ = ["SSD300_SIZE", "ModelConfig", "resolve_model_config", "spec_to_dict", "spec_from_dict"]
+
+#: SSD300's input: 300 x 300 pixels, where strides 8, 16 and 32 give its 38, 19 and 10 grids.
+SSD300_SIZE = 300
 
 
 def spec_to_dict(spec: AnchorSpec) -> dict:
@@ -40,7 +44,10 @@ class ModelConfig:
     (the model takes ``(B, 3, size, size)``); n_hidden: channels of the head's conv blocks; drop: their
     dropout; class_bias: the initial bias of every class logit (the lesson's -4: sigmoid ~ 0.02, "mostly
     nothing here"); spec: the anchor boxes (:class:`AnchorSpec`); class_names: the object classes in
-    output order (default the 20 VOC classes; background is the extra, last logit).
+    output order (default the 20 VOC classes; background is the extra, last logit); head: ``"lesson"``,
+    the lesson's head on the body's last feature map, or ``"ssd300"``, SSD300's, on three of the body's
+    feature maps and three extra layers (:mod:`ssd_lesson.model.ssd300`; with it, ``n_hidden`` is the
+    channels of the extra layers). :meth:`ssd300` is SSD300 whole: 300 px, its 8732 anchors, its head.
     """
 
     body: str = "resnet34"
@@ -50,10 +57,13 @@ class ModelConfig:
     class_bias: float = -4.0
     spec: AnchorSpec = AnchorSpec()
     class_names: tuple[str, ...] = VOC_CLASSES
+    head: str = "lesson"
 
     def __post_init__(self) -> None:
         if self.body not in BODIES:
             raise ValueError(f"unknown body {self.body!r}; choose one of {BODIES}")
+        if self.head not in HEADS:
+            raise ValueError(f"ModelConfig.head must be one of {HEADS}, got {self.head!r}")
         for name in ("size", "n_hidden"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -75,6 +85,12 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.class_names must be distinct non-empty names, at least one, got {names}")
         object.__setattr__(self, "class_names", names)
 
+    @classmethod
+    def ssd300(cls, **fields: Any) -> "ModelConfig":
+        """SSD300: 300 px images, the 8732 anchors of :meth:`AnchorSpec.ssd300` and the ``"ssd300"`` head;
+        ``fields`` (body, n_hidden, class_names, ...) as for a :class:`ModelConfig`."""
+        return cls(**{"size": SSD300_SIZE, "spec": AnchorSpec.ssd300(), "head": "ssd300", **fields})
+
     @property
     def n_classes(self) -> int:
         """The number of object classes C (the model gives C+1 logits per anchor box, background last)."""
@@ -87,11 +103,13 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain values (for a checkpoint, read with ``weights_only=True``)."""
         return dict(body=self.body, size=self.size, n_hidden=self.n_hidden, drop=self.drop, class_bias=self.class_bias,
-                    spec=spec_to_dict(self.spec), class_names=list(self.class_names))
+                    spec=spec_to_dict(self.spec), class_names=list(self.class_names), head=self.head)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
-        """Inverse of :meth:`to_dict`; a missing or unknown key is a ``ValueError`` naming it."""
+        """Inverse of :meth:`to_dict`; a missing or unknown key is a ``ValueError`` naming it, except ``head``:
+        configurations saved before there was a choice of head are the lesson's."""
+        d = {"head": "lesson", **d}
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown, missing = sorted(set(d) - fields), sorted(fields - set(d))
         if unknown or missing:

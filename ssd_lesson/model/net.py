@@ -6,7 +6,9 @@ On each grid an output conv gives ``k*(C+1)`` class logits and ``k*4`` box
 activations per cell, flattened in the anchor order of :func:`~ssd_lesson.core.anchors.make_anchors`
 (cells row-major, then the ``k`` anchor boxes of the cell), so the model returns
 ``class_logits (B, 189, 21)`` and ``box_actns (B, 189, 4)`` for the default spec.
-Boxes decoded from them are ``(y0, x0, y1, x1)`` fractions of the image.
+Boxes decoded from them are ``(y0, x0, y1, x1)`` fractions of the image. SSD300's head, which reads
+several of the body's feature maps (300 pixels, 8732 anchors), is :mod:`ssd_lesson.model.ssd300`;
+``ModelConfig.head`` chooses.
 
 The model's configuration (body, input size, head, anchor spec, classes) is one
 :class:`~ssd_lesson.model.config.ModelConfig`; checkpoints (:mod:`ssd_lesson.model.checkpoint`)
@@ -101,13 +103,13 @@ class SSDHead(nn.Module):
 
 
 class SSDModel(nn.Module):
-    """Body + :class:`SSDHead`. Input ``(B, 3, size, size)`` normalised images; output
-    ``(class_logits (B, A, C+1), box_actns (B, A, 4))``. ``config`` is the
-    :class:`~ssd_lesson.model.config.ModelConfig` that builds it again (``spec``, ``class_names``,
+    """Body + head (:class:`SSDHead`, or :class:`~ssd_lesson.model.ssd300.SSD300Head`). Input
+    ``(B, 3, size, size)`` normalised images; output ``(class_logits (B, A, C+1), box_actns (B, A, 4))``.
+    ``config`` is the :class:`~ssd_lesson.model.config.ModelConfig` that builds it again (``spec``, ``class_names``,
     ``body_name`` and ``size`` read from it); ``record`` is the
     :class:`~ssd_lesson.model.record.CheckpointRecord` of the checkpoint it was loaded from (else None)."""
 
-    def __init__(self, body: nn.Module, head: SSDHead, config: ModelConfig):
+    def __init__(self, body: nn.Module, head: nn.Module, config: ModelConfig):
         super().__init__()
         self.body, self.head, self.config = body, head, config
         self.record: Optional["CheckpointRecord"] = None
@@ -139,7 +141,13 @@ class SSDModel(nn.Module):
         if tuple(images.shape[-2:]) != (self.size, self.size):
             raise ValueError(f"SSDModel expects {self.size}x{self.size} images, got {images.shape[-2]}x{images.shape[-1]}; "
                              "resize them first (ssd_lesson.model.infer.predict does it for you)")
-        return self.head(self.body(images))
+        return self.head(self.features(images))
+
+    def features(self, images: Tensor) -> Union[Tensor, list[Tensor]]:
+        """What the head reads: the body's last feature map (the lesson's head), or the list of the body's
+        maps that SSD300's head reads (``head.take_features``)."""
+        take = getattr(self.head, "take_features", None)
+        return self.body(images) if take is None else take(self.body, images)
 
 
 def create_body(name: str = "resnet34", pretrained: bool = True) -> nn.Module:
@@ -178,22 +186,31 @@ def create_ssd_model(config: Union[ModelConfig, str, None] = None, pretrained: b
                      body: Optional[str] = None, spec: Optional[AnchorSpec] = None, n_classes: Optional[int] = None,
                      class_names: Optional[Sequence[str]] = None, size: Optional[int] = None,
                      n_hidden: Optional[int] = None, drop: Optional[float] = None,
-                     class_bias: Optional[float] = None) -> SSDModel:
+                     class_bias: Optional[float] = None, head: Optional[str] = None) -> SSDModel:
     """Build the lesson's SSD of ``config`` (a :class:`ModelConfig`), for ``size x size`` images and the anchors of ``spec``.
 
     Instead of a config, its fields may be given as keywords (the others :class:`ModelConfig`'s defaults), and
     ``config`` may be the body's name (``create_ssd_model("tiny", pretrained=False, n_hidden=128)``); a config
     and fields at once is a ``TypeError``. ``class_names`` defaults to the 20 VOC classes in lesson order (then
     ``n_classes``, if given, must be 20). ``pretrained``: ImageNet weights for the body when loadable (else a
-    warning and random weights).
+    warning and random weights). ``create_ssd_model(ModelConfig.ssd300(body="resnet34"))`` is SSD300: a head
+    on the body's maps at strides 8, 16 and 32 and three extra layers; an ``AnchorSpec`` whose grids a head
+    cannot reach at this ``size`` is a ``ValueError`` naming them.
     """
     if isinstance(config, str):  # the body's name, as the lesson calls it
         if body is not None:
             raise TypeError(f"create_ssd_model: the body given twice ({config!r} and body={body!r})")
         config, body = None, config
     config = resolve_model_config(config, n_classes=n_classes, body=body, spec=spec, class_names=class_names, size=size,
-                                  n_hidden=n_hidden, drop=drop, class_bias=class_bias)
+                                  n_hidden=n_hidden, drop=drop, class_bias=class_bias, head=head)
     net = create_body(config.body, pretrained)
+    if config.head == "ssd300":
+        from .ssd300 import SSD300Head, body_feature_maps  # it builds on this module's OutConv
+
+        maps = body_feature_maps(net, config.size)
+        return SSDModel(net, SSD300Head(config.spec, maps, config.n_classes, n_hidden=config.n_hidden, drop=config.drop,
+                                        class_bias=config.class_bias,
+                                        where=f"the {config.body} body at {config.size} pixels"), config)
     with torch.no_grad():  # the feature map's channels and size at this input size
         was = net.training
         feats = net.eval()(torch.zeros(1, 3, config.size, config.size))
@@ -207,17 +224,18 @@ def create_ssd_model(config: Union[ModelConfig, str, None] = None, pretrained: b
 
 def layer_shapes(model: SSDModel, images: Tensor) -> dict[str, Any]:
     """The shapes on the way through ``model`` for ``images`` ``(B, 3, size, size)``: ``input``,
-    the body's ``features``, the input of each grid's output conv (``grids``, spec order), and
+    the body's ``features`` (a list of them for SSD300's head, which reads several), the input of each grid's output conv (``grids``, spec order), and
     the outputs ``class_logits`` ``(B, A, C+1)`` and ``box_actns`` ``(B, A, 4)``. Shapes are tuples."""
     seen: list[tuple[int, ...]] = []
     hooks = [out.register_forward_hook(lambda mod, inp, outp: seen.append(tuple(inp[0].shape)))
              for out in model.head.outs]
     try:
         with torch.no_grad():
-            feats = model.body(images)
+            feats = model.features(images)
             class_logits, box_actns = model.head(feats)
     finally:
         for h in hooks:
             h.remove()
-    return dict(input=tuple(images.shape), features=tuple(feats.shape), grids=seen,
+    shapes = [tuple(f.shape) for f in feats] if isinstance(feats, list) else tuple(feats.shape)
+    return dict(input=tuple(images.shape), features=shapes, grids=seen,
                 class_logits=tuple(class_logits.shape), box_actns=tuple(box_actns.shape))

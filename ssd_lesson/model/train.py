@@ -120,15 +120,18 @@ class BoxActivationPenalty(Callback):
             self.learn.loss_grad = self.learn.loss_grad + self.weight * box_actns.pow(2).mean()
 
 
-def initial_model(path: str | Path, body: str, n_hidden: int, class_names: Optional[Sequence[str]] = None) -> SSDModel:
+def initial_model(path: str | Path, body: str, n_hidden: int, class_names: Optional[Sequence[str]] = None,
+                  head: str = "lesson") -> SSDModel:
     """The model of checkpoint ``path``, in training mode, to train on from (``train --init``), its record in
     ``model.record``.
 
-    Its body and head must be ``body`` / ``n_hidden`` (the options the run records) and, when given, its
-    classes ``class_names``; else a ``ValueError`` naming the checkpoint and both.
+    Its body and head must be ``body`` / ``n_hidden`` / ``head`` (the options the run records) and, when given,
+    its classes ``class_names``; else a ``ValueError`` naming the checkpoint and both.
     """
     model = load_checkpoint(path, class_names=class_names)
     saved = model.config
+    if saved.head != head:
+        raise ValueError(f"--init {path}: the checkpoint has the {saved.head} head, not the requested --spec {head}'s")
     if saved.body != body or saved.n_hidden != n_hidden:
         raise ValueError(f"--init {path}: the checkpoint is a {saved.body} body with n_hidden {saved.n_hidden}, "
                          f"not the requested --body {body} --n-hidden {n_hidden}")

@@ -112,7 +112,8 @@ def test_every_help_shows_the_defaults_in_plain_text(command):
             shown = f"(default: {action.default})"
             assert shown in text or "default" in (action.help or ""), (command, action.option_strings)
     want = {"train": ["--match-on {predictions,anchors} match ground truth to the predicted boxes (the article) or "
-                      "the anchor boxes (the lesson's code) (default: anchors)", "(default: 0.4)", "--epochs EPOCHS"],
+                      "the anchor boxes (the lesson's code) (default: anchors)", "(default: 0.4; 0.5 with --spec ssd300)",
+                      "(default: bce; softmax with --spec ssd300)", "--epochs EPOCHS"],
             "dissect": ["(default: predictions)", "become background (default: 0.4)"],
             "evaluate": ["at least it for COCO) (default: 0.5)", "more than this (default: what the checkpoint's mAP "
                          "was measured with)"]}[command]

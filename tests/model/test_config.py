@@ -58,3 +58,18 @@ def test_resolve_takes_a_config_or_its_fields_never_both():
         resolve_model_config(None, n_classes=2)
     with pytest.raises(ValueError, match="2 class_names given for n_classes=3"):
         resolve_model_config(None, n_classes=3, class_names=names)
+
+
+def test_the_head_field_and_the_ssd300_preset():
+    config = ModelConfig.ssd300(body="tiny", n_hidden=16)
+    assert (config.head, config.size, config.spec, config.body, config.n_hidden) == ("ssd300", 300, AnchorSpec.ssd300(),
+                                                                                     "tiny", 16)
+    assert config.spec.n_anchors == 8732 and ModelConfig().head == "lesson"
+    plain = config.to_dict()
+    assert plain["head"] == "ssd300" and ModelConfig.from_dict(plain) == config
+    # saved before there was a choice of head: the lesson's
+    before = {k: v for k, v in ModelConfig(body="tiny").to_dict().items() if k != "head"}
+    assert ModelConfig.from_dict(before) == ModelConfig(body="tiny") and ModelConfig.from_dict(before).head == "lesson"
+    with pytest.raises(ValueError, match=r"ModelConfig.head must be one of \('lesson', 'ssd300'\), got 'ssd512'"):
+        ModelConfig(head="ssd512")
+    assert ModelConfig.ssd300(size=512).size == 512  # the fields given win
