@@ -7,6 +7,7 @@ The checkpoint carries a :class:`~ssd_lesson.model.record.CheckpointRecord`: the
 every option spelled out (:func:`full_command`, so running it again makes the same model whatever
 the defaults become), the loss options, the data (for collages, which photographs: ``--photos``), the
 seed, the checkpoint it started from (``--init``, with its own record) and each epoch's validation numbers.
+``--workers``, ``--amp`` and ``--resume`` (longer runs, ``torchrun``) are :mod:`ssd_lesson.commands.train_scale`'s.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Sequence
 from .cli import (HelpFormatter, UserError, at_least, check_writable, in_file, nonnegative_float, out_file, positive_float,
                   positive_int)
 from .option_flags import add_loss_options, fill_options, loss_options_from, unset_options
+from .train_scale import add_scale_options, resolve_amp, resumed_run
 from ..core.options import LossOptions
 
 __all__ = ["train_main", "full_command"]
@@ -92,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=out_file, default=None, help=f"checkpoint path {_recipe_help('out')}")
     p.add_argument("--half", action="store_true", help="store the checkpoint's weights as float16 (half the size)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint at --out")
+    add_scale_options(p)
     return p
 
 
@@ -134,10 +137,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 def full_command(args: argparse.Namespace) -> str:
     """The train command with every option of ``args`` spelled out (defaults too), so running it again
     makes the same model whatever the defaults become; ``--force`` is left to whoever reruns it, and
-    options left unset (None) are left out."""
+    options left unset (None) are left out, and so is ``--resume`` (the command is the run's recipe)."""
     parts = ["python -m ssd_lesson train"]
     for action in _parser()._actions:
-        if not action.option_strings or action.dest in ("help", "force"):
+        if not action.option_strings or action.dest in ("help", "force", "resume"):
             continue
         value, flag = getattr(args, action.dest), action.option_strings[0]
         if isinstance(action, argparse.BooleanOptionalAction):
@@ -152,8 +155,9 @@ def full_command(args: argparse.Namespace) -> str:
 def train_main(argv: Sequence[str]) -> int:
     """``python -m ssd_lesson train ...``: returns the exit status (0 done, 1 or 2 refused, 130 on Ctrl-C)."""
     args = _parse(argv)  # first: --help and a wrong option answer without importing torch
+    args, resumed = resumed_run(argv, args, _parser, _parse)  # --resume: the recorded options, and the run's state
     out = Path(args.out)
-    if out.exists() and not args.force:  # before the data: never a download, then a refusal
+    if out.exists() and not args.force and resumed is None:  # before the data: never a download, then a refusal
         if os.environ.get("RANK", "0") == "0":  # torchrun's other processes stay quiet
             print(f"error: {out} exists; pass --force to overwrite it, or choose another --out", file=sys.stderr)
         return 1
@@ -162,12 +166,14 @@ def train_main(argv: Sequence[str]) -> int:
         voc = _voc_sets(args)
     elif (args.train_sets, args.valid_set, args.download) != (None, None, False):
         raise UserError("--train-sets, --valid-set and --download are for --data voc")
+    resolve_amp(args)  # --amp auto: the mode this machine runs, as the record spells it
     from ..core.options import DecodeOptions
     from ..data.collage import collage_records
     from ..data.images import make_dataloaders
     from ..data.voc import VOC_CLASSES
     from ..model.config import ModelConfig
     from ..model.net import create_ssd_model
+    from ..model.precision import amp_callbacks
     from ..model.record import CheckpointRecord, InitCheckpoint, TrainingData
     from ..model.train import (BatchLosses, BoxActivationPenalty, EpochCheckpoint, draw_as_fresh_models, fit,
                                initial_model, is_main_process, n_processes, set_seed, ssd_learner)
@@ -176,7 +182,9 @@ def train_main(argv: Sequence[str]) -> int:
     rank0 = is_main_process()
     say = print if rank0 else (lambda *a, **k: None)
     init, start = None, None
-    if args.init is not None:  # read once, here: a checkpoint that does not fit is refused before the data is made
+    if resumed is not None:
+        init = resumed.record.init
+    elif args.init is not None:  # read once, here: a checkpoint that does not fit is refused before the data is made
         start = initial_model(args.init, args.body, args.n_hidden, VOC_CLASSES, head=args.spec)
         init = InitCheckpoint(path=str(args.init), sha256=hashlib.sha256(Path(args.init).read_bytes()).hexdigest(),
                               record=start.record.replace(path=None))
@@ -191,12 +199,19 @@ def train_main(argv: Sequence[str]) -> int:
         say(f"error: {where}: the {'train' if not train_recs else 'valid'} split is empty; need at least one image in each "
             "(validation losses and mAP are averages over the valid split)", file=sys.stderr)
         return 2
+    recorded = resumed and resumed.record.data
+    if recorded and (recorded.n_train, recorded.n_valid) != (len(train_recs), len(valid_recs)):
+        raise UserError(f"--resume {out}: {where} has {len(train_recs)} train / {len(valid_recs)} valid images, the "
+                        f"recorded run {recorded.n_train} / {recorded.n_valid} (in {recorded.folder}); give its --data-dir")
     make_config = ModelConfig.ssd300 if args.spec == "ssd300" else ModelConfig  # --spec: size, anchors and head
-    config = start.config if start is not None else make_config(body=args.body, n_hidden=args.n_hidden,
-                                                                 class_names=VOC_CLASSES)
+    config = (resumed.model.config if resumed is not None else start.config if start is not None
+              else make_config(body=args.body, n_hidden=args.n_hidden, class_names=VOC_CLASSES))
     set_seed(args.seed, reproducible=True)
-    dls = make_dataloaders(train_recs, valid_recs, bs=args.bs, size=config.size, augment=args.augment, seed=args.seed)
-    if start is not None:
+    dls = make_dataloaders(train_recs, valid_recs, bs=args.bs, size=config.size, augment=args.augment, seed=args.seed,
+                           num_workers=args.workers)
+    if resumed is not None:
+        model = resumed.model
+    elif start is not None:
         model = start
         # The random draws of two fresh models' initial weights, on purpose: train --init made them here when it
         # built its models before filling them from the checkpoint, and the shipped checkpoint's recorded command
@@ -205,7 +220,7 @@ def train_main(argv: Sequence[str]) -> int:
     else:
         model = create_ssd_model(config, pretrained=args.pretrained)
     batch_losses = BatchLosses()
-    cbs = [batch_losses] + ([BoxActivationPenalty(args.box_penalty)] if args.box_penalty else [])
+    cbs = [batch_losses] + ([BoxActivationPenalty(args.box_penalty)] if args.box_penalty else []) + amp_callbacks(args.amp)
     decode_options = DecodeOptions.for_loss(options)  # the mAP metrics read the activations as the loss trains them
     learn = ssd_learner(dls, model, options, cbs=cbs, voc_metric=args.data == "voc", decode_options=decode_options)
     if args.wd is not None:
@@ -214,19 +229,24 @@ def train_main(argv: Sequence[str]) -> int:
     data = TrainingData(args.data, str(where), args.n_images if collage else None, len(train_recs), len(valid_recs),
                         args.photos if collage else None, None if collage else tuple(map(str, voc.train)),
                         None if collage else str(voc.valid))
-    record = CheckpointRecord(command=full_command(args), loss_options=options, decode_options=decode_options, data=data,
-                              seed=args.seed, init=init)
+    record = resumed.record if resumed is not None else CheckpointRecord(  # a resumed run keeps its own record
+        command=full_command(args), loss_options=options, decode_options=decode_options, data=data, seed=args.seed, init=init)
     ckpt = EpochCheckpoint(out, half=args.half, record=record)
     say(f"{args.data}: {len(train_recs)} train / {len(valid_recs)} valid images; body {args.body}; "
         + (f"SSD300, {config.size} px images; " if config.head == "ssd300" else "")
         + f"{args.epochs} epochs of {len(dls.train)} batches of {args.bs}"
         + (f" shared by {n_processes()} processes" if n_processes() > 1 else "") + f"; loss: {options.describe()}"
-        + f"; checkpoint -> {out}", flush=True)
+        + (f"; mixed precision {args.amp}" if args.amp != "off" else "") + f"; checkpoint -> {out}"
+        + (f"; resuming after epoch {resumed.state['epoch']}" if resumed else "")
+        + (f" (cut short on {len(resumed.state['rng'])} processes: from here the batches differ from that run's)"
+           if resumed and len(resumed.state["rng"]) != n_processes() else ""), flush=True)
     t0 = time.time()
     try:
-        _, validation = fit(learn, args.epochs, args.lr, find_lr=args.lr_find, cbs=[ckpt], say=say)
+        _, validation = fit(learn, args.epochs, resumed.state["lr"] if resumed else args.lr, find_lr=args.lr_find,
+                            cbs=[ckpt], say=say, resume=resumed and resumed.state)
     except KeyboardInterrupt:
-        done = (f"the checkpoint of the last finished epoch ({ckpt.saved_epoch}) is {out}" if ckpt.saved_epoch
+        done = (f"the checkpoint of the last finished epoch ({ckpt.saved_epoch}) is {out}; continue with "
+                f"python -m ssd_lesson train --resume {shlex.quote(str(out))}" if ckpt.saved_epoch
                 else "no epoch finished; no checkpoint written" + (f" ({out} is left as it was)" if out.exists() else ""))
         say(f"\ninterrupted: {done}", file=sys.stderr)
         return 130

@@ -24,8 +24,9 @@ from .config import ModelConfig, spec_from_dict, spec_to_dict
 from .net import SSDModel, create_ssd_model
 from .record import CheckpointRecord, InitCheckpoint, TrainingData
 
-__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FORMAT", "OLDER_CHECKPOINT_FORMAT", "TrainingData", "InitCheckpoint", "CheckpointRecord",
-           "find_checkpoint", "save_checkpoint", "load_checkpoint", "check_classes", "spec_to_dict", "spec_from_dict", "plain"]
+__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FORMAT", "OLDER_CHECKPOINT_FORMAT", "TRAINING_STATE_KEY", "TrainingData",
+           "InitCheckpoint", "CheckpointRecord", "find_checkpoint", "save_checkpoint", "load_checkpoint",
+           "load_training_state", "check_classes", "spec_to_dict", "spec_from_dict", "plain"]
 
 CHECKPOINT_DIR = DATA_DIR / "checkpoints"
 #: The layout :func:`save_checkpoint` writes: the weights, the model's configuration, its record.
@@ -33,6 +34,8 @@ CHECKPOINT_FORMAT = "ssd_lesson.checkpoint/2"
 #: The older layout, still read: the configuration's fields side by side (the head's in ``head_kwargs``), the
 #: record in its older layout (:meth:`CheckpointRecord.read`).
 OLDER_CHECKPOINT_FORMAT = "ssd_lesson.checkpoint/1"
+#: Where :func:`save_checkpoint` puts a run's training state (read by ``train --resume``, ignored when loading).
+TRAINING_STATE_KEY = "training_state"
 #: The keys each layout needs.
 _KEYS = {CHECKPOINT_FORMAT: ("state_dict", "model"),
          OLDER_CHECKPOINT_FORMAT: ("state_dict", "spec", "class_names", "body", "size", "head_kwargs")}
@@ -49,15 +52,18 @@ def find_checkpoint(checkpoint: str | Path | None = None) -> Optional[Path]:
 
 
 def save_checkpoint(model: SSDModel, path: str | Path, *, half: bool = False,
-                    record: Optional[CheckpointRecord] = None) -> Path:
+                    record: Optional[CheckpointRecord] = None, training_state: Optional[Mapping[str, Any]] = None) -> Path:
     """Save the weights, the model's :class:`ModelConfig` and ``record`` (default: the model's own
     ``record``, else an empty one); written atomically (a crash mid-save leaves the previous file
-    intact). ``half`` stores float weights as float16."""
+    intact). ``half`` stores float weights as float16. ``training_state`` (what ``train --resume`` needs to
+    continue the run: :mod:`ssd_lesson.model.resume`) goes under its own key, which :func:`load_checkpoint` ignores."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     record = record if record is not None else (getattr(model, "record", None) or CheckpointRecord())
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
     ckpt = dict(format=CHECKPOINT_FORMAT, state_dict=sd, model=plain(model.config.to_dict(), "model"),
                 record=plain(record.to_dict(), "record"))
+    if training_state is not None:
+        ckpt[TRAINING_STATE_KEY] = plain(training_state, TRAINING_STATE_KEY)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:  # Ctrl-C / SIGTERM wait for the rename: the old file or the whole new one
@@ -67,14 +73,16 @@ def save_checkpoint(model: SSDModel, path: str | Path, *, half: bool = False,
 
 def plain(value: Any, where: str) -> Any:
     """``value`` as the plain values a checkpoint may hold (it is read back with ``weights_only=True``, which
-    refuses anything else): a numpy number becomes its Python number, a path its text. Anything
+    refuses anything else): a numpy number becomes its Python number, a path its text, a tensor its CPU copy. Anything
     else is a ``TypeError`` naming where it is (``record.data.n_images``), at save time, not when reading back."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()  # before the plain types: numpy's float64 is a float, but pickles as numpy's
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
     if isinstance(value, Path):
         return str(value)
-    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-        return value.item()
     if isinstance(value, Mapping):
         for k in value:
             if not isinstance(k, str):
@@ -136,6 +144,15 @@ def _model_config(ckpt: Mapping[str, Any]) -> ModelConfig:
         return ModelConfig.from_dict(ckpt["model"])
     return ModelConfig(body=ckpt["body"], size=ckpt["size"], spec=spec_from_dict(ckpt["spec"]),
                        class_names=tuple(ckpt["class_names"]), **ckpt["head_kwargs"])
+
+
+def load_training_state(path: str | Path) -> Optional[dict]:
+    """The training state saved with the checkpoint at ``path`` (``save_checkpoint(training_state=...)``), None
+    when it has none; read as :func:`load_checkpoint` reads (``weights_only=True``, the same refusals)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    return _read_checkpoint(path, "cpu").get(TRAINING_STATE_KEY)
 
 
 def load_checkpoint(path: str | Path, *, spec: Optional[AnchorSpec] = None,

@@ -77,30 +77,33 @@ def detection_map(detections: Sequence[Detections], gt_boxes: Sequence[Tensor], 
 
 
 class MAPState:
-    """One torchmetrics accumulator shared by the mAP@0.5 and COCO-mAP columns (computed once per epoch).
+    """The detections and ground truth of an epoch's validation, shared by the mAP@0.5, COCO-mAP (one
+    torchmetrics computation) and, with ``voc07=True``, VOC07 columns (:func:`voc_ap` with the default
+    hit IoU and VOC2007's rule, whatever the default rule becomes: the column is named so).
 
-    ``voc07=True`` also keeps the decoded detections for the VOC07 column (:func:`voc_ap` with the
-    default hit IoU and VOC2007's rule, whatever the default rule becomes: the column is named so).
+    ``sync``: in a distributed run, every process's images are gathered (``all_gather_object``, in rank
+    order: the valid split's order, as ``DistributedDL`` gives each process a contiguous share) before
+    computing, so each process's share may have its own number of images (torchmetrics' own gathering
+    needs equal numbers, which the repeated items that pad the shares would give, counted twice).
     """
 
     eval_options = EvalOptions().replace(ap_rule="voc07")
 
     def __init__(self, anchors: Anchors, sync: bool = True, voc07: bool = False, options: DecodeOptions = DecodeOptions()):
         self.anchors, self.options, self.sync, self.voc07 = anchors, options, sync, voc07
-        self.metric, self.n, self.result = _new_map_metric(sync), 0, None
-        self.voc_preds: list[dict] = []
-        self.voc_targets: list[dict] = []
         self.num_classes = 20  # set from the class logits (C+1 columns, background last) by update
+        self.reset()
 
     def reset(self) -> None:
-        self.metric.reset()
-        self.n, self.result, self.voc_preds, self.voc_targets = 0, None, [], []
+        self.n, self.result = 0, None
+        self.tm_preds, self.tm_targets, self.voc_preds, self.voc_targets = [], [], [], []
 
     def update(self, preds: tuple[Tensor, Tensor], gt_boxes: Tensor, gt_labels: Tensor,
                image_size: tuple[int, int] = (224, 224)) -> None:
-        dets = decode(*(p.detach() for p in preds), self.anchors, options=self.options)
+        dets = decode(*(p.detach().float() for p in preds), self.anchors, options=self.options)  # bf16 under --amp
         self.num_classes = preds[0].shape[-1] - 1
-        self.metric.update([_tm_pred(d) for d in dets], _tm_targets(gt_boxes, gt_labels))
+        self.tm_preds += [_tm_pred(d) for d in dets]
+        self.tm_targets += _tm_targets(gt_boxes, gt_labels)
         if self.voc07:  # fractions -> pixels of the model's input (batches know no other size)
             scale = torch.tensor([image_size[0], image_size[1]] * 2, dtype=torch.float64)
             for d, b, lab in zip(dets, gt_boxes, gt_labels):
@@ -109,22 +112,31 @@ class MAPState:
                 self.voc_targets.append(dict(boxes=b[real].cpu().double() * scale, labels=lab[real].cpu()))
         self.n, self.result = self.n + len(dets), None
 
-    def _voc07(self) -> float:
-        preds, targets = self.voc_preds, self.voc_targets
+    def _synced(self) -> bool:
+        """Whether every process's images are gathered (a collective every process joins, images or not)."""
         dist = torch.distributed
-        if self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            parts: list = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, (preds, targets))
-            preds, targets = [p for ps, _ in parts for p in ps], [t for _, ts in parts for t in ts]
-        return voc_ap(preds, targets, self.eval_options, num_classes=self.num_classes, inclusive=False).map
+        return self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+    def _all(self) -> tuple[list, ...]:
+        """``(tm_preds, tm_targets, voc_preds, voc_targets)`` of every process."""
+        mine = (self.tm_preds, self.tm_targets, self.voc_preds, self.voc_targets)
+        if not self._synced():
+            return mine
+        parts: list = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, mine)
+        return tuple([x for part in parts for x in part[i]] for i in range(len(mine)))
 
     def value(self, key: str) -> Optional[float]:
-        if self.n == 0:
-            return None  # nothing was validated: no number rather than a division by zero
         if self.result is None:
-            self.result = {k: float(v) for k, v in self.metric.compute().items() if k in ("map_50", "map")}
+            tm_preds, tm_targets, voc_preds, voc_targets = self._all()
+            if not tm_preds:
+                return None  # nothing was validated: no number rather than a division by zero
+            metric = _new_map_metric(sync=False)
+            metric.update(tm_preds, tm_targets)
+            self.result = {k: float(v) for k, v in metric.compute().items() if k in ("map_50", "map")}
             if self.voc07:
-                self.result["voc07"] = self._voc07()
+                self.result["voc07"] = voc_ap(voc_preds, voc_targets, self.eval_options, num_classes=self.num_classes,
+                                              inclusive=False).map
         return self.result[key]
 
 
@@ -156,8 +168,12 @@ class MeanAP(_FastaiMetric):
 
     def accumulate(self, learn) -> None:
         if self.owner:
+            from .distributed import real_items  # fastai's; this module imports without it
+
             size = tuple(learn.xb[0].shape[-2:]) if self.state.voc07 else (224, 224)
-            self.state.update(learn.pred, *learn.yb, image_size=size)
+            n = real_items(getattr(learn, "dl", None), len(learn.yb[0]))  # a distributed run's repeated items count once
+            if n:
+                self.state.update(tuple(p[:n] for p in learn.pred), *(y[:n] for y in learn.yb), image_size=size)
 
     @property
     def value(self) -> Optional[float]:

@@ -9,10 +9,12 @@ and COCO mAP are recorded as metrics every epoch. The loss options travel as one
 (the article's wording) doubled mAP@0.5 on the offline collage set, where the mean's box
 gradient is too weak to train a body from scratch, and made the shipped checkpoint.
 :func:`fit` also runs under ``torchrun`` / ``accelerate launch`` through fastai's
-``distrib_ctx`` (needs the ``accelerate`` package); each process then validates its share
-and the mAP metrics gather all shares. :class:`BoxActivationPenalty` (``train --box-penalty``) keeps
-the box activations off tanh's flat ends, and :func:`initial_model` (``train --init``) starts from a
-saved checkpoint. The ``train`` command is :mod:`ssd_lesson.commands.train`.
+``distrib_ctx`` (needs the ``accelerate`` package); each process then validates its share,
+and the validation losses and mAP add up all shares, each image once (:mod:`ssd_lesson.model.distributed`).
+:class:`EpochCheckpoint` keeps what ``train --resume`` continues from (:mod:`ssd_lesson.model.resume`).
+:class:`BoxActivationPenalty` (``train --box-penalty``) keeps the box activations off tanh's flat ends,
+and :func:`initial_model` (``train --init``) starts from a saved checkpoint. The ``train`` command is
+:mod:`ssd_lesson.commands.train`.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from fastai.callback.core import Callback
 from fastai.distributed import DistributedDL, rank_distrib
-from fastai.learner import Learner, Metric
+from fastai.learner import Learner
 from fastai.torch_core import num_distrib, set_seed
 from torch import Tensor
 
@@ -33,9 +35,11 @@ from ..core.loss import SSDLossResult, ssd_loss
 from ..core.options import DecodeOptions, LossOptions
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig
+from .distributed import ReducedMean, ValidLoss, real_items
 from .metrics import MAPState, map_metrics
 from .net import SSDModel, create_ssd_model
 from .record import CheckpointRecord
+from .resume import Resume, training_state
 
 __all__ = ["SSDLoss", "LossPart", "BatchLosses", "BoxActivationPenalty", "EpochCheckpoint", "ssd_learner", "initial_model",
            "draw_as_fresh_models", "evaluate", "fit", "is_main_process", "n_processes", "set_seed"]
@@ -47,7 +51,8 @@ class SSDLoss:
     ``preds`` is the model's ``(class_logits (B, A, C+1), box_actns (B, A, 4))``; ground
     truth is ``(y0, x0, y1, x1)`` fractions with ``PAD_LABEL`` padding. ``options`` are
     :class:`~ssd_lesson.core.loss.LossOptions`. The last result is kept in ``.last`` for the
-    :class:`LossPart` metrics.
+    :class:`LossPart` metrics. The loss runs in float32 outside any autocast region (mixed-precision
+    training, ``train --amp``, casts the activations up first), so matching and IoU never round to 16 bits.
     """
 
     def __init__(self, anchors: Anchors, options: LossOptions = LossOptions.training()):
@@ -55,29 +60,26 @@ class SSDLoss:
         self.last: Optional[SSDLossResult] = None
 
     def __call__(self, preds: tuple[Tensor, Tensor], gt_boxes: Tensor, gt_labels: Tensor) -> Tensor:
-        class_logits, box_actns = preds
+        class_logits, box_actns = (p.float() for p in preds)
         if self.anchors.device != class_logits.device:
             self.anchors = self.anchors.to(class_logits.device)
-        self.last = ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, self.anchors, options=self.options)
+        with torch.autocast(class_logits.device.type, enabled=False):
+            self.last = ssd_loss(class_logits, box_actns, gt_boxes, gt_labels, self.anchors, options=self.options)
         return self.last.total / max(class_logits.shape[0], 1)
 
 
-class LossPart(Metric):
-    """Validation mean per image of one part of the loss: ``"classification"`` or ``"regression"``."""
+class LossPart(ReducedMean):
+    """Validation mean per image of one part of the loss: ``"classification"`` or ``"regression"`` (over all
+    processes of a distributed run, each image once: :class:`~ssd_lesson.model.distributed.ReducedMean`)."""
 
     def __init__(self, part: str):
+        super().__init__()
         self.part = part
-
-    def reset(self) -> None:
-        self.total, self.count = 0.0, 0
 
     def accumulate(self, learn) -> None:
         t = getattr(learn.loss_func.last, self.part).detach()
-        self.total, self.count = self.total + float(t.sum()), self.count + t.numel()
-
-    @property
-    def value(self) -> Optional[float]:
-        return self.total / self.count if self.count else None
+        n = real_items(getattr(learn, "dl", None), len(t))
+        self.add(float(t[:n].sum()), n, learn)
 
     @property
     def name(self) -> str:
@@ -116,7 +118,7 @@ class BoxActivationPenalty(Callback):
 
     def after_loss(self) -> None:
         if self.training and self.weight > 0:
-            box_actns = self.learn.pred[1]
+            box_actns = self.learn.pred[1].float()
             self.learn.loss_grad = self.learn.loss_grad + self.weight * box_actns.pow(2).mean()
 
 
@@ -152,22 +154,37 @@ def draw_as_fresh_models(config: ModelConfig, times: int) -> None:
 
 class EpochCheckpoint(Callback):
     """Save a checkpoint after every finished epoch (rank 0 only; atomic, so Ctrl-C never leaves half a file),
-    with ``record`` (how it is being made) completed by the epoch and its validation metrics."""
+    with ``record`` (how it is being made) completed by the epoch and its validation metrics.
+
+    With ``resumable``, every epoch's checkpoint but the last also holds the training state that
+    ``train --resume`` continues from (:func:`~ssd_lesson.model.resume.training_state`, the peak learning
+    rate read from ``learn.lr``); the last one is the finished model alone. Epochs a resumed fit skips
+    are not saved."""
 
     order = 70  # after the Recorder has the epoch's metrics
 
-    def __init__(self, path: str | Path, half: bool = False, record: CheckpointRecord = CheckpointRecord()):
-        self.path, self.half, self.record = Path(path), half, record
-        self.saved_epoch = 0
+    def __init__(self, path: str | Path, half: bool = False, record: CheckpointRecord = CheckpointRecord(),
+                 resumable: bool = True):
+        self.path, self.half, self.record, self.resumable = Path(path), half, record, resumable
+        self.saved_epoch, self.skipped = 0, False
+
+    def after_cancel_epoch(self) -> None:
+        self.skipped = True
 
     def after_epoch(self) -> None:
+        if self.skipped:
+            self.skipped = False
+            return
+        last = self.epoch + 1 == self.n_epoch
+        state = (training_state(self.learn, lr=self.learn.lr, full_weights=self.half)  # on every process: it gathers
+                 if self.resumable and not last else None)
         if rank_distrib() != 0:
             return
         names = self.learn.recorder.metric_names[1:-1]  # drop "epoch" and "time"
         values = dict(zip(names, self.learn.final_record))
         with held_signals():  # a Ctrl-C during the save comes after it, with saved_epoch telling the truth
             save_checkpoint(self.learn.model, self.path, half=self.half,
-                            record=self.record.replace(epoch=self.epoch + 1, metrics=values))
+                            record=self.record.replace(epoch=self.epoch + 1, metrics=values), training_state=state)
             self.saved_epoch = self.epoch + 1
 
 
@@ -190,7 +207,9 @@ def ssd_learner(dls, model: SSDModel, options: LossOptions = LossOptions.trainin
     decode_options = DecodeOptions.for_loss(options) if decode_options is None else decode_options
     ms = ([LossPart("classification"), LossPart("regression"), *map_metrics(anchors, decode_options, voc07=voc_metric)]
           if metrics else [])
-    return Learner(dls, model, loss_func=SSDLoss(anchors, options), metrics=ms, cbs=list(cbs))
+    learn = Learner(dls, model, loss_func=SSDLoss(anchors, options), metrics=ms, cbs=list(cbs))
+    learn.recorder.loss = ValidLoss()  # valid_loss over every process of a distributed run, each image once
+    return learn
 
 
 @torch.no_grad()
@@ -248,22 +267,30 @@ def n_processes() -> int:
 
 
 def fit(learn: Learner, epochs: int, lr: float, *, find_lr: bool = False, cbs: Sequence[Callback] = (),
-        say: Callable[[str], None] = print) -> tuple[float, dict[str, float]]:
+        say: Callable[[str], None] = print, resume: Optional[dict] = None) -> tuple[float, dict[str, float]]:
     """``fit_one_cycle(epochs, lr)`` (after fastai's ``lr_find`` when ``find_lr``, whose 'valley' replaces
-    ``lr``), distributed when several processes run. Returns the learning rate used and the last
-    epoch's validation numbers by name, over the whole valid split in a distributed run too."""
+    ``lr``), distributed when several processes run (gloo on CPUs, nccl on GPUs, one per process). ``resume``: a
+    :func:`~ssd_lesson.model.resume.training_state` to continue from (its epochs, at its ``lr``; no ``lr_find``).
+    Returns the learning rate used and the last epoch's validation numbers by name, over the whole valid
+    split in a distributed run too (the metrics sum over the processes)."""
     distributed, on_cpu = num_distrib() > 1, not torch.cuda.is_available()
     # cpu=True makes accelerate use CPU processes (gloo); sync_bn: SyncBatchNorm needs GPUs
     ctx = learn.distrib_ctx(sync_bn=not on_cpu, cpu=on_cpu) if distributed else contextlib.nullcontext()
-    with ctx:
-        if distributed:  # wrapped here, fastai's DistributedTrainer leaves them as they are
-            whole_valid = learn.dls.valid
-            learn.dls.loaders = [_DetectionDistributedDL(dl) for dl in learn.dls.loaders]
-        if find_lr:
-            lr = float(learn.lr_find(show_plot=False).valley)
-            say(f"lr_find suggests {lr:.2e}")
-        learn.fit_one_cycle(epochs, lr, cbs=list(cbs))
-    if distributed:  # each process validated its share; report the whole valid split
-        return lr, evaluate(learn.model, whole_valid, learn.loss_func)
+    loaders = list(learn.dls.loaders)
+    try:
+        with ctx:
+            if distributed:  # wrapped here, fastai's DistributedTrainer leaves them as they are
+                # accelerate has given this process its GPU: batches go there, not to the first one
+                device = torch.device("cpu") if on_cpu else torch.device("cuda", torch.cuda.current_device())
+                learn.dls.device = device
+                learn.dls.loaders = [_DetectionDistributedDL(dl, device=device) for dl in learn.dls.loaders]
+            if find_lr and resume is None:
+                lr = float(learn.lr_find(show_plot=False).valley)
+                say(f"lr_find suggests {lr:.2e}")
+            learn.lr = lr  # the one-cycle peak, which the training state records
+            more = [Resume(resume)] if resume is not None else []
+            learn.fit_one_cycle(epochs, lr, cbs=list(cbs) + more, start_epoch=resume["epoch"] if resume else 0)
+    finally:
+        learn.dls.loaders = loaders
     names, values = learn.recorder.metric_names[1:-1], learn.final_record
     return lr, {k: v for k, v in zip(names, values) if k != "train_loss"}

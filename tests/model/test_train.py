@@ -1,12 +1,7 @@
 """Training with fastai: the loss wrapper, the CLI (checkpoints, --force, Ctrl-C, reproducibility, empty
-valid split) and a 2-process CPU distributed run. Tiny collage sets, a few batches: no real training."""
+valid split); the distributed runs are in test_train_scale.py. Tiny collage sets, a few batches: no real training."""
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -135,28 +130,3 @@ def test_empty_valid_split_is_reported(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(collage, "collage_records", lambda n, seed, root, **kw: (["a record"], [], Path(root)))
     assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "m.pth")]) == 2
     assert "the valid split is empty" in capsys.readouterr().err
-
-
-@pytest.mark.slow  # two processes that each import fastai and train
-def test_distributed_two_cpu_processes(collage_dir, tmp_path):
-    """``torchrun --nproc_per_node 2`` on the gloo backend (fastai's distrib_ctx, through accelerate)."""
-    pytest.importorskip("accelerate", reason="fastai's distributed training needs the accelerate package")
-    out = tmp_path / "ddp.pth"
-    with socket.socket() as sock:  # a free port for the rendezvous (torchrun's port 0 hangs accelerate's init)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # TMPDIR: torchrun keeps its rendezvous files there; under tmp_path nothing is left in /tmp
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "TMPDIR": str(tmp_path)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
-           "-m", "ssd_lesson", "train", *SMALL, "--epochs", "1", "--data-dir", str(collage_dir), "--out", str(out)]
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)  # its own process group: a hang is ended with the workers
-    try:
-        stdout, stderr = p.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        stdout, stderr = p.communicate()
-        pytest.fail("2-process run hung:\n" + stdout[-3000:] + stderr[-3000:])
-    assert p.returncode == 0, stdout[-3000:] + stderr[-3000:]
-    assert stdout.count("trained 1 epochs") == 1 and stdout.count("validation: valid_loss") == 1  # only rank 0 reports
-    assert load_checkpoint(out).record.epoch == 1

@@ -35,7 +35,8 @@ def test_full_command_spells_out_every_option_and_parses_back():
                           "--no-pretrained --n-hidden 128 --epochs 16 --bs 32 --lr 0.01 --box-penalty 0.5 ")
     assert cmd.endswith(" --match-on anchors --iou-threshold 0.4 --loss bce --focal-alpha 0.25 --focal-gamma 1.0 "
                         "--regression mean --match-inclusive False --box-coding tanh_corners --box-loss l1 "
-                        "--smooth-l1-beta 1.0 --normalization per_image --seed 0 --out runs/ssd_collage.pth --half")
+                        "--smooth-l1-beta 1.0 --normalization per_image --seed 0 --out runs/ssd_collage.pth --half --workers 0 "
+                        "--amp off")
     assert "--force" not in cmd and "--init" not in cmd and "--wd" not in cmd  # unset options are left out
     again = _parse(shlex.split(cmd)[4:])
     assert vars(again) == vars(args)
