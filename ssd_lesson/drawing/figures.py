@@ -2,7 +2,9 @@
 
 Built from the primitives of :mod:`ssd_lesson.drawing.draw`; boxes are ``(y0, x0, y1, x1)``
 fractions of the image. Figs. 5 and 6 colour each predicted box by the ground truth
-it answers to.
+it answers to. The ground truth is drawn once, as a figure of its own (:func:`ground_truth_figure`),
+not again in every row: Figs. 1-3 leave it out, and Figs. 5-6 draw it as wide, pale bands under the
+boxes of every panel, named in the legend.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
@@ -19,12 +22,12 @@ from .draw import (BG_COLOR, BOX_COLORS, GT_COLORS, LABEL_BOX, Scene, as_box_arr
                    draw_grid, draw_ground_truth, figure_grid, fit_margin, fit_margins, show_image, to_numpy)
 from ..core.matching import FORCED_OVERLAP
 
-__all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "grid_figures", "grid_row_figure",
+__all__ = ["ground_truth_figure", "draw_grid_panel", "draw_grid_row", "grid_figure", "grid_figures", "moved_boxes_figure",
            "all_anchors_figure", "all_predictions_figure", "grid_panel_figure", "predictions_by_grid_figure",
-           "draw_class_panel", "style_class_box", "anchor_grid_figure", "class_figure", "class_figures", "iou_heatmap", "panel_margin",
+           "draw_class_panel", "style_class_box", "class_figure", "class_figures", "iou_heatmap", "panel_margin",
            "grid_colors"]
 
-GT_WIDTH = 0.72  # the repeated ground-truth column, as a fraction of a box panel's width
+GT_BAND = dict(lw=6, alpha=0.35)  # the ground truth under Figs. 5-6's boxes: a wide, pale band no box line can be taken for
 TIGHT = 0.02  # white margin around the image when no box leaves it (fraction of the image side)
 
 
@@ -37,12 +40,11 @@ def panel_margin(anchors: Anchors, boxes: Any, grid: int, scale: int,
     return fit_margins(np.concatenate(b), TIGHT)
 
 
-def _columns(nrows: int, ncols: int, panel: float, first: float = GT_WIDTH, extra: float = 0.0) -> tuple[Figure, np.ndarray]:
-    """Square panels, a row per (zoom, ratio), the first column narrower (the ground truth)."""
-    ratios = [first] + [1.0] * (ncols - 1)
-    fig = Figure(figsize=(panel * sum(ratios), nrows * panel * 1.04 + extra), layout="constrained")
+def _columns(nrows: int, ncols: int, panel: float, extra: float = 0.0) -> tuple[Figure, np.ndarray]:
+    """Square panels, a row per (zoom, ratio); ``extra`` inches of height for titles and legends."""
+    fig = Figure(figsize=(panel * ncols, nrows * panel * 1.04 + extra), layout="constrained")
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.01, hspace=0.01)
-    return fig, np.asarray(fig.subplots(nrows, ncols, squeeze=False, width_ratios=ratios))
+    return fig, np.asarray(fig.subplots(nrows, ncols, squeeze=False))
 
 
 def ground_truth_figure(example: Any, size: float = 5.0) -> Figure:
@@ -76,26 +78,34 @@ def draw_grid_panel(ax: Axes, example: Any, anchors: Anchors, boxes: Any, grid: 
 
 def draw_grid_row(axes: Sequence[Axes], example: Any, anchors: Anchors, pred_boxes: Any, grid: int, scale: int,
                   margin: Any = None) -> None:
-    """One row of Figs. 1-3 on three axes: ground truth | anchor boxes | predicted boxes."""
+    """One row of Figs. 1-3 on two axes: anchor boxes | predicted boxes (the article's ground-truth column is
+    :func:`ground_truth_figure`, drawn once)."""
     scene = as_scene(example)
-    draw_ground_truth(axes[0], scene, fontsize=8)
-    axes[0].set_xlabel("ground truth", fontsize=9)
-    draw_grid_panel(axes[1], scene, anchors, anchors.corners, grid, scale, margin)
-    draw_grid_panel(axes[2], scene, anchors, pred_boxes, grid, scale, margin)
+    draw_grid_panel(axes[0], scene, anchors, anchors.corners, grid, scale, margin)
+    draw_grid_panel(axes[1], scene, anchors, pred_boxes, grid, scale, margin)
 
 
-def grid_row_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, scale: int = 0,
-                    panel: float = 3.6) -> Figure:
-    """One row of Fig. 1-3 on its own (notebook 3): ground truth | anchor boxes | predicted boxes.
+def moved_boxes_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, scale: int = 0,
+                       size: float = 5.4) -> Figure:
+    """Notebook 3: how the activations move the boxes of one (grid, zoom-ratio) panel of Figs. 1-3.
 
-    Laid out like a row of :func:`grid_figure`: the two box panels are the same size and share one
-    margin, just wide enough on each side for their boxes (:func:`panel_margin`), so the image
-    is as large in them as the boxes allow and a box can be followed from one to the other.
+    One panel, the grid cells and anchors, and each predicted box (solid, numbered per plot as in Figs. 1-3)
+    over its anchor box (dashed, thinner, in the same colour), so the step from one to the other is seen
+    box by box; the margin is just wide enough for both (:func:`panel_margin`). ``pred_boxes``: ``(A, 4)``.
     """
-    fig, axes = _columns(1, 3, panel, extra=0.5)  # room for the titles
-    draw_grid_row(axes[0], example, anchors, pred_boxes, grid, scale, panel_margin(anchors, pred_boxes, grid, scale))
-    for ax, title in zip(axes[0], ("ground truth", "anchor boxes", "predicted boxes")):
-        ax.set_title(title, fontsize=11)
+    scene, boxes, corners = as_scene(example), as_box_array(pred_boxes), to_numpy(anchors.corners).astype(float)
+    fig, axes = figure_grid(1, 1, size)
+    ax = axes[0, 0]
+    show_image(ax, scene.image, panel_margin(anchors, boxes, grid, scale))
+    draw_grid(ax, grid)
+    for n, a in enumerate(anchors.select(grid, scale).tolist()):
+        c = BOX_COLORS[n % len(BOX_COLORS)]
+        draw_box(ax, corners[a], c, None, lw=1.0, ls=(0, (3, 2)), gid=f"anchor:{a}")
+        draw_box(ax, boxes[a], c, str(n), lw=1.8, fontsize=9, gid=f"box:{a}")
+    ax.set_title(f"{grid}x{grid} grid, {anchors.spec.scale_label(anchors.spec.grids.index(grid), scale)}", fontsize=11)
+    fig.legend(handles=[Line2D([], [], color="black", lw=1.0, ls=(0, (3, 2)), label="anchor box (dashed)"),
+                        Line2D([], [], color="black", lw=1.8, label="its predicted box (solid, numbered)")],
+               loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     return fig
 
 
@@ -110,7 +120,7 @@ def _rows(anchors: Anchors, grids: Sequence[int], scales: Optional[Sequence[int]
 
 def grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, margin: Optional[float] = None,
                 panel: float = 3.6, scales: Optional[Sequence[int]] = None) -> Figure:
-    """Fig. 1 (grid 4), 2 (grid 2) or 3 (grid 1): a row per (zoom, ratio), three columns.
+    """Fig. 1 (grid 4), 2 (grid 2) or 3 (grid 1): a row per (zoom, ratio), anchor boxes | predicted boxes.
 
     ``pred_boxes``: ``(A, 4)`` or ``(1, A, 4)``. The two box panels of a row share one margin,
     just wide enough for that row's anchor and predicted boxes (:func:`panel_margin`), so the
@@ -119,11 +129,11 @@ def grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4, 
     """
     scene = as_scene(example)
     rows = _rows(anchors, [grid], scales)
-    fig, axes = _columns(len(rows), 3, panel)
+    fig, axes = _columns(len(rows), 2, panel)
     for r, s in enumerate(rows):
         m = panel_margin(anchors, pred_boxes, grid, s) if margin is None else margin
         draw_grid_row(axes[r], scene, anchors, pred_boxes, grid, s, m)
-    for ax, title in zip(axes[0], ("ground truth", f"{grid}x{grid} grid: anchor boxes", "predicted boxes")):
+    for ax, title in zip(axes[0], (f"{grid}x{grid} grid: anchor boxes", "predicted boxes")):
         ax.set_title(title, fontsize=11)
     return fig
 
@@ -137,30 +147,6 @@ def grid_figures(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4,
     rows = _rows(anchors, [grid], None)
     return [grid_figure(example, anchors, pred_boxes, grid, scales=rows[i:i + per_figure], **kwargs)
             for i in range(0, len(rows), per_figure)]
-
-
-def anchor_grid_figure(example: Any, anchors: Anchors, grid: int = 4, panel: float = 3.2) -> Figure:
-    """Fig. 1 (grid 4), 2 (grid 2) or 3 (grid 1), its middle column only: the anchor boxes of one grid,
-    a panel per (zoom, ratio), three to a row (the lesson's zooms down, its ratios across).
-
-    Every panel has the same margin, just wide enough for the grid's largest boxes, so the image is the
-    same size in each, and a box that lies on the image's edge (the 1x1 grid's zoom-1 square) is drawn
-    over the white around it, where it can be seen.
-    """
-    scene = as_scene(example)
-    gi = anchors.spec.grids.index(grid)
-    k = anchors.spec.k(gi)
-    ncols = min(3, k)
-    nrows = -(-k // ncols)
-    margin = fit_margin(anchors.corners[to_numpy(anchors.grid_index) == gi], TIGHT)
-    fig, axes = figure_grid(nrows, ncols, panel)
-    for s, ax in enumerate(axes.flat):
-        if s < k:
-            draw_grid_panel(ax, scene, anchors, anchors.corners, grid, s, max(margin, TIGHT))
-        else:
-            ax.set_visible(False)
-    fig.suptitle(f"the anchor boxes of the {grid}x{grid} grid", fontsize=11)
-    return fig
 
 
 # ---------------------------------------------------------------- the aside and Fig. 4
@@ -203,7 +189,7 @@ def all_predictions_figure(example: Any, anchors: Anchors, pred_boxes: Any, numb
     return fig
 
 
-# ---------------------------------------------------------------- notebooks 2 and 3: one panel, column 3 of Figs. 1-3
+# ---------------------------------------------------------------- one panel of Figs. 1-3; column 3 of Figs. 1-3
 def grid_panel_figure(example: Any, anchors: Anchors, boxes: Any, grid: int = 4, scale: int = 0,
                       margin: Optional[float] = None, size: float = 5.0) -> Figure:
     """One panel of Figs. 1-3 on its own, larger: grid cells, anchors and the boxes of one (grid, zoom-ratio).
@@ -231,7 +217,7 @@ def predictions_by_grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, 
     if len(ks) != 1:
         raise ValueError("predictions_by_grid_figure needs the same number of scales on every grid")
     k = ks.pop()
-    fig, axes = _columns(k, len(grids), panel, first=1.0)
+    fig, axes = _columns(k, len(grids), panel)
     for col, g in enumerate(grids):
         for s in range(k):
             draw_grid_panel(axes[s, col], scene, anchors, boxes, g, s, panel_margin(anchors, boxes, g, s))
@@ -243,7 +229,8 @@ def predictions_by_grid_figure(example: Any, anchors: Anchors, pred_boxes: Any, 
 def draw_class_panel(ax: Axes, example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, grid: int, scale: int,
                      background: Any = None, margin: Optional[float] = None,
                      fontsize: float = 7.5) -> dict[int, tuple[int, Rectangle, Text]]:
-    """One panel of Fig. 5/6: each predicted box of (grid, scale) labelled ``'n: class'``.
+    """One panel of Fig. 5/6: each predicted box of (grid, scale) labelled ``'n: class'``, over the ground
+    truth drawn as wide, pale bands in its colours.
 
     ``gt_idx``: ``(A,)`` the ground-truth box each predicted box answers to; its class is
     the label. ``background``: ``(A,)`` bool, boxes drawn faint, dashed and labelled
@@ -256,6 +243,8 @@ def draw_class_panel(ax: Axes, example: Any, anchors: Anchors, pred_boxes: Any, 
     if len(scene.labels) == 0:  # an image without objects: every box is background, in Fig. 5 too
         bg = np.ones(len(boxes), bool)
     show_image(ax, scene.image, default_margin(grid) if margin is None else margin)
+    for i, box in enumerate(scene.boxes):  # the ground truth, under the boxes: what each class label refers to
+        draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, gid=f"gt:{i}", **GT_BAND)
     ax.set_xlabel(anchors.spec.scale_label(anchors.spec.grids.index(grid), scale), fontsize=9)
     artists = {}
     for n, a in enumerate(idx):
@@ -285,9 +274,9 @@ def _class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, 
     scene, boxes = as_scene(example), as_box_array(pred_boxes)
     grids = list(anchors.spec.grids if grids is None else grids)
     rows = _rows(anchors, grids, scales)
-    fig, axes = _columns(len(rows), 1 + len(grids), panel, extra=0.4 if title else 0.0)
+    fig, axes = _columns(len(rows), len(grids), panel, extra=0.7 + (0.4 if title else 0.0))
     artists: dict[int, tuple[int, Rectangle, Text]] = {}
-    for col, g in enumerate(grids, start=1):
+    for col, g in enumerate(grids):
         gi = anchors.spec.grids.index(g)
         axes[0, col].set_title(f"{g}x{g} grid: predicted boxes", fontsize=11)
         for r, s in enumerate(rows):
@@ -296,11 +285,11 @@ def _class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, 
                 continue
             margin = panel_margin(anchors, boxes, g, s, with_anchors=False)
             artists.update(draw_class_panel(axes[r, col], scene, anchors, boxes, gt_idx, g, s, background, margin))
-    for r in range(len(rows)):
-        draw_ground_truth(axes[r, 0], scene, fontsize=8)
-        axes[r, 0].set_xlabel("ground truth", fontsize=9)
-    axes[0, 0].set_title("ground truth" if len(scene.labels) else "ground truth: no objects,\nevery box is background",
-                         fontsize=11)
+    bands = [Line2D([], [], color=GT_COLORS[i % len(GT_COLORS)], label=scene.gt_label(i), **GT_BAND)
+             for i in range(len(scene.labels))]
+    none = Line2D([], [], color="none", label="ground truth: no objects in this image, every box is background")
+    fig.legend(handles=bands or [none], loc="outside lower center", ncol=max(1, len(bands)), fontsize=9, frameon=False,
+               title="ground truth (wide, pale bands)" if bands else None, title_fontsize=9)
     if title:
         fig.suptitle(title, fontsize=13)
     return fig, artists
@@ -311,10 +300,11 @@ def class_figure(example: Any, anchors: Anchors, pred_boxes: Any, gt_idx: Any, b
                  scales: Optional[Sequence[int]] = None) -> Figure:
     """Fig. 5 (``background=None``) or Fig. 6 (``background=~match.positive``).
 
-    Rows are the (zoom, ratio) pairs (``scales``: only those rows), columns ground truth then one
-    per grid (the article's "first plot of the second column" is the 4x4 grid at zoom 0.7, ratio
-    (1, 1)); every predicted box is labelled ``'n: class'`` with ``n`` numbered per
-    panel as in Figs. 1-3. ``gt_idx``, ``background``: ``(A,)`` or ``(1, A)``.
+    Rows are the (zoom, ratio) pairs (``scales``: only those rows), one column per grid (the article's
+    "first plot of the second column", its ground truth being the first, is the 4x4 grid at zoom 0.7,
+    ratio (1, 1)); every predicted box is labelled ``'n: class'`` with ``n`` numbered per panel as in
+    Figs. 1-3. The ground truth lies under the boxes as wide, pale bands, named in the legend.
+    ``gt_idx``, ``background``: ``(A,)`` or ``(1, A)``.
     """
     return _class_figure(example, anchors, pred_boxes, gt_idx, background, grids, panel, title, scales)[0]
 

@@ -1,4 +1,4 @@
-"""Figures beyond the article's: the loss (notebooks 6-8, 11), training (9) and detections (10).
+"""Figures beyond the article's: the loss (notebooks 6-8), training (9) and detections (10).
 
 Built from the primitives of :mod:`ssd_lesson.drawing.draw`; boxes are ``(y0, x0, y1, x1)``
 fractions of the image unless a docstring says pixels.
@@ -18,12 +18,12 @@ from matplotlib.patches import Patch, Rectangle
 
 from ..core.anchors import Anchors
 from ..core.boxes import box_iou
-from .draw import (BOX_COLORS, GT_COLORS, Scene, as_box_array, as_scene, draw_box, draw_ground_truth, figure_grid,
+from .draw import (BOX_COLORS, GT_COLORS, as_box_array, as_scene, draw_box, draw_ground_truth, figure_grid,
                    fit_margin, fit_margins, panel_figure, show_detections, show_image, to_numpy)
 from ..core.loss import classification_loss
 from ..core.options import LossOptions
 
-__all__ = ["gradient_figure", "detections_figure", "regression_figure", "match_modes_figure", "focal_curves_figure",
+__all__ = ["gradient_figure", "detections_figure", "regression_figure", "focal_curves_figure",
            "box_loss_figure", "training_progress_figure", "detection_panels_figure", "spread_by_overlap"]
 REGRESSION_BAND = 10  # points: the ground truth drawn as a band no box line can be taken for
 
@@ -134,7 +134,7 @@ def detections_figure(example: Any, boxes: Any, labels: Any, scores: Any, size: 
     return fig
 
 
-# ---------------------------------------------------------------- notebooks 6, 7 and 11
+# ---------------------------------------------------------------- notebooks 6 and 7
 def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 2, panel: float = 4.4,
                       per_panel: int = 3) -> Figure:
     """Table 4 drawn (notebook 7): one panel per object, zoomed on it, with at most ``per_panel`` of its
@@ -176,7 +176,7 @@ def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 2, pan
             for yi, xi in ((0, 1), (0, 3), (2, 1), (2, 3)):  # the four corners
                 ax.plot([pred[a, xi], gtb[a, xi]], [pred[a, yi], gtb[a, yi]], color=c, lw=1.6, ls=(0, (1, 1)),
                         path_effects=_HALO_THIN)
-        _zoom(ax, np.concatenate([pred[mine], scene.boxes[g][None]]))
+        zoom_on(ax, np.concatenate([pred[mine], scene.boxes[g][None]]))
         drawn = "" if len(mine) == total else f", {len(mine)} drawn (best, worst{', between' if len(mine) > 2 else ''})"
         ax.set_title(f"{scene.gt_label(g)}: {total} positive{'s' if total > 1 else ''}{drawn}", fontsize=10)
         ax.set_xlabel("MAE of box " + ", ".join(f"{a}: {mae[a]:.4f}" for a in mine), fontsize=9)
@@ -187,7 +187,7 @@ def regression_figure(example: Any, result: Any, b: int = 0, ncols: int = 2, pan
     return fig
 
 
-def _zoom(ax: Axes, boxes: np.ndarray, pad: float = 0.06) -> None:
+def zoom_on(ax: Axes, boxes: np.ndarray, pad: float = 0.06) -> None:
     """Frame ``boxes`` ``(N, 4)`` in a square view with ``pad`` (fraction of the image side) around them."""
     y0, x0 = boxes[:, :2].min(axis=0) - pad
     y1, x1 = boxes[:, 2:].max(axis=0) + pad
@@ -197,65 +197,6 @@ def _zoom(ax: Axes, boxes: np.ndarray, pad: float = 0.06) -> None:
     ax.set_ylim(cy + side / 2, cy - side / 2)  # y grows downwards, as in the image
     for spine in ax.spines.values():  # the view ends where the boxes do, not at the image's edge
         spine.set_visible(False)
-
-
-def _few_positives(result: Any, b: int, per_object: int) -> list[int]:
-    """At most ``per_object`` positives of each object (:func:`spread_by_overlap` of their ``gt_overlap``)."""
-    pos, gt_idx = np.flatnonzero(to_numpy(result.match.positive[b])), to_numpy(result.match.gt_idx[b])
-    overlap = to_numpy(result.match.gt_overlap[b]).astype(float)
-    return sorted(a for g in sorted(set(gt_idx[pos].tolist()))
-                  for a in spread_by_overlap([int(a) for a in pos if gt_idx[a] == g], overlap, per_object))
-
-
-def _draw_positives(ax: Axes, scene: Scene, boxes: np.ndarray, result: Any, b: int, margin: float,
-                    ls: Any = "-", pos: Optional[Sequence[int]] = None) -> None:
-    """The ground truth as wide pale bands and the positives ``pos`` (default: all) numbered, in their object's colour."""
-    gt_idx = to_numpy(result.match.gt_idx[b])
-    pos = np.flatnonzero(to_numpy(result.match.positive[b])) if pos is None else pos
-    show_image(ax, scene.image, margin)
-    for i, box in enumerate(scene.boxes):  # wide, pale bands: cannot be taken for a box line
-        draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=6, alpha=0.35)
-    for a in pos:
-        draw_box(ax, boxes[a], GT_COLORS[int(gt_idx[a]) % len(GT_COLORS)], str(a), lw=1.6, ls=ls, fontsize=8,
-                 gid=f"box:{a}")
-
-
-def match_modes_figure(example: Any, anchors: Anchors, by_predictions: Any, by_anchors: Any, b: int = 0,
-                       panel: float = 3.7, per_object: int = 3) -> Figure:
-    """Notebook 11: the positives when ground truth is matched to predicted boxes or to anchor boxes.
-
-    ``per_object``: at most that many positives of each object are drawn in each panel (the best-,
-    the worst-overlapping and evenly between; the same ones in the middle and right panels); the
-    titles count them all.
-
-    Left: positives of ``by_predictions`` (``ssd_loss(match_on="predictions")``), drawn as the
-    predicted boxes the IoU was taken on. Middle: positives of ``by_anchors``
-    (``match_on="anchors"``), drawn as their anchor boxes. Right: the same positives'
-    predicted boxes, which the regression loss moves. Each box is numbered with its box
-    index and coloured by the ground truth it answers to (a wide, pale band behind them).
-    """
-    scene = as_scene(example)
-    pp, pa = as_box_array(by_predictions.pred_boxes[b]), as_box_array(by_anchors.pred_boxes[b])
-    corners = to_numpy(anchors.corners).astype(float)
-    few_p, few_a = _few_positives(by_predictions, b, per_object), _few_positives(by_anchors, b, per_object)
-    shown = [pp[few_p], corners[few_a], pa[few_a]]
-    margin = fit_margins(np.concatenate(shown + [scene.boxes]), 0.03)
-    fig, axes = figure_grid(1, 3, panel)
-    fig.set_layout_engine("compressed")
-    n_p, n_a = int(by_predictions.match.positive[b].sum()), int(by_anchors.match.positive[b].sum())
-    _draw_positives(axes[0, 0], scene, pp, by_predictions, b, margin, pos=few_p)
-    axes[0, 0].set_title(f'match_on="predictions"\n{n_p} positives, as the article', fontsize=10)
-    _draw_positives(axes[0, 1], scene, corners, by_anchors, b, margin, pos=few_a)
-    axes[0, 1].set_title(f'match_on="anchors"\n{n_a} positives, as the lesson code', fontsize=10)
-    _draw_positives(axes[0, 2], scene, pa, by_anchors, b, margin, ls=(0, (4, 2)), pos=few_a)
-    axes[0, 2].set_title(f"the same {n_a}, as predicted:\nwhat the regression loss moves", fontsize=10)
-    fig.legend(handles=[Line2D([], [], color="grey", lw=6, alpha=0.35, label="ground-truth box (wide, pale)"),
-                        Line2D([], [], color="grey", lw=1.6, label="positive: predicted box (left), anchor box (middle)"),
-                        Line2D([], [], color="grey", lw=1.6, ls=(0, (4, 2)), label="positive: its predicted box (right)")],
-               loc="outside lower center", ncol=3, fontsize=9, frameon=False,
-               title=f"numbered by box index, coloured by the ground truth each answers to; at most {per_object} "
-                     "per object drawn (its best, its worst, between)", title_fontsize=9)
-    return fig
 
 
 def focal_curves_figure(gammas: Sequence[float] = (1.0, 2.0), alpha: float = LossOptions.focal_alpha,

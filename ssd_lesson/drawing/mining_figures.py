@@ -41,7 +41,7 @@ def draw_ranked_losses(ax: Axes, box_loss: Any, positive: Any) -> np.ndarray:
     ax.set(yscale="log", xlim=(0, len(order) + 1))
     ax.set_xlabel("negatives, hardest first (rank)", fontsize=8)
     ax.set_ylabel("classification loss of the box", fontsize=8)
-    ax.tick_params(labelsize=7)
+    ax.tick_params(labelsize=8)
     return order
 
 

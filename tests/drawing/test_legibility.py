@@ -1,4 +1,4 @@
-"""Every figure of the series can be read where the notebooks show it: no two drawn texts overlap,
+"""Every figure of the series (notebooks 01-12) can be read where the notebooks show it: no two drawn texts overlap,
 no two tick labels touch, none is under 8 px tall, both at the figure's stored size and at the width
 JupyterLab shows it (a figure wider than :data:`DISPLAY_WIDTH` is drawn again that wide and measured again), no box label is cut by its panel,
 and no figure is wider than 1600 px.
@@ -7,11 +7,12 @@ Each figure is built on the example with the trained checkpoint's activations, w
 and arguments of the notebooks' code cells, and measured by :func:`ssd_lesson.drawing.placement.legibility`
 from matplotlib's renderer at ``savefig.dpi`` 90 (:func:`ssd_lesson.drawing.draw.notebook_style`): every
 text the renderer draws (box labels, tick labels, titles, legends, axis labels) and its pixel box.
-The three widgets' figures are measured in the states a learner reaches with their controls.
-Notebooks 09 and 10 train or evaluate models; their figures are drawn here on stand-ins with the
-same shapes (seeded random activations for the untrained stages, the checkpoint's detections on
-the example for notebook 10). Not measured: notebook 09's two plots that fastai draws itself
-(``lr_find``, ``plot_loss``).
+The widgets' figures are measured in the states a learner reaches with their controls, each at the
+dpi the widget draws its image with (80 or 90). Notebook 09 trains models; its figures are drawn here
+on stand-ins with the same shapes (seeded random activations for the untrained stages). Notebook 10's
+detection figures are drawn as it draws them, from the trained checkpoint on its held-out collages
+(made in a temporary folder), its precision-recall curve and widget on the example. Not measured:
+notebook 09's two plots that fastai draws itself (``lr_find``, ``plot_loss``).
 """
 from __future__ import annotations
 
@@ -34,6 +35,25 @@ MAX_WIDTH = 1600
 
 
 @pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    """Notebook 10's held-out images, made as it makes them (:func:`held_out_records`) in a temporary output
+    folder; a callable, so that only the figures that need them make them."""
+    from ssd_lesson.course.held_out import held_out_records
+    from ssd_lesson.course.lesson import OUT_ENV_VAR
+
+    made = {}
+
+    def records(model):
+        if "records" not in made:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv(OUT_ENV_VAR, str(tmp_path_factory.mktemp("out")))
+                made["records"] = held_out_records(model, verbose=False)
+        return made["records"]
+
+    return records
+
+
+@pytest.fixture(scope="module")
 def kit():
     """The notebooks' example and activations, and their plotting style (savefig.dpi 90, 9 pt) while measuring."""
     from ssd_lesson.course.lesson import notebook_state, start_lesson
@@ -43,7 +63,7 @@ def kit():
 
 
 def _nb02(k):
-    return {"02 grid_panel_figure": lambda: plots.grid_panel_figure(k.example, k.anchors, k.anchors.corners, grid=4, scale=0),
+    return {"02 cell_figure": lambda: plots.cell_figure(k.example, k.anchors, grid=4, cell=11, scale=0),
             **{f"02 anchor_grid_figure grid={g}": (lambda g=g: plots.anchor_grid_figure(k.example, k.anchors, grid=g))
                for g in (4, 2, 1)},
             "02 all_anchors_figure": lambda: plots.all_anchors_figure(k.example, k.anchors)}
@@ -52,7 +72,7 @@ def _nb02(k):
 def _nb03(k):
     pred = activations_to_boxes(k.box_actns, k.anchors)[0]
 
-    return {"03 grid_row_figure": lambda: plots.grid_row_figure(k.example, k.anchors, pred, grid=4, scale=0),
+    return {"03 moved_boxes_figure": lambda: plots.moved_boxes_figure(k.example, k.anchors, pred, grid=4, scale=0),
             "03 all_predictions_figure": lambda: plots.all_predictions_figure(k.example, k.anchors, pred)}
 
 
@@ -70,7 +90,13 @@ def _nb04_05(k):
 
 
 def _nb06_08(k):
+    import torch
     import torch.nn.functional as F
+
+    from ssd_lesson import FORCED_OVERLAP
+    from ssd_lesson.course.follow import follow_box_figure
+    from ssd_lesson.course.paper_steps import paper_steps_options
+    from ssd_lesson.drawing.mining_figures import mining_figure
 
     res = ssd_loss(k.class_logits, k.box_actns, k.gt_boxes, k.gt_labels, k.anchors)
     shares = tables.box_class_losses(k.class_logits, res)
@@ -80,6 +106,8 @@ def _nb06_08(k):
     box_grad, logit_grad = loss_gradients(gres, cl)
     modes = {mode: ssd_loss(k.class_logits, k.box_actns, k.gt_boxes, k.gt_labels, k.anchors, match_on=mode)
              for mode in ("predictions", "anchors")}
+    forced = int(torch.nonzero(res.match.gt_overlap[0] == FORCED_OVERLAP)[0])  # notebook 08's followed box
+    mined = ssd_loss(k.class_logits, k.box_actns, k.gt_boxes, k.gt_labels, k.anchors, options=paper_steps_options()[3][1])
     return {"06 focal_curves_figure": lambda: plots.focal_curves_figure(gammas=(1.0, 2.0), alpha=0.25),
             "06 box_loss_figure": lambda: plots.box_loss_figure(k.anchors, {
                 "BCE (lesson)": shares["BCE"], "softmax cross-entropy": softmax_ce,
@@ -87,11 +115,13 @@ def _nb06_08(k):
             }, res.match.positive[0]),
             "07 regression_figure": lambda: plots.regression_figure(k.example, res),
             "08 gradient_figure": lambda: plots.gradient_figure(k.example, k.anchors, gres, box_grad, logit_grad),
+            "08 follow_box_figure": lambda: follow_box_figure(k.example, k.anchors, k.class_logits, k.box_actns, forced),
             "11 match_modes_figure": lambda: plots.match_modes_figure(k.example, k.anchors, modes["predictions"],
-                                                                     modes["anchors"])}
+                                                                     modes["anchors"]),
+            "12 mining_figure": lambda: mining_figure(k.example, k.anchors, mined, k.class_logits)}
 
 
-def _nb09_10(k):
+def _nb09_10(k, held_out):
     from ssd_lesson.model.infer import predict
     from ssd_lesson.course.lesson import example_activations, find_checkpoint
     from ssd_lesson.model.checkpoint import load_checkpoint
@@ -121,11 +151,16 @@ def _nb09_10(k):
                                                  titles=[f"before NMS: {plural(len(before.labels))}",
                                                          f"after NMS: {plural(len(after.labels))}"])
 
-        def grid():
-            dets = predict(model, [image] * 6, k.anchors, score_threshold=0.25)
-            truth = (k.gt_boxes[0][k.gt_labels[0] >= 0] * image.shape[-1], k.gt_labels[0][k.gt_labels[0] >= 0])
-            return plots.detection_panels_figure([image] * 6, dets, names, ncols=3, panel=3.3, truths=[truth] * 6,
-                                                 titles=["truth: " + ", ".join(k.example.classes)] * 6)
+        def grid():  # notebook 10's held-out images 1 to 6, titled "truth: motorbike, person" and so on
+            from ssd_lesson.data.images import DetectionDataset, collate_detections
+
+            records = held_out(model)[1:7]
+            images, gt_boxes, gt_labels = collate_detections([DetectionDataset(records)[i] for i in range(len(records))])
+            dets = predict(model, images, k.anchors, score_threshold=0.25)
+            side = images.shape[-1]
+            truths = [(b[lab >= 0] * side, lab[lab >= 0]) for b, lab in zip(gt_boxes, gt_labels)]
+            return plots.detection_panels_figure(images, dets, names, ncols=3, panel=3.3, truths=truths,
+                                                 titles=["truth: " + ", ".join(r.class_names) for r in records])
 
         def pr():  # one class's precision-recall curve, over 12 copies of the example
             from ssd_lesson.drawing.pr_plot import pr_curve_figure
@@ -149,18 +184,25 @@ def _widgets(k):
     from ssd_lesson.course.widgets import BoxWidget, ThresholdWidget
 
     def box(i):
-        return BoxWidget(k.example, k.anchors, k.box_actns, index=i).figure
+        return as_shown(BoxWidget(k.example, k.anchors, k.box_actns, index=i))
+
+    def at_bound():  # notebook 03's box 99 pushed to its limits, as its cells set it
+        w = BoxWidget(k.example, k.anchors, k.box_actns, index=99)
+        limit = w.sliders["dx"].max
+        return as_shown(w.set(dy=0, dx=limit, dh=-limit, dw=limit))
 
     def threshold(t):
-        return ThresholdWidget(k.example, k.anchors, k.class_logits, k.box_actns, threshold=t).figure
+        return as_shown(ThresholdWidget(k.example, k.anchors, k.class_logits, k.box_actns, threshold=t))
 
     def follow(i):
-        return FollowBox(k.example, k.anchors, k.class_logits, k.box_actns, index=i).figure
+        return as_shown(FollowBox(k.example, k.anchors, k.class_logits, k.box_actns, index=i))
 
     return {**{f"03 BoxWidget box={i}": (lambda i=i: box(i)) for i in (11, 99, 188)},
+            "03 BoxWidget at its bounds": at_bound,
             **{f"05 ThresholdWidget threshold={t}": (lambda t=t: threshold(t)) for t in (0.0, 0.4, 0.95)},
             **{f"08 FollowBox box={i}": (lambda i=i: follow(i)) for i in (99, 5, 188)},
-            "08 FollowBox Fig. 4 view": lambda: FollowBox(k.example, k.anchors, k.class_logits, k.box_actns).pick_figure,
+            "08 FollowBox Fig. 4 view": lambda: (lambda w: (w.pick_figure, w.dpi))(
+                FollowBox(k.example, k.anchors, k.class_logits, k.box_actns)),
             **_new_widgets(k)}
 
 
@@ -170,42 +212,58 @@ def _new_widgets(k):
     from ssd_lesson.course.widgets import AnchorWidget, IouWidget
     from ssd_lesson.data.voc import VOC_CLASSES
 
+    from ssd_lesson.course.widgets import MiningWidget
+
     def detections(score):
-        w = DetectionWidget([plots.as_scene(k.example).image], k.class_logits, k.box_actns, k.anchors,
-                            [k.gt_boxes[0]], [k.gt_labels[0]], VOC_CLASSES, score=score)
-        return w.figure
+        return as_shown(DetectionWidget([plots.as_scene(k.example).image], k.class_logits, k.box_actns, k.anchors,
+                                     [k.gt_boxes[0]], [k.gt_labels[0]], VOC_CLASSES, score=score))
 
-    return {"02 AnchorWidget 189": lambda: AnchorWidget(k.example).figure,
-            "02 AnchorWidget SSD300": lambda: AnchorWidget(k.example).set(ssd300=True).figure,
-            "04 IouWidget": lambda: IouWidget(k.example).figure,
-            "06 FocalWidget gamma=1": lambda: FocalWidget(k.example, k.anchors, k.class_logits, k.box_actns).figure,
-            "06 FocalWidget gamma=5": lambda: FocalWidget(k.example, k.anchors, k.class_logits, k.box_actns,
-                                                          gamma=5.0, alpha=0.9).figure,
+    def mining(ratio=None):
+        w = MiningWidget(k.example, k.anchors, k.class_logits, k.box_actns)
+        return as_shown(w if ratio is None else w.set(ratio))
+
+    return {"02 AnchorWidget 189": lambda: as_shown(AnchorWidget(k.example)),
+            "02 AnchorWidget SSD300": lambda: as_shown(AnchorWidget(k.example).set(ssd300=True)),
+            "04 IouWidget": lambda: as_shown(IouWidget(k.example)),
+            "06 FocalWidget gamma=1": lambda: as_shown(FocalWidget(k.example, k.anchors, k.class_logits, k.box_actns)),
+            "06 FocalWidget gamma=5": lambda: as_shown(FocalWidget(k.example, k.anchors, k.class_logits, k.box_actns,
+                                                                gamma=5.0, alpha=0.9)),
             "10 DetectionWidget score=0.25": lambda: detections(0.25),
-            "10 DetectionWidget score=0.05": lambda: detections(0.05)}
+            "10 DetectionWidget score=0.05": lambda: detections(0.05),
+            "12 MiningWidget": mining, "12 MiningWidget neg_pos_ratio=0": lambda: mining(0.0),
+            "12 MiningWidget neg_pos_ratio=10": lambda: mining(10.0)}
 
 
-def series(k) -> dict:
-    """``{name: build}`` for every figure of notebooks 01-11, called as the notebooks call them."""
-    return {**_nb04_05(k), **_nb02(k), **_nb03(k), **_nb06_08(k), **_nb09_10(k), **_widgets(k)}
+def as_shown(widget):
+    """A widget's figure and the dpi it draws its image at: what the learner sees."""
+    return widget.figure, widget.dpi
 
 
-NAMES = ["01 ground_truth_figure", "02 grid_panel_figure", "02 anchor_grid_figure grid=4",
-         "02 anchor_grid_figure grid=2", "02 anchor_grid_figure grid=1", "02 all_anchors_figure", "03 grid_row_figure",
+def series(k, held_out) -> dict:
+    """``{name: build}`` for every figure of notebooks 01-12, called as the notebooks call them; ``build()``
+    returns the figure, or a widget's figure and the dpi it is shown at."""
+    return {**_nb04_05(k), **_nb02(k), **_nb03(k), **_nb06_08(k), **_nb09_10(k, held_out), **_widgets(k)}
+
+
+NAMES = ["01 ground_truth_figure", "02 cell_figure", "02 anchor_grid_figure grid=4",
+         "02 anchor_grid_figure grid=2", "02 anchor_grid_figure grid=1", "02 all_anchors_figure", "03 moved_boxes_figure",
          "03 all_predictions_figure", "04 iou_heatmap", "05 iou_heatmap", "05 class_figure Fig. 5",
          "05 class_figure Fig. 6", "06 focal_curves_figure", "06 box_loss_figure", "07 regression_figure",
-         "08 gradient_figure", "09 augment_figure", "09 training_progress_figure", "09 all_predictions_figure",
+         "08 gradient_figure", "08 follow_box_figure", "09 augment_figure", "09 training_progress_figure",
+         "09 all_predictions_figure",
          "10 detection_panels_figure NMS", "10 detection_panels_figure grid", "10 pr_curve_figure", "11 match_modes_figure",
-         "03 BoxWidget box=11", "03 BoxWidget box=99", "03 BoxWidget box=188", "05 ThresholdWidget threshold=0.0",
+         "12 mining_figure", "03 BoxWidget box=11", "03 BoxWidget box=99", "03 BoxWidget box=188",
+         "03 BoxWidget at its bounds", "05 ThresholdWidget threshold=0.0",
          "05 ThresholdWidget threshold=0.4", "05 ThresholdWidget threshold=0.95", "08 FollowBox box=99",
          "08 FollowBox box=5", "08 FollowBox box=188", "08 FollowBox Fig. 4 view", "02 AnchorWidget 189",
          "02 AnchorWidget SSD300", "04 IouWidget", "06 FocalWidget gamma=1", "06 FocalWidget gamma=5",
-         "10 DetectionWidget score=0.25", "10 DetectionWidget score=0.05"]
+         "10 DetectionWidget score=0.25", "10 DetectionWidget score=0.05",
+         "12 MiningWidget", "12 MiningWidget neg_pos_ratio=0", "12 MiningWidget neg_pos_ratio=10"]
 
 
 @pytest.fixture(scope="module")
-def builders(kit):
-    return series(kit)
+def builders(kit, held_out):
+    return series(kit, held_out)
 
 
 def test_the_list_covers_the_series(builders):
@@ -216,7 +274,9 @@ def test_the_list_covers_the_series(builders):
 def test_figure_is_legible(builders, name):
     if name not in builders:
         pytest.skip("needs the trained checkpoint in data/checkpoints")
-    report = legibility(builders[name](), dpi=DPI)
+    built = builders[name]()
+    fig, dpi = built if isinstance(built, tuple) else (built, DPI)
+    report = legibility(fig, dpi=dpi)
     assert report["texts"] > 0
     assert not report["overlaps"], f"{len(report['overlaps'])} overlapping pairs, e.g. {report['overlaps'][:5]}"
     assert not report["small"], f"texts under 8 px: {report['small'][:5]}"
@@ -228,7 +288,8 @@ def test_figure_is_legible(builders, name):
     assert not report["cut"], f"labels cut by their panel: {report['cut'][:5]}"
     assert report["size"][0] <= MAX_WIDTH, f"{report['size'][0]} px wide"
     if scale < 1:  # drawn again as JupyterLab shows it, DISPLAY_WIDTH px wide: texts shrink, gaps close
-        shown = legibility(builders[name](), dpi=DPI * scale)
+        again = builders[name]()
+        shown = legibility(again[0] if isinstance(again, tuple) else again, dpi=dpi * scale)
         assert abs(shown["size"][0] - DISPLAY_WIDTH) <= 1
         assert not shown["small"], f"at {DISPLAY_WIDTH} px, texts under 8 px: {shown['small'][:5]}"
         assert not shown["overlaps"], f"at {DISPLAY_WIDTH} px, overlapping texts: {shown['overlaps'][:5]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_rgba
 
 from ssd_lesson import activations_to_boxes, loss_gradients, ssd_loss
 from ssd_lesson.drawing import plots, tables
@@ -45,11 +46,11 @@ def test_grid_figure_rows_columns_margins(case, grid):
     ex, anchors, _, _, res = case
     pred = res.pred_boxes[0].detach()
     fig = plots.grid_figure(ex, anchors, pred, grid=grid)
-    axes = np.array(fig.axes).reshape(9, 3)
+    axes = np.array(fig.axes).reshape(9, 2)  # no ground-truth column: the ground truth is a figure of its own
     for s in range(9):
-        gt_ax, anc_ax, pred_ax = axes[s]
+        anc_ax, pred_ax = axes[s]
         idx = anchors.select(grid, s).tolist()
-        assert len(boxes_in(gt_ax, "gt:")) == 4 and gt_ax.get_xlim() == (0, 1)
+        assert not boxes_in(anc_ax, "gt:") and not boxes_in(pred_ax, "gt:")
         for ax, want in ((anc_ax, anchors.corners), (pred_ax, pred)):
             drawn = boxes_in(ax)
             assert list(drawn) == [f"box:{a}" for a in idx]  # numbered 0..g*g-1 in row-major order
@@ -60,9 +61,9 @@ def test_grid_figure_rows_columns_margins(case, grid):
             assert ax.get_xlim() == pytest.approx((-left, 1 + right)) and ax.get_ylim() == pytest.approx((1 + bottom, -top))
             assert_in_view(ax, drawn.values())
         assert anc_ax.get_xlim() == pred_ax.get_xlim() and anc_ax.get_ylim() == pred_ax.get_ylim()  # one scale per row
-    assert axes[0, 1].get_xlabel() == "zoom 0.7, ratio (1.0, 1.0)" and axes[1, 1].get_xlabel() == "zoom 0.7, ratio (1.0, 0.5)"
-    # grid lines and anchor dots only in the anchor column: g-1 lines each way, g*g dots
-    anc = axes[0, 1]
+    assert axes[0, 0].get_xlabel() == "zoom 0.7, ratio (1.0, 1.0)" and axes[1, 0].get_xlabel() == "zoom 0.7, ratio (1.0, 0.5)"
+    # grid lines and anchor dots in both columns: g-1 lines each way, g*g dots
+    anc = axes[0, 0]
     assert len([ln for ln in anc.lines if ln.get_gid() != "leader"]) == 2 * (grid - 1) and anc.collections[0].get_offsets().shape == (grid * grid, 2)
 
 
@@ -70,16 +71,35 @@ def test_grid_row_on_given_axes(case):
     ex, anchors, _, _, res = case
     from matplotlib.figure import Figure
 
-    axes = Figure().subplots(1, 3)
+    axes = Figure().subplots(1, 2)
     plots.draw_grid_row(axes, ex, anchors, res.pred_boxes[0], grid=2, scale=4)
-    assert len(boxes_in(axes[1])) == len(boxes_in(axes[2])) == 4
-    assert axes[2].get_xlabel() == "zoom 1.0, ratio (1.0, 0.5)"
+    np.testing.assert_allclose(list(boxes_in(axes[0]).values()), anchors.corners[anchors.select(2, 4)].numpy(), atol=1e-6)
+    np.testing.assert_allclose(list(boxes_in(axes[1]).values()),
+                               res.pred_boxes[0, anchors.select(2, 4)].detach().numpy(), atol=1e-6)
+    assert axes[1].get_xlabel() == "zoom 1.0, ratio (1.0, 0.5)"
+
+
+def test_moved_boxes_figure_draws_each_predicted_box_over_its_anchor_box(case):
+    ex, anchors, _, _, res = case
+    pred = res.pred_boxes[0].detach()
+    for grid, scale in ((4, 0), (2, 5)):
+        (ax,) = plots.moved_boxes_figure(ex, anchors, pred, grid=grid, scale=scale).axes
+        idx = anchors.select(grid, scale).tolist()
+        solid, dashed = boxes_in(ax, "box:"), boxes_in(ax, "anchor:")
+        assert list(solid) == [f"box:{a}" for a in idx] and list(dashed) == [f"anchor:{a}" for a in idx]
+        np.testing.assert_allclose(list(solid.values()), pred[idx].numpy(), atol=1e-6)
+        np.testing.assert_allclose(list(dashed.values()), anchors.corners[idx].numpy(), atol=1e-6)
+        edge = {p.get_gid(): p.get_edgecolor() for p in ax.patches if p.get_gid()}
+        assert all(edge[f"box:{a}"] == edge[f"anchor:{a}"] for a in idx)  # a pair in one colour,
+        assert [edge[f"box:{a}"] for a in idx] == [to_rgba(plots.BOX_COLORS[n % 12]) for n in range(len(idx))]  # Fig. 1's
+        assert texts(ax) == [str(n) for n in range(grid * grid)]  # numbered per plot, as in Figs. 1-3
+        assert_in_view(ax, [*solid.values(), *dashed.values()])
 
 
 def test_a_box_far_outside_widens_the_margin(case):
     ex, anchors, _, _, _ = case
     pred = activations_to_boxes(torch.full((1, 189, 4), 50.0), anchors)[0]  # every box at its largest, pushed out
-    ax = plots.grid_figure(ex, anchors, pred, grid=1).axes[2]
+    ax = plots.grid_figure(ex, anchors, pred, grid=1).axes[1]
     assert_in_view(ax, boxes_in(ax).values())
 
 
@@ -101,9 +121,9 @@ def test_fig5_and_fig6_label_every_box_with_its_class(case):
     fig5 = plots.class_figure(ex, anchors, res.pred_boxes[0], m.gt_idx[0])
     fig6 = plots.class_figure(ex, anchors, res.pred_boxes[0], m.gt_idx[0], background=~m.positive[0])
     for fig, thresholded in ((fig5, False), (fig6, True)):
-        axes = np.array(fig.axes).reshape(9, 4)
+        axes = np.array(fig.axes).reshape(9, 3)  # a column per grid: no ground-truth column
         seen = 0
-        for col, grid in enumerate((4, 2, 1), start=1):
+        for col, grid in enumerate((4, 2, 1)):
             for s in range(9):
                 ax = axes[s, col]
                 idx = anchors.select(grid, s).tolist()
@@ -113,6 +133,8 @@ def test_fig5_and_fig6_label_every_box_with_its_class(case):
                     want.append(f"{n}: bg" if bg else f"{n}: {VOC_CLASSES[int(ex.labels[int(m.gt_idx[0, a])])]}")
                 assert texts(ax) == want
                 assert_in_view(ax, boxes_in(ax).values())
+                bands = boxes_in(ax, "gt:")  # the ground truth under the boxes, unlabelled (the legend names it)
+                np.testing.assert_allclose([bands[f"gt:{i}"] for i in range(4)], ex.boxes, atol=1e-6)
                 seen += len(idx)
         assert seen == 189
     # Fig. 5: a box that overlaps nothing shows ground truth 0's class, as in the article
@@ -120,6 +142,8 @@ def test_fig5_and_fig6_label_every_box_with_its_class(case):
     assert int(m.gt_idx[0, none]) == 0
     bg_texts = [t for ax in fig6.axes for t in texts(ax) if t.endswith(": bg")]
     assert len(bg_texts) == 189 - int(m.positive.sum())
+    legend = [t.get_text() for t in fig5.legends[0].get_texts()]
+    assert legend == ["0: cow", "1: person", "2: bicycle", "3: motorbike"]
 
 
 def test_iou_heatmap_shows_the_ious(case):
@@ -215,8 +239,8 @@ def test_tall_figures_split_into_parts_that_draw_every_row_once(case):
     pred = res.pred_boxes[0].detach()
     for g in (4, 2):
         parts = plots.grid_figures(ex, anchors, pred, grid=g)
-        assert len(parts) == 3 and all(len(f.axes) == 9 for f in parts)  # three rows of three panels each
-        drawn = [gid for f in parts for ax in f.axes[2::3] for gid in boxes_in(ax)]  # the predicted-box column
+        assert len(parts) == 3 and all(len(f.axes) == 6 for f in parts)  # three rows of two panels each
+        drawn = [gid for f in parts for ax in f.axes[1::2] for gid in boxes_in(ax)]  # the predicted-box column
         want = sorted(int(a) for s in range(9) for a in anchors.select(g, s))
         assert sorted(int(gid[4:]) for gid in drawn) == want  # every box of the grid, once
     fives = plots.class_figures(ex, anchors, pred, res.match.gt_idx[0], title="Fig. 5")

@@ -279,6 +279,27 @@ def test_grid_panel_figure_draws_one_numbered_panel(case):
         assert "zoom 0.7, ratio (1.0, 1.0)" in ax.get_xlabel()
 
 
+def test_cell_figure_picks_out_one_cell_and_its_anchor_box(case):
+    ex, anchors, *_ = case
+    for grid, cell, scale in ((4, 11, 0), (2, 2, 8), (4, 0, 7)):
+        (ax,) = [a for a in plots.cell_figure(ex, anchors, grid=grid, cell=cell, scale=scale).axes]
+        a = int(anchors.select(grid, scale)[cell])
+        assert a == anchors.offsets[anchors.spec.grids.index(grid)] + cell * 9 + scale  # cells row by row, 9 scales each
+        rects = {p.get_gid(): _rect_box(p) for p in ax.patches if p.get_gid()}
+        assert set(rects) == {f"box:{a}", f"cell:{cell}"}  # one anchor box, one cell: not a whole panel of Fig. 1
+        np.testing.assert_allclose(rects[f"box:{a}"], anchors.corners[a].tolist(), atol=1e-6)
+        row, col = divmod(cell, grid)
+        np.testing.assert_allclose(rects[f"cell:{cell}"], [row / grid, col / grid, (row + 1) / grid, (col + 1) / grid])
+        assert [t.get_text() for t in ax.texts] == [str(n) for n in range(grid * grid)]  # the cells' numbers
+        (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()
+        y_0, x_0, y_1, x_1 = anchors.corners[a].tolist()
+        assert x0 <= min(0, x_0) and x1 >= max(1, x_1) and y0 <= min(0, y_0) and y1 >= max(1, y_1)  # the box in view
+        legend = " ".join(t.get_text() for t in ax.figure.legends[0].get_texts())
+        assert f"model output {a}" in legend and anchors.spec.scale_label(anchors.spec.grids.index(grid), scale) in legend
+    with pytest.raises(ValueError, match="cell must be a cell number 0..15"):
+        plots.cell_figure(ex, anchors, grid=4, cell=16)
+
+
 def test_predictions_by_grid_figure_is_column_3_of_figs_1_to_3(case):
     ex, anchors, _, ba, *_ = case
     pred = activations_to_boxes(ba, anchors)[0]
@@ -286,9 +307,9 @@ def test_predictions_by_grid_figure_is_column_3_of_figs_1_to_3(case):
     axes = np.array(fig.axes).reshape(9, 3)
     for col, g in enumerate(anchors.spec.grids):
         ref = plots.grid_figure(ex, anchors, pred, grid=g)
-        ref_axes = np.array(ref.axes).reshape(9, 3)
+        ref_axes = np.array(ref.axes).reshape(9, 2)  # anchor boxes | predicted boxes
         for s in range(9):
-            ax, want = axes[s, col], ref_axes[s, 2]
+            ax, want = axes[s, col], ref_axes[s, 1]
             assert ax.get_xlim() == pytest.approx(want.get_xlim()) and ax.get_xlabel() == want.get_xlabel()
             got = {p.get_gid(): _rect_box(p) for p in ax.patches if p.get_gid()}
             exp = {p.get_gid(): _rect_box(p) for p in want.patches if p.get_gid()}

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ssd_lesson import FORCED_OVERLAP, classification_loss, loss_gradients, make_anchors, regression_loss, ssd_loss
 from ssd_lesson.drawing import plots, tables
+from ssd_lesson.drawing.placement import legibility
 from ssd_lesson.data.voc import BACKGROUND, VOC_CLASSES
 from ssd_lesson.course.lesson import example_activations, load_example
 
@@ -311,20 +312,39 @@ def test_box_class_losses_add_up_to_the_loss(synth):
 def test_match_modes_figure_shows_each_modes_positives(synth):
     res, other, anchors = synth.res, synth.by_anchors, synth.anchors
     fig = plots.match_modes_figure(synth.ex, anchors, res, other, per_object=len(anchors))  # every positive
-    left, mid, right = fig.axes
-    pos_p = res.match.positive[0].nonzero().flatten().tolist()
-    pos_a = other.match.positive[0].nonzero().flatten().tolist()
-    assert sorted(drawn(left, "box:")) == pos_p and sorted(drawn(mid, "box:")) == sorted(drawn(right, "box:")) == pos_a
-    few = plots.match_modes_figure(synth.ex, anchors, res, other, per_object=1).axes  # one per object: its best
-    for ax, r in zip(few, (res, other, other)):
+    rows = np.array(fig.axes).reshape(-1, 3)  # a row per object: left, middle, right
+    objects = sorted({int(r.match.gt_idx[0, a]) for r in (res, other) for a in r.match.positive[0].nonzero().flatten()})
+    assert len(rows) == len(objects)
+    assert [ax.get_ylabel() for ax in rows[:, 0]] == [f"{g}: {VOC_CLASSES[int(synth.ex.labels[g])]}" for g in objects]
+    for (left, mid, right), g in zip(rows, objects):
+        mine = lambda r: [a for a in r.match.positive[0].nonzero().flatten().tolist() if int(r.match.gt_idx[0, a]) == g]
+        assert sorted(drawn(left, "box:")) == mine(res)  # only the row's object's positives
+        assert sorted(drawn(mid, "box:")) == sorted(drawn(right, "box:")) == mine(other)
+        for ax in (left, mid, right):
+            np.testing.assert_allclose(drawn(ax, "gt:")[g], synth.ex.boxes[g], atol=1e-6)  # its band, and no other
+            assert list(drawn(ax, "gt:")) == [g]
+            assert sorted(t.get_text() for t in ax.texts) == sorted(str(a) for a in drawn(ax, "box:"))  # each box named
+        for a in mine(other):
+            np.testing.assert_allclose(drawn(mid, "box:")[a], anchors.corners[a].numpy(), atol=1e-6)
+            np.testing.assert_allclose(drawn(right, "box:")[a], other.pred_boxes[0, a].detach().numpy(), atol=1e-6)
+        assert left.get_xlabel().startswith(f"{len(mine(res))} positive")
+    pos_p, pos_a = int(res.match.positive[0].sum()), int(other.match.positive[0].sum())
+    assert f"{pos_p} positives" in rows[0, 0].get_title() and f"{pos_a} positives" in rows[0, 1].get_title()
+    few = np.array(plots.match_modes_figure(synth.ex, anchors, res, other, per_object=1).axes).reshape(-1, 3)
+    for col, r in enumerate((res, other, other)):  # one per object: its best
         pos, gt_idx, overlap = r.match.positive[0], r.match.gt_idx[0], r.match.gt_overlap[0]
         best = {int(g): max((a for a in pos.nonzero().flatten().tolist() if gt_idx[a] == g), key=lambda a: float(overlap[a]))
                 for g in gt_idx[pos].unique()}
-        assert sorted(drawn(ax, "box:")) == sorted(best.values())
-    for a in pos_a:
-        np.testing.assert_allclose(drawn(mid, "box:")[a], anchors.corners[a].numpy(), atol=1e-6)
-        np.testing.assert_allclose(drawn(right, "box:")[a], other.pred_boxes[0, a].detach().numpy(), atol=1e-6)
-    assert f"{len(pos_p)} positives" in left.get_title() and f"{len(pos_a)} positives" in mid.get_title()
+        assert sorted(a for ax in few[:, col] for a in drawn(ax, "box:")) == sorted(best.values())
+    colours = lambda ax: {int(p.get_gid()[4:]): p.get_edgecolor() for p in ax.patches if (p.get_gid() or "").startswith("box:")}
+    fig = plots.match_modes_figure(synth.ex, anchors, res, other)
+    for left, mid, right in np.array(fig.axes).reshape(-1, 3):
+        assert colours(right) == colours(mid)  # a box keeps its colour across its row
+        row = {**colours(left), **colours(mid)}
+        assert len(set(row.values())) == len(row)  # and no two of the row's boxes share one
+    assert not legibility(fig)["overlaps"]  # drawn (labels placed): none overlaps another,
+    moved = [ln for ax in fig.axes for ln in ax.lines if ln.get_gid() == "leader" and ln.get_visible()]
+    assert not moved  # and each touches its own box: no label was moved away on a leader line
 
 
 def test_focal_curves_follow_the_formula():

@@ -95,10 +95,10 @@ class FocalWidget(FigureWidget):
         ax.set(xscale="log", yscale="log", xlim=(max(lo, float(self.bce.min()) / 2), hi), ylim=(lo, hi))
         ax.set_xlabel("BCE per box", fontsize=8)
         ax.set_ylabel("focal loss per box", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
         self.dots = [ax.scatter(self.bce[~pos], self.bce[~pos], s=9, color=BACKGROUND_BOX, label="background box"),
                      ax.scatter(self.bce[pos], self.bce[pos], s=18, color=POSITIVE_BOX, label="positive box")]
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left")
         n = np.arange(1, len(self.bce) + 1)
         s = self.share_ax
         s.plot(n, np.cumsum(np.sort(self.bce)[::-1]) / self.bce.sum(), color="0.3", lw=1.4, label="BCE")
@@ -106,8 +106,8 @@ class FocalWidget(FigureWidget):
         s.set(xscale="log", xlim=(1, len(n)), ylim=(0, 1.02))
         s.set_xlabel("boxes, the largest loss first (how many)", fontsize=8)
         s.set_ylabel("share of the loss", fontsize=8)
-        s.tick_params(labelsize=7)
-        s.legend(fontsize=7, loc="lower right")
+        s.tick_params(labelsize=8)
+        s.legend(fontsize=8, loc="lower right")
         animate(*self.dots, self.focal_line, ax.title, s.title)
 
     def _update(self, *_: Any) -> None:

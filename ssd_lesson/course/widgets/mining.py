@@ -93,9 +93,9 @@ class MiningWidget(FigureWidget):
         self.order = draw_ranked_losses(self.rank_ax, self.box_loss, self.positive)
         self.kept_dots = self.rank_ax.scatter([], [], s=14, color=KEPT_COLOR, label="kept (hard negative)")
         self.cut = self.rank_ax.axvline(0.5, color=KEPT_COLOR, lw=0.8, ls="--")
-        self.rank_ax.legend(fontsize=7, loc="upper right")
+        self.rank_ax.legend(fontsize=8, loc="upper right")
         show_image(self.image_ax, self.scene.image, 0.12)  # room for anchor boxes that leave the image
-        draw_ground_truth(self.image_ax, self.scene, fontsize=7)
+        draw_ground_truth(self.image_ax, self.scene, fontsize=8)
         self.boxes = self.image_ax.add_collection(LineCollection([], colors=KEPT_COLOR, linewidths=1.2, linestyles="--"))
         self.image_ax.set_title("the kept negatives' anchor boxes (dashed)", fontsize=9)
         animate(self.kept_dots, self.cut, self.boxes, self.rank_ax.title)
