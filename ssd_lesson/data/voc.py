@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 __all__ = ["VOC_CLASSES", "BACKGROUND", "ENV_VAR", "SPLITS", "VocNotFoundWarning", "Record", "parse_voc_xml",
            "write_voc_xml", "read_voc_split", "read_fastai_json", "read_fastai_split", "voc_layout", "load_voc",
-           "find_voc", "voc_missing_message"]
+           "find_voc", "fastai_default_voc", "voc_missing_message"]
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -295,7 +295,7 @@ def load_voc(root: str | Path, split: str = "trainval") -> list[Record]:
     return read_fastai_split(base, split) if kind == "fastai" else read_voc_split(base, split)
 
 
-def _fastai_default_voc() -> Path:
+def fastai_default_voc() -> Path:
     """Where ``untar_data(URLs.PASCAL_2007)`` puts the data (``$FASTAI_HOME``, default ``~/.fastai``)."""
     from fastai.data.external import fastai_path
     return fastai_path("data") / "pascal_2007"
@@ -340,7 +340,7 @@ def find_voc(path: str | Path | None = None, download: bool = False,
         what, p = f"${ENV_VAR}", Path(os.environ[ENV_VAR])
     else:
         try:
-            what, p = "fastai's default folder", _fastai_default_voc()
+            what, p = "fastai's default folder", fastai_default_voc()
         except Exception as e:  # a broken fastai install or config must not stop the lesson
             what, p = f"fastai's default folder, unavailable: {type(e).__name__}: {e}", None
     if p is not None and voc_layout(p) is not None:

@@ -7,7 +7,8 @@ Each figure is built on the example with the trained checkpoint's activations, w
 and arguments of the notebooks' code cells, and measured by :func:`ssd_lesson.drawing.placement.legibility`
 from matplotlib's renderer at ``savefig.dpi`` 90 (:func:`ssd_lesson.drawing.draw.notebook_style`): every
 text the renderer draws (box labels, tick labels, titles, legends, axis labels) and its pixel box.
-The three widgets' figures are measured in the states a learner reaches with their controls.
+The widgets' figures are measured in the states a learner reaches with their controls, at the dpi each widget
+shows its figure at (a widget drawn at 80 dpi is read at 80 dpi).
 Notebooks 09 and 10 train or evaluate models; their figures are drawn here on stand-ins with the
 same shapes (seeded random activations for the untrained stages, the checkpoint's detections on
 the example for notebook 10). Not measured: notebook 09's two plots that fastai draws itself
@@ -16,6 +17,7 @@ the example for notebook 10). Not measured: notebook 09's two plots that fastai 
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -69,6 +71,11 @@ def _nb04_05(k):
                 title="Fig. 6: boxes with overlap <= 0.4 become background (bg)")}
 
 
+def _shown(built) -> tuple:
+    """``(figure, dpi)``: a widget's figure at the dpi it is shown at, any other figure at the notebooks' :data:`DPI`."""
+    return (built.figure, built.dpi) if hasattr(built, "figure") and hasattr(built, "dpi") else (built, DPI)
+
+
 def _nb06_08(k):
     import torch.nn.functional as F
 
@@ -87,8 +94,19 @@ def _nb06_08(k):
             }, res.match.positive[0]),
             "07 regression_figure": lambda: plots.regression_figure(k.example, res),
             "08 gradient_figure": lambda: plots.gradient_figure(k.example, k.anchors, gres, box_grad, logit_grad),
+            "08 follow_box_figure": lambda: _follow_box_figure(k),
             "11 match_modes_figure": lambda: plots.match_modes_figure(k.example, k.anchors, modes["predictions"],
                                                                      modes["anchors"])}
+
+
+def _follow_box_figure(k):
+    """Notebook 08's static figure of the first forced match, as its cell draws it."""
+    from ssd_lesson import FORCED_OVERLAP
+    from ssd_lesson.course.follow import follow_box_figure
+
+    res = ssd_loss(k.class_logits, k.box_actns, k.gt_boxes, k.gt_labels, k.anchors)
+    forced = int((res.match.gt_overlap[0] == FORCED_OVERLAP).nonzero()[0])
+    return follow_box_figure(k.example, k.anchors, k.class_logits, k.box_actns, forced, size=(8.4, 4.6))
 
 
 def _nb09_10(k):
@@ -119,10 +137,13 @@ def _nb09_10(k):
                                                          f"after NMS: {plural(len(after.labels))}"])
 
         def grid():
+            from ssd_lesson.model.metrics import detection_hits
+
             dets = predict(model, [image] * 6, k.anchors, score_threshold=0.25)
             truth = (k.gt_boxes[0][k.gt_labels[0] >= 0] * image.shape[-1], k.gt_labels[0][k.gt_labels[0] >= 0])
             return plots.detection_panels_figure([image] * 6, dets, names, ncols=3, panel=3.3, truths=[truth] * 6,
-                                                 titles=["truth: " + ", ".join(k.example.classes)] * 6)
+                                                 titles=["truth: " + ", ".join(k.example.classes)] * 6,
+                                                 hits=[detection_hits(d, *truth) for d in dets])
 
         def pr():  # one class's precision-recall curve, over 12 copies of the example
             from ssd_lesson.drawing.pr_plot import pr_curve_figure
@@ -146,44 +167,53 @@ def _widgets(k):
     from ssd_lesson.course.widgets import BoxWidget, ThresholdWidget
 
     def box(i):
-        return BoxWidget(k.example, k.anchors, k.box_actns, index=i).figure
+        return BoxWidget(k.example, k.anchors, k.box_actns, index=i)
 
     def threshold(t):
-        return ThresholdWidget(k.example, k.anchors, k.class_logits, k.box_actns, threshold=t).figure
+        return ThresholdWidget(k.example, k.anchors, k.class_logits, k.box_actns, threshold=t)
 
     def follow(i):
-        return FollowBox(k.example, k.anchors, k.class_logits, k.box_actns, index=i).figure
+        return FollowBox(k.example, k.anchors, k.class_logits, k.box_actns, index=i)
+
+    def pick_view():
+        w = FollowBox(k.example, k.anchors, k.class_logits, k.box_actns)
+        return SimpleNamespace(figure=w.pick_figure, dpi=w.dpi)
 
     return {**{f"03 BoxWidget box={i}": (lambda i=i: box(i)) for i in (11, 99, 188)},
             **{f"05 ThresholdWidget threshold={t}": (lambda t=t: threshold(t)) for t in (0.0, 0.4, 0.95)},
             **{f"08 FollowBox box={i}": (lambda i=i: follow(i)) for i in (99, 5, 188)},
-            "08 FollowBox Fig. 4 view": lambda: FollowBox(k.example, k.anchors, k.class_logits, k.box_actns).pick_figure,
+            "08 FollowBox Fig. 4 view": pick_view,
             **_new_widgets(k)}
 
 
 def _new_widgets(k):
-    """The widgets of notebooks 02, 04, 06 and 10 at their start and at a far setting."""
-    from ssd_lesson.course.widgets import DetectionWidget, FocalWidget
+    """The widgets of notebooks 02, 04, 06, 10 and 12 at their start and at a far setting."""
+    from ssd_lesson.course.widgets import DetectionWidget, FocalWidget, MiningWidget
     from ssd_lesson.course.widgets import AnchorWidget, IouWidget
     from ssd_lesson.data.voc import VOC_CLASSES
 
     def detections(score):
         w = DetectionWidget([plots.as_scene(k.example).image], k.class_logits, k.box_actns, k.anchors,
                             [k.gt_boxes[0]], [k.gt_labels[0]], VOC_CLASSES, score=score)
-        return w.figure
+        return w
 
-    return {"02 AnchorWidget 189": lambda: AnchorWidget(k.example).figure,
-            "02 AnchorWidget SSD300": lambda: AnchorWidget(k.example).set(ssd300=True).figure,
-            "04 IouWidget": lambda: IouWidget(k.example).figure,
-            "06 FocalWidget gamma=1": lambda: FocalWidget(k.example, k.anchors, k.class_logits, k.box_actns).figure,
+    def mining(ratio):
+        return MiningWidget(k.example, k.anchors, k.class_logits, k.box_actns, neg_pos_ratio=ratio)
+
+    return {"02 AnchorWidget 189": lambda: AnchorWidget(k.example),
+            "02 AnchorWidget SSD300": lambda: AnchorWidget(k.example).set(ssd300=True),
+            "04 IouWidget": lambda: IouWidget(k.example),
+            "06 FocalWidget gamma=1": lambda: FocalWidget(k.example, k.anchors, k.class_logits, k.box_actns),
             "06 FocalWidget gamma=5": lambda: FocalWidget(k.example, k.anchors, k.class_logits, k.box_actns,
-                                                          gamma=5.0, alpha=0.9).figure,
+                                                          gamma=5.0, alpha=0.9),
             "10 DetectionWidget score=0.25": lambda: detections(0.25),
-            "10 DetectionWidget score=0.05": lambda: detections(0.05)}
+            "10 DetectionWidget score=0.05": lambda: detections(0.05),
+            **{f"12 MiningWidget neg_pos_ratio={r:g}": (lambda r=r: mining(r)) for r in (3.0, 0.0, 30.0)}}
 
 
 def series(k) -> dict:
-    """``{name: build}`` for every figure of notebooks 01-11, called as the notebooks call them."""
+    """``{name: build}`` for every figure of notebooks 01-12, called as the notebooks call them (a widget's build
+    gives the widget: its figure is measured at its own dpi, :func:`_shown`)."""
     return {**_nb04_05(k), **_nb02(k), **_nb03(k), **_nb06_08(k), **_nb09_10(k), **_widgets(k)}
 
 
@@ -191,13 +221,14 @@ NAMES = ["01 ground_truth_figure", "02 grid_panel_figure", "02 anchor_grid_figur
          "02 anchor_grid_figure grid=2", "02 anchor_grid_figure grid=1", "02 all_anchors_figure", "03 grid_row_figure",
          "03 all_predictions_figure", "04 iou_heatmap", "05 iou_heatmap", "05 class_figure Fig. 5",
          "05 class_figure Fig. 6", "06 focal_curves_figure", "06 box_loss_figure", "07 regression_figure",
-         "08 gradient_figure", "09 training_progress_figure", "09 all_predictions_figure",
+         "08 gradient_figure", "08 follow_box_figure", "09 training_progress_figure", "09 all_predictions_figure",
          "10 detection_panels_figure NMS", "10 detection_panels_figure grid", "10 pr_curve_figure", "11 match_modes_figure",
          "03 BoxWidget box=11", "03 BoxWidget box=99", "03 BoxWidget box=188", "05 ThresholdWidget threshold=0.0",
          "05 ThresholdWidget threshold=0.4", "05 ThresholdWidget threshold=0.95", "08 FollowBox box=99",
          "08 FollowBox box=5", "08 FollowBox box=188", "08 FollowBox Fig. 4 view", "02 AnchorWidget 189",
          "02 AnchorWidget SSD300", "04 IouWidget", "06 FocalWidget gamma=1", "06 FocalWidget gamma=5",
-         "10 DetectionWidget score=0.25", "10 DetectionWidget score=0.05"]
+         "10 DetectionWidget score=0.25", "10 DetectionWidget score=0.05", "12 MiningWidget neg_pos_ratio=3",
+         "12 MiningWidget neg_pos_ratio=0", "12 MiningWidget neg_pos_ratio=30"]
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +244,8 @@ def test_the_list_covers_the_series(builders):
 def test_figure_is_legible(builders, name):
     if name not in builders:
         pytest.skip("needs the trained checkpoint in data/checkpoints")
-    report = legibility(builders[name](), dpi=DPI)
+    fig, dpi = _shown(builders[name]())
+    report = legibility(fig, dpi=dpi)
     assert report["texts"] > 0
     assert not report["overlaps"], f"{len(report['overlaps'])} overlapping pairs, e.g. {report['overlaps'][:5]}"
     assert not report["small"], f"texts under 8 px: {report['small'][:5]}"
@@ -225,7 +257,8 @@ def test_figure_is_legible(builders, name):
     assert not report["cut"], f"labels cut by their panel: {report['cut'][:5]}"
     assert report["size"][0] <= MAX_WIDTH, f"{report['size'][0]} px wide"
     if scale < 1:  # drawn again as JupyterLab shows it, DISPLAY_WIDTH px wide: texts shrink, gaps close
-        shown = legibility(builders[name](), dpi=DPI * scale)
+        fig, dpi = _shown(builders[name]())
+        shown = legibility(fig, dpi=dpi * scale)
         assert abs(shown["size"][0] - DISPLAY_WIDTH) <= 1
         assert not shown["small"], f"at {DISPLAY_WIDTH} px, texts under 8 px: {shown['small'][:5]}"
         assert not shown["overlaps"], f"at {DISPLAY_WIDTH} px, overlapping texts: {shown['overlaps'][:5]}"
