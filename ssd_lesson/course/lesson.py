@@ -248,18 +248,34 @@ def notebook_state(seed: int = 0, quiet_voc: bool = True) -> Iterator[None]:
 
 
 def voc_status() -> str:
-    """Where Pascal VOC 2007 was found, or (offline) the full advice on getting it (notebook 01)."""
-    import warnings
+    """Where :func:`~ssd_lesson.data.voc.find_voc` looks for Pascal VOC 2007 (a path passed to it, else
+    ``$SSD_LESSON_VOC``, else fastai's data folder: the first one given) and what it found, in a few lines
+    (notebook 01); the README says how to get the data."""
+    from ..data.voc import ENV_VAR, fastai_default_voc, find_voc
 
-    from ..data.voc import VocNotFoundWarning, find_voc
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", VocNotFoundWarning)
-        root = find_voc(warn=True)  # the full advice, on purpose
+    root = find_voc(warn=False)
     if root is not None:
-        return f"Pascal VOC 2007 found in {root}"
-    advice = str(next(w.message for w in caught if issubclass(w.category, VocNotFoundWarning)))
-    return advice.replace(str(Path.home()), "~")  # no machine's home folder in a stored output
+        return f"Pascal VOC 2007 found in {_home_as_tilde(root)}"
+    env = os.environ.get(ENV_VAR)
+    if env:
+        fastai_line = "not looked at: the environment variable comes first"
+    else:
+        try:
+            fastai_line = f"{_home_as_tilde(fastai_default_voc())}, which does not hold it"
+        except Exception as e:  # a broken fastai install or config: say so, as find_voc does
+            fastai_line = f"unavailable ({type(e).__name__}: {e})"
+    return "\n".join([
+        "Pascal VOC 2007 was not found. Where the library looks, the first of these that is given:",
+        "  1. a path passed to find_voc(path): none passed here",
+        f"  2. the environment variable {ENV_VAR}: " + (f"{_home_as_tilde(env)}, which does not hold it" if env
+                                                      else "not set"),
+        f"  3. fastai's data folder: {fastai_line}",
+        "README.md, section 'Data: Pascal VOC 2007, or the embedded example', says how to get it."])
+
+
+def _home_as_tilde(path: Any) -> str:
+    """``path`` with the home folder written ``~``: no machine's home folder in a stored output."""
+    return str(path).replace(str(Path.home()), "~")
 
 
 # ---------------------------------------------------------------- notebooks 09 and 10: data and models

@@ -28,7 +28,7 @@ from .voc_years import FASTAI_JSON, SPLITS, describe_years, find_years
 
 __all__ = ["VOC_CLASSES", "BACKGROUND", "ENV_VAR", "SPLITS", "VocNotFoundWarning", "Record", "parse_voc_xml",
            "write_voc_xml", "read_voc_split", "read_fastai_json", "read_fastai_split", "voc_layout", "load_voc",
-           "voc_place", "find_voc", "voc_missing_message"]
+           "voc_place", "find_voc", "fastai_default_voc", "voc_missing_message"]
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -290,7 +290,7 @@ def load_voc(root: str | Path, split: str = "trainval") -> list[Record]:
     return read_fastai_split(base, split) if kind == "fastai" else read_voc_split(base, split)
 
 
-def _fastai_default_voc() -> Path:
+def fastai_default_voc() -> Path:
     """Where ``untar_data(URLs.PASCAL_2007)`` puts the data (``$FASTAI_HOME``, default ``~/.fastai``)."""
     from fastai.data.external import fastai_path
     return fastai_path("data") / "pascal_2007"
@@ -304,7 +304,7 @@ def voc_place(path: str | Path | None = None) -> tuple[str, Path | None]:
     if os.environ.get(ENV_VAR):
         return f"${ENV_VAR}", Path(os.environ[ENV_VAR])
     try:
-        return "fastai's default folder", _fastai_default_voc()
+        return "fastai's default folder", fastai_default_voc()
     except Exception as e:  # a broken fastai install or config must not stop the lesson
         return f"fastai's default folder, unavailable: {type(e).__name__}: {e}", None
 

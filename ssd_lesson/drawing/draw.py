@@ -180,12 +180,15 @@ def panel_figure(n: int, ncols: int, panel: float) -> tuple[Figure, np.ndarray]:
 
 
 def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optional[Any],
-                    class_names: Sequence[str], *, min_score: float = 0.0, title: Optional[str] = None) -> Axes:
+                    class_names: Sequence[str], *, min_score: float = 0.0, title: Optional[str] = None,
+                    hits: Optional[Any] = None) -> Axes:
     """Draw ``image`` and its detections on ``ax``, each box labelled ``class score``.
 
     ``image``: ``(H, W, 3)`` uint8 or a normalised ``(3, H, W)`` tensor; ``boxes``: ``(N, 4)``
     ``(y0, x0, y1, x1)`` pixels of that image (as :func:`ssd_lesson.model.infer.predict` returns);
-    ``scores=None`` draws ground truth (no score).
+    ``scores=None`` draws ground truth (no score). ``hits``: ``(N,)`` bool
+    (:func:`~ssd_lesson.model.metrics.detection_hits`); the false alarms are then drawn thin, labelled
+    with their score only, and placed after every hit's label.
     """
     from ..data.transforms import denormalize
 
@@ -195,13 +198,18 @@ def show_detections(ax: Axes, image: Any, boxes: Any, labels: Any, scores: Optio
     ax.set_axis_off()
     colours = [BOX_COLORS[i % len(BOX_COLORS)] for i in range(len(class_names))]  # bright: no grey on grey brick
     outline = [patheffects.withStroke(linewidth=3, foreground="black")]
+    hit = None if hits is None else to_numpy(hits).astype(bool).reshape(-1)
     for i, ((y0, x0, y1, x1), lab) in enumerate(zip(to_numpy(boxes).tolist(), to_numpy(labels).tolist())):
         if scores is not None and float(scores[i]) < min_score:
             continue
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colours[lab], lw=2, path_effects=outline))
-        text = class_names[lab] + ("" if scores is None else f" {float(scores[i]):.2f}")
-        t = ax.text(x0 + 2, y0 + 2, text, va="top", color="white", fontsize=9, path_effects=outline, clip_on=True)
-        placer_for(ax).add(t, (y0, x0, y1, x1), colours[lab], priority=0.0 if scores is None else float(scores[i]))
+        false_alarm = hit is not None and not hit[i]
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colours[lab], lw=1.0 if false_alarm else 2,
+                               path_effects=None if false_alarm else outline))  # a false alarm: a thin line only
+        text = ("" if false_alarm else class_names[lab] + " ") + ("" if scores is None else f"{float(scores[i]):.2f}")
+        t = ax.text(x0 + 2, y0 + 2, text.strip(), va="top", color="white", fontsize=9, path_effects=outline,
+                    clip_on=True)
+        placer_for(ax).add(t, (y0, x0, y1, x1), colours[lab],
+                           priority=(0.0 if scores is None else float(scores[i])) - (1.0 if false_alarm else 0.0))
     if title:
         ax.set_title(title)
     return ax

@@ -303,7 +303,8 @@ def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, 
 
 def detection_panels_figure(images: Sequence[Any], detections: Sequence[Any], class_names: Sequence[str],
                             titles: Optional[Sequence[str]] = None, ncols: int = 4, panel: float = 3.0,
-                            min_score: float = 0.0, truths: Optional[Sequence[Any]] = None) -> Figure:
+                            min_score: float = 0.0, truths: Optional[Sequence[Any]] = None,
+                            hits: Optional[Sequence[Any]] = None) -> Figure:
     """Notebook 10: a grid of images, each with its detections labelled ``'class score'``.
 
     ``images``: ``(H, W, 3)`` uint8 or normalised ``(3, H, W)`` tensors; ``detections``: one
@@ -312,6 +313,7 @@ def detection_panels_figure(images: Sequence[Any], detections: Sequence[Any], cl
     :func:`ssd_lesson.drawing.draw.show_detections`; ``scores=None`` draws ground truth.
     ``truths``: one ``(boxes, labels)`` per image, ``(G, 4)`` pixels and ``(G,)``, drawn dashed white under
     the detections and not labelled (the title can name them), so that a hit can be told from a false alarm.
+    ``hits``: one ``(N,)`` bool per image (:func:`~ssd_lesson.model.metrics.detection_hits`): false alarms thin.
     """
     n = len(images)
     if len(detections) != n:
@@ -321,15 +323,19 @@ def detection_panels_figure(images: Sequence[Any], detections: Sequence[Any], cl
     fig, axes = panel_figure(n, min(ncols, max(n, 1)), panel)
     for i, (ax, image, (boxes, labels, scores)) in enumerate(zip(axes.flat, images, detections)):
         show_detections(ax, image, boxes, labels, scores, class_names, min_score=min_score,
-                        title=None if titles is None else titles[i])
+                        title=None if titles is None else titles[i], hits=None if hits is None else hits[i])
         for y0, x0, y1, x1 in ([] if truths is None else to_numpy(truths[i][0]).reshape(-1, 4).tolist()):
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.8, ls=(0, (4, 3)),
                                    path_effects=_HALO_DARK, gid="truth"))
         if titles is not None:
             ax.title.set_fontsize(9)
     if truths is not None:
+        detection = ([Line2D([], [], color="0.35", lw=2, label="detection, coloured by class (class score)")]
+                     if hits is None else [Line2D([], [], color="0.35", lw=2, label="hit (class score)"),
+                                           Line2D([], [], color="0.35", lw=1, label="false alarm (score)")])
+        classes = [] if hits is None else [Patch(color=BOX_COLORS[c % len(BOX_COLORS)], label=class_names[c]) for c in
+                                           sorted({int(c) for d in detections for c in to_numpy(d[1]).reshape(-1)})]
         fig.legend(handles=[Line2D([], [], color="white", lw=1.8, ls=(0, (4, 3)), path_effects=_HALO_DARK,
-                                   label="ground truth"),
-                            Line2D([], [], color="0.35", lw=2, label="detection, coloured by class (class score)")],
-                   loc="outside lower center", ncol=2, fontsize=9, frameon=False)
+                                   label="ground truth"), *detection, *classes],
+                   loc="outside lower center", ncol=1 + len(detection) + len(classes), fontsize=9, frameon=False)
     return fig

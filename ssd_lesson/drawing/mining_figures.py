@@ -39,9 +39,9 @@ def draw_ranked_losses(ax: Axes, box_loss: Any, positive: Any) -> np.ndarray:
     loss = np.maximum(to_numpy(box_loss).astype(float)[order], FLOOR)
     ax.scatter(np.arange(1, len(order) + 1), loss, s=8, color=BG_COLOR, label="negative, not counted")
     ax.set(yscale="log", xlim=(0, len(order) + 1))
-    ax.set_xlabel("negatives, hardest first (rank)", fontsize=8)
-    ax.set_ylabel("classification loss of the box", fontsize=8)
-    ax.tick_params(labelsize=8)
+    ax.set_xlabel("negatives, hardest first (rank)", fontsize=9)
+    ax.set_ylabel("classification loss of the box", fontsize=9)
+    ax.tick_params(labelsize=8.5)
     return order
 
 
@@ -68,14 +68,14 @@ def mining_figure(example: Any, anchors: Anchors, result: Any, class_logits: Any
     loss = np.maximum(to_numpy(box_loss).astype(float), FLOOR)
     rank_ax.scatter(np.arange(1, n_kept + 1), loss[order[:n_kept]], s=14, color=KEPT_COLOR, label="kept (hard negative)")
     rank_ax.axvline(n_kept + 0.5, color=KEPT_COLOR, lw=0.8, ls="--")
-    rank_ax.legend(fontsize=7, loc="upper right")
+    rank_ax.legend(fontsize=8.5, loc="upper right")
     rank_ax.set_title(f"{n_kept} of {len(order)} negatives kept: {result.options.neg_pos_ratio:g} per positive "
                       f"({int(positive.sum())})", fontsize=9)
     scene = as_scene(example)
     kept_boxes = to_numpy(anchors.corners)[kept]
     margin = fit_margins(np.concatenate([kept_boxes, scene.boxes]))
     show_image(image_ax, scene.image, margin)
-    draw_ground_truth(image_ax, scene, fontsize=7)
+    draw_ground_truth(image_ax, scene, fontsize=8)
     image_ax.add_collection(LineCollection(outline_segments(kept_boxes), colors=KEPT_COLOR, linewidths=1.2,
                                            linestyles="--"))
     image_ax.set_title("their anchor boxes (dashed), and the ground truth", fontsize=9)

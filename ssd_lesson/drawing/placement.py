@@ -11,6 +11,7 @@ at any dpi and after any change of layout (a suptitle added later, a text re-set
 A label added with ``drop_if_crowded=True`` stays touching its box or is left out when no
 such spot is free (a figure with more boxes than room, such as the threshold widget at a low
 threshold); :meth:`LabelPlacer.shown` says which labels were drawn, so the caller can list the others.
+Labels keep off the axes' other texts, and off any artist passed to :meth:`LabelPlacer.avoid` (an arrow).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class LabelPlacer(Artist):
         self.ax = ax
         self.items: list[tuple[Text, tuple[float, float, float, float], Optional[Line2D], float, bool]] = []
         self.hidden: set[int] = set()  # ids of the texts this placer left out at the last draw
+        self.avoided: list[Artist] = []  # other artists no label may cover (arrows): see avoid()
         self.set_zorder(-1e9)  # drawn before every other artist of the axes
         ax.add_artist(self)
 
@@ -51,6 +53,10 @@ class LabelPlacer(Artist):
         text.set(ha="left", va="top", transform=self.ax.transData)
         self.items.append((text, tuple(float(v) for v in box), line, priority, drop_if_crowded))
         return text
+
+    def avoid(self, *artists: Artist) -> None:
+        """Keep every label off ``artists`` too (an annotation's arrow, a marker), wherever they are drawn."""
+        self.avoided.extend(artists)
 
     def shown(self) -> list[Text]:
         """The managed labels drawn at the last draw (all but those left out for want of room)."""
@@ -122,6 +128,12 @@ class LabelPlacer(Artist):
         mine = {id(t) for t, *_ in self.items}
         out = [t.get_window_extent(renderer).extents for t in self.ax.texts
                if id(t) not in mine and t.get_visible() and t.get_text()]
+        for a in self.avoided:
+            if a.get_visible():
+                if hasattr(a, "update_positions"):  # an annotation: where its arrow goes depends on the layout
+                    a.update_positions(renderer)
+                shape = getattr(a, "arrow_patch", None) or a
+                out.append(shape.get_window_extent(renderer).extents)
         return np.asarray(out, float).reshape(-1, 4)
 
 

@@ -7,6 +7,7 @@
   the devkit's rules with VOC2007's 11-point or VOC2010's all-point AP, and ``difficult``
   objects that count neither way; ``map_metrics(..., voc07=True)`` adds a ``mAP_voc07``
   column to training.
+* :func:`detection_hits`: which of one image's detections are hits by Pascal VOC's rule (notebook 10's figure).
 * :func:`per_class_table`: both protocols per class, as ``python -m ssd_lesson evaluate``
   prints them; there ``difficult`` objects go to torchmetrics as ``iscrowd``, which COCO
   ignores too (with COCO's rules: a crowd box may absorb several detections, and is only
@@ -24,13 +25,13 @@ from torch import Tensor
 
 from ..core.anchors import Anchors
 from ..core.matching import PAD_LABEL
-from ..core.boxes import YX_TO_XY
+from ..core.boxes import YX_TO_XY, box_iou
 from ..core.options import DecodeOptions, EvalOptions
 from .infer import Detections, decode
 from .voc_eval import VOC07_RECALLS, VOCResult, average_precision, eval_options, voc_ap
 
 __all__ = ["detection_map", "MeanAP", "map_metrics", "voc_ap", "VOCResult", "average_precision", "VOC07_RECALLS",
-           "coco_ap_per_class", "per_class_table"]
+           "coco_ap_per_class", "per_class_table", "detection_hits"]
 
 
 def _tm_pred(d: Detections) -> dict:
@@ -269,3 +270,29 @@ def per_class_table(preds: Sequence[Mapping[str, Any]], targets: Sequence[Mappin
     mean = {"class": "mean", "gt_boxes": int(v07.n_positives.sum()), "difficult": int(v07.n_difficult.sum()),
             "ap_voc07": v07.map, "ap_all_point": vall.map, "ap_coco50": coco_mean}
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+
+
+def detection_hits(detections: Detections, gt_boxes: Tensor, gt_labels: Tensor,
+                   hit_iou: float = EvalOptions.hit_iou) -> Tensor:
+    """``(N,)`` bool: which of one image's detections are hits by Pascal VOC's rule (no difficult boxes here).
+
+    Down the detections, best score first: a detection is a hit when the ground-truth box of its class that it
+    overlaps most has IoU above ``hit_iou`` and no better-scored detection took that box; every other detection
+    is a false alarm (a box on nothing, the wrong class, or a second box on an object already found).
+    ``gt_boxes`` ``(G, 4)`` ``(y0, x0, y1, x1)`` in the detections' units; ``gt_labels`` ``(G,)``, padding rows
+    (``PAD_LABEL``) left out. One image's few detections: a plain loop, in score order as the rule reads.
+    """
+    real = gt_labels != PAD_LABEL
+    gt_boxes, gt_labels = gt_boxes[real], gt_labels[real]
+    hit = torch.zeros(len(detections.scores), dtype=torch.bool)
+    taken = torch.zeros(len(gt_labels), dtype=torch.bool)
+    ious = box_iou(detections.boxes.double(), gt_boxes.double()) if len(gt_labels) else None
+    for i in torch.argsort(detections.scores, descending=True, stable=True).tolist():
+        same = gt_labels == detections.labels[i]
+        if ious is None or not bool(same.any()):
+            continue
+        iou = torch.where(same, ious[i], torch.full_like(ious[i], -1.0))
+        g = int(iou.argmax())  # its class's best-overlapping box, the first of equals
+        if float(iou[g]) > hit_iou and not bool(taken[g]):
+            hit[i] = taken[g] = True
+    return hit

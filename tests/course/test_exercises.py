@@ -30,6 +30,8 @@ def contexts():
     res = ssd_loss(cl, ba, gb, gl, anchors)
     by_anchors = ssd_loss(cl, ba, gb, gl, anchors, match_on="anchors")
     mined = ssd_loss(cl, ba, gb, gl, anchors, options=paper_steps_options()[3][1])  # notebook 12: softmax, 3 per positive
+    article = ssd_loss(cl, ba, gb, gl, anchors, regression_reduction="sum")  # notebook 08's summed regression
+    lesson_code = ssd_loss(cl, ba, gb, gl, anchors, options=paper_steps_options()[0][1])  # notebook 12's first row
     shares = tables.box_class_losses(cl, res)
     first_positive = int(res.match.positive[0].nonzero()[0])
     learn = SimpleNamespace(recorder=SimpleNamespace(lrs=[3e-3 / 25, 2e-3, 3e-3, 1e-5]))  # fastai's Recorder.lrs
@@ -40,12 +42,13 @@ def contexts():
         "04.iou": dict(result=res, box=31, gt=2), "04.mean_column": dict(result=res, gt=3),
         "05.positives_at_0.35": dict(result=res, threshold=0.35), "05.background_overlap": dict(result=res),
         "06.bce_zero": dict(x=-2.0), "06.box_share": dict(shares=shares, box=first_positive),
-        "07.eight_more": dict(result=res), "07.worst_corner": dict(result=res),
-        "08.grad_three_more": dict(result=res), "08.pushed_down": dict(result=res, class_logits=cl),
+        "07.step_toward": dict(result=res), "07.worst_corner": dict(result=res),
+        "08.grad_summed": dict(result=article), "08.strongest_push_up": dict(result=res, class_logits=cl),
         "09.images_seen": dict(n_images=160, bs=24, epochs=2), "09.first_lr": dict(learn=learn),
         "10.after_nms": dict(class_logits=cl, box_actns=ba, anchors=anchors), "10.iou_for_match": dict(),
         "11.anchor_iou": dict(by_anchors=by_anchors, box=150, gt=0), "11.lower": dict(by_predictions=res, by_anchors=by_anchors),
-        "12.kept_at_04": dict(lesson=by_anchors, neg_pos_ratio=3), "12.kept_share": dict(class_logits=cl, mined=mined),
+        "12.mined_at_04": dict(lesson=lesson_code, class_logits=cl, neg_pos_ratio=3),
+        "12.kept_share": dict(class_logits=cl, mined=mined),
     }
 
 
@@ -79,14 +82,25 @@ def test_the_answers_are_what_the_library_computes(contexts):
     assert solve("06.bce_zero", x=-2.0) == pytest.approx(math.log(1 + math.exp(-2.0)), abs=1e-12)
     pos = res.match.positive[0]
     n = int(pos.sum())
-    assert solve("08.pushed_down", result=res, class_logits=contexts["08.pushed_down"]["class_logits"]) == 20 - 1  # a positive box: every class column but its own
-    assert solve("08.grad_three_more", result=res) == pytest.approx(1 / (4 * (n + 3)))
+    # the gradients by autograd: on the corners under the summed regression, on the positives' own class logits
+    from ssd_lesson import loss_gradients
+
+    cl = contexts["08.strongest_push_up"]["class_logits"].clone().requires_grad_()
+    ba = contexts["03.decode_y0"]["box_actns"].clone().requires_grad_()
+    summed = ssd_loss(cl, ba, ex.batch()[1], ex.batch()[2], anchors, regression_reduction="sum")
+    corner_grad = loss_gradients(summed, cl)[0][summed.match.positive[0]].abs()
+    assert solve("08.grad_summed", **contexts["08.grad_summed"]) == pytest.approx(float(corner_grad.max()), abs=1e-6)
+    assert float(corner_grad.min()) == pytest.approx(float(corner_grad.max()))  # every corner alike
+    _, logit_grad = loss_gradients(ssd_loss(cl, ba, ex.batch()[1], ex.batch()[2], anchors), cl)
+    own = [float(logit_grad[a, res.target_labels[0, a]]) for a in pos.nonzero().flatten().tolist()]
+    assert solve("08.strongest_push_up", **contexts["08.strongest_push_up"]) == pytest.approx(min(own), abs=1e-7)
     overlap = res.match.gt_overlap[0]
     assert solve("05.positives_at_0.35", result=res, threshold=0.35) == sum(1 for v in overlap.tolist() if v > 0.35)
     assert solve("05.background_overlap", result=res) == pytest.approx(
         sum(v for v in overlap.tolist() if v <= 0.4) / (189 - n), abs=1e-5)
     err = (res.pred_boxes[0][pos] - res.target_boxes[0][pos]).abs().detach()
-    assert solve("07.eight_more", result=res) == pytest.approx(float(err.sum()) / (4 * (n + 8)), abs=1e-5)
+    step = [max(e - 0.03, 0.0) for e in err.flatten().tolist()]  # every corner 0.03 nearer, none past its target
+    assert solve("07.step_toward", result=res) == pytest.approx(sum(step) / len(step), abs=1e-6)
     assert solve("07.worst_corner", result=res) == pytest.approx(float(err.max()) * 224, abs=1e-3)
     by = contexts["11.lower"]  # the shipped checkpoint's last step matched on predictions: its logits fit those targets
     assert float(by["by_predictions"].classification[0]) < float(by["by_anchors"].classification[0])
@@ -127,9 +141,16 @@ FORMULA = re.compile(r"=|\s[x×*/]\s*[\d(]|\btimes\s+\d|\bdivided? (?:by|the)\b.
 
 
 def test_the_mining_answers_are_what_a_learner_computes(contexts):
-    lesson = contexts["12.kept_at_04"]["lesson"]
-    n = int(lesson.match.positive.sum())
-    assert n == 19 and solve("12.kept_at_04", **contexts["12.kept_at_04"]) == min(3 * n, 189 - n) == 57
+    from ssd_lesson.course.paper_steps import paper_steps_options
+
+    ctx = contexts["12.mined_at_04"]
+    lesson, logits = ctx["lesson"], ctx["class_logits"]
+    assert lesson.options.iou_threshold == 0.4 and lesson.options.match_on == "anchors"
+    ex_batch = start_lesson(verbose=False)
+    options = paper_steps_options()[0][1].replace(classification="softmax", neg_pos_ratio=3)  # the question, as options
+    asked = ssd_loss(logits, ex_batch.box_actns, ex_batch.gt_boxes, ex_batch.gt_labels, ex_batch.anchors, options=options)
+    assert int(asked.counted_negatives.sum()) == 3 * int(lesson.match.positive.sum())
+    assert solve("12.mined_at_04", **ctx) == pytest.approx(float(asked.classification[0]), rel=1e-5)
     mined, logits = contexts["12.kept_share"]["mined"], contexts["12.kept_share"]["class_logits"][0].double()
     assert mined.options.neg_pos_ratio == 3 and mined.options.classification == "softmax"
     per_box = torch.logsumexp(logits, dim=-1) - logits.gather(1, mined.target_labels[0][:, None]).squeeze(1)
@@ -181,11 +202,11 @@ def test_an_odd_answer_is_not_quite_with_a_hint_never_a_traceback(odd, contexts,
 
 def test_a_one_number_tensor_or_array_is_read_as_its_number(contexts, capsys):
     import numpy as np
-    right = solve("08.pushed_down", **contexts["08.pushed_down"])
+    right = solve("02.index", **contexts["02.index"])
     for answer in (torch.tensor(right), torch.tensor([[right]]), np.array([right]), np.int64(right)):
-        assert check("08.pushed_down", answer, **contexts["08.pushed_down"]) is True
+        assert check("02.index", answer, **contexts["02.index"]) is True
     capsys.readouterr()
-    check("08.pushed_down", torch.tensor([1.0, 2.0]), **contexts["08.pushed_down"])
+    check("02.index", torch.tensor([1.0, 2.0]), **contexts["02.index"])
     assert "one number is asked for, yours is a tensor of shape (2,)" in capsys.readouterr().out
 
 

@@ -159,10 +159,20 @@ def test_checkpoint_summary_names_file_command_and_numbers(tmp_path):
     assert H.checkpoint_summary(model) == "a tiny model not loaded from a checkpoint (nothing recorded)"
 
 
-def test_voc_status_offline_is_the_full_advice(monkeypatch, tmp_path):
+def test_voc_status_offline_names_the_three_places_and_what_each_held(monkeypatch, tmp_path):
     monkeypatch.setenv("SSD_LESSON_VOC", str(tmp_path / "nowhere"))
-    said = K.voc_status()
-    assert said.startswith("Pascal VOC 2007 was not found") and "nowhere" in said and "SSD_LESSON_VOC" in said
+    said = K.voc_status().splitlines()
+    assert said[0].startswith("Pascal VOC 2007 was not found") and len(said) == 5
+    assert said[1].endswith("none passed here")
+    assert said[2] == f"  2. the environment variable SSD_LESSON_VOC: {tmp_path / 'nowhere'}, which does not hold it"
+    assert said[3].endswith("not looked at: the environment variable comes first")  # find_voc takes the first given
+    assert "README.md" in said[4]
+    monkeypatch.delenv("SSD_LESSON_VOC")
+    said = K.voc_status().splitlines()
+    if said[0].startswith("Pascal VOC 2007 found"):
+        pytest.skip("Pascal VOC 2007 is in fastai's data folder on this machine")
+    assert said[2].endswith("SSD_LESSON_VOC: not set")
+    assert said[3].startswith("  3. fastai's data folder: ") and said[3].endswith("pascal_2007, which does not hold it")
 
 
 def test_memory_table_sets_trained_photos_beside_kept_out_ones(out_dir, monkeypatch):

@@ -58,3 +58,20 @@ def test_crowded_labels_are_left_out_not_overlapped():
     assert all(not texts[k].get_visible() for k in range(40) if k not in visible)
     assert _overlapping(extents[visible]) == 0
     assert legibility(fig)["overlaps"] == []
+
+
+def test_a_label_keeps_off_an_arrow_it_is_told_to_avoid():
+    """An arrow drawn from a box's top-left corner, into the box, lies where the label would go: once the
+    placer is told to avoid it, the label moves off it; without that, it stays on the arrow."""
+    def drawn(avoid):
+        fig, ax = _axes()
+        _, label = plots.draw_box(ax, (0.3, 0.3, 0.7, 0.7), "red", "1: person")
+        arrow = ax.annotate("", (0.45, 0.34), (0.3, 0.3), arrowprops=dict(arrowstyle="-|>", lw=2))
+        if avoid:
+            placer_for(ax).avoid(arrow)
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        return np.array([label.get_window_extent(r).extents, arrow.arrow_patch.get_window_extent(r).extents])
+
+    assert _overlapping(drawn(avoid=False)) == 1  # the case is one where the arrow is in the way
+    assert _overlapping(drawn(avoid=True)) == 0

@@ -90,13 +90,8 @@ def _nb04_05(k):
 
 
 def _nb06_08(k):
-    import torch
     import torch.nn.functional as F
 
-    from ssd_lesson import FORCED_OVERLAP
-    from ssd_lesson.course.follow import follow_box_figure
-    from ssd_lesson.course.paper_steps import paper_steps_options
-    from ssd_lesson.drawing.mining_figures import mining_figure
 
     res = ssd_loss(k.class_logits, k.box_actns, k.gt_boxes, k.gt_labels, k.anchors)
     shares = tables.box_class_losses(k.class_logits, res)
@@ -106,19 +101,26 @@ def _nb06_08(k):
     box_grad, logit_grad = loss_gradients(gres, cl)
     modes = {mode: ssd_loss(k.class_logits, k.box_actns, k.gt_boxes, k.gt_labels, k.anchors, match_on=mode)
              for mode in ("predictions", "anchors")}
-    forced = int(torch.nonzero(res.match.gt_overlap[0] == FORCED_OVERLAP)[0])  # notebook 08's followed box
-    mined = ssd_loss(k.class_logits, k.box_actns, k.gt_boxes, k.gt_labels, k.anchors, options=paper_steps_options()[3][1])
     return {"06 focal_curves_figure": lambda: plots.focal_curves_figure(gammas=(1.0, 2.0), alpha=0.25),
             "06 box_loss_figure": lambda: plots.box_loss_figure(k.anchors, {
                 "BCE (lesson)": shares["BCE"], "softmax cross-entropy": softmax_ce,
-                "focal, gamma 1 (lesson)": shares["focal gamma=1"], "focal, gamma 2 (paper)": shares["focal gamma=2"],
+                "focal, gamma 1 (lesson)": shares["focal gamma=1"],
             }, res.match.positive[0]),
             "07 regression_figure": lambda: plots.regression_figure(k.example, res),
             "08 gradient_figure": lambda: plots.gradient_figure(k.example, k.anchors, gres, box_grad, logit_grad),
-            "08 follow_box_figure": lambda: follow_box_figure(k.example, k.anchors, k.class_logits, k.box_actns, forced),
+            "08 follow_box_figure": lambda: _follow_box_figure(k),
             "11 match_modes_figure": lambda: plots.match_modes_figure(k.example, k.anchors, modes["predictions"],
-                                                                     modes["anchors"]),
-            "12 mining_figure": lambda: mining_figure(k.example, k.anchors, mined, k.class_logits)}
+                                                                     modes["anchors"])}
+
+
+def _follow_box_figure(k):
+    """Notebook 08's static figure of the first forced match, as its cell draws it."""
+    from ssd_lesson import FORCED_OVERLAP
+    from ssd_lesson.course.follow import follow_box_figure
+
+    res = ssd_loss(k.class_logits, k.box_actns, k.gt_boxes, k.gt_labels, k.anchors)
+    forced = int((res.match.gt_overlap[0] == FORCED_OVERLAP).nonzero()[0])
+    return follow_box_figure(k.example, k.anchors, k.class_logits, k.box_actns, forced, size=(8.4, 4.6))
 
 
 def _nb09_10(k, held_out):
@@ -153,6 +155,7 @@ def _nb09_10(k, held_out):
 
         def grid():  # notebook 10's held-out images 1 to 6, titled "truth: motorbike, person" and so on
             from ssd_lesson.data.images import DetectionDataset, collate_detections
+            from ssd_lesson.model.metrics import detection_hits
 
             records = held_out(model)[1:7]
             images, gt_boxes, gt_labels = collate_detections([DetectionDataset(records)[i] for i in range(len(records))])
@@ -160,6 +163,7 @@ def _nb09_10(k, held_out):
             side = images.shape[-1]
             truths = [(b[lab >= 0] * side, lab[lab >= 0]) for b, lab in zip(gt_boxes, gt_labels)]
             return plots.detection_panels_figure(images, dets, names, ncols=3, panel=3.3, truths=truths,
+                                                 hits=[detection_hits(d, *t) for d, t in zip(dets, truths)],
                                                  titles=["truth: " + ", ".join(r.class_names) for r in records])
 
         def pr():  # one class's precision-recall curve, over 12 copies of the example
@@ -207,20 +211,17 @@ def _widgets(k):
 
 
 def _new_widgets(k):
-    """The widgets of notebooks 02, 04, 06 and 10 at their start and at a far setting."""
-    from ssd_lesson.course.widgets import DetectionWidget, FocalWidget
+    """The widgets of notebooks 02, 04, 06, 10 and 12 at their start and at a far setting."""
+    from ssd_lesson.course.widgets import DetectionWidget, FocalWidget, MiningWidget
     from ssd_lesson.course.widgets import AnchorWidget, IouWidget
     from ssd_lesson.data.voc import VOC_CLASSES
-
-    from ssd_lesson.course.widgets import MiningWidget
 
     def detections(score):
         return as_shown(DetectionWidget([plots.as_scene(k.example).image], k.class_logits, k.box_actns, k.anchors,
                                      [k.gt_boxes[0]], [k.gt_labels[0]], VOC_CLASSES, score=score))
 
-    def mining(ratio=None):
-        w = MiningWidget(k.example, k.anchors, k.class_logits, k.box_actns)
-        return as_shown(w if ratio is None else w.set(ratio))
+    def mining(ratio):
+        return as_shown(MiningWidget(k.example, k.anchors, k.class_logits, k.box_actns, neg_pos_ratio=ratio))
 
     return {"02 AnchorWidget 189": lambda: as_shown(AnchorWidget(k.example)),
             "02 AnchorWidget SSD300": lambda: as_shown(AnchorWidget(k.example).set(ssd300=True)),
@@ -230,8 +231,7 @@ def _new_widgets(k):
                                                                 gamma=5.0, alpha=0.9)),
             "10 DetectionWidget score=0.25": lambda: detections(0.25),
             "10 DetectionWidget score=0.05": lambda: detections(0.05),
-            "12 MiningWidget": mining, "12 MiningWidget neg_pos_ratio=0": lambda: mining(0.0),
-            "12 MiningWidget neg_pos_ratio=10": lambda: mining(10.0)}
+            **{f"12 MiningWidget neg_pos_ratio={r:g}": (lambda r=r: mining(r)) for r in (3.0, 0.0, 30.0)}}
 
 
 def as_shown(widget):
@@ -252,13 +252,13 @@ NAMES = ["01 ground_truth_figure", "02 cell_figure", "02 anchor_grid_figure grid
          "08 gradient_figure", "08 follow_box_figure", "09 augment_figure", "09 training_progress_figure",
          "09 all_predictions_figure",
          "10 detection_panels_figure NMS", "10 detection_panels_figure grid", "10 pr_curve_figure", "11 match_modes_figure",
-         "12 mining_figure", "03 BoxWidget box=11", "03 BoxWidget box=99", "03 BoxWidget box=188",
+         "03 BoxWidget box=11", "03 BoxWidget box=99", "03 BoxWidget box=188",
          "03 BoxWidget at its bounds", "05 ThresholdWidget threshold=0.0",
          "05 ThresholdWidget threshold=0.4", "05 ThresholdWidget threshold=0.95", "08 FollowBox box=99",
          "08 FollowBox box=5", "08 FollowBox box=188", "08 FollowBox Fig. 4 view", "02 AnchorWidget 189",
          "02 AnchorWidget SSD300", "04 IouWidget", "06 FocalWidget gamma=1", "06 FocalWidget gamma=5",
-         "10 DetectionWidget score=0.25", "10 DetectionWidget score=0.05",
-         "12 MiningWidget", "12 MiningWidget neg_pos_ratio=0", "12 MiningWidget neg_pos_ratio=10"]
+         "10 DetectionWidget score=0.25", "10 DetectionWidget score=0.05", "12 MiningWidget neg_pos_ratio=3",
+         "12 MiningWidget neg_pos_ratio=0", "12 MiningWidget neg_pos_ratio=30"]
 
 
 @pytest.fixture(scope="module")

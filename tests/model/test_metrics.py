@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lesson.model.metrics import (VOC07_RECALLS, average_precision, coco_ap_per_class, map_metrics, per_class_table,
-                                voc_ap)
+from ssd_lesson.model.infer import Detections
+from ssd_lesson.model.metrics import (VOC07_RECALLS, average_precision, coco_ap_per_class, detection_hits, map_metrics,
+                                      per_class_table, voc_ap)
 from ssd_lesson.model.metrics import _tm_inputs
 from tests.reference import ref_iou
 from tests.reference.voc_devkit import devkit_voc_eval
@@ -72,6 +73,40 @@ def test_equals_the_devkit_reference_on_random_cases(seed, use_07):
     assert r.map == pytest.approx(np.mean(want[:4]), abs=1e-12)
     assert 0.05 < r.map < 0.95  # a real mix of hits, misses and false alarms
     assert int(r.n_difficult[4]) > 0 and int(r.n_positives[4]) == 0 and int(r.n_positives[5] + r.n_difficult[5]) == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_detection_hits_are_the_devkits_true_positives(seed):
+    """Image by image, class by class: the hits are the detections the devkit's reference counts as true positives
+    (its recall steps up at them), in the same score order; no difficult boxes (detection_hits knows none)."""
+    preds, targets = random_case(seed, n_images=8)
+    met = np.zeros(2, int)  # false alarms, hits
+    for p, t in zip(preds, targets):
+        t = dict(t, difficult=torch.zeros_like(t["difficult"]))
+        hit = detection_hits(Detections(p["boxes"], p["labels"], p["scores"]), t["boxes"], t["labels"]).numpy()
+        for cls in range(6):
+            mine = np.flatnonzero(p["labels"].numpy() == cls)
+            order = mine[np.argsort(-p["scores"].numpy()[mine], kind="stable")]
+            npos = int((t["labels"] == cls).sum())
+            if npos == 0:
+                assert not hit[mine].any()
+                continue
+            _, rec, _ = devkit_voc_eval([p], [t], cls, plus_one=0.0)  # half-open boxes: no devkit +1
+            true_positive = np.diff(np.concatenate([[0.0], np.asarray(rec) * npos])).round().astype(bool)
+            assert hit[order].tolist() == true_positive.tolist()
+            met += np.bincount(true_positive.astype(int), minlength=2)
+    assert (met > 3).all()  # hits and false alarms were both met
+
+
+def test_detection_hits_by_hand():
+    """Two people, one found twice: the better-scored box is the hit, the second box on it a false alarm (though
+    its IoU is above 0.5), a box of the wrong class a false alarm, the other person missed; padding rows ignored."""
+    gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 0.0, 0.0]])
+    labels = torch.tensor([14, 14, -1])
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 9.0], [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [40.0, 40.0, 50.0, 50.0]])
+    dets = Detections(boxes, torch.tensor([14, 14, 7, 14]), torch.tensor([0.6, 0.9, 0.8, 0.3]))
+    assert detection_hits(dets, gt, labels).tolist() == [False, True, False, False]
+    assert detection_hits(dets, gt[:0], labels[:0]).tolist() == [False] * 4  # no objects: every detection false
 
 
 def test_inclusive_boxes_give_the_same_ious_as_the_projects_half_open_ones():

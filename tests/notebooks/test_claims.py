@@ -181,7 +181,9 @@ CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it a
     ("12", "BCE over the 20 classes, background dropped"): "test_12_the_numbers_its_sentences_state",
     ("12", "the lesson's 189, SSD300's 8732"): "test_12_the_numbers_its_sentences_state",
     ("12", "A stricter threshold leaves fewer positives"): "test_12_the_table_and_what_the_sentences_say_of_it",
-    ("12", "A softmax loss asks every negative"): "test_12_the_table_and_what_the_sentences_say_of_it",
+    ("12", "The rest says something about this checkpoint"): "test_12_the_softmax_row_as_printed",
+    ("12", "Most negatives no longer count"): "test_12_the_table_and_what_the_sentences_say_of_it",
+    ("06", "how many times smaller each focal sum is"): "test_06_focal_groups_as_printed",
     ("12", "smooth L1 is never above L1"): "test_12_the_table_and_what_the_sentences_say_of_it",
     ("12", "The hardest negatives sit on the objects"): "test_12_the_table_and_what_the_sentences_say_of_it",
 }
@@ -210,7 +212,10 @@ TEXT = {  # (notebook, fragment): about the method, the article or the library, 
     ("10", "uses **11-point interpolation**"), ("10", "Looking to the right smooths"),
     ("11", "Drawn over the image, one row per ground-truth object"), ("08", "An object with more than four positives shows four of them"),
     ("11", "Matching on anchor boxes (the lesson's code"), ("11", "Early in training the predicted boxes"),
-    ("12", "A learner who moves on to either meets"), ("12", "the classification loss they make, as"),
+    ("12", "A learner who moves on to either meets"), ("12", "counts every negative, as"),
+    ("06", "One-hot targets with the background column dropped"), ("06", "the more the first factor counts"),
+    ("10", "go down an image's detections from the best score"),
+    ("10", "which NMS kept because they overlap the best box by less than"), ("10", "The same rule, counted for each image"),
     ("12", "negatives of highest loss (all of its negatives if it has fewer)"),
     ("12", "Summed, their small losses outweigh"), ("12", "Smooth L1 is quadratic near zero"),
 }
@@ -375,3 +380,60 @@ def test_12_the_table_and_what_the_sentences_say_of_it(lesson):
                      options=paper_steps_options()[3][1])
     best = mined.ious[0].max(dim=-1).values[mined.counted_negatives[0]]
     assert bool((best > 0).all() and (best < 0.5).all() and (best > 0.4).any())
+
+
+def test_06_focal_groups_as_printed(lesson):
+    """06: the BCE and focal sums per group (positive boxes, background boxes) are the library's; each line says
+    which group the focal loss cuts more, from the numbers; a positive's loss sits mostly in its own-class term."""
+    import torch.nn.functional as F
+
+    from ssd_lesson import classification_loss
+
+    said = stdout(tagged(read("06_classification_loss"), "focal-groups")).splitlines()
+    res, cl = lesson["by_predictions"], lesson["cl"]
+    pos, t = res.match.positive[0], res.target_labels[0]
+    per_box = {g: classification_loss(cl[0].unsqueeze(1), t.unsqueeze(1), focal=g is not None,
+                                      gamma=g or 0.0).double() for g in (None, 1.0, 2.0)}
+    table = {ln.split("boxes")[0].strip(): [float(v) for v in ln.split()[-3:]] for ln in said[1:3]}
+    for name, group in (("positive", pos), ("background", ~pos)):
+        assert table[name] == [pytest.approx(float(per_box[g][group].sum()), abs=6e-5) for g in (None, 1.0, 2.0)]
+    for line, g in zip(said[3:5], (1.0, 2.0)):
+        cut_pos = float(per_box[None][pos].sum() / per_box[g][pos].sum())
+        cut_bg = float(per_box[None][~pos].sum() / per_box[g][~pos].sum())
+        assert f"positives / {cut_pos:.1f}, background / {cut_bg:.1f}" in line
+        assert f"cuts the {'background' if cut_bg > cut_pos else 'positive'} boxes more" in line
+    own = float(F.softplus(-cl[0, pos, t[pos]]).sum() / 20 / per_box[None][pos].sum())
+    assert f"and {own:.0%} of theirs" in said[5] and own > 0.5  # "sits mostly in its one target-1 term"
+
+
+def test_12_the_softmax_row_as_printed(lesson):
+    """12: the first printed line sets the lesson's code (anchor matching) beside notebooks 05-08; the softmax jump
+    splits into the division by C and a like-for-like factor; the untrained background column is the largest
+    logit on some boxes, not all, and the negatives on which it is beaten carry the softmax row's loss."""
+    import torch.nn.functional as F
+
+    from ssd_lesson.course.paper_steps import paper_steps_options, paper_steps_table
+
+    nb = read("12_ssd_paper_loss")
+    cl, ba, gb, gl, anchors = (lesson[k] for k in ("cl", "ba", "gb", "gl", "anchors"))
+    row = paper_steps_table(cl, ba, gb, gl, anchors).reset_index(drop=True)
+    first, _, softmax = stdout(tagged(nb, "paper-steps-read")).splitlines()[:3]
+    bp = lesson["by_predictions"]
+    assert f"classification {row.classification[0]:.4f}, {row.positives[0]} positives" in first
+    assert f"notebooks 05-08: {float(bp.classification[0]):.4f}, {int(bp.match.positive.sum())} positives" in first
+    assert lesson["by_anchors"].classification[0].item() == pytest.approx(row.classification[0], rel=1e-6)
+    like = row.classification[2] / (20 * row.classification[1])
+    assert softmax.endswith(f"like for like, x{like:.2f}") and 1 < like < row.classification[2] / row.classification[1]
+    options = paper_steps_options()[2][1]
+    soft = ssd_loss(cl, ba, gb, gl, anchors, options=options)
+    assert float(soft.classification[0]) == pytest.approx(  # a plain sum over the boxes: no division by C
+        float(F.cross_entropy(cl[0], soft.target_labels[0], reduction="sum")), rel=1e-5)
+    x, negative = cl[0], ~soft.match.positive[0]
+    bg, best = x[:, -1], x[:, :-1].max(dim=-1).values
+    beaten = negative & (best > bg)
+    per_box = F.cross_entropy(x, soft.target_labels[0], reduction="none")
+    said = stdout(tagged(nb, "softmax-background")).splitlines()
+    assert said[1] == f"the background column is the largest on {int((bg > best).sum())} of 189 boxes"
+    assert said[2] == (f"an object column beats it on {int(beaten.sum())} of the {int(negative.sum())} negatives, which "
+                       f"carry {per_box[beaten].sum():.1f} of the softmax row's {row.classification[2]:.1f}")
+    assert 0 < int((bg > best).sum()) < 189  # "not beaten everywhere"

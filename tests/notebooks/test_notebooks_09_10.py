@@ -15,6 +15,7 @@ import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
+import matplotlib.colors
 import nbformat
 import numpy as np
 import pytest
@@ -369,3 +370,24 @@ def test_detection_panels_figure_labels_each_detection():
     assert not [p for p in axes[1].patches if p.get_gid() == "truth"] and [t.get_text() for t in axes[0].texts] == ["c7 0.80"]
     with pytest.raises(ValueError, match="2 images but 1 ground truths"):
         plots.detection_panels_figure([img, img], dets, names, truths=truths[:1])
+
+
+def test_detection_panels_figure_draws_false_alarms_thin_with_their_score_only():
+    """With ``hits`` (notebook 10): a hit keeps its thick outline and ``class score``; a false alarm is a thin line
+    labelled with its score, and the legend names both and each class's colour."""
+    from ssd_lesson.drawing.draw import BOX_COLORS
+    from ssd_lesson.model.infer import Detections
+
+    img = np.zeros((50, 80, 3), np.uint8)
+    dets = [Detections(torch.tensor([[5.0, 10, 40, 70], [6.0, 12, 40, 60]]), torch.tensor([7, 7]), torch.tensor([0.8, 0.6]))]
+    truths = [(torch.tensor([[5.0, 10, 40, 70]]), torch.tensor([7]))]
+    fig = plots.detection_panels_figure([img], dets, [f"c{i}" for i in range(20)], truths=truths,
+                                        hits=[torch.tensor([True, False])])
+    ax = [a for a in fig.axes if a.images][0]
+    assert [t.get_text() for t in ax.texts] == ["c7 0.80", "0.60"]
+    widths = [p.get_linewidth() for p in ax.patches if isinstance(p, Rectangle) and p.get_gid() != "truth"]
+    assert widths == [2.0, 1.0]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["ground truth", "hit (class score)", "false alarm (score)", "c7"]
+    assert fig.legends[0].legend_handles[-1].get_facecolor()[:3] == pytest.approx(
+        matplotlib.colors.to_rgb(BOX_COLORS[7 % len(BOX_COLORS)]))

@@ -16,13 +16,15 @@ import torch
 from ...core.anchors import activations_to_boxes
 from ...model.infer import decode
 from ...core.matching import FORCED_OVERLAP
-from ...core.mining import box_classification_loss
+from ...core.mining import box_classification_loss, hard_negatives
 from .code_exercises import CODE_EXERCISES, check_code
 
 __all__ = ["EXERCISES", "Exercise", "check", "solve"]
 
 #: The input side of the original SSD (SSD300), in pixels: 01.centre_x asks for a box there.
 ORIGINAL_SSD_SIDE = 300
+#: How far 07.step_toward moves every corner toward its target, as a fraction of the image's side (about 7 pixels).
+STEP_TOWARD = 0.03
 
 
 class Exercise(NamedTuple):
@@ -60,8 +62,8 @@ EXERCISES: dict[str, Exercise] = {
         "(y1 - y0) x (x1 - x0)", lambda ex: float((ex.boxes[0, 2] - ex.boxes[0, 0]) * (ex.boxes[0, 3] - ex.boxes[0, 1])),
         5e-4),
     "01.centre_x": Exercise(
-        "the boxes are fractions of the image, whatever its size: where along the width does box 1's middle "
-        "lie, as a fraction, and how many pixels wide is the new input?",
+        "a box's fractions do not change when the image is squished: only what a fraction of the width is "
+        "worth in pixels does",
         "(x0 + x1) / 2 x 300: fractions hold at any input size",
         lambda ex: float(ex.boxes[1, 1] + ex.boxes[1, 3]) / 2 * ORIGINAL_SSD_SIDE, 0.05),
     "02.index": Exercise(
@@ -99,31 +101,33 @@ EXERCISES: dict[str, Exercise] = {
         "most background boxes touch an object a little",
         lambda result: float(result.match.gt_overlap[0][~result.match.positive[0]].mean()), 5e-4),
     "06.bce_zero": Exercise(
-        "binary cross-entropy against a target of 0 asks how much probability the sigmoid of x leaves for "
-        "'no'",
+        "in a background box's cat column the right answer is 'no': cross-entropy charges for the model's doubt "
+        "about the right answer, whatever the column",
         "a confident 'no' costs little", lambda x: _softplus(x), 5e-4),
     "06.box_share": Exercise(
-        "the classification loss is a sum over boxes and classes: which terms are this box's, and what does "
-        "the lesson do to the whole sum that it does to each part too?",
+        "the loss splits box by box, as in the section on each box's share: this box's part is made from its "
+        "own terms the way the whole loss is made from all of them",
         "the shares add up to the classification loss", lambda shares, box: float(shares.loc[box, "BCE"]), 5e-4),
-    "07.eight_more": Exercise(
-        "perfect extra positives add no error: which part of the mean changes, the errors it adds up or how "
-        "many corners it shares them among?",
-        "perfect extra positives dilute the mean", lambda result: float(result.regression[0]) * len(_positives(result))
-        / (len(_positives(result)) + 8), 5e-4),
+    "07.step_toward": Exercise(
+        "the mean keeps every corner's own distance to its target: what does a step toward the target do to a "
+        "distance, and what becomes of a corner that was nearly there already?",
+        "each error shrinks by the step, and the corners nearer than the step stop on their target",
+        lambda result: _after_step(result, STEP_TOWARD), 5e-4),
     "07.worst_corner": Exercise(
         "an MAE averages four corners and hides the one that is far off: look at single corners of every "
         "positive box, and remember what a fraction of the image's side is in pixels of the model's input",
         "the largest single corner error, in pixels of the 224x224 input",
         lambda result: _worst_corner(result) * 224, 0.05),
-    "08.grad_three_more": Exercise(
-        "each corner's share of the mean depends on how many corners the mean runs over: how many are there "
-        "with the extra positives?",
-        "d loss / d corner = +-1 / (4 n)", lambda result: 1 / (4 * (len(_positives(result)) + 3)), 5e-5),
-    "08.pushed_down": Exercise(
-        "a logit is pushed down where its target is 0: which of a positive box's one-hot entries are 0, and "
-        "which column is not in the loss at all?", "every class column but the box's own class",
-        lambda result, class_logits: class_logits.shape[-1] - 2),
+    "08.grad_summed": Exercise(
+        "the mean shares one pull among every corner of every positive box; a sum of per-box MAEs shares it "
+        "differently: among which corners does one box's error get shared now?",
+        "each box's MAE averages its own four corners, and the sum adds the boxes without averaging them",
+        lambda result: _corner_pull(result), 5e-4),
+    "08.strongest_push_up": Exercise(
+        "a positive box's own class is pushed up by how far the model's probability for it is from certain: "
+        "which positive does the model believe least?",
+        "BCE's gradient on a target-1 logit grows as the probability falls short of 1",
+        lambda result, class_logits: _strongest_push_up(result, class_logits), 5e-5),
     "09.images_seen": Exercise(
         "does the batch size divide the number of training images? fastai drops each training epoch's last, "
         "incomplete batch",
@@ -133,14 +137,14 @@ EXERCISES: dict[str, Exercise] = {
         "batch",
         "learn.recorder.lrs holds every batch's learning rate", lambda learn: float(learn.recorder.lrs[0]), 2e-6),
     "10.after_nms": Exercise(
-        "decode keeps the pairs scored above its threshold, then removes the duplicates: decode image 0 again "
-        "with the threshold the question names",
+        "a higher score threshold leaves fewer (box, class) pairs for non-maximum suppression to thin out: "
+        "which of image 0's pairs are left, and which of those survive it?",
         "a higher threshold keeps fewer pairs, and NMS removes the duplicates among them",
         lambda class_logits, box_actns, anchors: len(decode(class_logits[:1], box_actns[:1], anchors,
                                                             score_threshold=0.5)[0].labels)),
     "10.iou_for_match": Exercise(
-        "two boxes of the same size, one slid sideways: what do they share, and what do they cover together, "
-        "as the slide grows? The hit needs more than half the union shared",
+        "sliding a box along its twin shrinks what the two share and grows what they cover together; Pascal "
+        "VOC's protocol, above, says how large their ratio must stay for a hit",
         "(1 - s) / (1 + s) > 0.5 holds up to a slide of a third of the width", lambda: 1 / 3, 5e-3),
     "11.anchor_iou": Exercise(
         "the anchor box's corners are anchors.corners[i]; IoU as in notebook 04, with ground-truth box gt",
@@ -153,18 +157,45 @@ EXERCISES: dict[str, Exercise] = {
         # (b) names the last run's matching (predictions, notebook 09); were anchors lower, that would be chance
         lambda by_predictions, by_anchors: "b" if float(by_predictions.classification[0])
         < float(by_anchors.classification[0]) else "c"),
-    "12.kept_at_04": Exercise(
-        "the lesson's matching gives the table's first-row positives; mining keeps neg_pos_ratio per positive, "
-        "but no more negatives than the image has",
-        "mining keeps min(ratio * positives, negatives): the other negatives' loss no longer counts",
-        lambda lesson, neg_pos_ratio: min(int(neg_pos_ratio * int(lesson.match.positive[0].sum())),
-                                          int((~lesson.match.positive[0]).sum()))),
+    "12.mined_at_04": Exercise(
+        "the positives stay those of the lesson's matching, each scored by softmax now; of the negatives, only "
+        "the hardest count, ranked by that same loss as in the mining figure",
+        "the lesson's matching, the paper's classification: more positives, so more negatives kept than at 0.5",
+        lambda lesson, class_logits, neg_pos_ratio: _mined_softmax(lesson, class_logits, neg_pos_ratio), 1e-2),
     "12.kept_share": Exercise(
-        "box_classification_loss(class_logits, mined.target_labels, 'softmax') is each box's loss; sum it over "
-        "mined.counted_negatives and over every negative (~mined.match.positive), then divide",
+        "the kept negatives are the first of the mining figure's ranking: set the loss they carry against the "
+        "loss of every negative, the ones left out included",
         "the few hardest negatives carry much of the background's loss: the rest are easy, confident boxes",
         lambda class_logits, mined: float(_share_of_kept(class_logits, mined)), 1e-3),
 }
+
+
+def _after_step(result: Any, step: float) -> float:
+    """The mean L1 of the positives' corners after each moved ``step`` toward its target, stopping on it."""
+    a = _positives(result)
+    error = (result.pred_boxes[0, a] - result.target_boxes[0, a]).abs().detach()
+    return float((error - step).clamp_min(0).mean())
+
+
+def _corner_pull(result: Any) -> float:
+    """How hard the regression loss of ``result`` pulls on one corner coordinate of a positive: a quarter of its
+    box's MAE, shared again among the positives when the loss is their mean."""
+    n = len(_positives(result)) if result.options.regression_reduction == "mean" else 1
+    return 1 / (4 * n)
+
+
+def _strongest_push_up(result: Any, class_logits: torch.Tensor) -> float:
+    """The most negative gradient of the (BCE) classification loss on a positive box's own class logit."""
+    a = _positives(result)
+    own = class_logits[0, a, result.target_labels[0, a]].detach().double()
+    return float(((torch.sigmoid(own) - 1) / (class_logits.shape[-1] - 1)).min())
+
+
+def _mined_softmax(lesson: Any, class_logits: torch.Tensor, neg_pos_ratio: float) -> float:
+    """The softmax loss of ``lesson``'s positives and of its hardest ``neg_pos_ratio`` negatives per positive."""
+    losses = box_classification_loss(class_logits.double().detach(), lesson.target_labels, "softmax")
+    kept = hard_negatives(losses, lesson.match.positive, neg_pos_ratio)
+    return float(losses[lesson.match.positive | kept].sum())
 
 
 def _share_of_kept(class_logits: torch.Tensor, mined: Any) -> torch.Tensor:

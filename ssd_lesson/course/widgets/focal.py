@@ -42,7 +42,7 @@ class FocalWidget(FigureWidget):
 
     def __init__(self, example: Any, anchors: Any, class_logits: torch.Tensor, box_actns: torch.Tensor,
                  options: Optional[LossOptions] = None, gamma: Optional[float] = None, alpha: Optional[float] = None,
-                 dpi: int = 80,
+                 dpi: int = 90,
                  image_format: Literal["png", "jpeg"] = "png"):
         self.dpi = display_args("FocalWidget", dpi, image_format)
         self.scene, self.class_logits, self.box_actns = one_image_args("FocalWidget", example, anchors, class_logits,
@@ -93,21 +93,21 @@ class FocalWidget(FigureWidget):
         lo, hi = FLOOR, float(self.bce.max()) * 2
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8, ls=":")
         ax.set(xscale="log", yscale="log", xlim=(max(lo, float(self.bce.min()) / 2), hi), ylim=(lo, hi))
-        ax.set_xlabel("BCE per box", fontsize=8)
-        ax.set_ylabel("focal loss per box", fontsize=8)
-        ax.tick_params(labelsize=8)
+        ax.set_xlabel("BCE per box", fontsize=9)
+        ax.set_ylabel("focal loss per box", fontsize=9)
+        ax.tick_params(labelsize=8.5)
         self.dots = [ax.scatter(self.bce[~pos], self.bce[~pos], s=9, color=BACKGROUND_BOX, label="background box"),
                      ax.scatter(self.bce[pos], self.bce[pos], s=18, color=POSITIVE_BOX, label="positive box")]
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8.5, loc="upper left")
         n = np.arange(1, len(self.bce) + 1)
         s = self.share_ax
         s.plot(n, np.cumsum(np.sort(self.bce)[::-1]) / self.bce.sum(), color="0.3", lw=1.4, label="BCE")
         (self.focal_line,) = s.plot(n, n * 0.0, color=plots.BOX_COLORS[3], lw=1.6, label="focal")
         s.set(xscale="log", xlim=(1, len(n)), ylim=(0, 1.02))
-        s.set_xlabel("boxes, the largest loss first (how many)", fontsize=8)
-        s.set_ylabel("share of the loss", fontsize=8)
-        s.tick_params(labelsize=8)
-        s.legend(fontsize=8, loc="lower right")
+        s.set_xlabel("boxes, the largest loss first (how many)", fontsize=9)
+        s.set_ylabel("share of the loss", fontsize=9)
+        s.tick_params(labelsize=8.5)
+        s.legend(fontsize=8.5, loc="lower right")
         animate(*self.dots, self.focal_line, ax.title, s.title)
 
     def _update(self, *_: Any) -> None:

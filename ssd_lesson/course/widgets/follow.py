@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional
 import ipywidgets as W
 import numpy as np
 import torch
+from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -28,7 +29,8 @@ from .base import (MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate, displa
                    pixel_size)
 
 __all__ = ["Followed", "FollowBox", "follow_box", "follow_box_figure", "follow_box_text", "nearest_outline"]
-ARROW = 0.05  # the gradient arrows' longest side, as a fraction of the image side: a direction, not a distance
+ARROW = 0.09  # the gradient arrows' longest side, as a fraction of the image side: a direction, not a distance
+ARROW_COLOR = "#00e5ff"  # cyan: no box or ground truth is drawn in it
 
 
 @dataclass
@@ -213,11 +215,15 @@ def _draw_followed(ax: Any, bars: Any, f: Followed, scene: Any, gt_drawn: bool =
     g = np.array(f.grad)
     # The two corners that make the box, (y0, x0) and (y1, x1); each arrow gives the direction of -gradient
     # only, at most ARROW long, so that its tip is not taken for where the corner should go.
+    # Drawn over everything, with a dark edge, and kept free of labels: a box's corner is often where a label sits.
     scale = ARROW / max(float(np.abs(g).max()), 1e-12)
     for (y, x), (gy, gx) in (((y0, x0), (g[0], g[1])), ((y1, x1), (g[2], g[3]))):
         if gy or gx:
-            ax.annotate("", (x - scale * gx, y - scale * gy), (x, y), gid="grad",
-                        arrowprops=dict(arrowstyle="-|>", color="#00e5ff", lw=1.8, shrinkA=0, shrinkB=0))
+            arrow = ax.annotate("", (x - scale * gx, y - scale * gy), (x, y), gid="grad", zorder=10,
+                                arrowprops=dict(arrowstyle="-|>,head_length=0.7,head_width=0.4", color=ARROW_COLOR,
+                                                lw=2.4, shrinkA=0, shrinkB=0,
+                                                path_effects=[patheffects.withStroke(linewidth=4.4, foreground="black")]))
+            placer_for(ax).avoid(arrow)
     ax.set_title(f"box {f.index}: {i.grid}x{i.grid} cell ({i.row}, {i.col}), scale {i.scale}\n"
                  "dashed white: anchor; arrows: direction of -gradient", fontsize=7.5)
     colors = [plots.GT_COLORS[k % len(plots.GT_COLORS)] for k in range(len(f.ious))]
@@ -308,7 +314,8 @@ class FollowBox(FigureWidget):
                                            self.data.result.options.iou_threshold)
         self._pick_ax = _draw_pick_view(self.pick_figure, anchors, self.data.scene, self.pick_boxes, index)
         _draw_ground_truth(self._ax, self.data.scene)  # placed first by the placer, the same on every frame
-        animate(placer_for(self._ax), self._ax.title, self._bars.title)
+        # the labels too are drawn on every frame, over the grid and boxes that move
+        animate(placer_for(self._ax), self._ax.title, self._bars.title, *self._ax.texts)
         self._moving: list[Any] = []
         self._update()
 
@@ -367,6 +374,7 @@ class FollowBox(FigureWidget):
             artist.remove()
         placer = placer_for(self._ax)
         placer.items[len(self.data.scene.boxes):] = []  # the ground truth's labels stay
+        placer.avoided.clear()  # the last box's arrows, removed above
         self._moving = _draw_followed(self._ax, self._bars, f, self.data.scene, gt_drawn=True)
         self._moving += _draw_chosen(self._pick_ax, self.pick_boxes[self.index], self.index)
         animate(*self._moving)

@@ -43,7 +43,7 @@ class MiningWidget(FigureWidget):
     """
 
     def __init__(self, example: Any, anchors: Any, class_logits: torch.Tensor, box_actns: torch.Tensor,
-                 options: Optional[LossOptions] = None, neg_pos_ratio: Optional[float] = None, dpi: int = 80,
+                 options: Optional[LossOptions] = None, neg_pos_ratio: Optional[float] = None, dpi: int = 90,
                  image_format: Literal["png", "jpeg"] = "png"):
         self.dpi = display_args("MiningWidget", dpi, image_format)
         self.scene, self.class_logits, self.box_actns = one_image_args("MiningWidget", example, anchors, class_logits,
@@ -93,12 +93,12 @@ class MiningWidget(FigureWidget):
         self.order = draw_ranked_losses(self.rank_ax, self.box_loss, self.positive)
         self.kept_dots = self.rank_ax.scatter([], [], s=14, color=KEPT_COLOR, label="kept (hard negative)")
         self.cut = self.rank_ax.axvline(0.5, color=KEPT_COLOR, lw=0.8, ls="--")
-        self.rank_ax.legend(fontsize=8, loc="upper right")
+        self.rank_ax.legend(fontsize=8.5, loc="upper right")
         show_image(self.image_ax, self.scene.image, 0.12)  # room for anchor boxes that leave the image
         draw_ground_truth(self.image_ax, self.scene, fontsize=8)
         self.boxes = self.image_ax.add_collection(LineCollection([], colors=KEPT_COLOR, linewidths=1.2, linestyles="--"))
         self.image_ax.set_title("the kept negatives' anchor boxes (dashed)", fontsize=9)
-        animate(self.kept_dots, self.cut, self.boxes, self.rank_ax.title)
+        animate(self.kept_dots, self.cut, self.boxes, self.rank_ax.title, *self.image_ax.texts)  # labels over the boxes
 
     def _update(self, *_: Any) -> None:
         result = self._loss(self.neg_pos_ratio)
