@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import warnings
 from typing import Sequence
 
 from ..io.files import REGULAR, output_kind
@@ -38,8 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                    "data/checkpoints/ssd_collage.pth)")
     p.add_argument("--data", choices=("collage", "voc"), default="collage",
                    help="collage: the offline set the checkpoint was trained on; voc: Pascal VOC 2007")
-    p.add_argument("--split", choices=("train", "val", "trainval", "test"), default=None,
-                   help="default: val for collage (the checkpoint's validation images), test for voc")
+    p.add_argument("--split", default=None,
+                   help="collage: train, val, trainval or test (default val: the checkpoint's validation images); "
+                   "voc: a set YEAR-SPLIT, e.g. 2007-test or 2012-val, or a bare split of VOC 2007 (default 2007-test)")
     p.add_argument("--data-dir", default=None, help="voc: the dataset folder (default: $SSD_LESSON_VOC or fastai's); "
                    "collage: where the set is made (default runs/)")
     p.add_argument("--n-images", type=at_least(5), default=None,
@@ -98,7 +98,7 @@ def _load_model(args):
 
 def _records(args, record) -> tuple[list, str]:
     from ..data.collage import collage_records
-    from ..data.voc import find_voc, load_voc
+    from ..data.voc import load_voc
 
     if args.data == "collage":
         trained = record.data if record.trained_on_collages() else None
@@ -112,25 +112,22 @@ def _records(args, record) -> tuple[list, str]:
                   "too, so they are not held out of it", file=sys.stderr)
         photos = "held_out" if choice == "held_out" else own
         split = args.split or "val"
+        if split not in ("train", "val", "trainval", "test"):
+            raise UserError(f"--split {split}: a collage set has the splits train, val, trainval and test")
         _, valid, folder = collage_records(n, seed, args.data_dir or "runs", photos=photos)
         records = valid if split == "val" else load_voc(folder, split)
         kept = "; photographs kept out of its training" if kept_out and photos == "held_out" else ""
         return records, f"collage set {folder} ({n} images, seed {seed}, {photos} photos{kept}), split {split}"
-    with warnings.catch_warnings(record=True) as caught:  # find_voc's warning is many lines: one is enough here
-        warnings.simplefilter("always")
-        where = find_voc(args.data_dir)
-    if where is None:
-        looked = args.data_dir or "$SSD_LESSON_VOC or fastai's data folder"
-        raise UserError(f"Pascal VOC 2007 not found (looked in {looked}); set SSD_LESSON_VOC=/path/to/pascal_2007 or pass "
-                        "--data-dir, or evaluate offline with --data collage")
-    for w in caught:  # anything else find_voc had to say
-        print(f"warning: {str(w.message).splitlines()[0]}", file=sys.stderr)
-    split = args.split or "test"
+    from ..data.voc_sets import load_set
+
     try:
-        records = load_voc(where, split)
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(f"{where}: cannot read the {split} split ({e})") from None
-    return records, f"Pascal VOC 2007 {where}, split {split}"
+        records, where = load_set(args.data_dir, args.split or "2007-test")
+    except FileNotFoundError as e:  # its first line says where it looked and what is there; the rest is train's advice
+        raise UserError(f"{str(e).splitlines()[0]}; set SSD_LESSON_VOC=/path/to/pascal_2007 or pass --data-dir, or "
+                        "evaluate offline with --data collage") from None
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return records, f"Pascal VOC {where}"
 
 
 def _format(table) -> str:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # The readers (numpy, PIL) are imported where they are used: the names and defaults here serve train --help.
 
 __all__ = ["DEFAULT_TRAIN", "DEFAULT_VALID", "ALIASES", "VocSet", "VocSets", "DownloadFailed", "parse_sets",
-           "choose_sets", "download_year"]
+           "choose_sets", "load_set", "download_year"]
 
 #: What ``train --data voc`` uses when no set is named: the lesson's split of VOC 2007.
 DEFAULT_TRAIN, DEFAULT_VALID = "2007-train", "2007-val"
@@ -211,3 +211,20 @@ def choose_sets(data_dir: Optional[str | Path], train_sets: Optional[str] = None
         f"note: {v.describe()} is here too, unused (--train-sets 07+12 trains on both years)"
         for y, v in found.items() if y not in wanted]
     return chosen
+
+
+def load_set(data_dir: Optional[str | Path], name: str, option: str = "--split") -> tuple[list["Record"], str]:
+    """The records of one set and where they were read: ``name`` is ``YEAR-SPLIT`` (``2012-val``) or a bare split,
+    which means VOC 2007's (``test``). Found as :func:`choose_sets` finds the years; a wrong name or a missing split
+    is a one-line ``ValueError`` naming ``option``, a missing year a ``FileNotFoundError`` naming what is there."""
+    from .voc import read_fastai_split, read_voc_split, voc_place
+
+    (s,) = parse_sets(name if "-" in name else f"2007-{name}", option, one=True)
+    what, place = voc_place(data_dir)
+    found = find_years(place) if place is not None else {}
+    if s.year not in found:
+        raise FileNotFoundError(_not_found([s.year], found, place, what).replace("Or train on", "Or use"))
+    year = found[s.year]
+    if s.split not in year.splits:
+        raise ValueError(f"{option} {s}: {year.describe()} has no {s.split} split")
+    return (read_fastai_split if year.layout == "fastai" else read_voc_split)(year.root, s.split), f"{s} from {year.root}"

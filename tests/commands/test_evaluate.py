@@ -60,7 +60,7 @@ def test_missing_voc_one_error_line_exit_2(tmp_path):
             env={"SSD_LESSON_VOC": "", "FASTAI_HOME": str(tmp_path / "fastai")})
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: Pascal VOC 2007 not found (looked in ") and "--data collage" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith(f"error: Pascal VOC 2007 not found in {tmp_path / 'nothing here'} (the path you gave)") and "--data collage" in lines[0]
     assert "Traceback" not in r.stderr and r.stdout == ""
 
 
@@ -151,7 +151,7 @@ def test_voc_layout_with_a_difficult_object(collage, tmp_path):
     out = tmp_path / "voc.csv"
     r = cli("--data", "voc", "--data-dir", voc, "--split", "val", "--device", "cpu", "--csv", out)
     assert r.returncode == 0, r.stderr
-    assert f"Pascal VOC 2007 {voc}, split val: 4 images" in r.stdout
+    assert f"Pascal VOC 2007-val from {voc}: 4 images" in r.stdout
     ev = evaluate_detections(load_checkpoint(find_checkpoint()), records, progress=False)
     want = ev.table()
     rows = list(csv.DictReader(out.open()))
@@ -287,3 +287,36 @@ def test_a_train_photos_run_started_from_an_all_photos_checkpoint_keeps_nothing_
     _, what = E._records(args, model.record)
     assert asked[-1] == (30, 2, {"photos": "held_out"}) and what.endswith("photographs kept out of its training), split val")
     assert H._kept_out(model) == list(collage.HELD_OUT_PHOTOS)
+
+
+@pytest.mark.fastai  # evaluate, in this process, loads fastai
+@pytest.mark.parametrize("tree, split, says", [
+    ("both", "2012-val", "Pascal VOC 2012-val from {root}/VOCdevkit/VOC2012: 2 images"),
+    ("fastai", "12-val", "Pascal VOC 2012-val from {root}/pascal_2012: 2 images"),
+    ("both", "val", "Pascal VOC 2007-val from {root}/VOCdevkit/VOC2007: 2 images"),
+])
+def test_voc_sets_of_either_year_are_scored(voc_trees, split, tree, says):
+    root = voc_trees / tree
+    r = cli("--data", "voc", "--data-dir", root, "--split", split, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert says.format(root=root) in r.stdout
+
+
+@pytest.mark.parametrize("tree, split, says", [
+    ("both", "2012-test", "error: --split: 2012-test: VOC2012's test annotations are not public"),
+    ("both", "2012-tset", "error: --split: '2012-tset' is not a Pascal VOC set"),
+    ("only12", "2007-test", "error: Pascal VOC 2007 not found in {root} (the path you gave); found VOC2012 (train 3, "
+                            "val 2, trainval 5 images)"),
+    ("no_test", "test", "error: --split 2007-test: VOC2007 (train 3, val 2, trainval 5 images) in"),
+])
+def test_a_voc_set_that_is_not_there_is_one_line(voc_trees, tree, split, says):
+    root = voc_trees / tree
+    r = cli("--data", "voc", "--data-dir", root, "--split", split, "--device", "cpu")
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(says.format(root=root)), r.stderr
+
+
+def test_a_collage_split_is_one_of_four():
+    r = cli("--split", "2007-test")
+    assert (r.returncode, r.stderr) == (2, "error: --split 2007-test: a collage set has the splits train, val, trainval "
+                                           "and test\n")
