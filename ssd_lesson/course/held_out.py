@@ -28,7 +28,7 @@ def checkpoint_summary(model: Any) -> str:
     if record is None:
         return f"a {model.body_name} model not loaded from a checkpoint (nothing recorded)"
     where = lesson.shown_path(record.path) if record.path is not None else "(not saved)"
-    lines = record.summary().splitlines()
+    lines = record.summary(digest=False).splitlines()  # a learner reads the commands, not the file's digest
     seen = photos_seen(model)
     if seen is not None:
         kept_out = record.photos_kept_out()

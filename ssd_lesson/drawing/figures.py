@@ -152,7 +152,7 @@ def grid_figures(example: Any, anchors: Anchors, pred_boxes: Any, grid: int = 4,
 # ---------------------------------------------------------------- the aside and Fig. 4
 def grid_colors(anchors: Anchors) -> list:
     """One colour per output grid (4x4, 2x2, 1x1), as in the aside and Fig. 4."""
-    return [BOX_COLORS[(3, 0, 1, 4, 5)[i % 5]] for i in range(len(anchors.spec.grids))]
+    return [BOX_COLORS[(3, 0, 1, 4, 5, 6)[i % 6]] for i in range(len(anchors.spec.grids))]
 
 
 def _draw_all(ax: Axes, scene: Scene, anchors: Anchors, boxes: np.ndarray, numbers: bool, margin: float) -> None:
@@ -258,8 +258,8 @@ def style_class_box(rect: Rectangle, text: Text, n: int, scene: Scene, gt: int, 
     """Label and colour one box of Fig. 5/6: its ground truth's colour and class, or faint background."""
     if background:
         rect.set(edgecolor=BG_COLOR, linestyle=(0, (3, 2)), alpha=0.6, lw=0.9, zorder=2)
-        text.set(text=f"{n}: bg", color="#dddddd", alpha=0.8, fontstyle="italic", zorder=2.1)
-        text.get_bbox_patch().set(edgecolor=BG_COLOR, alpha=0.45)
+        text.set(text=f"{n}: bg", color="white", alpha=1.0, fontstyle="italic", zorder=2.1)  # faint box, legible label
+        text.get_bbox_patch().set(edgecolor=BG_COLOR, alpha=LABEL_BOX["alpha"])
     else:
         c = GT_COLORS[gt % len(GT_COLORS)]
         rect.set(edgecolor=c, linestyle="-", alpha=1.0, lw=1.4, zorder=3)  # objects drawn over background

@@ -1,4 +1,4 @@
-"""Figures beyond the article's: the loss (notebooks 6-8), training (9) and detections (10).
+"""Figures beyond the article's: the loss (notebooks 6-8) and detections (10).
 
 Built from the primitives of :mod:`ssd_lesson.drawing.draw`; boxes are ``(y0, x0, y1, x1)``
 fractions of the image unless a docstring says pixels.
@@ -17,14 +17,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from ..core.anchors import Anchors
-from ..core.boxes import box_iou
 from .draw import (BOX_COLORS, GT_COLORS, as_box_array, as_scene, draw_box, draw_ground_truth, figure_grid,
                    fit_margin, fit_margins, panel_figure, show_detections, show_image, to_numpy)
 from ..core.loss import classification_loss
 from ..core.options import LossOptions
 
 __all__ = ["gradient_figure", "detections_figure", "regression_figure", "focal_curves_figure",
-           "box_loss_figure", "training_progress_figure", "detection_panels_figure", "spread_by_overlap"]
+           "box_loss_figure", "detection_panels_figure", "spread_by_overlap"]
 REGRESSION_BAND = 10  # points: the ground truth drawn as a band no box line can be taken for
 
 LOG_RANGE = 1e-5  # the gradient figure's colour scale is logarithmic down to this fraction of its largest value
@@ -253,54 +252,7 @@ def box_loss_figure(anchors: Anchors, losses: dict[str, Any], positive: Any, hei
     return fig
 
 
-# ---------------------------------------------------------------- notebooks 9 and 10: training and inference
-def training_progress_figure(example: Any, stages: dict[str, Any], gt_idx: Any, positive: Any,
-                             panel: float = 3.6, per_object: Optional[int] = None) -> Figure:
-    """Notebook 9: the same predicted boxes at several stages of training, one panel per stage.
-
-    ``stages``: ``{title: (A, 4) predicted boxes}``; ``gt_idx`` / ``positive``: ``(A,)`` the
-    ground-truth box each predicted box answers to and whether it is a positive (match on
-    the anchors, which do not move, so every panel shows the same boxes). Each panel draws
-    the ground truth dashed and the positives solid in their object's colour, numbered by
-    box index; its title gives the mean IoU of all the positives with their ground truth.
-    ``per_object``: draw at most that many positives of each object, the same in every panel
-    (:func:`spread_by_overlap` of their IoU in the last panel: its best, its worst, some between).
-    """
-    if per_object is not None and per_object < 1:
-        raise ValueError(f"per_object must be at least 1, got {per_object}")
-    scene = as_scene(example)
-    pos = to_numpy(positive).reshape(-1).astype(bool)
-    gi = to_numpy(gt_idx).reshape(-1).astype(int)
-    idx = np.flatnonzero(pos)
-    all_boxes = {t: as_box_array(b) for t, b in stages.items()}
-    gt = torch.as_tensor(scene.boxes, dtype=torch.float64)
-
-    def iou_with_object(boxes: np.ndarray) -> np.ndarray:  # (len(idx),): each positive's IoU with its object
-        return box_iou(torch.as_tensor(boxes[idx], dtype=torch.float64), gt)[np.arange(len(idx)), gi[idx]].numpy()
-
-    drawn = idx
-    if per_object is not None and len(idx):
-        last = np.zeros(len(gi))
-        last[idx] = iou_with_object(list(all_boxes.values())[-1])
-        drawn = np.array(sorted(a for g in sorted(set(gi[idx]))
-                                for a in spread_by_overlap([int(a) for a in idx if gi[a] == g], last, per_object)), int)
-    margin = fit_margin(np.concatenate([b[drawn] for b in all_boxes.values()] + [scene.boxes]), 0.05)
-    fig, axes = figure_grid(1, len(stages), panel)
-    for ax, (title, boxes) in zip(axes[0], all_boxes.items()):
-        show_image(ax, scene.image, margin)
-        for i, box in enumerate(scene.boxes):
-            draw_box(ax, box, GT_COLORS[i % len(GT_COLORS)], None, lw=2.2, ls="--", gid=f"gt:{i}")
-        for a in drawn:
-            draw_box(ax, boxes[a], GT_COLORS[gi[a] % len(GT_COLORS)], str(a), lw=1.4, fontsize=8, gid=f"box:{a}")
-        ious = iou_with_object(boxes)
-        ax.set_title(f"{title}\nmean IoU with its object {float(ious.mean()) if len(idx) else float('nan'):.2f}",
-                     fontsize=10)
-    shown = (f"the {len(idx)} positive boxes" if len(drawn) == len(idx) else
-             f"{len(drawn)} of the {len(idx)} positive boxes (at most {per_object} per object)")
-    axes[0, 0].set_xlabel(f"dashed: ground truth; solid: {shown}", fontsize=9)
-    return fig
-
-
+# ---------------------------------------------------------------- notebook 10: detections
 def detection_panels_figure(images: Sequence[Any], detections: Sequence[Any], class_names: Sequence[str],
                             titles: Optional[Sequence[str]] = None, ncols: int = 4, panel: float = 3.0,
                             min_score: float = 0.0, truths: Optional[Sequence[Any]] = None,

@@ -5,8 +5,9 @@ The code lives in five modules, each a page or two:
 * :mod:`ssd_lesson.drawing.draw`: primitives (the image on the unit square, a box, a grid, labels);
 * :mod:`ssd_lesson.drawing.figures`: the article's figures (ground truth, Figs. 1-6, the aside, Table 1);
 * :mod:`ssd_lesson.drawing.anchor_figures`: notebook 2's (one grid cell picked out, a grid's anchor boxes);
-* :mod:`ssd_lesson.drawing.loss_figures`: the figures beyond it (loss, gradients, training, detections);
-* :mod:`ssd_lesson.drawing.match_figures`: the positives of the two matchings (notebook 11).
+* :mod:`ssd_lesson.drawing.loss_figures`: the figures beyond it (loss, gradients, detections);
+* :mod:`ssd_lesson.drawing.match_figures`: positives a row per object: the two matchings (notebook 11),
+  training's stages (notebook 9).
 
 Boxes are ``(y0, x0, y1, x1)`` fractions of the image unless a docstring says pixels.
 """

@@ -139,12 +139,13 @@ class CheckpointRecord:
         seen = self.photos_seen()
         return () if seen is None else tuple(p for p in HELD_OUT_PHOTOS if p not in seen)
 
-    def summary(self) -> str:
-        """Lines for a reader: the command, the checkpoint it started from, the loss, a note, the validation
-        numbers (the unknown ones left out)."""
+    def summary(self, digest: bool = True) -> str:
+        """Lines for a reader: the command, the checkpoint it started from (with ``digest``, the start of its
+        sha256), the loss, a note, the validation numbers (the unknown ones left out)."""
         lines = [f"made with: {self.command or '(command not recorded)'}"]
         if self.init is not None:
-            lines.append(f"starting from {self.init.path} (sha256 {self.init.sha256[:12]}...), made with: "
+            sha = f" (sha256 {self.init.sha256[:12]}...)" if digest else ""
+            lines.append(f"starting from {self.init.path}{sha}, made with: "
                          f"{self.init.command or '(command not recorded)'}")
         if self.loss_options is not None:
             lines.append(f"its loss: {self.loss_options.describe()}")

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from matplotlib.collections import PathCollection
 from PIL import Image
 
 from ssd_lesson import FORCED_OVERLAP, LossOptions, activations_to_boxes, loss_gradients, make_anchors, ssd_loss
@@ -70,6 +71,18 @@ def test_box_widget_starts_from_the_model_and_clamps_at_its_bound(case):
     assert (w.pred_box[1] + w.pred_box[3]).item() / 2 < cx  # and left it is
     w.set_activations(dy=0.5)
     assert w.activations[0].item() == pytest.approx(0.5) and w.sliders["dy"].value == pytest.approx(math.tanh(0.5))
+
+
+def test_box_widget_inset_names_activations_at_one_point_once(case):
+    ex, anchors, _, ba = case
+    w = BoxWidget(ex, anchors, ba, index=99, dpi=40)
+    limit = w.sliders["dx"].max
+    w.set(dy=0, dx=limit, dh=-limit, dw=limit)  # dx and dw at the same bound: one point of the tanh curve
+    w.figure.canvas.draw()
+    names = sorted(t.get_text() for t in w.inset.texts if t.get_visible())
+    assert names == ["dh", "dx, dw", "dy"]
+    sizes = sorted(float(c.get_sizes()[0]) for c in w.inset.collections if isinstance(c, PathCollection))
+    assert len(sizes) == 4 and sizes[-1] > sizes[-2]  # every dot drawn; the two at one point nest, larger under
 
 
 def test_box_widget_picks_another_box(case):

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from matplotlib.colors import to_hex
 from PIL import Image
 
 from ssd_lesson import LossOptions, make_anchors, ssd_loss
@@ -48,6 +49,18 @@ def steps_change_the_figure(w, sliders):
             if new != s.value:
                 s.value = new
                 assert bytes(w.image.value) != before, f"{s.description}: one step left the figure as it was"
+
+
+def test_anchor_widget_names_each_grids_colour_and_count_in_a_legend(case):
+    w = AnchorWidget(case[0], dpi=50)
+    for spec in (AnchorSpec(), AnchorSpec.ssd300()):
+        w.set(ssd300=spec != AnchorSpec())
+        anchors = make_anchors(spec)
+        want = [f"{g}x{g} grid: {int((anchors.grid_index == i).sum()):,}" for i, g in enumerate(spec.grids)]
+        assert [t.get_text() for t in w.legend.get_texts()] == want
+        named = [to_hex(ln.get_color()) for ln in w.legend.get_lines()]
+        assert len(set(named)) == len(spec.grids)  # one colour per grid, none shared
+        assert {to_hex(c) for c in w.boxes.get_colors()} == set(named)  # the boxes drawn in exactly those
 
 
 def test_anchor_widget_counts_what_make_anchors_makes(case):

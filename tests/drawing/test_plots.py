@@ -142,6 +142,12 @@ def test_fig5_and_fig6_label_every_box_with_its_class(case):
     assert int(m.gt_idx[0, none]) == 0
     bg_texts = [t for ax in fig6.axes for t in texts(ax) if t.endswith(": bg")]
     assert len(bg_texts) == 189 - int(m.positive.sum())
+    from matplotlib.colors import to_rgb
+
+    for t in (t for ax in fig6.axes for t in ax.texts if t.get_text().endswith(": bg")):  # faint boxes, legible labels
+        patch = t.get_bbox_patch()
+        assert to_rgb(t.get_color()) == (1, 1, 1) and (t.get_alpha() or 1) == 1 and to_rgb(patch.get_facecolor()) == (0, 0, 0)
+        assert patch.get_alpha() >= 0.7
     legend = [t.get_text() for t in fig5.legends[0].get_texts()]
     assert legend == ["0: cow", "1: person", "2: bicycle", "3: motorbike"]
 

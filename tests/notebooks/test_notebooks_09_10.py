@@ -177,11 +177,20 @@ def test_09_checkpoint_loss_on_the_example_equals_the_library(example, checkpoin
     for key in ("starting from", "photos its training objects"):
         want = [ln for ln in summary if ln.startswith(key)]
         assert [ln for ln in out.splitlines() if ln.startswith(key)] == want
+    assert line_starting(out, "its loss:") == "its loss: " + model.record.loss_options.describe()
+    assert "sha256" not in out  # the commands, not the file's digest
     with torch.no_grad():
         trained = model.eval()(example[2])
-    printed = [floats(line_starting(out, k))[0] for k in ("classification", "regression", "total")]
+    # one loss for every model (the Learner's), then the checkpoint's own: two tables, each saying which loss
+    same, own = stdout(tagged(read(NB9), "checkpoint-losses")).split("\n\n")
+    assert same.splitlines()[0] == f"the Learner's loss ({LossOptions.lesson_code().describe()}), on the example:"
+    np.testing.assert_allclose(floats(line_starting(same, "trained checkpoint")), example_losses(trained, example), atol=1e-4)
+    assert own.splitlines()[0] == f"trained checkpoint, with the loss it last trained with ({model.record.loss_options.describe()}):"
+    printed = [floats(line_starting(own, k))[0] for k in ("classification", "regression", "total")]
     np.testing.assert_allclose(printed, example_losses(trained, example, model.record.loss_options), atol=1e-4)
-    assert line_starting(out, "its loss:") == "its loss: " + model.record.loss_options.describe()  # shown with it
+    before = stdout(tagged(read(NB9), "example-losses"))  # the two other rows: the table above, under the same loss
+    for name in ("untrained model", "after 2 epochs here"):
+        assert floats(line_starting(same, name)) == floats(line_starting(before, name))
 
 
 def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
@@ -200,21 +209,31 @@ def test_09_positives_iou_table_equals_the_library(example, checkpoint_09):
     out = stdout(tagged(read(NB9), "ious"))
     table, summary = out.split("\n\n", 1)
     lines = table.splitlines()
-    assert lines[0].split() == ["untrained", "model", "trained", "checkpoint"]
-    assert [ln.split(")")[0] + ")" for ln in lines[1:]] == [f"box {int(a)} ({ex.classes[int(g)]})" for a, g in zip(pos, gt)]
+    assert lines[0].split() == ["untrained", "model", "after", "2", "epochs", "here", "trained", "checkpoint"]
+    names = [f"box {int(a)} ({int(g)}: {ex.classes[int(g)]})" for a, g in zip(pos, gt)]  # the row names its object
+    assert [ln.split(")")[0] + ")" for ln in lines[1:]] == names
     np.testing.assert_allclose([floats(ln)[-1] for ln in lines[1:]], want.numpy(), atol=1e-3)
-    # the lines under the table: which boxes got closer to their object (from the printed 3-decimal columns,
-    # so a box whose change rounds to within 0.001 of 0 may fall either way)
-    names = [ln.split(")")[0] + ")" for ln in lines[1:]]
-    d = {n: floats(ln)[-1] - floats(ln)[-2] for n, ln in zip(names, lines[1:])}
+    from fastai.torch_core import set_seed
+    from ssd_lesson.model.net import create_ssd_model
+
+    set_seed(0, reproducible=True)  # the untrained column: the model as the notebook builds it, before training
+    with torch.no_grad():
+        untrained = create_ssd_model("tiny", pretrained=False, n_hidden=128).eval()(x)
+    first = box_iou(activations_to_boxes(untrained[1], anchors)[0][pos], boxes[0])[range(len(pos)), gt]
+    np.testing.assert_allclose([floats(ln)[0] for ln in lines[1:]], first.numpy(), atol=1e-3)
+    # the checkpoint's boxes further from their object (from the printed 3-decimal columns, so a box whose
+    # change rounds to within 0.001 of 0 may fall either way)
+    d = {n: floats(ln)[-1] - floats(ln)[0] for n, ln in zip(names, lines[1:])}
     sure_closer = {n for n, v in d.items() if v > 1e-3}
     sure_further = {n for n, v in d.items() if v < -1e-3}
-    mean, closer, further = summary.strip("\n").splitlines()
-    assert mean.startswith("mean IoU with their object: ")
-    n_closer = int(re.match(r"closer to their object after training: (\d+) of (\d+) boxes$", closer)[1])
+    closer = summary.strip("\n").splitlines()[-1]
+    n_closer = int(re.match(r"trained checkpoint: (\d+) of (\d+) boxes closer to their object than untrained, ", closer)[1])
     assert len(sure_closer) <= n_closer <= len(d) - len(sure_further)
-    listed = {} if further == "further from it: none" else dict(
-        re.match(r"(box \d+ \(\w+\)) \(([+-]\d\.\d{3})\)$", item).groups() for item in further[17:].split(", "))
+    further = stdout(tagged(read(NB9), "ious-by-object")).splitlines()[0]
+    head = "trained checkpoint, the boxes further from their object than untrained: "
+    assert further.startswith(head)
+    listed = {} if further == head + "none" else dict(
+        re.match(r"(box \d+ \(\d+: \w+\)) \(([+-]\d\.\d{3})\)$", item).groups() for item in further[len(head):].split(", "))
     assert sure_further <= set(listed) and not (set(listed) & sure_closer) and len(listed) == len(d) - n_closer
     assert all(abs(float(v) - d[n]) <= 1.5e-3 for n, v in listed.items())
 
@@ -299,50 +318,60 @@ def test_10_map_equals_detection_map(inference):
 # ---------------------------------------------------------------- the plots these notebooks added
 
 
-def test_training_progress_figure_draws_the_same_positives_in_every_panel():
+def _stage_case(seed: int, scale: float, iou_threshold: float = 0.4):
     ex = synthetic_example()
     anchors = make_anchors()
     _, boxes, labels = ex.batch()
-    g = torch.Generator().manual_seed(0)
-    acts = {"before": torch.zeros(1, len(anchors), 4), "after": torch.randn(1, len(anchors), 4, generator=g)}
-    match = ssd_loss(torch.zeros(1, len(anchors), 21), acts["before"], boxes, labels, anchors, match_on="anchors").match
-    pos = match.positive[0].nonzero().flatten()
+    g = torch.Generator().manual_seed(seed)
+    acts = {"before": torch.zeros(1, len(anchors), 4), "after": torch.randn(1, len(anchors), 4, generator=g) * scale}
+    match = ssd_loss(torch.zeros(1, len(anchors), 21), acts["before"], boxes, labels, anchors,
+                     iou_threshold=iou_threshold, match_on="anchors").match
     stages = {k: activations_to_boxes(a, anchors)[0] for k, a in acts.items()}
-    fig = plots.training_progress_figure(ex, stages, match.gt_idx[0], match.positive[0])
-    assert len(fig.axes) == 2
-    for ax, (title, b) in zip(fig.axes, stages.items()):
-        drawn = boxes_in(ax)
-        assert list(drawn) == [f"box:{int(a)}" for a in pos]
-        np.testing.assert_allclose([drawn[f"box:{int(a)}"] for a in pos], b[pos].numpy(), atol=1e-6)
-        assert len(boxes_in(ax, "gt:")) == len(ex.boxes)
-        iou = box_iou(b[pos].double(), boxes[0].double())[range(len(pos)), match.gt_idx[0, pos]].mean()
+    return ex, boxes, match, stages
+
+
+def test_training_progress_figure_draws_each_objects_positives_in_its_row():
+    ex, boxes, match, stages = _stage_case(0, 1.0)
+    pos, gi = match.positive[0].nonzero().flatten(), match.gt_idx[0]
+    fig = plots.training_progress_figure(ex, stages, gi, match.positive[0])
+    objects = sorted({int(gi[a]) for a in pos})
+    rows = np.array(fig.axes).reshape(len(objects), len(stages))  # a row per object, a column per stage
+    for (title, b), ax in zip(stages.items(), rows[0]):  # a column's title: the mean IoU of every positive
+        iou = box_iou(b[pos].double(), boxes[0].double())[range(len(pos)), gi[pos]].mean()
         assert ax.get_title() == f"{title}\nmean IoU with its object {float(iou):.2f}"
+    for row, g in zip(rows, objects):
+        mine = [int(a) for a in pos if int(gi[a]) == g]
+        assert row[0].get_ylabel() == f"{g}: {ex.classes[g]}"
+        for ax, b in zip(row, stages.values()):
+            drawn = boxes_in(ax)
+            assert sorted(int(k.split(":")[1]) for k in drawn) == mine  # only the row's object's positives
+            np.testing.assert_allclose([drawn[f"box:{a}"] for a in mine], b[mine].numpy(), atol=1e-6)
+            assert list(boxes_in(ax, "gt:")) == [f"gt:{g}"]  # its band, and no other
+            iou = box_iou(b[mine].double(), boxes[0].double())[:, g].mean()
+            assert ax.get_xlabel().startswith(f"mean IoU {float(iou):.2f} ({len(mine)} positive")
+        colours = [{p.get_gid(): p.get_edgecolor() for p in ax.patches if (p.get_gid() or "").startswith("box:")}
+                   for ax in row]
+        assert all(c == colours[0] for c in colours) and len(set(colours[0].values())) == len(mine)  # one colour a box
 
 
 def test_training_progress_figure_at_most_per_object_the_same_boxes_in_every_panel():
-    ex = synthetic_example()
-    anchors = make_anchors()
-    _, boxes, labels = ex.batch()
-    g = torch.Generator().manual_seed(1)
-    acts = {"before": torch.zeros(1, len(anchors), 4), "after": torch.randn(1, len(anchors), 4, generator=g) * 0.5}
-    match = ssd_loss(torch.zeros(1, len(anchors), 21), acts["before"], boxes, labels, anchors, iou_threshold=0.2,
-                     match_on="anchors").match
+    ex, boxes, match, stages = _stage_case(1, 0.5, iou_threshold=0.2)
     pos, gi = match.positive[0].nonzero().flatten().tolist(), match.gt_idx[0]
-    stages = {k: activations_to_boxes(a, anchors)[0] for k, a in acts.items()}
-    last = box_iou(stages["after"].double(), boxes[0].double())[range(len(anchors)), gi]  # (A,) IoU with its object
+    last = box_iou(stages["after"].double(), boxes[0].double())[range(len(gi)), gi]  # (A,) IoU with its object
     fig = plots.training_progress_figure(ex, stages, gi, match.positive[0], per_object=2)
-    want = []
-    for obj in sorted({int(gi[a]) for a in pos}):
+    objects = sorted({int(gi[a]) for a in pos})
+    rows = np.array(fig.axes).reshape(len(objects), len(stages))
+    fewer = False
+    for row, obj in zip(rows, objects):
         mine = [a for a in pos if int(gi[a]) == obj]
         best, worst = max(mine, key=lambda a: (last[a], -a)), min(mine, key=lambda a: (last[a], a))
-        want += [best] if len(mine) == 1 else sorted({best, worst})
-    assert len(want) < len(pos)  # the test's case has objects with more than two positives
-    for ax, (title, b) in zip(fig.axes, stages.items()):
-        assert sorted(int(k.split(":")[1]) for k in boxes_in(ax)) == sorted(want)  # the same boxes in both panels
-        iou = box_iou(b[pos].double(), boxes[0].double())[range(len(pos)), gi[pos]].mean()
-        assert ax.get_title() == f"{title}\nmean IoU with its object {float(iou):.2f}"  # over every positive
-    assert fig.axes[0].get_xlabel() == (f"dashed: ground truth; solid: {len(want)} of the {len(pos)} positive boxes "
-                                        "(at most 2 per object)")
+        want = [best] if len(mine) == 1 else sorted({best, worst})
+        fewer |= len(want) < len(mine)
+        for ax in row:  # the same boxes in every panel of the row; the caption counts them all
+            assert sorted(int(k.split(":")[1]) for k in boxes_in(ax)) == want
+            assert ax.get_xlabel().endswith(f"({len(mine)} positives, {len(want)} drawn)" if len(want) < len(mine)
+                                            else f"({len(mine)} positive{'s' if len(mine) > 1 else ''})")
+    assert fewer  # the test's case has an object with more than two positives
     with pytest.raises(ValueError, match="per_object must be at least 1, got 0"):
         plots.training_progress_figure(ex, stages, gi, match.positive[0], per_object=0)
 

@@ -129,12 +129,12 @@ EXERCISES: dict[str, Exercise] = {
         "BCE's gradient on a target-1 logit grows as the probability falls short of 1",
         lambda result, class_logits: _strongest_push_up(result, class_logits), 5e-5),
     "09.images_seen": Exercise(
-        "does the batch size divide the number of training images? fastai drops each training epoch's last, "
-        "incomplete batch",
+        "does the batch size divide the number of training images? If not, some images are left over at the end "
+        "of each epoch: ask the training DataLoader (dls.train) what it does with them",
         "fastai's drop_last for training", lambda n_images, bs, epochs: epochs * (n_images // bs) * bs),
     "09.first_lr": Exercise(
-        "one cycle does not start at its peak: see fit_one_cycle's div, or what the recorder kept of every "
-        "batch",
+        "one cycle warms up: it does not start at its peak. Where it starts is in fit_one_cycle's source "
+        "(??learn.fit_one_cycle), and fastai's recorder kept what every batch used",
         "learn.recorder.lrs holds every batch's learning rate", lambda learn: float(learn.recorder.lrs[0]), 2e-6),
     "10.after_nms": Exercise(
         "a higher score threshold leaves fewer (box, class) pairs for non-maximum suppression to thin out: "
@@ -148,11 +148,12 @@ EXERCISES: dict[str, Exercise] = {
         "(1 - s) / (1 + s) > 0.5 holds up to a slide of a third of the width", lambda: 1 / 3, 5e-3),
     "11.anchor_iou": Exercise(
         "the anchor box's corners are anchors.corners[i]; IoU as in notebook 04, with ground-truth box gt",
-        "matching on anchors uses these overlaps, which no activation can change",
+        "matching on anchors judges a box by where its anchor box sits, not by where the model moved it: "
+        "no activation can change this overlap",
         lambda by_anchors, box, gt: float(by_anchors.ious[0, box, gt]), 5e-4),
     "11.lower": Exercise(
-        "logits fit the targets they were trained toward: which matching chose the targets of the "
-        "checkpoint's last training run?",
+        "test each option: is 'always' true of the two matchings, and would more positive boxes make a loss "
+        "smaller? Were these activations trained at all, and if so, toward which targets?",
         "the checkpoint's last training run matched on the predicted boxes: its logits fit those targets",
         # (b) names the last run's matching (predictions, notebook 09); were anchors lower, that would be chance
         lambda by_predictions, by_anchors: "b" if float(by_predictions.classification[0])

@@ -15,6 +15,7 @@ import ipywidgets as W
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ...core.anchors import AnchorSpec, make_anchors
 from ...drawing import plots
@@ -112,10 +113,21 @@ class AnchorWidget(FigureWidget):
         self.boxes.set_color([colors[int(g)] for g in self.anchors.grid_index])
         self.boxes.set_alpha(max(0.08, min(0.8, 40 / math.sqrt(len(corners)) / 3)))
         self.ax.set_title(f"{self.count:,} anchor boxes", fontsize=10)
+        self._legend(spec, colors)
         terms = [f"{g}²·{spec.k(i)}" for i, g in enumerate(spec.grids)]
         self.readout.value = (f"<b>{self.count:,}</b> anchor boxes = {' + '.join(terms)}<br>"
-                              "<small>(cells per grid times boxes per cell; colour: grid)</small>")
+                              "<small>(cells per grid times boxes per cell, grid by grid)</small>")
         self.frames.show(self.image)
+
+    def _legend(self, spec: AnchorSpec, colors: list) -> None:
+        """The colours named, one entry per grid with its count of boxes, in the grey margin under the photo."""
+        if getattr(self, "legend", None) is not None:
+            self.legend.remove()
+        handles = [Line2D([], [], color=colors[i], lw=2, label=f"{g}x{g} grid: {g * g * spec.k(i):,}")
+                   for i, g in enumerate(spec.grids)]
+        self.legend = self.ax.legend(handles=handles, loc="lower center", ncol=min(3, len(handles)), fontsize=8,
+                                     framealpha=0.9, borderpad=0.3, handlelength=1.5, columnspacing=1.0)
+        animate(self.legend)
 
 
 def _tuple(v: Any) -> Any:

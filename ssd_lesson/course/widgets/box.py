@@ -48,14 +48,22 @@ def _tanh_inset(ax: Any, span: float = 3.0) -> None:
 
 
 def _tanh_dots(ax: Any, points: dict[str, float], span: float = 3.0) -> None:
-    """Each named activation marked where it sits on the tanh curve, its name beside it."""
-    for j, (k, a) in enumerate(points.items()):
-        shown = float(np.clip(a, -span, span))
-        ax.scatter([shown], [math.tanh(a)], s=28, color=plots.BOX_COLORS[3 + j], zorder=3,
-                   marker=">" if a > span else "<" if a < -span else "o")
-        y = math.tanh(a)  # the name goes where the label placer finds room beside the dot
-        placer_for(ax).add(ax.text(shown, y, k, fontsize=7, color=plots.BOX_COLORS[3 + j], clip_on=True),
-                           (y, shown, y, shown), plots.BOX_COLORS[3 + j])
+    """Each named activation marked where it sits on the tanh curve, its name beside it. Activations at the
+    same point (two sliders at one bound) share one label, ``'dx, dw'``, and their dots nest, largest first,
+    so that every colour still shows."""
+    colors = {k: plots.BOX_COLORS[3 + j] for j, k in enumerate(points)}
+    spots: dict[float, list[str]] = {}
+    for k, a in points.items():  # one spot per point on the curve, as the dots are drawn (the tanh as shown)
+        spots.setdefault(round(float(np.clip(a, -span, span)), 2), []).append(k)
+    for shown, names in spots.items():
+        a = points[names[0]]
+        y = math.tanh(a)
+        for n, k in enumerate(names):
+            ax.scatter([shown], [y], s=28 * (1 + 1.2 * (len(names) - 1 - n)), color=colors[k], zorder=3 + 0.01 * n,
+                       marker=">" if a > span else "<" if a < -span else "o")
+        color = colors[names[0]] if len(names) == 1 else "0.15"  # the name goes where the placer finds room
+        placer_for(ax).add(ax.text(shown, y, ", ".join(names), fontsize=7, color=color, clip_on=True),
+                           (y, shown, y, shown), color)
 
 
 def _check_index(index: Any, count: int) -> int:

@@ -45,12 +45,14 @@ class ThresholdWidget(FigureWidget):
             ``iou_threshold``). Both ``threshold`` and ``options`` at once is a ``TypeError`` naming both.
         image_format: ``"png"`` or ``"jpeg"`` (smaller, for figures full of photographs).
         max_labels: at most this many positives are named in the photo (the best overlaps; the readout lists all).
+        per_object: at most this many of each object's positives named (its best overlaps), so that one object's
+            stack of near-identical boxes does not take every label.
     """
 
     def __init__(self, example: Any, anchors: Anchors, class_logits: torch.Tensor, box_actns: torch.Tensor,
                  threshold: Optional[float] = None, options: Optional[LossOptions] = None,
                  dpi: int = 90, image_format: Literal["png", "jpeg"] = "png", step: float = 0.05, top: float = 0.95,
-                 max_labels: int = 12):
+                 max_labels: int = 12, per_object: int = 2):
         where = "ThresholdWidget"
         if isinstance(threshold, float) and math.isnan(threshold):
             raise ValueError(f"threshold nan is not a number; the slider takes 0.0 to {top}")
@@ -58,6 +60,7 @@ class ThresholdWidget(FigureWidget):
         top = number_arg(where, "top", top, 0.05, 1.0)  # an IoU
         step = number_arg(where, "step", step, 0.001, top)
         self.max_labels = number_arg(where, "max_labels", max_labels, 0, whole=True)
+        self.per_object = number_arg(where, "per_object", per_object, 0, whole=True)
         if threshold is not None:
             threshold = number_arg(where, "threshold", threshold, 0, top)
         options = LossOptions.resolve(options, where, iou_threshold=threshold)
@@ -138,8 +141,8 @@ class ThresholdWidget(FigureWidget):
         self.frames.show(self.image)  # draws the photo's labels, which decides which have room
         shown, n = len(self.labelled), self.positive_count
         labels = ("every positive labelled" if shown == n else
-                  f"{shown} of {n} labelled in the photo (the best-overlapping {self.max_labels} at most, where "
-                  "there is room)")
+                  f"{shown} of {n} labelled in the photo (each object's best-overlapping {self.per_object} at most, "
+                  "where there is room)")
         self.readout.value = (f"<b>{n}</b> of {len(self.anchors)} boxes positive; "
                               f"classification {float(r.classification[0]):.4f}, "
                               f"regression {float(r.regression[0]):.4f} ({forced} of the positives forced)"
@@ -209,9 +212,15 @@ class ThresholdWidget(FigureWidget):
     def _move(self) -> None:
         """Show the positives at the threshold, and move the marks to it."""
         t, n, positive = self.threshold, self.positive_count, self.positive.tolist()
-        overlap = self.result.match.gt_overlap[0]
-        best = sorted((a for a in self.box_artists if positive[a]), key=lambda a: -float(overlap[a]))
-        named = set(best[:self.max_labels])  # a photo, not a wall of labels: the best matches named
+        overlap, gt_idx = self.result.match.gt_overlap[0], self.result.match.gt_idx[0].tolist()
+        best = sorted((a for a in self.box_artists if positive[a]), key=lambda a: (-float(overlap[a]), a))
+        rank = {g: 0 for g in set(gt_idx)}  # how many of an object's better matches come before each box
+        each = []
+        for a in best:
+            rank[gt_idx[a]] += 1
+            if rank[gt_idx[a]] <= self.per_object:
+                each.append(a)
+        named = set(each[:self.max_labels])  # a photo, not a wall of labels: each object's best matches named
         for a, (rect, text) in self.box_artists.items():
             rect.set_visible(positive[a])
             text.set_visible(a in named)
