@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from ..core.anchors import Anchors
+from .placement import placer_for
 from .draw import (BOX_COLORS, GT_COLORS, as_box_array, as_scene, draw_box, draw_ground_truth, figure_grid,
                    fit_margin, fit_margins, panel_figure, show_detections, show_image, to_numpy)
 from ..core.loss import classification_loss
@@ -36,11 +37,12 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
                     arrow: float = 0.12, per_object: int = 4) -> Figure:
     """Notebook 8: where the loss pulls each positive box, and which class logits it pushes.
 
-    Left, one panel per ground-truth object (dashed): at most ``per_object`` of the positive
-    predicted boxes that answer to it (:func:`spread_by_overlap`: its best and worst overlap and
-    some between; more would hide the photo), solid, its colour, numbered by box index, with an
-    arrow at two corners along minus the gradient, the way one step of gradient descent moves it
-    (longest arrow ``arrow``, the same scale in every panel). Right:
+    Left, one panel per ground-truth object (white, dashed), zoomed to it: at most ``per_object`` of
+    the positive predicted boxes that answer to it (:func:`spread_by_overlap`: its best and worst
+    overlap and some between; more would hide the photo), solid, its colour, numbered by box index,
+    with an arrow at two corners along minus the gradient, the way one step of gradient descent
+    moves it (longest arrow ``arrow`` times the panel's side: the same length on screen in every
+    panel). Right:
     ``d loss / d logit`` per box (rows) and class (columns) on a symmetric log colour scale
     (linear only below :data:`LOG_RANGE` times the largest gradient), so the many
     small gradients show beside the few large ones; red (positive) means the step pushes that
@@ -55,8 +57,8 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
     gb, gl = to_numpy(box_grad).astype(float), to_numpy(logit_grad).astype(float)
     objects = sorted({int(gt_idx[a]) for a in np.flatnonzero(pos)}) or [0]
     rows = -(-len(objects) // 2)
-    fig = Figure(figsize=(11, max(6.2, 3.0 * rows)), layout="constrained")
-    gs = fig.add_gridspec(rows, 3, width_ratios=(0.55, 0.55, 1))
+    fig = Figure(figsize=(11, max(7.4, 3.6 * rows)), layout="constrained")
+    gs = fig.add_gridspec(rows, 3, width_ratios=(0.75, 0.75, 1))
     img_axes = [fig.add_subplot(gs[i // 2, i % 2]) for i in range(len(objects))]
     hx = fig.add_subplot(gs[:, 2])
     margin = fit_margins(pred[pos], 0.03) if pos.any() else 0.0
@@ -71,19 +73,24 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
         mine = [int(a) for a in np.flatnonzero(pos) if int(gt_idx[a]) == g]
         drawn = spread_by_overlap(mine, overlap, per_object)
         show_image(ax, scene.image, margin)
-        if mine:
-            draw_box(ax, gtb[mine[0]], c, None, lw=2.2, ls="--", alpha=0.9)
+        shown_boxes = np.concatenate([pred[drawn], gtb[mine[:1]]]) if mine else np.asarray(scene.boxes[g:g + 1], float)
+        side = _zoom_to(ax, shown_boxes, arrow)
+        if mine:  # white, dashed on a dark rim: told apart from the solid boxes of the object's colour
+            rect, _ = draw_box(ax, gtb[mine[0]], "white", None, lw=2.0, ls=(0, (4, 2.5)))
+            rect.set_path_effects(_HALO_DARK)
         for a in drawn:
-            draw_box(ax, pred[a], c, str(a), lw=1.2, fontsize=8, gid=f"box:{a}")
+            draw_box(ax, pred[a], c, str(a), lw=1.4, fontsize=8, gid=f"box:{a}")
             for yi, xi in ((0, 1), (2, 3)):  # top-left and bottom-right corners
-                ann = ax.annotate("", xy=(pred[a, xi] - scale * gb[a, xi], pred[a, yi] - scale * gb[a, yi]),
+                step = scale * side  # the same length on screen in every panel, whatever its zoom
+                ann = ax.annotate("", xy=(pred[a, xi] - step * gb[a, xi], pred[a, yi] - step * gb[a, yi]),
                                   xytext=(pred[a, xi], pred[a, yi]),
-                                  arrowprops=dict(arrowstyle="-|>", color=c, lw=2.0, mutation_scale=14))
+                                  arrowprops=dict(arrowstyle="-|>", color=c, lw=1.8, mutation_scale=13))
                 ann.arrow_patch.set_path_effects(_HALO)  # a white rim: visible on the photo and on the box lines
+                placer_for(ax).avoid(ann)  # every box number stays readable, off the arrows
         shown = f"{len(mine)}" if len(drawn) == len(mine) else f"{len(drawn)} of {len(mine)}"
         ax.set_title(f"{scene.gt_label(g)}: {shown} positive{'s' if len(mine) != 1 else ''}", fontsize=10)
     fig.suptitle(f"{int(pos.sum())} positive boxes (solid; at most {per_object} drawn per object) pulled toward their "
-                 "ground truth (dashed); right: the gradient on each class logit", fontsize=11)
+                 "ground truth (white, dashed); right: the gradient on each class logit", fontsize=11)
     v = max(np.abs(gl).max(), 1e-12)
     norm = SymLogNorm(linthresh=v * LOG_RANGE, linscale=0.3, vmin=-v, vmax=v, base=10)
     im = hx.imshow(gl, aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest")
@@ -103,6 +110,18 @@ def gradient_figure(example: Any, anchors: Anchors, result: Any, box_grad: Any, 
     cb.ax.tick_params(labelsize=8)
     cb.set_label("d loss / d logit (symmetric log scale)", fontsize=9)
     return fig
+
+
+def _zoom_to(ax: Axes, boxes: np.ndarray, arrow: float) -> float:
+    """Zoom ``ax`` to a square around ``boxes`` (``(n, 4)`` (y0, x0, y1, x1) fractions), with room for arrows of
+    ``arrow`` times the square's side; return that side (a fraction of the image)."""
+    y0, x0 = boxes[:, 0].min(), boxes[:, 1].min()
+    y1, x1 = boxes[:, 2].max(), boxes[:, 3].max()
+    side = min(max(y1 - y0, x1 - x0) / (1 - 2.6 * arrow), 1.1)  # an arrow's room on both sides, at most the image
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2  # centred on the boxes, even where they leave the photo
+    ax.set_xlim(cx - side / 2, cx + side / 2)
+    ax.set_ylim(cy + side / 2, cy - side / 2)  # y grows downwards, as in the image
+    return side
 
 
 def spread_by_overlap(boxes: Sequence[int], overlap: np.ndarray, k: int) -> list[int]:

@@ -192,6 +192,11 @@ CHECKED = {  # (notebook, fragment of the sentence) -> the test that checks it a
     ("06", "how many times smaller each focal sum is"): "test_06_focal_groups_as_printed",
     ("12", "smooth L1 is never above L1"): "test_12_the_table_and_what_the_sentences_say_of_it",
     ("12", "The hardest negatives sit on the objects"): "test_12_the_table_and_what_the_sentences_say_of_it",
+    ("09", "Do not be surprised if the validation loss sits below"): "test_09_validation_below_training_as_printed",
+    ("12", "Yet the classification loss rises"): "test_12_the_stricter_matching_as_printed",
+    ("12", "notebook 06 found the trained checkpoint's positives carrying most"):
+        "test_06_who_carries_the_classification_loss",
+    ("12", "the kept negatives carry nearly all of it"): "test_12_the_mining_split_as_printed",
 }
 TEXT = {  # (notebook, fragment): about the method, the article or the library, not about an output
     ("03", "There tanh's slope is nearly 0"), ("04", "Move and resize the red box against ground-truth box 0"), ("05", "Step 2 is a"),
@@ -211,7 +216,7 @@ TEXT = {  # (notebook, fragment): about the method, the article or the library, 
     ("07", "The mean keeps an image with many positive"),
     ("08", "because BCE drops it"), ("08", "an arrow points along *minus* the gradient"),
     ("08", "One gradient step moves these few boxes"), ("09", "learning-rate finder trains for a few"),
-    ("09", "where the loss falls fastest"), ("09", "We take a peak of 3e-3"),
+    ("09", "The useful learning rates are where the loss falls;"), ("09", "A good peak sits on that falling part"), ("09", "We take a peak of 3e-3"),
     ("09", "which way the two parts moved"), ("09", "The anchor boxes never move"),
     ("09", "they must be chosen without asking the trained model"), ("09", "The SSD paper does more"),
     ("09", "They come from the loss the checkpoint last trained with"), ("09", "And one set of weights serves every box"), ("09", "the boxes have left the anchors"), ("10", "The loss of notebook 06 treated each class"),
@@ -224,7 +229,7 @@ TEXT = {  # (notebook, fragment): about the method, the article or the library, 
     ("10", "go down an image's detections from the best score"),
     ("10", "which NMS kept because they overlap the best box by less than"), ("10", "The same rule, counted for each image"),
     ("12", "negatives of highest loss (all of its negatives if it has fewer)"),
-    ("12", "Summed, their small losses outweigh"), ("12", "Smooth L1 is quadratic near zero"),
+    ("12", "Early in training, when the model is unsure of every box"), ("12", "Smooth L1 is quadratic near zero"),
 }
 NUMBER = re.compile(r"(?<![\w.])[-−+]?\d+(?:[.,]\d+)*(?:[×x]\d+)?%?(?!\w)")
 DIRECTION = re.compile(r"\b(improv\w*|worse|better|rose|rises|risen|fell|falls|dropp?\w*|lower(s|ed)?|higher|grows?|"
@@ -483,3 +488,55 @@ def test_12_the_softmax_row_as_printed(lesson):
     assert said[2] == (f"an object column beats it on {int(beaten.sum())} of the {int(negative.sum())} negatives, which "
                        f"carry {per_box[beaten].sum():.1f} of the softmax row's {row.classification[2]:.1f}")
     assert 0 < int((bg > best).sum()) < 189  # "not beaten everywhere"
+
+
+def test_09_validation_below_training_as_printed():
+    """09: the line under the history table counts the epochs whose validation loss is below the training loss."""
+    said = stdout(tagged(read("09_training"), "history")).splitlines()
+    rows = [ln.split() for ln in said[2:] if re.match(r"\d+\s", ln)]
+    below = sum(float(r[2]) < float(r[1]) for r in rows)
+    assert said[-1] == f"validation loss below the training loss in {below} of {len(rows)} epochs"
+
+
+def test_12_the_stricter_matching_as_printed(lesson):
+    """12: at IoU >= 0.5 the classification loss rises, and the boxes that became background carry the rise: their
+    BCE as background targets is larger than as positives, every other box's BCE is unchanged."""
+    from ssd_lesson.core.mining import box_classification_loss
+    from ssd_lesson.course.paper_steps import paper_steps_options
+
+    cl, ba, gb, gl, anchors = (lesson[k] for k in ("cl", "ba", "gb", "gl", "anchors"))
+    before, after = (ssd_loss(cl, ba, gb, gl, anchors, options=paper_steps_options()[k][1]) for k in (0, 1))
+    left = (before.match.positive & ~after.match.positive)[0]
+    bce = [torch.nn.functional.binary_cross_entropy_with_logits(  # by hand: one-hot over the 20 classes, / C
+        cl[0, :, :-1], torch.nn.functional.one_hot(r.target_labels[0], 21)[:, :-1].float(), reduction="none").sum(1) / 20
+        for r in (before, after)]
+    for r, b in zip((before, after), bce):
+        assert b.sum() == pytest.approx(float(r.classification[0]), rel=1e-5)
+        assert torch.allclose(b, box_classification_loss(cl.detach(), r.target_labels, "bce")[0], atol=1e-6)
+    said = stdout(tagged(read("12_ssd_paper_loss"), "stricter-matching")).splitlines()
+    assert said[0] == (f"the {int(left.sum())} boxes that became background: BCE {bce[0][left].sum():.4f} as positives, "
+                       f"{bce[1][left].sum():.4f} as background")
+    assert said[1] == f"every other box: {bce[0][~left].sum():.4f} before, {bce[1][~left].sum():.4f} after"
+    assert after.classification[0] > before.classification[0]  # "the classification loss rises"
+    assert bce[1][left].sum() > bce[0][left].sum() and torch.allclose(bce[0][~left], bce[1][~left])
+
+
+def test_12_the_mining_split_as_printed(lesson):
+    """12: the mining row's softmax loss splits into its positives' part and its kept negatives' part, printed; the
+    kept negatives carry "nearly all of it" on this example (mining fixes their count, not their share)."""
+    import torch.nn.functional as F
+
+    from ssd_lesson.course.paper_steps import paper_steps_options
+
+    cl, ba, gb, gl, anchors = (lesson[k] for k in ("cl", "ba", "gb", "gl", "anchors"))
+    mined = ssd_loss(cl, ba, gb, gl, anchors, options=paper_steps_options()[3][1])
+    per_box = F.cross_entropy(cl[0].detach(), mined.target_labels[0], reduction="none")
+    pos, kept = mined.match.positive[0], mined.counted_negatives[0]
+    total = float(mined.classification[0])
+    assert total == pytest.approx(float(per_box[pos].sum() + per_box[kept].sum()), rel=1e-5)
+    said = stdout(tagged(read("12_ssd_paper_loss"), "kept-overlap")).splitlines()[-1]
+    assert said == (f"the mining row's classification {total:.4f}: its {int(pos.sum())} positives carry "
+                    f"{per_box[pos].sum():.2f}, its {int(kept.sum())} kept negatives {per_box[kept].sum():.2f} "
+                    f"({per_box[kept].sum() / total:.1%})")
+    assert int(kept.sum()) == 3 * int(pos.sum())  # the count is what mining fixes
+    assert per_box[kept].sum() / total > 0.9  # "nearly all of it"

@@ -62,8 +62,8 @@ EXERCISES: dict[str, Exercise] = {
         "(y1 - y0) x (x1 - x0)", lambda ex: float((ex.boxes[0, 2] - ex.boxes[0, 0]) * (ex.boxes[0, 3] - ex.boxes[0, 1])),
         5e-4),
     "01.centre_x": Exercise(
-        "a box's fractions do not change when the image is squished: only what a fraction of the width is "
-        "worth in pixels does",
+        "a box drawn on a photo stays on its object when the photo is resized: which of the numbers you have "
+        "for box 1 would stay the same at the new size, and which would not?",
         "(x0 + x1) / 2 x 300: fractions hold at any input size",
         lambda ex: float(ex.boxes[1, 1] + ex.boxes[1, 3]) / 2 * ORIGINAL_SSD_SIDE, 0.05),
     "02.index": Exercise(
@@ -119,10 +119,11 @@ EXERCISES: dict[str, Exercise] = {
         "the largest single corner error, in pixels of the 224x224 input",
         lambda result: _worst_corner(result) * 224, 0.05),
     "08.grad_summed": Exercise(
-        "the mean shares one pull among every corner of every positive box; a sum of per-box MAEs shares it "
-        "differently: among which corners does one box's error get shared now?",
-        "each box's MAE averages its own four corners, and the sum adds the boxes without averaging them",
-        lambda result: _corner_pull(result), 5e-4),
+        "a small step moves each corner against its gradient; for one corner, how much does the loss change per "
+        "unit it moves, and how far does it move? Then count the corners the summed loss pulls on",
+        "under the sum each corner is pulled by a quarter, whatever the number of boxes; a step of lr moves it by "
+        "lr/4 and lowers the loss by a quarter of that, and the 4 corners of every positive add up",
+        lambda result: _fall_per_learning_rate(result), 5e-4),
     "08.strongest_push_up": Exercise(
         "a positive box's own class is pushed up by how far the model's probability for it is from certain: "
         "which positive does the model believe least?",
@@ -133,8 +134,8 @@ EXERCISES: dict[str, Exercise] = {
         "of each epoch: ask the training DataLoader (dls.train) what it does with them",
         "fastai's drop_last for training", lambda n_images, bs, epochs: epochs * (n_images // bs) * bs),
     "09.first_lr": Exercise(
-        "one cycle warms up: it does not start at its peak. Where it starts is in fit_one_cycle's source "
-        "(??learn.fit_one_cycle), and fastai's recorder kept what every batch used",
+        "one cycle warms up: it does not start at its peak. How far below the peak it starts is one of "
+        "fit_one_cycle's settings (??learn.fit_one_cycle)",
         "learn.recorder.lrs holds every batch's learning rate", lambda learn: float(learn.recorder.lrs[0]), 2e-6),
     "10.after_nms": Exercise(
         "a higher score threshold leaves fewer (box, class) pairs for non-maximum suppression to thin out: "
@@ -152,9 +153,10 @@ EXERCISES: dict[str, Exercise] = {
         "no activation can change this overlap",
         lambda by_anchors, box, gt: float(by_anchors.ious[0, box, gt]), 5e-4),
     "11.lower": Exercise(
-        "test each option: is 'always' true of the two matchings, and would more positive boxes make a loss "
-        "smaller? Were these activations trained at all, and if so, toward which targets?",
-        "the checkpoint's last training run matched on the predicted boxes: its logits fit those targets",
+        "for each option, ask two things: is it true of this checkpoint and these matchings (notebooks 05, 09 and "
+        "this one have what you need), and if it is, would it make one of the two losses lower?",
+        "the checkpoint's last training run matched on the predicted boxes: its logits fit those targets, and a "
+        "loss is low where the outputs already fit the targets it scores them against",
         # (b) names the last run's matching (predictions, notebook 09); were anchors lower, that would be chance
         lambda by_predictions, by_anchors: "b" if float(by_predictions.classification[0])
         < float(by_anchors.classification[0]) else "c"),
@@ -164,10 +166,10 @@ EXERCISES: dict[str, Exercise] = {
         "the lesson's matching, the paper's classification: more positives, so more negatives kept than at 0.5",
         lambda lesson, class_logits, neg_pos_ratio: _mined_softmax(lesson, class_logits, neg_pos_ratio), 1e-2),
     "12.kept_share": Exercise(
-        "the kept negatives are the first of the mining figure's ranking: set the loss they carry against the "
-        "loss of every negative, the ones left out included",
+        "the kept negatives are the first of the mining figure's ranking, more of them now; the loss the "
+        "widget or the table gives is not theirs alone: which boxes does it count besides them?",
         "the few hardest negatives carry much of the background's loss: the rest are easy, confident boxes",
-        lambda class_logits, mined: float(_share_of_kept(class_logits, mined)), 1e-3),
+        lambda class_logits, mined, neg_pos_ratio: float(_share_of_kept(class_logits, mined, neg_pos_ratio)), 1e-3),
 }
 
 
@@ -178,11 +180,13 @@ def _after_step(result: Any, step: float) -> float:
     return float((error - step).clamp_min(0).mean())
 
 
-def _corner_pull(result: Any) -> float:
-    """How hard the regression loss of ``result`` pulls on one corner coordinate of a positive: a quarter of its
-    box's MAE, shared again among the positives when the loss is their mean."""
-    n = len(_positives(result)) if result.options.regression_reduction == "mean" else 1
-    return 1 / (4 * n)
+def _fall_per_learning_rate(result: Any) -> float:
+    """How fast the regression loss of ``result`` falls, per unit of learning rate, under one small step of gradient
+    descent on the positives' corners: the sum of their squared gradients. Each corner coordinate is pulled by a
+    quarter of its box's MAE, shared again among the positives when the loss is their mean."""
+    n = len(_positives(result))
+    pull = 1 / (4 * n) if result.options.regression_reduction == "mean" else 1 / 4
+    return 4 * n * pull ** 2
 
 
 def _strongest_push_up(result: Any, class_logits: torch.Tensor) -> float:
@@ -199,10 +203,12 @@ def _mined_softmax(lesson: Any, class_logits: torch.Tensor, neg_pos_ratio: float
     return float(losses[lesson.match.positive | kept].sum())
 
 
-def _share_of_kept(class_logits: torch.Tensor, mined: Any) -> torch.Tensor:
-    """The kept negatives' share of all negatives' softmax loss, over the batch."""
-    losses = box_classification_loss(class_logits.double(), mined.target_labels, "softmax")
-    return losses[mined.counted_negatives].sum() / losses[~mined.match.positive].sum()
+def _share_of_kept(class_logits: torch.Tensor, mined: Any, neg_pos_ratio: float) -> torch.Tensor:
+    """The share of all negatives' softmax loss that the hardest ``neg_pos_ratio`` negatives per positive carry,
+    with the matching of ``mined``, over the batch."""
+    losses = box_classification_loss(class_logits.double().detach(), mined.target_labels, "softmax")
+    kept = hard_negatives(losses, mined.match.positive, neg_pos_ratio)
+    return losses[kept].sum() / losses[~mined.match.positive].sum()
 
 
 def solve(name: str, **context: Any) -> Any:

@@ -31,6 +31,9 @@ from .base import (MARGIN_COLOR, Coalesce, FigureWidget, Frames, animate, displa
 __all__ = ["Followed", "FollowBox", "follow_box", "follow_box_figure", "follow_box_text", "nearest_outline"]
 ARROW = 0.09  # the gradient arrows' longest side, as a fraction of the image side: a direction, not a distance
 ARROW_COLOR = "#00e5ff"  # cyan: no box or ground truth is drawn in it
+#: The widget's margin around the photo, at most (a fraction of its side): room for most boxes that leave the photo,
+#: not for all, so that the photo stays large; a box further out is cut at the frame.
+FRAME_MARGIN = 0.12
 
 
 @dataclass
@@ -169,7 +172,7 @@ def _draw(fig: Figure, f: Followed, scene: Any) -> None:
 
 def _draw_frame(fig: Figure, scene: Any, margin: float, threshold: float) -> tuple[Any, Any]:
     """What does not depend on the box: the photo (with ``margin``) and the IoU bars' axes."""
-    ax, bars = fig.subplots(1, 2, width_ratios=[4.0, 2.0])
+    ax, bars = fig.subplots(1, 2, width_ratios=[4.0, 1.7])
     plots.show_image(ax, scene.image, margin)
     ax.set_facecolor(MARGIN_COLOR)
     n = len(scene.boxes)
@@ -178,8 +181,8 @@ def _draw_frame(fig: Figure, scene: Any, margin: float, threshold: float) -> tup
              ylim=(max(n, 1) - 0.5, -0.5), xlabel="IoU with this box")
     if n == 0:
         bars.text(0.5, 0, "no objects in this image:\nevery box is background", ha="center", va="center", fontsize=8)
-    bars.tick_params(labelsize=7)
-    bars.xaxis.label.set_size(8)
+    bars.tick_params(labelsize=8)
+    bars.xaxis.label.set_size(8.5)
     return ax, bars
 
 
@@ -187,7 +190,7 @@ def _draw_ground_truth(ax: Any, scene: Any) -> None:
     """Every ground-truth box dashed, with its label: the same for every box followed."""
     for g, box in enumerate(scene.boxes):
         plots.draw_box(ax, box, plots.GT_COLORS[g % len(plots.GT_COLORS)], scene.gt_label(g), lw=1.2, ls="--",
-                       fontsize=6.5, gid=f"gt:{g}")
+                       fontsize=8, gid=f"gt:{g}")
 
 
 def _draw_followed(ax: Any, bars: Any, f: Followed, scene: Any, gt_drawn: bool = False) -> list[Any]:
@@ -205,12 +208,12 @@ def _draw_followed(ax: Any, bars: Any, f: Followed, scene: Any, gt_drawn: bool =
                 plots.draw_box(ax, box, color, lw=2.6)
             continue
         plots.draw_box(ax, box, color, scene.gt_label(g), lw=2.6 if strong else 1.2, ls="-" if strong else "--",
-                       fontsize=6.5, gid=f"gt:{g}")
+                       fontsize=8, gid=f"gt:{g}")
     plots.draw_box(ax, f.anchor_box, "black", lw=3.0)
     plots.draw_box(ax, f.anchor_box, "white", lw=1.6, ls="--")
     c = plots.BOX_COLORS[0] if f.positive else plots.BG_COLOR
     plots.draw_box(ax, f.pred_box, "white", lw=5.0)  # a white edge: the box stands out from any photo, grey ones too
-    plots.draw_box(ax, f.pred_box, c, f"{f.index}: {f.target_name}", lw=2.6, fontsize=7, gid=f"box:{f.index}")
+    plots.draw_box(ax, f.pred_box, c, f"{f.index}: {f.target_name}", lw=2.6, fontsize=8.5, gid=f"box:{f.index}")
     y0, x0, y1, x1 = f.pred_box
     g = np.array(f.grad)
     # The two corners that make the box, (y0, x0) and (y1, x1); each arrow gives the direction of -gradient
@@ -224,12 +227,13 @@ def _draw_followed(ax: Any, bars: Any, f: Followed, scene: Any, gt_drawn: bool =
                                                 lw=2.4, shrinkA=0, shrinkB=0,
                                                 path_effects=[patheffects.withStroke(linewidth=4.4, foreground="black")]))
             placer_for(ax).avoid(arrow)
+    arrows = "arrows: direction of -gradient" if g.any() else "no arrows: no gradient on its corners"
     ax.set_title(f"box {f.index}: {i.grid}x{i.grid} cell ({i.row}, {i.col}), scale {i.scale}\n"
-                 "dashed white: anchor; arrows: direction of -gradient", fontsize=7.5)
+                 f"dashed white: anchor; {arrows}", fontsize=9)
     colors = [plots.GT_COLORS[k % len(plots.GT_COLORS)] for k in range(len(f.ious))]
     bars.barh(range(len(f.ious)), f.ious, color=colors)
     note = "forced: gt_overlap 1.99" if f.forced else f"gt_overlap {f.gt_overlap:.3f}"
-    bars.set_title(f"IoU row; gt_idx {f.gt_idx}\n{note}: {f.target_name}", fontsize=8)
+    bars.set_title(f"IoU row; gt_idx {f.gt_idx}\n{note}: {f.target_name}", fontsize=9)
     return [a for a in (*ax.get_children(), *bars.get_children()) if a not in before]
 
 
@@ -296,7 +300,7 @@ class FollowBox(FigureWidget):
         self.row, self.col = (W.Dropdown(options=[0], description=d, **small) for d in ("row", "col"))
         self.readout = W.HTML()
         self.image = W.Image(format=image_format)
-        self.figure = Figure(figsize=(6.6, 3.6), layout="constrained")
+        self.figure = Figure(figsize=(8.0, 4.6), layout="constrained")  # the photo readable at notebook width
         self.pick_figure = Figure(figsize=(3.6, 3.6), dpi=dpi)  # the Fig. 4 view that takes the clicks
         self.pick_image = W.Image(format="png")
         self.pick_boxes = self.data.result.pred_boxes[0].detach().numpy()
@@ -307,11 +311,11 @@ class FollowBox(FigureWidget):
         for d in (self.grid, self.scale, self.row, self.col):
             d.observe(lambda _: self._picked(), names="value")
         self.clicks = _click_events(self.pick_image, self._clicked)
-        # drawn once: the photo (with the margin every box fits in), the bars' axes, the Fig. 4 view
+        # drawn once: the photo (with a margin, FRAME_MARGIN at most), the bars' axes, the Fig. 4 view
         self.frames, self.pick_frames = Frames(self.figure, dpi), Frames(self.pick_figure, dpi)
         everything = np.concatenate([self.pick_boxes, anchors.corners.numpy()])
-        self._ax, self._bars = _draw_frame(self.figure, self.data.scene, min(0.25, plots.fit_margin(everything, 0.04)),
-                                           self.data.result.options.iou_threshold)
+        margin = min(FRAME_MARGIN, plots.fit_margin(everything, 0.04))
+        self._ax, self._bars = _draw_frame(self.figure, self.data.scene, margin, self.data.result.options.iou_threshold)
         self._pick_ax = _draw_pick_view(self.pick_figure, anchors, self.data.scene, self.pick_boxes, index)
         _draw_ground_truth(self._ax, self.data.scene)  # placed first by the placer, the same on every frame
         # the labels too are drawn on every frame, over the grid and boxes that move
