@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="the checkpoint to score (default: the shipped "
                    "data/checkpoints/ssd_collage.pth)")
     p.add_argument("--data", choices=("collage", "voc"), default="collage",
-                   help="collage: the offline set the checkpoint was trained on; voc: Pascal VOC 2007")
+                   help="collage: the offline set the checkpoint was trained on; voc: Pascal VOC 2007 or 2012 (--split)")
     p.add_argument("--split", default=None,
                    help="collage: train, val, trainval or test (default val: the checkpoint's validation images); "
                    "voc: a set YEAR-SPLIT, e.g. 2007-test or 2012-val, or a bare split of VOC 2007 (default 2007-test)")
@@ -118,15 +118,21 @@ def _records(args, record) -> tuple[list, str]:
         records = valid if split == "val" else load_voc(folder, split)
         kept = "; photographs kept out of its training" if kept_out and photos == "held_out" else ""
         return records, f"collage set {folder} ({n} images, seed {seed}, {photos} photos{kept}), split {split}"
-    from ..data.voc_sets import load_set
+    from ..data.voc_sets import load_set, parse_sets
 
     try:
         records, where = load_set(args.data_dir, args.split or "2007-test")
     except FileNotFoundError as e:  # its first line says where it looked and what is there; the rest is train's advice
-        raise UserError(f"{str(e).splitlines()[0]}; set SSD_LESSON_VOC=/path/to/pascal_2007 or pass --data-dir, or "
+        raise UserError(f"{str(e).splitlines()[0]}; set SSD_LESSON_VOC=/path/to/the/data or pass --data-dir, or "
                         "evaluate offline with --data collage") from None
     except ValueError as e:
         raise UserError(str(e)) from None
+    trained = record.data.train_sets if record.data is not None and record.data.kind == "voc" else None
+    scored = where.split(" ", 1)[0]  # "2012-val from /path": the set's name
+    seen = [name for name in trained or () if parse_sets(name, "--split")[0].meets(parse_sets(scored, "--split")[0])]
+    if seen:  # as --photos held_out warns for collages: scoring training images measures memory
+        print(f"warning: --split {scored}: this checkpoint trained on {', '.join(seen)}, which shares its images; "
+              "its AP here is not a held-out score", file=sys.stderr)
     return records, f"Pascal VOC {where}"
 
 

@@ -235,7 +235,8 @@ def train_main(argv: Sequence[str]) -> int:
     say(f"{args.data}: {len(train_recs)} train / {len(valid_recs)} valid images; body {args.body}; "
         + (f"SSD300, {config.size} px images; " if config.head == "ssd300" else "")
         + f"{args.epochs} epochs of {len(dls.train)} batches of {args.bs}"
-        + (f" shared by {n_processes()} processes" if n_processes() > 1 else "") + f"; loss: {options.describe()}"
+        + (f" shared by {n_processes()} processes (each runs its 1/{n_processes()} of them: a step sees "
+           f"{n_processes()} x {args.bs} images)" if n_processes() > 1 else "") + f"; loss: {options.describe()}"
         + (f"; mixed precision {args.amp}" if args.amp != "off" else "") + f"; checkpoint -> {out}"
         + (f"; resuming after epoch {resumed.state['epoch']}" if resumed else "")
         + (f" (cut short on {len(resumed.state['rng'])} processes: from here the batches differ from that run's)"

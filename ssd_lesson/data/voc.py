@@ -315,8 +315,9 @@ def voc_missing_message(looked_in: Sequence[str] = (), reason: str = "", fallbac
     return (f"Pascal VOC 2007 was not found{': ' + reason if reason else ''}."
             + (f"\nLooked in:{where}" if where else "")
             + "\nTo use it, either:"
-            "\n  - run python -m ssd_lesson train --data voc --download, or ssd_lesson.data.voc.find_voc(download=True)"
-            " (fastai's untar_data(URLs.PASCAL_2007), into fastai's data folder ~/.fastai/data or $FASTAI_HOME/data), or"
+            "\n  - run python -m ssd_lesson train --data voc --download (fastai's untar_data(URLs.PASCAL_2007), into"
+            " the folder looked in), or ssd_lesson.data.voc.find_voc(download=True) (into fastai's data folder"
+            " ~/.fastai/data or $FASTAI_HOME/data), or"
             "\n  - download https://s3.amazonaws.com/fast-ai-imagelocal/pascal_2007.tgz (fastai layout) or"
             " VOCtrainval_06-Nov-2007.tar + VOCtest_06-Nov-2007.tar (official VOCdevkit/VOC2007 layout),"
             f" unpack it anywhere and set the environment variable {ENV_VAR}=/path/to/pascal_2007"

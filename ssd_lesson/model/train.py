@@ -263,7 +263,7 @@ def is_main_process() -> bool:
 
 def n_processes() -> int:
     """Processes sharing the training (1 unless under ``torchrun`` / ``accelerate launch``)."""
-    return num_distrib()
+    return max(1, num_distrib())  # fastai's num_distrib() is 0 outside a distributed run
 
 
 def fit(learn: Learner, epochs: int, lr: float, *, find_lr: bool = False, cbs: Sequence[Callback] = (),

@@ -320,3 +320,21 @@ def test_a_collage_split_is_one_of_four():
     r = cli("--split", "2007-test")
     assert (r.returncode, r.stderr) == (2, "error: --split 2007-test: a collage set has the splits train, val, trainval "
                                            "and test\n")
+
+
+@pytest.mark.fastai  # evaluate, in this process, loads fastai
+def test_scoring_a_voc_set_the_checkpoint_trained_on_is_warned(voc_trees, tmp_path):
+    """As --photos held_out warns for collages: a 07+12 model scored on 2012-val is scored on its own training images."""
+    from ssd_lesson.model.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+    from ssd_lesson.model.record import TrainingData
+
+    model = load_checkpoint(find_checkpoint())
+    voc = TrainingData("voc", None, None, 10, 2, None, ("2007-trainval", "2012-trainval"), "2007-test")
+    path = tmp_path / "voc.pth"
+    save_checkpoint(model, path, record=model.record.replace(path=None, data=voc))
+    root = voc_trees / "both"
+    r = cli("--checkpoint", path, "--data", "voc", "--data-dir", root, "--split", "2012-val", "--device", "cpu")
+    assert r.returncode == 0 and r.stderr.startswith("warning: --split 2012-val: this checkpoint trained on 2012-trainval, "
+                                                     "which shares its images; its AP here is not a held-out score\n")
+    r = cli("--checkpoint", path, "--data", "voc", "--data-dir", root, "--split", "2007-test", "--device", "cpu")
+    assert r.returncode == 0 and "warning" not in r.stderr and "2007-test from" in r.stdout, r.stderr
