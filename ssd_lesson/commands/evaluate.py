@@ -121,19 +121,18 @@ def _records(args, record) -> tuple[list, str]:
     from ..data.voc_sets import load_set, parse_sets
 
     try:
-        records, where = load_set(args.data_dir, args.split or "2007-test")
+        records, scored, year = load_set(args.data_dir, args.split or "2007-test")
     except FileNotFoundError as e:  # its first line says where it looked and what is there; the rest is train's advice
         raise UserError(f"{str(e).splitlines()[0]}; set SSD_LESSON_VOC=/path/to/the/data or pass --data-dir, or "
                         "evaluate offline with --data collage") from None
     except ValueError as e:
         raise UserError(str(e)) from None
     trained = record.data.train_sets if record.data is not None and record.data.kind == "voc" else None
-    scored = where.split(" ", 1)[0]  # "2012-val from /path": the set's name
-    seen = [name for name in trained or () if parse_sets(name, "--split")[0].meets(parse_sets(scored, "--split")[0])]
+    seen = [name for name in trained or () if parse_sets(name, "--split")[0].meets(scored)]
     if seen:  # as --photos held_out warns for collages: scoring training images measures memory
         print(f"warning: --split {scored}: this checkpoint trained on {', '.join(seen)}, which shares its images; "
               "its AP here is not a held-out score", file=sys.stderr)
-    return records, f"Pascal VOC {where}"
+    return records, f"Pascal VOC {scored} from {year.root}"
 
 
 def _format(table) -> str:

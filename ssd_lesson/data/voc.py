@@ -24,10 +24,10 @@ from typing import Literal, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .voc_years import FASTAI_JSON, SPLITS, describe_years, find_years
+from .voc_years import FASTAI_JSON, SPLITS, VocYear, describe_years, find_years
 
 __all__ = ["VOC_CLASSES", "BACKGROUND", "ENV_VAR", "SPLITS", "VocNotFoundWarning", "Record", "parse_voc_xml",
-           "write_voc_xml", "read_voc_split", "read_fastai_json", "read_fastai_split", "voc_layout", "load_voc",
+           "write_voc_xml", "read_voc_split", "read_fastai_json", "read_fastai_split", "voc_layout", "read_year", "load_voc",
            "voc_place", "find_voc", "fastai_default_voc", "voc_missing_message"]
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -93,9 +93,8 @@ def _make_record(image_path: Path, image_id: str, boxes: list, labels: list, dif
 def parse_voc_xml(xml_path: str | Path, image_dir: str | Path) -> Record:
     """Read one VOC XML annotation; the image is ``image_dir / <filename>``.
 
-    An XML without ``<object>`` gives a record with G = 0 (an image of background only).
-    Raises FileNotFoundError (XML or image missing) or ValueError (malformed XML,
-    unknown class name, box outside the image), naming the file.
+    An XML without ``<object>`` gives a record with G = 0 (an image of background only). Raises FileNotFoundError
+    (XML or image missing) or ValueError (malformed XML, unknown class name, box outside the image), naming the file.
     """
     xml_path = Path(xml_path)
     if not xml_path.is_file():
@@ -280,14 +279,18 @@ def voc_layout(path: str | Path) -> tuple[str, Path] | None:
     return None if found is None else (found.layout, found.root)
 
 
+def read_year(found: VocYear, split: str) -> list[Record]:
+    """Records of ``split`` of one year found on disk (``voc_years.find_years``), by its layout's reader."""
+    return (read_fastai_split if found.layout == "fastai" else read_voc_split)(found.root, split)
+
+
 def load_voc(root: str | Path, split: str = "trainval") -> list[Record]:
     """Records of ``split`` (train, val, trainval, test) from either layout, sorted by image id."""
-    layout = voc_layout(root)
-    if layout is None:
+    found = find_years(root, siblings=False).get("2007")
+    if found is None:
         raise FileNotFoundError(f"{root}: holds neither fastai's pascal_2007 (train.json, valid.json, train/) "
                                 "nor VOCdevkit/VOC2007 (Annotations/, ImageSets/Main/, JPEGImages/)")
-    kind, base = layout
-    return read_fastai_split(base, split) if kind == "fastai" else read_voc_split(base, split)
+    return read_year(found, split)
 
 
 def fastai_default_voc() -> Path:
@@ -343,8 +346,8 @@ def find_voc(path: str | Path | None = None, download: bool = False,
     if warn is None:
         warn = path is not None or bool(os.environ.get(ENV_VAR)) or download
     what, p = voc_place(path)
-    if p is not None and voc_layout(p) is not None:
-        return voc_layout(p)[1]
+    if p is not None and (layout := voc_layout(p)) is not None:  # each look reads the split files: look once
+        return layout[1]
     others = find_years(p) if p is not None else {}  # VOC 2012 there (or beside it) is worth saying
     reason = f"{describe_years(others)}, but not VOC2007" if others else ""
     if warn == "raise":
@@ -354,8 +357,8 @@ def find_voc(path: str | Path | None = None, download: bool = False,
         try:
             from fastai.data.external import URLs, untar_data
             got = untar_data(URLs.PASCAL_2007)
-            if voc_layout(got) is not None:
-                return voc_layout(got)[1]
+            if (layout := voc_layout(got)) is not None:
+                return layout[1]
             reason = f"the download finished but {got} does not hold it"
         except Exception as e:  # no network, disk full, ...: explain instead of a traceback
             reason = f"the download failed ({type(e).__name__}: {e})" + (f"; {reason}" if reason else "")

@@ -101,18 +101,14 @@ class VocSets:
         where = ", ".join(f"VOC{y} from {v.root}" for y, v in self.years.items())
         return f"Pascal VOC: train {train}, valid {self.valid} ({n[self.valid]}); {where}"
 
-    def _read(self, s: VocSet) -> list[Record]:
-        from .voc import read_fastai_split, read_voc_split
-
-        v = self.years[s.year]
-        return (read_fastai_split if v.layout == "fastai" else read_voc_split)(v.root, s.split)
-
     def load(self) -> tuple[list[Record], list[Record], list[str]]:
         """``(train records, valid records, notes)``: the train sets' images each once, in the order named
         (a note says how many were named twice); a ``ValueError`` when an image is in both."""
+        from .voc import read_year
+
         train, seen, notes = [], {}, []
         for s in self.train:
-            records = self._read(s)
+            records = read_year(self.years[s.year], s.split)
             again = sorted({seen[(s.year, r.image_id)] for r in records if (s.year, r.image_id) in seen})
             fresh = [r for r in records if (s.year, r.image_id) not in seen]
             if again:
@@ -120,7 +116,7 @@ class VocSets:
                              "each is trained on once")
             seen.update({(s.year, r.image_id): str(s) for r in fresh})
             train += fresh
-        valid = self._read(self.valid)
+        valid = read_year(self.years[self.valid.year], self.valid.split)
         shared = [r.image_id for r in valid if (self.valid.year, r.image_id) in seen]
         if shared:
             raise ValueError(f"--valid-set {self.valid}: {len(shared)} of its images (first {shared[0]}) are also in "
@@ -202,10 +198,7 @@ def choose_sets(data_dir: Optional[str | Path], train_sets: Optional[str] = None
     if missing:
         raise FileNotFoundError(_not_found(missing, found, place, what))
     for s in (*train, valid):
-        if s.split not in found[s.year].splits:
-            hint = f" (unpack {OFFICIAL_TARS[s.year].split(' + ')[-1]} there)" if s.split == "test" else ""
-            raise ValueError(f"{'--valid-set' if s == valid else '--train-sets'} {s}: {found[s.year].describe()} "
-                             f"has no {s.split} split{hint}")
+        _check_split(s, found[s.year], "--valid-set" if s == valid else "--train-sets")
     chosen = VocSets(train, valid, {y: found[y] for y in wanted})
     chosen.notes = notes + [chosen.describe()] + [
         f"note: {v.describe()} is here too, unused (--train-sets 07+12 trains on both years)"
@@ -213,18 +206,24 @@ def choose_sets(data_dir: Optional[str | Path], train_sets: Optional[str] = None
     return chosen
 
 
-def load_set(data_dir: Optional[str | Path], name: str, option: str = "--split") -> tuple[list["Record"], str]:
-    """The records of one set and where they were read: ``name`` is ``YEAR-SPLIT`` (``2012-val``) or a bare split,
-    which means VOC 2007's (``test``). Found as :func:`choose_sets` finds the years; a wrong name or a missing split
-    is a one-line ``ValueError`` naming ``option``, a missing year a ``FileNotFoundError`` naming what is there."""
-    from .voc import read_fastai_split, read_voc_split, voc_place
+def _check_split(s: VocSet, year: VocYear, option: str) -> None:
+    """A one-line ``ValueError`` naming ``option`` when ``year`` (found on disk) lacks ``s``'s split."""
+    if s.split not in year.splits:
+        hint = f" (unpack {OFFICIAL_TARS[s.year].split(' + ')[-1]} there)" if s.split == "test" else ""
+        raise ValueError(f"{option} {s}: {year.describe()} has no {s.split} split{hint}")
+
+
+def load_set(data_dir: Optional[str | Path], name: str, option: str = "--split") -> tuple[list["Record"], VocSet, VocYear]:
+    """The records of one set, the set and the year folder they were read from: ``name`` is ``YEAR-SPLIT``
+    (``2012-val``) or a bare split, which means VOC 2007's (``test``). Found as :func:`choose_sets` finds the
+    years; a wrong name or a missing split is a one-line ``ValueError`` naming ``option``, a missing year a
+    ``FileNotFoundError`` naming what is there."""
+    from .voc import read_year, voc_place
 
     (s,) = parse_sets(name if "-" in name else f"2007-{name}", option, one=True)
     what, place = voc_place(data_dir)
     found = find_years(place) if place is not None else {}
     if s.year not in found:
         raise FileNotFoundError(_not_found([s.year], found, place, what).replace("Or train on", "Or use"))
-    year = found[s.year]
-    if s.split not in year.splits:
-        raise ValueError(f"{option} {s}: {year.describe()} has no {s.split} split")
-    return (read_fastai_split if year.layout == "fastai" else read_voc_split)(year.root, s.split), f"{s} from {year.root}"
+    _check_split(s, found[s.year], option)
+    return read_year(found[s.year], s.split), s, found[s.year]
