@@ -122,29 +122,35 @@ def test_the_command_records_amp_and_workers_but_not_resume():
 
 # ---------------------------------------------------------------- training runs
 @pytest.mark.slow  # three short training runs
-def test_resume_ends_with_the_weights_of_an_uninterrupted_run(collage_dir, tmp_path, monkeypatch, capsys):
-    """Cut short in the second epoch and resumed (with data-loading workers, which change nothing), the run ends
-    with the uninterrupted run's weights bit for bit, and the same record (but its --out). With --half: the
-    training state keeps the float32 weights, which the float16 ones would not reproduce."""
+def _cut_in_second_epoch(argv, out, monkeypatch) -> int:
+    """``train_main(argv)`` into ``out``, interrupted (Ctrl-C) at the second epoch's fourth batch; train's exit status.
+    The interrupt is taken away again before returning, so a resumed run in the same test finishes."""
     from ssd_lesson.model import train
 
-    argv = [*SMALL, "--epochs", "2", "--half", "--data-dir", str(collage_dir)]
-    whole, cut = tmp_path / "whole.pth", tmp_path / "cut.pth"
-    assert train_main([*argv, "--out", str(whole)]) == 0
     real_after_batch = train.BatchLosses.after_batch
 
     def interrupt_in_second_epoch(self):
         if self.epoch == 1 and self.training and self.iter == 3:
             raise KeyboardInterrupt
         real_after_batch(self)
-    monkeypatch.setattr(train.BatchLosses, "after_batch", interrupt_in_second_epoch)
-    assert train_main([*argv, "--out", str(cut)]) == 130
+    with monkeypatch.context() as m:
+        m.setattr(train.BatchLosses, "after_batch", interrupt_in_second_epoch)
+        return train_main([*argv, "--out", str(out)])
+
+
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(collage_dir, tmp_path, monkeypatch, capsys):
+    """Cut short in the second epoch and resumed (with data-loading workers, which change nothing), the run ends
+    with the uninterrupted run's weights bit for bit, and the same record (but its --out). With --half: the
+    training state keeps the float32 weights, which the float16 ones would not reproduce."""
+    argv = [*SMALL, "--epochs", "2", "--half", "--data-dir", str(collage_dir)]
+    whole, cut = tmp_path / "whole.pth", tmp_path / "cut.pth"
+    assert train_main([*argv, "--out", str(whole)]) == 0
+    assert _cut_in_second_epoch(argv, cut, monkeypatch) == 130
     assert f"continue with python -m ssd_lesson train --resume {cut}" in capsys.readouterr().err
     state = load_training_state(cut)  # read with weights_only=True, as load_checkpoint reads
     assert load_checkpoint(cut).record.epoch == 1 and (state["epoch"], state["epochs"]) == (1, 2)
     floats = [v for v in state["weights"].values() if v.is_floating_point()]
     assert all(v.dtype == torch.float32 for v in floats) and any(not torch.equal(v, v.half().float()) for v in floats)
-    monkeypatch.setattr(train.BatchLosses, "after_batch", real_after_batch)
 
     r = run_main("train", "--resume", str(cut), "--epochs", "3", "--seed", "1", env={"SSD_LESSON_DEBUG": None})
     assert r.returncode == 2 and r.stderr.startswith(
@@ -260,22 +266,12 @@ def test_two_cpu_processes_report_the_whole_valid_split(collage_dir, tmp_path):
 def test_cuda_mixed_precision_and_resume(collage_dir, tmp_path, monkeypatch):
     """On a GPU: --amp auto trains in bf16 or fp16 (fp16 with its gradient scaler, whose state the training state
     keeps), and a resumed run ends where the uninterrupted one does."""
-    from ssd_lesson.model import train
-
     argv = [*SMALL, "--epochs", "2", "--amp", "--data-dir", str(collage_dir)]
     whole, cut = tmp_path / "whole.pth", tmp_path / "cut.pth"
     assert train_main([*argv, "--out", str(whole)]) == 0
     mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     assert f"--amp {mode}" in load_checkpoint(whole).record.command
-    real_after_batch = train.BatchLosses.after_batch
-
-    def interrupt_in_second_epoch(self):
-        if self.epoch == 1 and self.training and self.iter == 3:
-            raise KeyboardInterrupt
-        real_after_batch(self)
-    monkeypatch.setattr(train.BatchLosses, "after_batch", interrupt_in_second_epoch)
-    assert train_main([*argv, "--out", str(cut)]) == 130
-    monkeypatch.setattr(train.BatchLosses, "after_batch", real_after_batch)
+    assert _cut_in_second_epoch(argv, cut, monkeypatch) == 130
     assert (load_training_state(cut)["scaler"] is None) == (mode == "bf16")
     assert train_main(["--resume", str(cut)]) == 0
     a, b = load_checkpoint(whole), load_checkpoint(cut)
